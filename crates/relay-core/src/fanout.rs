@@ -1,0 +1,407 @@
+//! The fanout use case, for messages from both queues:
+//! - an event: deliver to every matching subscription at once; each failure becomes its own
+//!   message on the deliveries queue, so one failing subscriber never re-delivers to another;
+//! - a delivery: one attempt for one subscription, then the next message of its schedule, or
+//!   the DLQ when the schedule is spent.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tracing::{info, warn};
+
+use crate::cache::TtlCache;
+use crate::clock::SharedClock;
+use crate::delivery::{Attempt, AttemptResult, DeliveryClient, Outcome};
+use crate::model::{
+    AttemptRecord, DeliveryTask, Disposition, EventEnvelope, QueueMessage, ReceivedMessage,
+    Subscription,
+};
+use crate::patterns::matches_any;
+use crate::ports::{Queue, Store};
+use crate::retry::{MAX_SEND_DELAY_SECS, RetrySchedule, hide_secs};
+
+#[derive(Debug, Clone)]
+pub struct FanoutConfig {
+    pub retry: RetrySchedule,
+    /// How long events and attempt logs are kept.
+    pub retention_secs: i64,
+    /// Records of one batch handled at once.
+    pub record_concurrency: usize,
+    pub cache_ttl: Duration,
+}
+
+impl Default for FanoutConfig {
+    fn default() -> Self {
+        Self {
+            retry: RetrySchedule::default(),
+            retention_secs: 14 * 86_400,
+            record_concurrency: 16,
+            cache_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct Fanout {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    client: DeliveryClient,
+    clock: SharedClock,
+    config: FanoutConfig,
+    by_source: TtlCache<Arc<Vec<Subscription>>>,
+    by_id: TtlCache<Arc<Subscription>>,
+}
+
+/// What happened to one subscription in this handling, before it is logged.
+struct Settled {
+    record: AttemptRecord,
+    /// False when the follow-up (retry message, DLQ) could not be queued.
+    handed_off: bool,
+}
+
+impl Fanout {
+    pub fn new(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        client: DeliveryClient,
+        clock: SharedClock,
+        config: FanoutConfig,
+    ) -> Self {
+        Self {
+            by_source: TtlCache::new(config.cache_ttl),
+            by_id: TtlCache::new(config.cache_ttl),
+            store,
+            queue,
+            client,
+            clock,
+            config,
+        }
+    }
+
+    /// Handles a batch concurrently (bounded) and says what to do with each message, by id.
+    pub async fn handle_batch(&self, messages: Vec<ReceivedMessage>) -> Vec<(String, Disposition)> {
+        futures::stream::iter(messages)
+            .map(|message| async move {
+                let disposition = self.handle_message(&message).await;
+                (message.id, disposition)
+            })
+            .buffer_unordered(self.config.record_concurrency.max(1))
+            .collect()
+            .await
+    }
+
+    pub async fn handle_message(&self, message: &ReceivedMessage) -> Disposition {
+        match serde_json::from_str::<QueueMessage>(&message.body) {
+            Ok(QueueMessage::Event(event)) => self.handle_event(event).await,
+            Ok(QueueMessage::Delivery(task)) => self.handle_delivery(task).await,
+            Err(e) => {
+                // Not ours or damaged: leave it, so maxReceiveCount moves it to the DLQ intact.
+                warn!(message_id = %message.id, error = %e, "unreadable queue message left for the DLQ");
+                Disposition::Retry
+            }
+        }
+    }
+
+    async fn handle_event(&self, event: EventEnvelope) -> Disposition {
+        let body = match event.body_bytes() {
+            Ok(body) => Bytes::from(body.into_owned()),
+            Err(e) => {
+                warn!(event_id = %event.id, error = %e, "event left for the DLQ");
+                return Disposition::Retry;
+            }
+        };
+        let retention_until = self.clock.now_secs() + self.config.retention_secs;
+        let (subscriptions, settled, stored) = tokio::join!(
+            self.subscriptions_of(&event.source),
+            self.store.event_attempts(&event.id),
+            self.store.put_event(&event, retention_until),
+        );
+        let (subscriptions, settled) = match (subscriptions, settled, stored) {
+            (Ok(subs), Ok(settled), Ok(())) => (subs, settled),
+            (subs, settled, stored) => {
+                let error = [
+                    subs.err().map(|e| e.to_string()),
+                    settled.err().map(|e| e.to_string()),
+                    stored.err().map(|e| e.to_string()),
+                ];
+                warn!(event_id = %event.id, error = ?error, "store unavailable; event will be retried");
+                return Disposition::Retry;
+            }
+        };
+        // A retried or redriven event skips the subscriptions it already settled.
+        let done: HashSet<&str> = settled
+            .iter()
+            .filter(|a| a.settles_fanout())
+            .map(|a| a.subscription_id.as_str())
+            .collect();
+        let targets: Vec<&Subscription> = subscriptions
+            .iter()
+            .filter(|s| s.enabled && matches_any(&s.events, &event.event_type))
+            .filter(|s| !done.contains(s.id.as_str()))
+            .collect();
+        if targets.is_empty() {
+            info!(event_id = %event.id, source = %event.source, event_type = %event.event_type, "no subscription to deliver to");
+            return Disposition::Delete;
+        }
+
+        let results = futures::future::join_all(targets.iter().map(|sub| {
+            let body = body.clone();
+            let event = &event;
+            async move {
+                let result = self.attempt(event, body, sub, 1).await;
+                self.settle(event, sub, 1, 0, result).await
+            }
+        }))
+        .await;
+
+        let all_handed_off = results.iter().all(|s| s.handed_off);
+        let records: Vec<AttemptRecord> = results
+            .into_iter()
+            .filter(|s| s.handed_off)
+            .map(|s| s.record)
+            .collect();
+        if let Err(e) = self.store.put_attempts(&records, retention_until).await {
+            // Without the record a retry could not tell who already has it; retry the event.
+            warn!(event_id = %event.id, error = %e, "attempt log write failed; event will be retried");
+            return Disposition::Retry;
+        }
+        if all_handed_off {
+            Disposition::Delete
+        } else {
+            Disposition::Retry
+        }
+    }
+
+    async fn handle_delivery(&self, task: DeliveryTask) -> Disposition {
+        let now_ms = self.clock.now_millis();
+        if now_ms < task.not_before {
+            // Early wake-up (SQS delays stop at 15 minutes): hide again, count no attempt.
+            return Disposition::HideFor(hide_secs(now_ms, task.not_before));
+        }
+        let event = &task.event;
+        let subscription = match self.subscription(&task.subscription_id).await {
+            Ok(Some(sub)) if sub.enabled => sub,
+            Ok(found) => {
+                let why = if found.is_some() { "disabled" } else { "removed" };
+                info!(event_id = %event.id, subscription_id = %task.subscription_id, "subscription {why}; retry dropped");
+                self.log(&[self.record(
+                    event,
+                    &task.subscription_id,
+                    task.attempt,
+                    None,
+                    &format!("subscription_{why}"),
+                    "dropped",
+                )])
+                .await;
+                return Disposition::Delete;
+            }
+            Err(e) => {
+                warn!(event_id = %event.id, error = %e, "subscription lookup failed; retry later");
+                return Disposition::Retry;
+            }
+        };
+        let body = match event.body_bytes() {
+            Ok(body) => Bytes::from(body.into_owned()),
+            Err(e) => {
+                warn!(event_id = %event.id, error = %e, "delivery left for the DLQ");
+                return Disposition::Retry;
+            }
+        };
+        let result = self.attempt(event, body, &subscription, task.attempt).await;
+        let settled = self
+            .settle(event, &subscription, task.attempt, task.schedule_step, result)
+            .await;
+        if !settled.handed_off {
+            return Disposition::Retry;
+        }
+        self.log(&[settled.record]).await;
+        Disposition::Delete
+    }
+
+    async fn attempt(
+        &self,
+        event: &EventEnvelope,
+        body: Bytes,
+        subscription: &Subscription,
+        attempt: u32,
+    ) -> AttemptResult {
+        let result = self
+            .client
+            .deliver(Attempt {
+                event,
+                body,
+                subscription,
+                attempt,
+                now_secs: self.clock.now_secs(),
+            })
+            .await;
+        info!(
+            event_id = %event.id,
+            subscription_id = %subscription.id,
+            attempt,
+            outcome = result.outcome.kind(),
+            status = result.outcome.status(),
+            latency_ms = result.latency.as_millis() as u64,
+            "delivery attempt"
+        );
+        result
+    }
+
+    /// Decides what follows an attempt and queues it: nothing, the next retry, the DLQ, or
+    /// disabling the subscription.
+    async fn settle(
+        &self,
+        event: &EventEnvelope,
+        subscription: &Subscription,
+        attempt: u32,
+        step: u32,
+        result: AttemptResult,
+    ) -> Settled {
+        let started_at = self.clock.now_millis() - result.latency.as_millis() as i64;
+        let mut record = AttemptRecord {
+            event_id: event.id.clone(),
+            subscription_id: subscription.id.clone(),
+            attempt,
+            at: started_at,
+            status: result.outcome.status(),
+            outcome: result.outcome.kind().to_owned(),
+            latency_ms: result.latency.as_millis() as u64,
+            response_excerpt: match &result.outcome {
+                Outcome::Refused(reason) | Outcome::Invalid(reason) | Outcome::Connect(reason) => {
+                    reason.clone()
+                }
+                _ => result.excerpt.clone(),
+            },
+            next: String::new(),
+        };
+        let mut handed_off = true;
+        record.next = match &result.outcome {
+            Outcome::Delivered { .. } => "done".into(),
+            Outcome::Gone => {
+                self.disable(subscription, "the endpoint answered 410 Gone").await;
+                "disabled".into()
+            }
+            Outcome::Refused(_) | Outcome::Invalid(_) => "dropped".into(),
+            _ => {
+                let next = DeliveryTask {
+                    event: event.clone(),
+                    subscription_id: subscription.id.clone(),
+                    attempt: attempt + 1,
+                    schedule_step: step + 1,
+                    not_before: 0,
+                };
+                match self.config.retry.delay(step, result.retry_after) {
+                    Some(delay) => {
+                        let delay_ms = delay.as_millis() as i64;
+                        let task = DeliveryTask {
+                            not_before: self.clock.now_millis() + delay_ms,
+                            ..next
+                        };
+                        let send_delay = delay.as_secs().min(u64::from(MAX_SEND_DELAY_SECS)) as u32;
+                        match self.queue.send_delivery(&task, send_delay).await {
+                            Ok(()) => "retry_scheduled".into(),
+                            Err(e) => {
+                                warn!(event_id = %event.id, subscription_id = %subscription.id, error = %e, "could not schedule the retry");
+                                handed_off = false;
+                                "fanout_retry".into()
+                            }
+                        }
+                    }
+                    None => {
+                        // Spent: park it; a redrive gives one immediate attempt, then the
+                        // schedule again, with the attempt number running on.
+                        let parked = DeliveryTask {
+                            schedule_step: 0,
+                            ..next
+                        };
+                        match self.queue.dead_letter_delivery(&parked).await {
+                            Ok(()) => {
+                                warn!(event_id = %event.id, subscription_id = %subscription.id, attempt, "retries spent; delivery dead-lettered");
+                                "dead_lettered".into()
+                            }
+                            Err(e) => {
+                                warn!(event_id = %event.id, error = %e, "could not dead-letter");
+                                handed_off = false;
+                                "fanout_retry".into()
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        Settled { record, handed_off }
+    }
+
+    async fn disable(&self, subscription: &Subscription, reason: &str) {
+        let mut disabled = subscription.clone();
+        disabled.enabled = false;
+        disabled.disabled_reason = Some(reason.to_owned());
+        match self.store.put_subscription(&disabled).await {
+            Ok(()) => {
+                self.by_id.invalidate(&subscription.id);
+                self.by_source.invalidate(&subscription.source);
+                warn!(subscription_id = %subscription.id, reason, "subscription disabled");
+            }
+            Err(e) => warn!(subscription_id = %subscription.id, error = %e, "could not disable"),
+        }
+    }
+
+    fn record(
+        &self,
+        event: &EventEnvelope,
+        subscription_id: &str,
+        attempt: u32,
+        status: Option<u16>,
+        outcome: &str,
+        next: &str,
+    ) -> AttemptRecord {
+        AttemptRecord {
+            event_id: event.id.clone(),
+            subscription_id: subscription_id.to_owned(),
+            attempt,
+            at: self.clock.now_millis(),
+            status,
+            outcome: outcome.to_owned(),
+            latency_ms: 0,
+            response_excerpt: String::new(),
+            next: next.to_owned(),
+        }
+    }
+
+    /// The attempt log is for people; a failed write must not repeat a delivery.
+    async fn log(&self, records: &[AttemptRecord]) {
+        let until = self.clock.now_secs() + self.config.retention_secs;
+        if let Err(e) = self.store.put_attempts(records, until).await {
+            warn!(error = %e, "attempt log write failed");
+        }
+    }
+
+    async fn subscriptions_of(
+        &self,
+        source: &str,
+    ) -> Result<Arc<Vec<Subscription>>, crate::ports::StoreError> {
+        let loaded = self
+            .by_source
+            .get_or_load(source, || async {
+                self.store
+                    .source_subscriptions(source)
+                    .await
+                    .map(|subs| Some(Arc::new(subs)))
+            })
+            .await?;
+        Ok(loaded.unwrap_or_default())
+    }
+
+    async fn subscription(
+        &self,
+        id: &str,
+    ) -> Result<Option<Arc<Subscription>>, crate::ports::StoreError> {
+        self.by_id
+            .get_or_load(id, || async {
+                self.store.get_subscription(id).await.map(|s| s.map(Arc::new))
+            })
+            .await
+    }
+}

@@ -1,0 +1,21 @@
+//! The relay's logic: provider verification, Standard Webhooks signing, routing, retry policy and
+//! delivery, written against small ports (`ports`) so that Lambda, `relay dev` and tests call the
+//! same use cases (`receive`, `fanout`) over different adapters.
+
+pub mod cache;
+pub mod clock;
+pub mod delivery;
+pub mod fanout;
+pub mod ids;
+pub mod model;
+pub mod netguard;
+pub mod patterns;
+pub mod ports;
+pub mod providers;
+pub mod receive;
+pub mod retry;
+pub mod signing;
+
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use model::*;
+pub use ports::{Queue, QueueError, Store, StoreError};

@@ -1,0 +1,119 @@
+//! GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`; event type from
+//! `X-GitHub-Event` plus the body's `action` (`issues.opened`); delivery id `X-GitHub-Delivery`.
+
+use super::{InboundRequest, Rejection, Verified, json_string_field};
+use crate::model::Source;
+use crate::signing::{constant_time_eq, decode_hex, hmac_sha256};
+
+const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+
+pub(super) fn verify(source: &Source, request: &InboundRequest) -> Result<Verified, Rejection> {
+    let header = request
+        .header(SIGNATURE_HEADER)
+        .ok_or_else(|| Rejection::unauthorized("no X-Hub-Signature-256 header"))?;
+    let given = header
+        .strip_prefix("sha256=")
+        .and_then(decode_hex)
+        .ok_or_else(|| {
+            Rejection::unauthorized("X-Hub-Signature-256 is not of the form sha256=<hex>")
+        })?;
+    let matched = source.secrets.iter().any(|secret| {
+        constant_time_eq(&hmac_sha256(secret.as_bytes(), &[&request.body]), &given)
+    });
+    if !matched {
+        return Err(Rejection::unauthorized("signature does not match"));
+    }
+
+    let event = request
+        .header("x-github-event")
+        .ok_or_else(|| Rejection::malformed("no X-GitHub-Event header"))?;
+    let is_json = request
+        .content_type()
+        .is_none_or(|ct| ct.contains("json"));
+    let action = if is_json {
+        json_string_field(&request.body, "action").map_err(Rejection::malformed)?
+    } else {
+        None
+    };
+    let event_type = match action {
+        Some(action) => format!("{event}.{action}"),
+        None => event.to_owned(),
+    };
+    Ok(Verified {
+        event_type,
+        delivery_id: request.header("x-github-delivery").map(str::to_owned),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{request, source, vectors};
+    use super::*;
+    use crate::model::ProviderConfig;
+
+    fn vector_request(extra: &[(&str, &str)], body: &str) -> (Source, InboundRequest) {
+        let v = &vectors()["github"];
+        let sig = v["headers"]["X-Hub-Signature-256"].as_str().unwrap();
+        let mut headers = vec![("X-Hub-Signature-256", sig), ("X-GitHub-Event", "ping")];
+        headers.extend_from_slice(extra);
+        (
+            source(ProviderConfig::Github, v["secret"].as_str().unwrap()),
+            request(&headers, body),
+        )
+    }
+
+    #[test]
+    fn official_vector_verifies() {
+        let body = vectors()["github"]["body"].as_str().unwrap().to_owned();
+        let (src, req) = vector_request(
+            &[("content-type", "text/plain"), ("X-GitHub-Delivery", "d-1")],
+            &body,
+        );
+        let verified = verify(&src, &req).unwrap();
+        assert_eq!(verified.event_type, "ping");
+        assert_eq!(verified.delivery_id.as_deref(), Some("d-1"));
+    }
+
+    #[test]
+    fn tampered_body_fails() {
+        let (src, req) = vector_request(&[], "Hello, World?");
+        assert_eq!(verify(&src, &req).unwrap_err().message, "signature does not match");
+    }
+
+    #[test]
+    fn wrong_secret_fails_and_any_rotation_secret_passes() {
+        let body = vectors()["github"]["body"].as_str().unwrap().to_owned();
+        let (mut src, req) = vector_request(&[("content-type", "text/plain")], &body);
+        let right = src.secrets[0].clone();
+        src.secrets = vec!["wrong".into()];
+        assert_eq!(verify(&src, &req).unwrap_err().status, 401);
+        src.secrets = vec!["wrong".into(), right];
+        assert!(verify(&src, &req).is_ok());
+    }
+
+    #[test]
+    fn missing_and_malformed_headers_say_which() {
+        let src = source(ProviderConfig::Github, "s");
+        let err = verify(&src, &request(&[], "{}")).unwrap_err();
+        assert_eq!(err.message, "no X-Hub-Signature-256 header");
+        let err = verify(&src, &request(&[("X-Hub-Signature-256", "md5=zz")], "{}")).unwrap_err();
+        assert!(err.message.contains("sha256=<hex>"));
+    }
+
+    #[test]
+    fn event_type_includes_action() {
+        let body = r#"{"action":"opened","issue":{"number":1}}"#;
+        let sig = format!("sha256={}", hex::encode(hmac_sha256(b"s", &[body.as_bytes()])));
+        let req = request(
+            &[
+                ("X-Hub-Signature-256", &sig),
+                ("X-GitHub-Event", "issues"),
+                ("content-type", "application/json"),
+            ],
+            body,
+        );
+        let verified = verify(&source(ProviderConfig::Github, "s"), &req).unwrap();
+        assert_eq!(verified.event_type, "issues.opened");
+        assert_eq!(verified.delivery_id, None);
+    }
+}

@@ -1,0 +1,163 @@
+//! The retry schedule of a failing delivery: delays between attempts, with jitter.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+pub const DEFAULT_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
+/// SQS hides a message for at most 12 h after a receive; keep under it.
+pub const MAX_HIDE_SECS: u32 = 43_000;
+/// SQS delays a new message by at most 15 minutes.
+pub const MAX_SEND_DELAY_SECS: u32 = 900;
+/// A Retry-After longer than this is not honoured beyond it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(12 * 3600);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySchedule {
+    delays: Vec<Duration>,
+    /// Fraction of each delay randomly added or removed, so retries of many events spread out.
+    jitter: f64,
+}
+
+impl Default for RetrySchedule {
+    fn default() -> Self {
+        Self::parse(DEFAULT_SCHEDULE).unwrap_or(Self {
+            delays: Vec::new(),
+            jitter: 0.2,
+        })
+    }
+}
+
+impl RetrySchedule {
+    /// Parses `5s,5m,30m,2h` (units s, m, h, d; a bare number is seconds). An empty string means
+    /// no retries.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let delays = text
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(parse_duration)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            delays,
+            jitter: 0.2,
+        })
+    }
+
+    pub fn with_jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter.clamp(0.0, 1.0);
+        self
+    }
+
+    pub fn len(&self) -> usize {
+        self.delays.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.delays.is_empty()
+    }
+
+    /// The delay before the retry at `step` (0 = first retry), jittered, or `None` when the
+    /// schedule is spent. A Retry-After from the subscriber lengthens it, up to 12 h.
+    pub fn delay(&self, step: u32, retry_after: Option<Duration>) -> Option<Duration> {
+        let base = *self.delays.get(step as usize)?;
+        let jittered = if self.jitter > 0.0 && !base.is_zero() {
+            let factor = rand::rng().random_range((1.0 - self.jitter)..=(1.0 + self.jitter));
+            base.mul_f64(factor)
+        } else {
+            base
+        };
+        Some(match retry_after {
+            Some(wanted) => jittered.max(wanted.min(MAX_RETRY_AFTER)),
+            None => jittered,
+        })
+    }
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 5s, 10m, 2h, 1d"))?;
+    let unit_secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {text:?}: use s, m, h or d"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(value * unit_secs))
+}
+
+/// Seconds to hide a message that woke at `now_ms` but is due at `due_ms`, within SQS's cap.
+pub fn hide_secs(now_ms: i64, due_ms: i64) -> u32 {
+    let wait_ms = (due_ms - now_ms).max(0);
+    let secs = (wait_ms + 999) / 1000;
+    secs.clamp(1, i64::from(MAX_HIDE_SECS)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_default_schedule() {
+        let s = RetrySchedule::parse(DEFAULT_SCHEDULE).unwrap().with_jitter(0.0);
+        assert_eq!(s.len(), 7);
+        assert_eq!(s.delay(0, None), Some(Duration::from_secs(5)));
+        assert_eq!(s.delay(1, None), Some(Duration::from_secs(300)));
+        assert_eq!(s.delay(6, None), Some(Duration::from_secs(36_000)));
+        assert_eq!(s.delay(7, None), None);
+    }
+
+    #[test]
+    fn jitter_stays_within_twenty_percent() {
+        let s = RetrySchedule::parse("100s").unwrap();
+        for _ in 0..200 {
+            let d = s.delay(0, None).unwrap().as_secs_f64();
+            assert!((80.0..=120.0).contains(&d), "{d}");
+        }
+    }
+
+    #[test]
+    fn retry_after_lengthens_within_bounds() {
+        let s = RetrySchedule::parse("5s").unwrap().with_jitter(0.0);
+        assert_eq!(
+            s.delay(0, Some(Duration::from_secs(60))),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            s.delay(0, Some(Duration::from_secs(1))),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            s.delay(0, Some(Duration::from_secs(10 * 86_400))),
+            Some(MAX_RETRY_AFTER)
+        );
+    }
+
+    #[test]
+    fn rejects_bad_durations() {
+        assert!(RetrySchedule::parse("5x").is_err());
+        assert!(RetrySchedule::parse("s").is_err());
+        assert!(RetrySchedule::parse("").unwrap().is_empty());
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
+    }
+
+    #[test]
+    fn hides_within_the_sqs_cap() {
+        assert_eq!(hide_secs(0, 1), 1);
+        assert_eq!(hide_secs(0, 5_000), 5);
+        assert_eq!(hide_secs(0, 36_000_000), 36_000);
+        assert_eq!(hide_secs(0, 100_000_000), MAX_HIDE_SECS);
+        assert_eq!(hide_secs(10, 0), 1);
+    }
+}
