@@ -14,6 +14,7 @@ pub mod ports;
 pub mod providers;
 pub mod receive;
 pub mod retry;
+pub mod settings;
 pub mod signing;
 
 pub use clock::{Clock, FixedClock, SystemClock};

@@ -1,0 +1,73 @@
+//! SQS and DynamoDB adapters of the relay's ports (`relay_core::Store`, `relay_core::Queue`),
+//! plus the queue-consumer helpers the CLI and tests use (receive, delete, redrive, depth).
+//!
+//! Build the SDK config once (`load_sdk_config`) and the adapters from it (`connect`), at cold
+//! start, and share them.
+
+pub mod config;
+pub mod dynamo;
+pub mod provision;
+pub mod sqs;
+
+pub use config::{
+    AwsSettings, DEFAULT_OPERATION_TIMEOUT, SettingsError, load_sdk_config, sdk_config_loader,
+};
+pub use dynamo::DynamoStore;
+pub use sqs::{QueueDepth, RedriveMethod, RedriveProgress, SqsAdmin, SqsMessage, SqsQueue};
+
+use aws_sdk_sqs::config::http::HttpResponse;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+
+/// Every adapter over one SDK config.
+#[derive(Debug, Clone)]
+pub struct AwsAdapters {
+    pub store: DynamoStore,
+    pub queue: SqsQueue,
+    pub admin: SqsAdmin,
+}
+
+/// Loads the SDK config from the environment and builds every adapter from `settings`.
+pub async fn connect(settings: &AwsSettings) -> AwsAdapters {
+    let sdk = load_sdk_config(settings.operation_timeout).await;
+    adapters_from_sdk_config(&sdk, settings)
+}
+
+/// Builds the adapters from an SDK config the caller already has.
+pub fn adapters_from_sdk_config(
+    sdk: &aws_config::SdkConfig,
+    settings: &AwsSettings,
+) -> AwsAdapters {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    AwsAdapters {
+        store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.table.clone()),
+        queue: SqsQueue::new(sqs.clone(), settings),
+        admin: SqsAdmin::new(sqs, settings.operation_timeout),
+    }
+}
+
+/// A short description of an SDK failure for logs and 503 bodies: the operation and the
+/// error's code or kind. Never the message text, which can echo request contents.
+pub(crate) fn describe_sdk_error<E: ProvideErrorMetadata>(
+    operation: &str,
+    err: &SdkError<E, HttpResponse>,
+) -> String {
+    let what = match err {
+        SdkError::ServiceError(service) => match service.err().code() {
+            Some(code) => code.to_owned(),
+            None => format!("HTTP {}", service.raw().status().as_u16()),
+        },
+        SdkError::TimeoutError(_) => "timed out".to_owned(),
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => "timed out".to_owned(),
+        SdkError::DispatchFailure(failure) if failure.is_io() => "connection failed".to_owned(),
+        SdkError::DispatchFailure(_) => "request not sent".to_owned(),
+        SdkError::ResponseError(response) => {
+            format!(
+                "unreadable response (HTTP {})",
+                response.raw().status().as_u16()
+            )
+        }
+        SdkError::ConstructionFailure(_) => "request could not be built".to_owned(),
+        _ => "unknown SDK error".to_owned(),
+    };
+    format!("{operation}: {what}")
+}

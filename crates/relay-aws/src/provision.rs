@@ -1,0 +1,161 @@
+//! Creates the table and queues the adapters expect, for tests and throwaway stacks (moto,
+//! LocalStack). Production stacks come from `infra/template.yaml`, which must match this shape.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+
+use crate::config::AwsSettings;
+use crate::dynamo::{EXPIRES_AT, GSI1, GSI1PK, GSI1SK, PK, SK};
+
+/// Queues keep messages this long (the maximum), so nothing expires before a redrive.
+pub const RETENTION_SECS: u32 = 1_209_600;
+pub const EVENTS_MAX_RECEIVE: u32 = 5;
+pub const DELIVERIES_MAX_RECEIVE: u32 = 10;
+
+/// Creates the table (pk/sk, GSI `gsi1` projecting everything, on-demand) and enables TTL on
+/// `expires_at`.
+pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<()> {
+    let string_attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let key = |name: &str, key_type: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+    };
+    let gsi = GlobalSecondaryIndex::builder()
+        .index_name(GSI1)
+        .key_schema(key(GSI1PK, KeyType::Hash)?)
+        .key_schema(key(GSI1SK, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()?;
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(string_attr(PK)?)
+        .attribute_definitions(string_attr(SK)?)
+        .attribute_definitions(string_attr(GSI1PK)?)
+        .attribute_definitions(string_attr(GSI1SK)?)
+        .key_schema(key(PK, KeyType::Hash)?)
+        .key_schema(key(SK, KeyType::Range)?)
+        .global_secondary_indexes(gsi)
+        .send()
+        .await
+        .context("CreateTable")?;
+    client
+        .wait_until_table_exists()
+        .table_name(table)
+        .wait(Duration::from_secs(120))
+        .await
+        .context("waiting for the table")?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(EXPIRES_AT)
+                .build()?,
+        )
+        .send()
+        .await
+        .context("UpdateTimeToLive")?;
+    Ok(())
+}
+
+/// The four queue URLs of one stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSet {
+    pub events: String,
+    pub events_dlq: String,
+    pub deliveries: String,
+    pub deliveries_dlq: String,
+}
+
+impl QueueSet {
+    /// Settings for `table` over these queues.
+    pub fn settings(&self, table: impl Into<String>) -> AwsSettings {
+        AwsSettings {
+            events_queue_url: Some(self.events.clone()),
+            events_dlq_url: Some(self.events_dlq.clone()),
+            deliveries_queue_url: Some(self.deliveries.clone()),
+            deliveries_dlq_url: Some(self.deliveries_dlq.clone()),
+            ..AwsSettings::new(table)
+        }
+    }
+}
+
+/// Creates `<prefix>-events`, `<prefix>-deliveries` and their `-dlq`s, each main queue
+/// redriving to its DLQ after a few receives.
+pub async fn create_queues(client: &aws_sdk_sqs::Client, prefix: &str) -> Result<QueueSet> {
+    let events_dlq = create_queue(client, &format!("{prefix}-events-dlq"), None).await?;
+    let deliveries_dlq = create_queue(client, &format!("{prefix}-deliveries-dlq"), None).await?;
+    let events = create_queue(
+        client,
+        &format!("{prefix}-events"),
+        Some((&events_dlq, EVENTS_MAX_RECEIVE)),
+    )
+    .await?;
+    let deliveries = create_queue(
+        client,
+        &format!("{prefix}-deliveries"),
+        Some((&deliveries_dlq, DELIVERIES_MAX_RECEIVE)),
+    )
+    .await?;
+    Ok(QueueSet {
+        events,
+        events_dlq,
+        deliveries,
+        deliveries_dlq,
+    })
+}
+
+async fn create_queue(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+    dead_letter: Option<(&str, u32)>,
+) -> Result<String> {
+    let mut request = client
+        .create_queue()
+        .queue_name(name)
+        .attributes(
+            QueueAttributeName::MessageRetentionPeriod,
+            RETENTION_SECS.to_string(),
+        )
+        .attributes(QueueAttributeName::VisibilityTimeout, "60");
+    if let Some((dlq_url, max_receive)) = dead_letter {
+        let arn = client
+            .get_queue_attributes()
+            .queue_url(dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .context("GetQueueAttributes")?
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+            .context("DLQ has no QueueArn")?;
+        let policy = serde_json::json!({
+            "deadLetterTargetArn": arn,
+            "maxReceiveCount": max_receive.to_string(),
+        });
+        request = request.attributes(QueueAttributeName::RedrivePolicy, policy.to_string());
+    }
+    let out = request.send().await.context("CreateQueue")?;
+    out.queue_url.context("CreateQueue returned no URL")
+}

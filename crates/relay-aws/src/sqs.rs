@@ -1,0 +1,536 @@
+//! `Queue` over SQS, and the consumer/operator side (receive, delete, hide, depth, redrive) that
+//! the CLI and the tests' poller use. Lambda consumes through its SQS event source instead.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use relay_core::model::{DeliveryTask, EventEnvelope, ReceivedMessage};
+use relay_core::ports::{Queue, QueueError};
+use serde::Serialize;
+
+use crate::config::{
+    AwsSettings, ENV_DELIVERIES_DLQ_URL, ENV_DELIVERIES_QUEUE_URL, ENV_EVENTS_QUEUE_URL,
+};
+use crate::describe_sdk_error;
+
+/// SQS caps a message's delay at 15 minutes.
+pub const MAX_DELAY_SECS: u32 = 900;
+/// SQS caps a message's visibility timeout at 12 hours.
+pub const MAX_VISIBILITY_SECS: u32 = 43_200;
+/// SQS caps a long poll at 20 seconds and a receive at 10 messages.
+pub const MAX_WAIT_SECS: u32 = 20;
+pub const MAX_RECEIVE: u32 = 10;
+
+/// While a fallback redrive copies a message it stays hidden this long; if the copy fails it
+/// reappears in the DLQ, so nothing is lost.
+const COPY_VISIBILITY_SECS: u32 = 60;
+const MOVE_TASK_POLL: Duration = Duration::from_secs(1);
+
+/// `QueueMessage` as borrowed data, so sending does not clone the event body. Serializes to the
+/// same JSON (see the test).
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum OutgoingMessage<'a> {
+    Event(&'a EventEnvelope),
+    Delivery(&'a DeliveryTask),
+}
+
+/// The relay's `Queue` over SQS. Queue URLs that a function does not need may be absent; using
+/// one that is absent fails with an error naming its variable.
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: Client,
+    events_url: Option<String>,
+    deliveries_url: Option<String>,
+    deliveries_dlq_url: Option<String>,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, settings: &AwsSettings) -> Self {
+        Self {
+            client,
+            events_url: settings.events_queue_url.clone(),
+            deliveries_url: settings.deliveries_queue_url.clone(),
+            deliveries_dlq_url: settings.deliveries_dlq_url.clone(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        message: &OutgoingMessage<'_>,
+        delay_secs: u32,
+    ) -> Result<(), QueueError> {
+        let body = serde_json::to_string(message).map_err(|e| {
+            QueueError::Unavailable(format!("cannot encode message ({:?})", e.classify()))
+        })?;
+        send_message(&self.client, url, body, delay_secs)
+            .await
+            .map(|_| ())
+    }
+}
+
+fn configured<'a>(url: &'a Option<String>, var: &str) -> Result<&'a str, QueueError> {
+    url.as_deref()
+        .ok_or_else(|| QueueError::Unavailable(format!("queue URL not configured ({var})")))
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send_event(&self, event: &EventEnvelope) -> Result<(), QueueError> {
+        let url = configured(&self.events_url, ENV_EVENTS_QUEUE_URL)?;
+        self.send(url, &OutgoingMessage::Event(event), 0).await
+    }
+
+    async fn send_delivery(&self, task: &DeliveryTask, delay_secs: u32) -> Result<(), QueueError> {
+        let url = configured(&self.deliveries_url, ENV_DELIVERIES_QUEUE_URL)?;
+        self.send(url, &OutgoingMessage::Delivery(task), delay_secs)
+            .await
+    }
+
+    async fn dead_letter_delivery(&self, task: &DeliveryTask) -> Result<(), QueueError> {
+        let url = configured(&self.deliveries_dlq_url, ENV_DELIVERIES_DLQ_URL)?;
+        self.send(url, &OutgoingMessage::Delivery(task), 0).await
+    }
+}
+
+/// Returns the new message's id.
+async fn send_message(
+    client: &Client,
+    url: &str,
+    body: String,
+    delay_secs: u32,
+) -> Result<String, QueueError> {
+    let delay = i32::try_from(delay_secs.min(MAX_DELAY_SECS)).unwrap_or(0);
+    let out = client
+        .send_message()
+        .queue_url(url)
+        .message_body(body)
+        .delay_seconds(delay)
+        .send()
+        .await
+        .map_err(|e| unavailable("SendMessage", &e))?;
+    Ok(out.message_id.unwrap_or_default())
+}
+
+/// One received SQS message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqsMessage {
+    pub message_id: String,
+    /// Needed to delete the message or change its visibility; valid for this receive only.
+    pub receipt_handle: String,
+    pub body: String,
+    pub receive_count: u32,
+}
+
+impl SqsMessage {
+    /// The core's view of the message (identified by its message id, as Lambda reports it).
+    pub fn to_received(&self) -> ReceivedMessage {
+        ReceivedMessage {
+            id: self.message_id.clone(),
+            body: self.body.clone(),
+            receive_count: self.receive_count,
+        }
+    }
+}
+
+/// Approximate message counts of a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct QueueDepth {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+}
+
+impl QueueDepth {
+    pub fn total(&self) -> u64 {
+        self.visible + self.in_flight + self.delayed
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedriveMethod {
+    /// SQS's own message move task.
+    MoveTask,
+    /// Receive, send to the destination, then delete (where move tasks are unavailable).
+    Copy,
+}
+
+/// Reported while a redrive runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RedriveProgress {
+    pub method: RedriveMethod,
+    /// Moved so far, by every method.
+    pub moved: u64,
+    /// When SQS knows it.
+    pub to_move: Option<u64>,
+}
+
+/// Queue operations for consumers and operators. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SqsAdmin {
+    client: Client,
+    operation_timeout: Duration,
+}
+
+impl SqsAdmin {
+    /// `operation_timeout` bounds each call, as in `load_sdk_config`; long polls get their wait
+    /// on top.
+    pub fn new(client: Client, operation_timeout: Duration) -> Self {
+        Self {
+            client,
+            operation_timeout,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Receives up to `max` (1..=10) messages, long-polling up to `wait_secs` (<= 20) and hiding
+    /// them for `visibility_secs` (<= 12 h).
+    pub async fn receive(
+        &self,
+        queue_url: &str,
+        max: u32,
+        wait_secs: u32,
+        visibility_secs: u32,
+    ) -> Result<Vec<SqsMessage>, QueueError> {
+        let wait = wait_secs.min(MAX_WAIT_SECS);
+        // The client-wide timeout is shorter than a long poll; give this call the wait on top.
+        let budget = self.operation_timeout + Duration::from_secs(u64::from(wait));
+        let timeouts = TimeoutConfig::builder()
+            .operation_timeout(budget)
+            .operation_attempt_timeout(budget)
+            .build();
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(to_i32(max.clamp(1, MAX_RECEIVE)))
+            .wait_time_seconds(to_i32(wait))
+            .visibility_timeout(to_i32(visibility_secs.min(MAX_VISIBILITY_SECS)))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .customize()
+            .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(timeouts))
+            .send()
+            .await
+            .map_err(|e| unavailable("ReceiveMessage", &e))?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| {
+                let receive_count = m
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1);
+                Some(SqsMessage {
+                    message_id: m.message_id.unwrap_or_default(),
+                    receipt_handle: m.receipt_handle?,
+                    body: m.body.unwrap_or_default(),
+                    receive_count,
+                })
+            })
+            .collect())
+    }
+
+    pub async fn delete(&self, queue_url: &str, receipt_handle: &str) -> Result<(), QueueError> {
+        self.client
+            .delete_message()
+            .queue_url(queue_url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await
+            .map_err(|e| unavailable("DeleteMessage", &e))?;
+        Ok(())
+    }
+
+    /// Hides a received message for `secs` more (clamped to 12 h), e.g. when it woke early.
+    pub async fn change_visibility(
+        &self,
+        queue_url: &str,
+        receipt_handle: &str,
+        secs: u32,
+    ) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(to_i32(secs.min(MAX_VISIBILITY_SECS)))
+            .send()
+            .await
+            .map_err(|e| unavailable("ChangeMessageVisibility", &e))?;
+        Ok(())
+    }
+
+    /// Sends a raw body (delay clamped to 900 s); returns the message id.
+    pub async fn send_raw(
+        &self,
+        queue_url: &str,
+        body: impl Into<String>,
+        delay_secs: u32,
+    ) -> Result<String, QueueError> {
+        send_message(&self.client, queue_url, body.into(), delay_secs).await
+    }
+
+    pub async fn queue_arn(&self, queue_url: &str) -> Result<String, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetQueueAttributes", &e))?;
+        out.attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+            .ok_or_else(|| QueueError::Unavailable("GetQueueAttributes: no QueueArn".to_owned()))
+    }
+
+    pub async fn queue_depth(&self, queue_url: &str) -> Result<QueueDepth, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetQueueAttributes", &e))?;
+        let attributes = out.attributes.unwrap_or_default();
+        let count = |name: QueueAttributeName| {
+            attributes
+                .get(&name)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(QueueDepth {
+            visible: count(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        })
+    }
+
+    /// Moves every message of `dlq_url` back to `dest_url` and returns how many moved. Uses an
+    /// SQS message move task when the service offers one, otherwise (or when the task stops
+    /// early) copies: send to the destination, then delete from the DLQ, so a failure leaves a
+    /// message in the DLQ (or, rarely, in both) but never loses it.
+    pub async fn redrive(
+        &self,
+        dlq_url: &str,
+        dest_url: &str,
+        mut progress: impl FnMut(&RedriveProgress) + Send,
+    ) -> Result<u64, QueueError> {
+        let source_arn = self.queue_arn(dlq_url).await?;
+        let dest_arn = self.queue_arn(dest_url).await?;
+        let started = self
+            .client
+            .start_message_move_task()
+            .source_arn(&source_arn)
+            .destination_arn(&dest_arn)
+            .send()
+            .await;
+        let moved = match started {
+            Ok(out) => {
+                let outcome = self
+                    .watch_move_task(&source_arn, out.task_handle.as_deref(), &mut progress)
+                    .await?;
+                match outcome {
+                    MoveTaskOutcome::Completed(moved) => return Ok(moved),
+                    MoveTaskOutcome::Stopped(moved) => moved,
+                }
+            }
+            Err(err) => {
+                tracing::info!(
+                    reason = %describe_sdk_error("StartMessageMoveTask", &err),
+                    "message move task unavailable; copying messages instead"
+                );
+                0
+            }
+        };
+        self.copy_messages(dlq_url, dest_url, moved, &mut progress)
+            .await
+    }
+
+    async fn watch_move_task(
+        &self,
+        source_arn: &str,
+        handle: Option<&str>,
+        progress: &mut (impl FnMut(&RedriveProgress) + Send),
+    ) -> Result<MoveTaskOutcome, QueueError> {
+        loop {
+            tokio::time::sleep(MOVE_TASK_POLL).await;
+            let out = self
+                .client
+                .list_message_move_tasks()
+                .source_arn(source_arn)
+                .max_results(10)
+                .send()
+                .await
+                .map_err(|e| unavailable("ListMessageMoveTasks", &e))?;
+            let results = out.results.unwrap_or_default();
+            let entry = match handle {
+                Some(handle) => results.iter().find(|r| r.task_handle() == Some(handle)),
+                // Without a handle the newest task is ours (SQS runs one per source at a time).
+                None => results.iter().max_by_key(|r| r.started_timestamp()),
+            };
+            let Some(entry) = entry else {
+                return Ok(MoveTaskOutcome::Stopped(0));
+            };
+            let moved = u64::try_from(entry.approximate_number_of_messages_moved()).unwrap_or(0);
+            progress(&RedriveProgress {
+                method: RedriveMethod::MoveTask,
+                moved,
+                to_move: entry
+                    .approximate_number_of_messages_to_move()
+                    .and_then(|n| u64::try_from(n).ok()),
+            });
+            match entry.status() {
+                Some("COMPLETED") => return Ok(MoveTaskOutcome::Completed(moved)),
+                Some("RUNNING") | Some("CANCELLING") => continue,
+                status => {
+                    tracing::warn!(
+                        status = status.unwrap_or("unknown"),
+                        "message move task stopped; copying the rest"
+                    );
+                    return Ok(MoveTaskOutcome::Stopped(moved));
+                }
+            }
+        }
+    }
+
+    /// The copy fallback. Stops when two receives in a row come back empty, or after as many
+    /// messages as the DLQ held at the start (plus a margin), so a consumer that dead-letters
+    /// redriven messages straight back cannot keep it going forever.
+    async fn copy_messages(
+        &self,
+        dlq_url: &str,
+        dest_url: &str,
+        already_moved: u64,
+        progress: &mut (impl FnMut(&RedriveProgress) + Send),
+    ) -> Result<u64, QueueError> {
+        let cap = self.queue_depth(dlq_url).await?.total() + 10;
+        let mut copied = 0u64;
+        let mut empty_receives = 0;
+        while empty_receives < 2 && copied < cap {
+            let max = u32::try_from((cap - copied).min(u64::from(MAX_RECEIVE))).unwrap_or(1);
+            let batch = self.receive(dlq_url, max, 1, COPY_VISIBILITY_SECS).await?;
+            if batch.is_empty() {
+                empty_receives += 1;
+                continue;
+            }
+            empty_receives = 0;
+            let results = futures::future::join_all(batch.into_iter().map(|m| async move {
+                self.send_raw(dest_url, m.body, 0).await?;
+                self.delete(dlq_url, &m.receipt_handle).await
+            }))
+            .await;
+            let mut first_error = None;
+            for result in results {
+                match result {
+                    Ok(()) => copied += 1,
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            progress(&RedriveProgress {
+                method: RedriveMethod::Copy,
+                moved: already_moved + copied,
+                to_move: None,
+            });
+            if let Some(err) = first_error {
+                return Err(err);
+            }
+        }
+        Ok(already_moved + copied)
+    }
+}
+
+enum MoveTaskOutcome {
+    Completed(u64),
+    Stopped(u64),
+}
+
+fn to_i32(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+fn unavailable<E: aws_sdk_sqs::error::ProvideErrorMetadata>(
+    operation: &str,
+    err: &aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
+) -> QueueError {
+    let message = describe_sdk_error(operation, err);
+    tracing::warn!(error = %message, "sqs call failed");
+    QueueError::Unavailable(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay_core::model::{BodyEncoding, QueueMessage};
+
+    fn event() -> EventEnvelope {
+        EventEnvelope {
+            id: "evt_1".into(),
+            source: "gh".into(),
+            event_type: "push".into(),
+            content_type: Some("application/json".into()),
+            received_at: 1_700_000_000_000,
+            body: "{\"a\":1}".into(),
+            body_encoding: BodyEncoding::Utf8,
+        }
+    }
+
+    #[test]
+    fn borrowed_messages_serialize_like_queue_messages() {
+        let event = event();
+        let task = DeliveryTask {
+            event: event.clone(),
+            subscription_id: "sub_1".into(),
+            attempt: 2,
+            schedule_step: 1,
+            not_before: 5,
+        };
+        let borrowed = serde_json::to_value(OutgoingMessage::Event(&event)).unwrap();
+        let owned = serde_json::to_value(QueueMessage::Event(event.clone())).unwrap();
+        assert_eq!(borrowed, owned);
+        let borrowed = serde_json::to_string(&OutgoingMessage::Delivery(&task)).unwrap();
+        assert_eq!(
+            serde_json::from_str::<QueueMessage>(&borrowed).unwrap(),
+            QueueMessage::Delivery(task)
+        );
+    }
+
+    #[test]
+    fn missing_urls_name_their_variable() {
+        let err = configured(&None, ENV_DELIVERIES_DLQ_URL).unwrap_err();
+        assert!(err.to_string().contains("RELAY_DELIVERIES_DLQ_URL"));
+        assert_eq!(
+            configured(&Some("u".into()), ENV_DELIVERIES_DLQ_URL).unwrap(),
+            "u"
+        );
+    }
+
+    #[test]
+    fn depth_totals() {
+        let depth = QueueDepth {
+            visible: 1,
+            in_flight: 2,
+            delayed: 3,
+        };
+        assert_eq!(depth.total(), 6);
+    }
+}

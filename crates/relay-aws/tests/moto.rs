@@ -1,0 +1,606 @@
+//! The adapters against a moto server (`MOTO_ENDPOINT=http://127.0.0.1:5000`); each test makes
+//! its own table and queues, so tests run in parallel against one server. Without
+//! `MOTO_ENDPOINT` the moto tests print a note and pass. The timeout test needs no server.
+
+use std::time::{Duration, Instant};
+
+use aws_config::Region;
+use aws_sdk_sqs::config::Credentials;
+use relay_aws::provision::{QueueSet, create_queues, create_table};
+use relay_aws::{
+    AwsAdapters, AwsSettings, DynamoStore, RedriveMethod, SqsAdmin, adapters_from_sdk_config,
+    sdk_config_loader,
+};
+use relay_core::model::{
+    AttemptRecord, BodyEncoding, DedupClaim, DeliveryTask, EventEnvelope, ProviderConfig,
+    QueueMessage, SigningSecret, Source, Subscription,
+};
+use relay_core::ports::{Queue, Store, StoreError};
+
+struct Stack {
+    adapters: AwsAdapters,
+    queues: QueueSet,
+}
+
+async fn sdk_config(endpoint: &str, timeout: Duration) -> aws_config::SdkConfig {
+    sdk_config_loader(timeout)
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "moto-tests"))
+        .load()
+        .await
+}
+
+fn unique(prefix: &str) -> String {
+    let id = relay_core::ids::new_event_id();
+    format!("{prefix}-{}", &id[id.len() - 12..])
+}
+
+/// A fresh table and queue set on moto, or `None` (with a note) when no server is configured.
+async fn stack(test: &str) -> Option<Stack> {
+    let Ok(endpoint) = std::env::var("MOTO_ENDPOINT") else {
+        eprintln!("skipping {test}: MOTO_ENDPOINT is not set");
+        return None;
+    };
+    let sdk = sdk_config(&endpoint, Duration::from_secs(10)).await;
+    let table = unique("relay-test");
+    create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
+        .await
+        .expect("create table");
+    let queues = create_queues(&aws_sdk_sqs::Client::new(&sdk), &unique("relay-test"))
+        .await
+        .expect("create queues");
+    let settings = queues.settings(table);
+    Some(Stack {
+        adapters: adapters_from_sdk_config(&sdk, &settings),
+        queues,
+    })
+}
+
+fn source(name: &str) -> Source {
+    Source {
+        name: name.to_owned(),
+        provider: ProviderConfig::Github,
+        secrets: vec!["s3cret".into()],
+        tolerance_secs: 300,
+        created_at: 1,
+    }
+}
+
+fn subscription(id: &str, source: &str) -> Subscription {
+    Subscription {
+        id: id.to_owned(),
+        source: source.to_owned(),
+        url: format!("https://example.com/{id}"),
+        events: vec!["push".into(), "issues.*".into()],
+        secrets: vec![SigningSecret {
+            secret: "whsec_abc".into(),
+            expires_at: None,
+        }],
+        enabled: true,
+        disabled_reason: None,
+        headers: vec![("x-team".into(), "a".into())],
+        created_at: 2,
+    }
+}
+
+fn event(id: &str, received_at: i64, body: &str) -> EventEnvelope {
+    EventEnvelope {
+        id: id.to_owned(),
+        source: "gh".into(),
+        event_type: "push".into(),
+        content_type: Some("application/json".into()),
+        received_at,
+        body: body.to_owned(),
+        body_encoding: BodyEncoding::Utf8,
+    }
+}
+
+fn task(event: EventEnvelope, attempt: u32) -> DeliveryTask {
+    DeliveryTask {
+        event,
+        subscription_id: "sub_1".into(),
+        attempt,
+        schedule_step: attempt.saturating_sub(1),
+        not_before: 0,
+    }
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn names(sources: &[Source]) -> Vec<&str> {
+    sources.iter().map(|s| s.name.as_str()).collect()
+}
+
+fn ids(subs: &[Subscription]) -> Vec<&str> {
+    let mut ids: Vec<&str> = subs.iter().map(|s| s.id.as_str()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn sources_and_subscriptions() {
+    let Some(stack) = stack("sources_and_subscriptions").await else {
+        return;
+    };
+    let store: &DynamoStore = &stack.adapters.store;
+
+    assert_eq!(store.get_source("a").await.unwrap(), None);
+    store.put_source(&source("a")).await.unwrap();
+    store.put_source(&source("b")).await.unwrap();
+    let mut updated = source("a");
+    updated.secrets.push("next".into());
+    store.put_source(&updated).await.unwrap();
+    assert_eq!(store.get_source("a").await.unwrap(), Some(updated));
+    assert_eq!(names(&store.list_sources().await.unwrap()), vec!["a", "b"]);
+
+    for (id, src) in [("sub_1", "a"), ("sub_2", "a"), ("sub_3", "b")] {
+        store
+            .put_subscription(&subscription(id, src))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        ids(&store.source_subscriptions("a").await.unwrap()),
+        vec!["sub_1", "sub_2"]
+    );
+    assert_eq!(
+        store.get_subscription("sub_2").await.unwrap(),
+        Some(subscription("sub_2", "a"))
+    );
+    assert_eq!(store.get_subscription("sub_9").await.unwrap(), None);
+    assert_eq!(
+        ids(&store.list_subscriptions().await.unwrap()),
+        vec!["sub_1", "sub_2", "sub_3"]
+    );
+
+    // Moving a subscription leaves no copy under the old source.
+    store
+        .put_subscription(&subscription("sub_2", "b"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&store.source_subscriptions("a").await.unwrap()),
+        vec!["sub_1"]
+    );
+    assert_eq!(
+        ids(&store.source_subscriptions("b").await.unwrap()),
+        vec!["sub_2", "sub_3"]
+    );
+    assert_eq!(
+        store
+            .get_subscription("sub_2")
+            .await
+            .unwrap()
+            .map(|s| s.source),
+        Some("b".to_owned())
+    );
+
+    assert!(store.remove_subscription("sub_3").await.unwrap());
+    assert!(!store.remove_subscription("sub_3").await.unwrap());
+    assert_eq!(store.get_subscription("sub_3").await.unwrap(), None);
+
+    // Removing a source takes its subscriptions (and their pointers) with it.
+    assert!(store.remove_source("b").await.unwrap());
+    assert!(!store.remove_source("b").await.unwrap());
+    assert_eq!(store.get_source("b").await.unwrap(), None);
+    assert_eq!(store.get_subscription("sub_2").await.unwrap(), None);
+    assert!(store.source_subscriptions("b").await.unwrap().is_empty());
+    assert_eq!(names(&store.list_sources().await.unwrap()), vec!["a"]);
+    assert_eq!(
+        ids(&store.list_subscriptions().await.unwrap()),
+        vec!["sub_1"]
+    );
+}
+
+#[tokio::test]
+async fn dedup_claims() {
+    let Some(stack) = stack("dedup_claims").await else {
+        return;
+    };
+    let store = &stack.adapters.store;
+    let now = 1_000;
+
+    assert_eq!(
+        store
+            .claim_dedup("gh", "d1", "evt_1", now, now + 30)
+            .await
+            .unwrap(),
+        DedupClaim::New
+    );
+    assert_eq!(
+        store
+            .claim_dedup("gh", "d1", "evt_2", now + 1, now + 31)
+            .await
+            .unwrap(),
+        DedupClaim::Pending
+    );
+    // A retried claim by the same event (its first response lost) is still its own.
+    assert_eq!(
+        store
+            .claim_dedup("gh", "d1", "evt_1", now + 1, now + 31)
+            .await
+            .unwrap(),
+        DedupClaim::New
+    );
+    // Another source's same key is independent.
+    assert_eq!(
+        store
+            .claim_dedup("other", "d1", "evt_3", now, now + 30)
+            .await
+            .unwrap(),
+        DedupClaim::New
+    );
+
+    store
+        .confirm_dedup("gh", "d1", "evt_1", now + 86_400)
+        .await
+        .unwrap();
+    let queued = DedupClaim::Queued {
+        event_id: "evt_1".into(),
+    };
+    assert_eq!(
+        store
+            .claim_dedup("gh", "d1", "evt_4", now + 60, now + 90)
+            .await
+            .unwrap(),
+        queued
+    );
+    // Releasing a queued claim does nothing.
+    store.release_dedup("gh", "d1", "evt_1").await.unwrap();
+    assert_eq!(
+        store
+            .claim_dedup("gh", "d1", "evt_4", now + 60, now + 90)
+            .await
+            .unwrap(),
+        queued
+    );
+    // Once the record has expired (TTL not yet reaped) the key is free again.
+    assert_eq!(
+        store
+            .claim_dedup("gh", "d1", "evt_5", now + 86_401, now + 86_431)
+            .await
+            .unwrap(),
+        DedupClaim::New
+    );
+
+    // Release path: a failed enqueue frees the key for the provider's retry.
+    assert_eq!(
+        store
+            .claim_dedup("gh", "d2", "evt_6", now, now + 30)
+            .await
+            .unwrap(),
+        DedupClaim::New
+    );
+    store.release_dedup("gh", "d2", "evt_other").await.unwrap();
+    assert_eq!(
+        store
+            .claim_dedup("gh", "d2", "evt_7", now, now + 30)
+            .await
+            .unwrap(),
+        DedupClaim::Pending
+    );
+    store.release_dedup("gh", "d2", "evt_6").await.unwrap();
+    assert_eq!(
+        store
+            .claim_dedup("gh", "d2", "evt_7", now, now + 30)
+            .await
+            .unwrap(),
+        DedupClaim::New
+    );
+
+    // An expired lease taken over by another event cannot be confirmed by the first.
+    assert_eq!(
+        store
+            .claim_dedup("gh", "d2", "evt_8", now + 31, now + 61)
+            .await
+            .unwrap(),
+        DedupClaim::New
+    );
+    assert!(matches!(
+        store.confirm_dedup("gh", "d2", "evt_7", now + 86_400).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .confirm_dedup("gh", "d2", "evt_8", now + 86_400)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn events_and_attempts() {
+    let Some(stack) = stack("events_and_attempts").await else {
+        return;
+    };
+    let store = &stack.adapters.store;
+    let now = now_millis();
+    let day = 86_400_000;
+    let ids: Vec<String> = (0..4).map(|_| relay_core::ids::new_event_id()).collect();
+    let events = vec![
+        event(&ids[0], now - 3 * day, "{\"old\":true}"),
+        event(&ids[1], now - day, "yesterday \"quoted\" \\ é"),
+        event(&ids[2], now, ""),
+        EventEnvelope {
+            body: "AAEC/w==".into(),
+            body_encoding: BodyEncoding::Base64,
+            ..event(&ids[3], now, "")
+        },
+    ];
+    for e in &events {
+        store.put_event(e, now / 1000 + 3600).await.unwrap();
+    }
+    for e in &events {
+        assert_eq!(store.get_event(&e.id).await.unwrap().as_ref(), Some(e));
+    }
+    assert_eq!(store.get_event("evt_missing").await.unwrap(), None);
+
+    let listed = store.list_events(2).await.unwrap();
+    assert_eq!(listed, vec![events[3].clone(), events[2].clone()]);
+    let listed = store.list_events(10).await.unwrap();
+    let listed_ids: Vec<&str> = listed.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(listed_ids, vec![&ids[3], &ids[2], &ids[1], &ids[0]]);
+    assert!(store.list_events(0).await.unwrap().is_empty());
+
+    // More than one batch, written out of order, read back in attempt order.
+    let mut attempts = Vec::new();
+    for attempt in (1..=15).rev() {
+        for sub in ["sub_b", "sub_a"] {
+            attempts.push(AttemptRecord {
+                event_id: ids[2].clone(),
+                subscription_id: sub.into(),
+                attempt,
+                at: now + i64::from(attempt),
+                status: Some(500),
+                outcome: "http_status".into(),
+                latency_ms: 12,
+                response_excerpt: "oops".into(),
+                next: "retry_scheduled".into(),
+            });
+        }
+    }
+    store
+        .put_attempts(&attempts, now / 1000 + 3600)
+        .await
+        .unwrap();
+    store.put_attempts(&[], 0).await.unwrap();
+    let read = store.event_attempts(&ids[2]).await.unwrap();
+    assert_eq!(read.len(), 30);
+    let order: Vec<(u32, &str)> = read
+        .iter()
+        .map(|a| (a.attempt, a.subscription_id.as_str()))
+        .collect();
+    let mut expected = order.clone();
+    expected.sort();
+    assert_eq!(order, expected);
+    assert_eq!(order[0], (1, "sub_a"));
+    assert!(store.event_attempts(&ids[0]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn queue_round_trips() {
+    let Some(stack) = stack("queue_round_trips").await else {
+        return;
+    };
+    let queue = &stack.adapters.queue;
+    let admin: &SqsAdmin = &stack.adapters.admin;
+    let q = &stack.queues;
+    let evt = event("evt_q1", now_millis(), "{\"hello\":\"wörld\"}");
+
+    queue.send_event(&evt).await.unwrap();
+    let got = admin.receive(&q.events, 10, 1, 30).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].receive_count, 1);
+    assert_eq!(
+        serde_json::from_str::<QueueMessage>(&got[0].body).unwrap(),
+        QueueMessage::Event(evt.clone())
+    );
+    assert_eq!(got[0].to_received().id, got[0].message_id);
+    // Hidden messages come back early when their visibility is cut, counted again.
+    admin
+        .change_visibility(&q.events, &got[0].receipt_handle, 0)
+        .await
+        .unwrap();
+    let again = admin.receive(&q.events, 10, 1, 30).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].receive_count, 2);
+    admin
+        .delete(&q.events, &again[0].receipt_handle)
+        .await
+        .unwrap();
+    assert_eq!(admin.queue_depth(&q.events).await.unwrap().total(), 0);
+
+    // A delayed delivery stays out of sight until its delay has passed.
+    queue.send_delivery(&task(evt.clone(), 2), 2).await.unwrap();
+    assert!(
+        admin
+            .receive(&q.deliveries, 10, 0, 30)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(admin.queue_depth(&q.deliveries).await.unwrap().total(), 1);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let got = admin.receive(&q.deliveries, 10, 2, 30).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        serde_json::from_str::<QueueMessage>(&got[0].body).unwrap(),
+        QueueMessage::Delivery(task(evt.clone(), 2))
+    );
+    admin
+        .delete(&q.deliveries, &got[0].receipt_handle)
+        .await
+        .unwrap();
+    // Delays beyond SQS's 15 minutes are clamped, not rejected.
+    queue
+        .send_delivery(&task(evt.clone(), 3), 5_000)
+        .await
+        .unwrap();
+
+    queue
+        .dead_letter_delivery(&task(evt.clone(), 8))
+        .await
+        .unwrap();
+    let got = admin.receive(&q.deliveries_dlq, 10, 1, 30).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        serde_json::from_str::<QueueMessage>(&got[0].body).unwrap(),
+        QueueMessage::Delivery(task(evt, 8))
+    );
+}
+
+#[tokio::test]
+async fn redrive_moves_everything_back() {
+    let Some(stack) = stack("redrive_moves_everything_back").await else {
+        return;
+    };
+    let admin = &stack.adapters.admin;
+    let q = &stack.queues;
+    let bodies: Vec<String> = (0..13).map(|i| format!("{{\"n\":{i}}}")).collect();
+    for body in &bodies {
+        admin
+            .send_raw(&q.events_dlq, body.clone(), 0)
+            .await
+            .unwrap();
+    }
+    let mut reports = Vec::new();
+    let moved = admin
+        .redrive(&q.events_dlq, &q.events, |p| reports.push(*p))
+        .await
+        .unwrap();
+    assert_eq!(moved, 13);
+    assert_eq!(reports.last().map(|p| p.moved), Some(13));
+    assert!(
+        reports
+            .iter()
+            .all(|p| p.method == RedriveMethod::Copy || p.method == RedriveMethod::MoveTask)
+    );
+    assert_eq!(admin.queue_depth(&q.events_dlq).await.unwrap().total(), 0);
+
+    let mut received = Vec::new();
+    while received.len() < bodies.len() {
+        let batch = admin.receive(&q.events, 10, 1, 60).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        received.extend(batch.into_iter().map(|m| m.body));
+    }
+    received.sort();
+    let mut expected = bodies.clone();
+    expected.sort();
+    assert_eq!(received, expected);
+
+    // Nothing to move is not an error.
+    assert_eq!(
+        admin
+            .redrive(&q.events_dlq, &q.events, |_| {})
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn missing_queue_urls_fail_clearly() {
+    let Ok(endpoint) = std::env::var("MOTO_ENDPOINT") else {
+        eprintln!("skipping missing_queue_urls_fail_clearly: MOTO_ENDPOINT is not set");
+        return;
+    };
+    let sdk = sdk_config(&endpoint, Duration::from_secs(3)).await;
+    let adapters = adapters_from_sdk_config(&sdk, &AwsSettings::new("unused"));
+    let err = adapters
+        .queue
+        .send_event(&event("evt_x", 0, ""))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("RELAY_EVENTS_QUEUE_URL"), "{err}");
+    let err = adapters
+        .queue
+        .dead_letter_delivery(&task(event("evt_x", 0, ""), 1))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("RELAY_DELIVERIES_DLQ_URL"),
+        "{err}"
+    );
+    // A table that does not exist is "unavailable", named by its error code.
+    let err = adapters.store.get_source("a").await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Unavailable(m) if m.contains("ResourceNotFoundException")),
+        "{err}"
+    );
+}
+
+/// An endpoint that accepts connections and never answers must fail within the operation
+/// timeout, retry included.
+#[tokio::test]
+async fn hung_endpoint_fails_within_the_operation_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let timeout = Duration::from_millis(1200);
+    let sdk = sdk_config(&format!("http://{addr}"), timeout).await;
+    let settings = AwsSettings {
+        events_queue_url: Some(format!("http://{addr}/000000000000/q")),
+        ..AwsSettings::new("t")
+    };
+    let adapters = adapters_from_sdk_config(&sdk, &settings);
+
+    let started = Instant::now();
+    let err = adapters.store.get_source("a").await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Unavailable(m) if m.contains("timed out")),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < timeout + Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let started = Instant::now();
+    let err = adapters
+        .queue
+        .send_event(&event("evt_x", 0, ""))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(
+        started.elapsed() < timeout + Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
+    );
+    hold.abort();
+}
+
+/// `load_sdk_config` finds moto through `AWS_ENDPOINT_URL` (or the per-service variables) alone.
+#[tokio::test]
+async fn standard_endpoint_variables_are_honoured() {
+    let configured = ["AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID"]
+        .iter()
+        .all(|v| std::env::var(v).is_ok());
+    if std::env::var("MOTO_ENDPOINT").is_err() || !configured {
+        eprintln!(
+            "skipping standard_endpoint_variables_are_honoured: needs MOTO_ENDPOINT, \
+             AWS_ENDPOINT_URL, AWS_REGION and credentials"
+        );
+        return;
+    }
+    let sdk = relay_aws::load_sdk_config(Duration::from_secs(3)).await;
+    let adapters = adapters_from_sdk_config(&sdk, &AwsSettings::new(unique("absent")));
+    // Reaching DynamoDB (moto) shows up as its "no such table" answer, not a connection error.
+    let err = adapters.store.list_sources().await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Unavailable(m) if m.contains("ResourceNotFoundException")),
+        "{err}"
+    );
+}

@@ -1,0 +1,141 @@
+//! The store and queues the admin commands work on: the local SQLite file, or a deployed stack.
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use relay_aws::{AwsAdapters, AwsSettings};
+use relay_core::{Queue, Store};
+use relay_local::{LocalBackend, LocalOptions, LocalQueueName};
+
+use crate::args::{Global, RedriveQueue};
+
+pub enum Backend {
+    Local(LocalBackend),
+    Aws {
+        adapters: AwsAdapters,
+        settings: AwsSettings,
+    },
+}
+
+impl Backend {
+    pub async fn open(global: &Global) -> anyhow::Result<Self> {
+        if !global.aws {
+            let local = LocalBackend::open(&global.data_dir, LocalOptions::default())
+                .with_context(|| format!("cannot open the store in {}", global.data_dir.display()))?;
+            return Ok(Backend::Local(local));
+        }
+        let timeout = relay_aws::DEFAULT_OPERATION_TIMEOUT;
+        let sdk = relay_aws::load_sdk_config(timeout).await;
+        let mut settings = match &global.stack {
+            Some(stack) => stack_settings(&sdk, stack).await?,
+            None => AwsSettings::from_env().unwrap_or_else(|_| AwsSettings::new(String::new())),
+        };
+        if let Some(table) = &global.table {
+            settings.table = table.clone();
+        }
+        if let Some(url) = &global.events_queue_url {
+            settings.events_queue_url = Some(url.clone());
+        }
+        if let Some(url) = &global.deliveries_queue_url {
+            settings.deliveries_queue_url = Some(url.clone());
+        }
+        if settings.table.is_empty() {
+            bail!("--aws needs --stack NAME or --table (env RELAY_TABLE)");
+        }
+        // The template names each DLQ after its queue with a -dlq suffix.
+        if settings.events_dlq_url.is_none() {
+            settings.events_dlq_url = settings.events_queue_url.as_ref().map(|u| format!("{u}-dlq"));
+        }
+        if settings.deliveries_dlq_url.is_none() {
+            settings.deliveries_dlq_url =
+                settings.deliveries_queue_url.as_ref().map(|u| format!("{u}-dlq"));
+        }
+        let adapters = relay_aws::adapters_from_sdk_config(&sdk, &settings);
+        Ok(Backend::Aws { adapters, settings })
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Backend::Local(local) => Arc::new(local.clone()),
+            Backend::Aws { adapters, .. } => Arc::new(adapters.store.clone()),
+        }
+    }
+
+    pub fn queue(&self) -> anyhow::Result<Arc<dyn Queue>> {
+        match self {
+            Backend::Local(local) => Ok(Arc::new(local.clone())),
+            Backend::Aws { adapters, settings } => {
+                settings.require_deliveries_queue_url()?;
+                Ok(Arc::new(adapters.queue.clone()))
+            }
+        }
+    }
+
+    /// Moves one DLQ back to its queue; returns how many messages moved.
+    pub async fn redrive(
+        &self,
+        queue: RedriveQueue,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> anyhow::Result<u64> {
+        match self {
+            Backend::Local(local) => {
+                let (from, to) = match queue {
+                    RedriveQueue::Events => (LocalQueueName::EventsDlq, LocalQueueName::Events),
+                    RedriveQueue::Deliveries => {
+                        (LocalQueueName::DeliveriesDlq, LocalQueueName::Deliveries)
+                    }
+                };
+                let moved = local.redrive(from, to).await?;
+                progress(moved);
+                Ok(moved)
+            }
+            Backend::Aws { adapters, settings } => {
+                let (dlq, dest) = match queue {
+                    RedriveQueue::Events => (
+                        settings.require_events_dlq_url()?,
+                        settings.require_events_queue_url()?,
+                    ),
+                    RedriveQueue::Deliveries => (
+                        settings.require_deliveries_dlq_url()?,
+                        settings.require_deliveries_queue_url()?,
+                    ),
+                };
+                let moved = adapters
+                    .admin
+                    .redrive(dlq, dest, |p: &relay_aws::RedriveProgress| progress(p.moved))
+                    .await?;
+                Ok(moved)
+            }
+        }
+    }
+}
+
+/// Reads the table and queue URLs from a deployed stack's outputs.
+async fn stack_settings(sdk: &aws_config::SdkConfig, stack: &str) -> anyhow::Result<AwsSettings> {
+    let client = aws_sdk_cloudformation::Client::new(sdk);
+    let described = client
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .with_context(|| format!("cannot describe stack {stack}"))?;
+    let outputs = described
+        .stacks()
+        .first()
+        .map(|s| s.outputs().to_vec())
+        .unwrap_or_default();
+    let output = |key: &str| {
+        outputs
+            .iter()
+            .find(|o| o.output_key() == Some(key))
+            .and_then(|o| o.output_value())
+            .map(str::to_owned)
+    };
+    let table = output("TableName").with_context(|| format!("stack {stack} has no TableName output"))?;
+    let mut settings = AwsSettings::new(table);
+    settings.events_queue_url = output("EventsQueueUrl");
+    settings.events_dlq_url = output("EventsDlqUrl");
+    settings.deliveries_queue_url = output("DeliveriesQueueUrl");
+    settings.deliveries_dlq_url = output("DeliveriesDlqUrl");
+    Ok(settings)
+}

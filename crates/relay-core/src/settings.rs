@@ -1,0 +1,92 @@
+//! Tunables read from `RELAY_*` variables, shared by the Lambda mains and `relay`.
+
+use std::time::Duration;
+
+use crate::delivery::DeliveryConfig;
+use crate::fanout::FanoutConfig;
+use crate::receive::ReceiverConfig;
+use crate::retry::RetrySchedule;
+
+/// Reads the receiver's tunables; unset variables keep their defaults.
+pub fn receiver_config(lookup: &dyn Fn(&str) -> Option<String>) -> Result<ReceiverConfig, String> {
+    let mut config = ReceiverConfig::default();
+    if let Some(v) = number(lookup, "RELAY_MAX_BODY_BYTES")? {
+        config.max_body_bytes = v as usize;
+    }
+    if let Some(v) = number(lookup, "RELAY_DEDUP_TTL_SECS")? {
+        config.dedup_ttl_secs = v as i64;
+    }
+    if let Some(v) = number(lookup, "RELAY_CACHE_TTL_SECS")? {
+        config.cache_ttl = Duration::from_secs(v);
+    }
+    Ok(config)
+}
+
+/// Reads the fanout's and the delivery client's tunables.
+pub fn fanout_config(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(FanoutConfig, DeliveryConfig), String> {
+    let mut fanout = FanoutConfig::default();
+    let mut delivery = DeliveryConfig::default();
+    if let Some(text) = lookup("RELAY_RETRY_SCHEDULE") {
+        fanout.retry = RetrySchedule::parse(&text).map_err(|e| format!("RELAY_RETRY_SCHEDULE: {e}"))?;
+    }
+    if let Some(v) = number(lookup, "RELAY_CACHE_TTL_SECS")? {
+        fanout.cache_ttl = Duration::from_secs(v);
+    }
+    if let Some(v) = number(lookup, "RELAY_EVENT_RETENTION_DAYS")? {
+        fanout.retention_secs = v as i64 * 86_400;
+    }
+    if let Some(v) = number(lookup, "RELAY_DELIVERY_TIMEOUT_SECS")? {
+        delivery.timeout = Duration::from_secs(v.max(1));
+    }
+    if let Some(text) = lookup("RELAY_ALLOW_PRIVATE_DESTINATIONS") {
+        delivery.allow_private = match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" | "" => false,
+            other => {
+                return Err(format!(
+                    "RELAY_ALLOW_PRIVATE_DESTINATIONS must be true or false, not {other:?}"
+                ));
+            }
+        };
+    }
+    Ok((fanout, delivery))
+}
+
+fn number(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<u64>, String> {
+    match lookup(name) {
+        None => Ok(None),
+        Some(text) if text.trim().is_empty() => Ok(None),
+        Some(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name} must be a whole number, not {text:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_and_defaults() {
+        let env = |name: &str| match name {
+            "RELAY_MAX_BODY_BYTES" => Some("1024".to_string()),
+            "RELAY_RETRY_SCHEDULE" => Some("1s,2s".to_string()),
+            "RELAY_ALLOW_PRIVATE_DESTINATIONS" => Some("true".to_string()),
+            _ => None,
+        };
+        let receiver = receiver_config(&env).unwrap();
+        assert_eq!(receiver.max_body_bytes, 1024);
+        assert_eq!(receiver.dedup_ttl_secs, 7 * 86_400);
+        let (fanout, delivery) = fanout_config(&env).unwrap();
+        assert_eq!(fanout.retry.len(), 2);
+        assert!(delivery.allow_private);
+        assert_eq!(delivery.timeout, Duration::from_secs(15));
+        let bad = |_: &str| Some("x".to_string());
+        assert!(receiver_config(&bad).is_err());
+        assert!(fanout_config(&bad).is_err());
+    }
+}

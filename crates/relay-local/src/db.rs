@@ -1,0 +1,189 @@
+//! Connections, schema and error mapping shared by the writer thread and the readers.
+
+use std::path::Path;
+use std::time::Duration;
+
+use relay_core::StoreError;
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use serde::de::DeserializeOwned;
+
+/// Bumped whenever the schema changes; `open` refuses a file written by a newer relay.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits for another process's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+
+CREATE TABLE IF NOT EXISTS sources (
+    name TEXT PRIMARY KEY,
+    doc  TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id     TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    doc    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS subscriptions_by_source ON subscriptions (source, id);
+
+CREATE TABLE IF NOT EXISTS dedup (
+    source     TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    event_id   TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (source, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedup_by_expiry ON dedup (expires_at);
+
+CREATE TABLE IF NOT EXISTS events (
+    id          TEXT PRIMARY KEY,
+    source      TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    doc         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at, id);
+CREATE INDEX IF NOT EXISTS events_by_expiry ON events (expires_at);
+
+CREATE TABLE IF NOT EXISTS attempts (
+    seq        INTEGER PRIMARY KEY,
+    event_id   TEXT NOT NULL,
+    at         INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    doc        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_by_event ON attempts (event_id, at);
+CREATE INDEX IF NOT EXISTS attempts_by_expiry ON attempts (expires_at);
+
+-- receipt is 0 while nobody holds the message; a receive sets a fresh random one.
+CREATE TABLE IF NOT EXISTS messages (
+    id            INTEGER PRIMARY KEY,
+    queue         TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       INTEGER NOT NULL DEFAULT 0,
+    sent_at       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages (queue, visible_at, id);
+";
+
+/// Errors inside jobs and readers: SQLite's own, or one the port defines. Lets closures use `?`
+/// on both, and is mapped to `StoreError` at the boundary.
+#[derive(Debug)]
+pub(crate) enum DbError {
+    Sqlite(rusqlite::Error),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Sqlite(e)
+    }
+}
+
+impl From<StoreError> for DbError {
+    fn from(e: StoreError) -> Self {
+        DbError::Store(e)
+    }
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Store(e) => e,
+            DbError::Sqlite(e) => sqlite_to_store(&e),
+        }
+    }
+}
+
+pub(crate) fn sqlite_to_store(e: &rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        // Busy, locked, I/O, disk full and the rest: the caller may retry later.
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+pub(crate) type DbResult<T> = Result<T, DbError>;
+
+/// Decodes a stored JSON document; a bad one is corruption, not unavailability.
+pub(crate) fn decode<T: DeserializeOwned>(doc: &str, what: &str) -> DbResult<T> {
+    serde_json::from_str(doc)
+        .map_err(|e| DbError::Store(StoreError::Corrupt(format!("{what}: {e}"))))
+}
+
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("cannot encode: {e}")))
+}
+
+fn open_flags() -> OpenFlags {
+    // NO_MUTEX: every connection is used by one thread at a time, so SQLite's own locking is waste.
+    OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI
+}
+
+/// The one write connection of this process: WAL so readers never block it, `synchronous=FULL`
+/// so a commit survives a power cut (an accepted event must not be lost, as with SQS).
+pub(crate) fn open_writer(path: &Path) -> DbResult<Connection> {
+    let mut conn = Connection::open_with_flags(path, open_flags())?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "{} cannot use WAL mode (got {mode}); is it on a network file system?",
+            path.display()
+        ))
+        .into());
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// A connection for reads only; `query_only` guards against a write slipping past the writer.
+pub(crate) fn open_reader(path: &Path) -> DbResult<Connection> {
+    let conn = Connection::open_with_flags(path, open_flags())?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "query_only", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> DbResult<()> {
+    // IMMEDIATE: two processes opening a fresh file at once create the schema one after another.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(SCHEMA)?;
+    let found: Option<i64> =
+        tx.query_row("SELECT MAX(version) FROM schema_version", [], |row| {
+            row.get(0)
+        })?;
+    match found {
+        None => {
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [SCHEMA_VERSION],
+            )?;
+        }
+        Some(v) if v > SCHEMA_VERSION => {
+            return Err(StoreError::Unavailable(format!(
+                "the database has schema version {v}, newer than this relay's {SCHEMA_VERSION}; \
+                 upgrade the relay"
+            ))
+            .into());
+        }
+        Some(_) => {}
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! Embedded SQLite adapters of the relay's ports, used by `relay dev` and the admin CLI.
+//!
+//! One file (`DIR/relay.db`) holds the store and four SQS-like queues (`events`, `events-dlq`,
+//! `deliveries`, `deliveries-dlq`); several processes may share it. Writes go through one
+//! writer thread per process that commits in groups (see `writer`), reads through a small pool
+//! of read-only connections. WAL mode keeps readers and the writer out of each other's way, and
+//! `synchronous=FULL` makes every acknowledged write survive a crash, as the SQS contract needs.
+
+mod backend;
+mod db;
+mod queue;
+mod store;
+mod writer;
+
+pub use backend::{DB_FILE, LocalBackend, LocalOptions};
+pub use queue::{LocalQueueName, MAX_DELAY_SECS, MAX_VISIBILITY_SECS};

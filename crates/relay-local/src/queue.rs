@@ -1,0 +1,524 @@
+//! Four SQS-like queues in one `messages` table: visibility timeouts, receive counts, redrive to
+//! a DLQ after too many receives, receipt handles that go stale on the next receive.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use relay_core::{DeliveryTask, EventEnvelope, Queue, QueueError, ReceivedMessage, StoreError};
+use rusqlite::{Transaction, params};
+use serde::Serialize;
+
+use crate::backend::LocalBackend;
+use crate::db::DbResult;
+
+/// SQS's limit on a message delay.
+pub const MAX_DELAY_SECS: u32 = 900;
+/// SQS's limit on a visibility timeout (12 hours).
+pub const MAX_VISIBILITY_SECS: u32 = 12 * 3600;
+/// How often `wait_for_messages` looks at the file for messages sent by other processes.
+const POLL_INTERVAL: Duration = Duration::from_millis(150);
+
+/// One of the four local queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LocalQueueName {
+    Events,
+    EventsDlq,
+    Deliveries,
+    DeliveriesDlq,
+}
+
+impl LocalQueueName {
+    pub const ALL: [LocalQueueName; 4] = [
+        LocalQueueName::Events,
+        LocalQueueName::EventsDlq,
+        LocalQueueName::Deliveries,
+        LocalQueueName::DeliveriesDlq,
+    ];
+
+    /// The name stored in the `queue` column (and accepted by `FromStr`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalQueueName::Events => "events",
+            LocalQueueName::EventsDlq => "events-dlq",
+            LocalQueueName::Deliveries => "deliveries",
+            LocalQueueName::DeliveriesDlq => "deliveries-dlq",
+        }
+    }
+
+    /// The dead-letter queue of a main queue; `None` for a DLQ.
+    pub fn dlq(self) -> Option<LocalQueueName> {
+        match self {
+            LocalQueueName::Events => Some(LocalQueueName::EventsDlq),
+            LocalQueueName::Deliveries => Some(LocalQueueName::DeliveriesDlq),
+            LocalQueueName::EventsDlq | LocalQueueName::DeliveriesDlq => None,
+        }
+    }
+
+    /// The main queue a DLQ is redriven to; `None` for a main queue.
+    pub fn source_queue(self) -> Option<LocalQueueName> {
+        match self {
+            LocalQueueName::EventsDlq => Some(LocalQueueName::Events),
+            LocalQueueName::DeliveriesDlq => Some(LocalQueueName::Deliveries),
+            LocalQueueName::Events | LocalQueueName::Deliveries => None,
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        match self {
+            LocalQueueName::Events => 0,
+            LocalQueueName::EventsDlq => 1,
+            LocalQueueName::Deliveries => 2,
+            LocalQueueName::DeliveriesDlq => 3,
+        }
+    }
+}
+
+impl fmt::Display for LocalQueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for LocalQueueName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        LocalQueueName::ALL
+            .into_iter()
+            .find(|q| q.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown queue {s:?}: expected events, events-dlq, deliveries or deliveries-dlq"
+                )
+            })
+    }
+}
+
+/// Serialises exactly like `QueueMessage` without cloning the payload.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum QueueMessageRef<'a> {
+    Event(&'a EventEnvelope),
+    Delivery(&'a DeliveryTask),
+}
+
+/// A parsed receipt handle: `"<rowid>:<receipt>"`.
+#[derive(Debug, Clone, Copy)]
+struct Handle {
+    id: i64,
+    receipt: i64,
+}
+
+impl Handle {
+    fn parse(handle: &str) -> Result<Handle, StoreError> {
+        let bad = || StoreError::Conflict(format!("invalid receipt handle {handle:?}"));
+        let (id, receipt) = handle.split_once(':').ok_or_else(bad)?;
+        Ok(Handle {
+            id: id.parse().map_err(|_| bad())?,
+            receipt: receipt.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// A fresh receipt: random, positive and never 0 (0 marks a message nobody holds).
+fn new_receipt() -> i64 {
+    (rand::random::<u64>() >> 1) as i64 | 1
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn to_queue_error(e: StoreError) -> QueueError {
+    QueueError::Unavailable(e.to_string())
+}
+
+fn insert_message(
+    tx: &Transaction<'_>,
+    queue: LocalQueueName,
+    body: &str,
+    visible_at: i64,
+    sent_at: i64,
+) -> DbResult<()> {
+    tx.prepare_cached(
+        "INSERT INTO messages (queue, body, visible_at, receive_count, receipt, sent_at) \
+         VALUES (?1, ?2, ?3, 0, 0, ?4)",
+    )?
+    .execute(params![queue.as_str(), body, visible_at, sent_at])?;
+    Ok(())
+}
+
+impl LocalBackend {
+    /// The redrive threshold of a queue; `None` for a DLQ (messages stay there).
+    fn max_receive_count(&self, queue: LocalQueueName) -> Option<u32> {
+        let options = &self.inner.options;
+        match queue {
+            LocalQueueName::Events => Some(options.events_max_receive_count),
+            LocalQueueName::Deliveries => Some(options.deliveries_max_receive_count),
+            LocalQueueName::EventsDlq | LocalQueueName::DeliveriesDlq => None,
+        }
+    }
+
+    /// Puts a raw body on a queue, visible after `delay`; returns once it is durable.
+    pub async fn send(
+        &self,
+        queue: LocalQueueName,
+        body: String,
+        delay: Duration,
+    ) -> Result<(), StoreError> {
+        let now = self.now_millis();
+        let visible_at = now.saturating_add(millis(delay));
+        self.write(move |tx| insert_message(tx, queue, &body, visible_at, now))
+            .await?;
+        self.notify(queue).notify_waiters();
+        Ok(())
+    }
+
+    /// Takes up to `max` visible messages, oldest first, hiding each for `visibility`. A message
+    /// that has already been received the queue's maximum number of times moves to the DLQ
+    /// instead of being returned, as an SQS redrive policy does.
+    pub async fn receive(
+        &self,
+        queue: LocalQueueName,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let now = self.now_millis();
+        let hidden_until = now.saturating_add(millis(visibility));
+        let redrive = self.max_receive_count(queue).zip(queue.dlq());
+        let (received, moved) = self
+            .write(move |tx| {
+                let mut select = tx.prepare_cached(
+                    "SELECT id, body, receive_count FROM messages \
+                     WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3",
+                )?;
+                let mut take = tx.prepare_cached(
+                    "UPDATE messages SET visible_at = ?2, receive_count = receive_count + 1, \
+                     receipt = ?3 WHERE id = ?1",
+                )?;
+                let mut dead_letter = tx.prepare_cached(
+                    "UPDATE messages SET queue = ?2, visible_at = ?3, receipt = 0 WHERE id = ?1",
+                )?;
+                let mut received: Vec<ReceivedMessage> = Vec::with_capacity(max.min(64));
+                let mut taken_ids: Vec<i64> = Vec::new();
+                let mut moved = 0usize;
+                // Messages moved to the DLQ leave gaps: look again until full or none is left.
+                loop {
+                    let want = max - received.len();
+                    let rows = select
+                        .query_map(
+                            params![queue.as_str(), now, i64::try_from(want).unwrap_or(i64::MAX)],
+                            |row| {
+                                Ok((
+                                    row.get::<_, i64>(0)?,
+                                    row.get::<_, String>(1)?,
+                                    row.get::<_, i64>(2)?,
+                                ))
+                            },
+                        )?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let mut moved_now = 0usize;
+                    for (id, body, count) in rows {
+                        // With a zero visibility a taken message is still visible: skip it.
+                        if taken_ids.contains(&id) {
+                            continue;
+                        }
+                        match redrive {
+                            Some((limit, dlq)) if count >= i64::from(limit) => {
+                                dead_letter.execute(params![id, dlq.as_str(), now])?;
+                                moved_now += 1;
+                            }
+                            _ => {
+                                let receipt = new_receipt();
+                                take.execute(params![id, hidden_until, receipt])?;
+                                taken_ids.push(id);
+                                received.push(ReceivedMessage {
+                                    id: format!("{id}:{receipt}"),
+                                    body,
+                                    receive_count: u32::try_from(count.saturating_add(1))
+                                        .unwrap_or(u32::MAX),
+                                });
+                            }
+                        }
+                    }
+                    moved += moved_now;
+                    if moved_now == 0 || received.len() >= max {
+                        break;
+                    }
+                }
+                Ok((received, moved))
+            })
+            .await?;
+        if let (true, Some(dlq)) = (moved > 0, queue.dlq()) {
+            tracing::warn!(queue = %queue, dlq = %dlq, moved, "messages exceeded the max receive count");
+            self.notify(dlq).notify_waiters();
+        }
+        Ok(received)
+    }
+
+    /// Deletes a received message; false when the handle is stale (the message was received
+    /// again since, redriven, or is already gone).
+    pub async fn delete(&self, queue: LocalQueueName, handle: &str) -> Result<bool, StoreError> {
+        Ok(self.delete_many(queue, &[handle]).await? == 1)
+    }
+
+    /// Deletes several received messages in one commit; returns how many were deleted.
+    pub async fn delete_many<S: AsRef<str>>(
+        &self,
+        queue: LocalQueueName,
+        handles: &[S],
+    ) -> Result<u64, StoreError> {
+        let handles = handles
+            .iter()
+            .map(|h| Handle::parse(h.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if handles.is_empty() {
+            return Ok(0);
+        }
+        self.write(move |tx| {
+            let mut delete = tx.prepare_cached(
+                "DELETE FROM messages WHERE id = ?1 AND receipt = ?2 AND queue = ?3",
+            )?;
+            let mut deleted = 0u64;
+            for h in &handles {
+                deleted += delete.execute(params![h.id, h.receipt, queue.as_str()])? as u64;
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    /// Hides a received message for `secs` from now (0 makes it visible at once); false when the
+    /// handle is stale.
+    pub async fn change_visibility(
+        &self,
+        queue: LocalQueueName,
+        handle: &str,
+        secs: u32,
+    ) -> Result<bool, StoreError> {
+        if secs > MAX_VISIBILITY_SECS {
+            return Err(StoreError::Conflict(format!(
+                "visibility timeout {secs} s is over the limit of {MAX_VISIBILITY_SECS} s"
+            )));
+        }
+        let h = Handle::parse(handle)?;
+        let visible_at = self.now_millis().saturating_add(i64::from(secs) * 1000);
+        let changed = self
+            .write(move |tx| {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE messages SET visible_at = ?4 \
+                         WHERE id = ?1 AND receipt = ?2 AND queue = ?3",
+                    )?
+                    .execute(params![h.id, h.receipt, queue.as_str(), visible_at])?;
+                Ok(n > 0)
+            })
+            .await?;
+        if changed && secs == 0 {
+            self.notify(queue).notify_waiters();
+        }
+        Ok(changed)
+    }
+
+    /// Waits until a message of `queue` may be visible, or `timeout` passes; true in the first
+    /// case. Sends from this process wake it at once; messages from other processes, and delayed
+    /// or hidden ones coming due, are noticed by looking at the file every ~150 ms (or at the
+    /// earliest due time, when sooner).
+    pub async fn wait_for_messages(
+        &self,
+        queue: LocalQueueName,
+        timeout: Duration,
+    ) -> Result<bool, StoreError> {
+        let deadline = Instant::now() + timeout;
+        let notify = self.notify(queue);
+        loop {
+            // Registered before looking, so a send between the look and the sleep still wakes us.
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let earliest = self.earliest_visible_at(queue).await?;
+            let now = self.now_millis();
+            let due_in = match earliest {
+                Some(at) if at <= now => return Ok(true),
+                Some(at) => Some(Duration::from_millis(u64::try_from(at - now).unwrap_or(0))),
+                None => None,
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            let nap = due_in
+                .map_or(POLL_INTERVAL, |d| d.min(POLL_INTERVAL))
+                .min(left);
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(nap) => {}
+            }
+        }
+    }
+
+    async fn earliest_visible_at(&self, queue: LocalQueueName) -> Result<Option<i64>, StoreError> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT MIN(visible_at) FROM messages WHERE queue = ?1")?
+                .query_row([queue.as_str()], |row| row.get(0))?)
+        })
+        .await
+    }
+
+    /// Moves every message of `from` (normally a DLQ) to `to`, visible now with its receive count
+    /// reset, in one transaction; returns how many moved.
+    pub async fn redrive(
+        &self,
+        from: LocalQueueName,
+        to: LocalQueueName,
+    ) -> Result<u64, StoreError> {
+        if from == to {
+            return Err(StoreError::Conflict(format!(
+                "cannot redrive {from} into itself"
+            )));
+        }
+        let now = self.now_millis();
+        let moved = self
+            .write(move |tx| {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE messages SET queue = ?2, visible_at = ?3, receive_count = 0, \
+                         receipt = 0 WHERE queue = ?1",
+                    )?
+                    .execute(params![from.as_str(), to.as_str(), now])?;
+                Ok(n as u64)
+            })
+            .await?;
+        if moved > 0 {
+            self.notify(to).notify_waiters();
+        }
+        Ok(moved)
+    }
+
+    /// `(visible, in flight or delayed)` message counts of a queue.
+    pub async fn depth(&self, queue: LocalQueueName) -> Result<(u64, u64), StoreError> {
+        let now = self.now_millis();
+        self.read(move |conn| {
+            let (visible, hidden): (i64, i64) = conn
+                .prepare_cached(
+                    "SELECT COALESCE(SUM(visible_at <= ?2), 0), COALESCE(SUM(visible_at > ?2), 0) \
+                     FROM messages WHERE queue = ?1",
+                )?
+                .query_row(params![queue.as_str(), now], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?;
+            Ok((
+                u64::try_from(visible).unwrap_or(0),
+                u64::try_from(hidden).unwrap_or(0),
+            ))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Queue for LocalBackend {
+    async fn send_event(&self, event: &EventEnvelope) -> Result<(), QueueError> {
+        let body = serde_json::to_string(&QueueMessageRef::Event(event))
+            .map_err(|e| QueueError::Unavailable(format!("cannot encode the event: {e}")))?;
+        self.send(LocalQueueName::Events, body, Duration::ZERO)
+            .await
+            .map_err(to_queue_error)
+    }
+
+    async fn send_delivery(&self, task: &DeliveryTask, delay_secs: u32) -> Result<(), QueueError> {
+        // Refused like SQS would, so `relay dev` catches what would fail in AWS.
+        if delay_secs > MAX_DELAY_SECS {
+            return Err(QueueError::Unavailable(format!(
+                "delay {delay_secs} s is over the SQS limit of {MAX_DELAY_SECS} s"
+            )));
+        }
+        let body = serde_json::to_string(&QueueMessageRef::Delivery(task))
+            .map_err(|e| QueueError::Unavailable(format!("cannot encode the delivery: {e}")))?;
+        self.send(
+            LocalQueueName::Deliveries,
+            body,
+            Duration::from_secs(u64::from(delay_secs)),
+        )
+        .await
+        .map_err(to_queue_error)
+    }
+
+    async fn dead_letter_delivery(&self, task: &DeliveryTask) -> Result<(), QueueError> {
+        let body = serde_json::to_string(&QueueMessageRef::Delivery(task))
+            .map_err(|e| QueueError::Unavailable(format!("cannot encode the delivery: {e}")))?;
+        self.send(LocalQueueName::DeliveriesDlq, body, Duration::ZERO)
+            .await
+            .map_err(to_queue_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay_core::{BodyEncoding, QueueMessage};
+
+    fn event() -> EventEnvelope {
+        EventEnvelope {
+            id: "evt_1".into(),
+            source: "gh".into(),
+            event_type: "push".into(),
+            content_type: Some("application/json".into()),
+            received_at: 1_700_000_000_000,
+            body: "{\"a\":1}".into(),
+            body_encoding: BodyEncoding::Utf8,
+        }
+    }
+
+    #[test]
+    fn message_ref_serialises_like_queue_message() {
+        let e = event();
+        let task = DeliveryTask {
+            event: e.clone(),
+            subscription_id: "sub_1".into(),
+            attempt: 2,
+            schedule_step: 1,
+            not_before: 5,
+        };
+        assert_eq!(
+            serde_json::to_string(&QueueMessageRef::Event(&e)).unwrap(),
+            serde_json::to_string(&QueueMessage::Event(e.clone())).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_string(&QueueMessageRef::Delivery(&task)).unwrap(),
+            serde_json::to_string(&QueueMessage::Delivery(task.clone())).unwrap()
+        );
+    }
+
+    #[test]
+    fn queue_names_round_trip() {
+        for q in LocalQueueName::ALL {
+            assert_eq!(q.as_str().parse::<LocalQueueName>().unwrap(), q);
+            assert_eq!(LocalQueueName::ALL[q.index()], q);
+        }
+        assert!("nope".parse::<LocalQueueName>().is_err());
+        assert_eq!(
+            LocalQueueName::Events.dlq(),
+            Some(LocalQueueName::EventsDlq)
+        );
+        assert_eq!(
+            LocalQueueName::DeliveriesDlq.source_queue(),
+            Some(LocalQueueName::Deliveries)
+        );
+    }
+
+    #[test]
+    fn handles_parse_and_reject_garbage() {
+        let h = Handle::parse("12:345").unwrap();
+        assert_eq!((h.id, h.receipt), (12, 345));
+        assert!(Handle::parse("12").is_err());
+        assert!(Handle::parse("a:b").is_err());
+        assert!(new_receipt() > 0);
+    }
+}

@@ -1,0 +1,317 @@
+//! `Store` over SQLite: JSON documents in TEXT columns, plus the key columns queries use.
+
+use async_trait::async_trait;
+use relay_core::{
+    AttemptRecord, DedupClaim, EventEnvelope, Source, Store, StoreError, Subscription,
+};
+use rusqlite::{OptionalExtension, params};
+
+use crate::backend::LocalBackend;
+use crate::db::{DbResult, decode, encode};
+
+const PENDING: &str = "pending";
+const QUEUED: &str = "queued";
+
+fn collect_docs<T: serde::de::DeserializeOwned>(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+    what: &str,
+) -> DbResult<Vec<T>> {
+    let docs = stmt
+        .query_map(params, |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    docs.iter().map(|doc| decode(doc, what)).collect()
+}
+
+#[async_trait]
+impl Store for LocalBackend {
+    async fn get_source(&self, name: &str) -> Result<Option<Source>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let doc: Option<String> = conn
+                .prepare_cached("SELECT doc FROM sources WHERE name = ?1")?
+                .query_row([&name], |row| row.get(0))
+                .optional()?;
+            doc.map(|doc| decode(&doc, "source")).transpose()
+        })
+        .await
+    }
+
+    async fn put_source(&self, source: &Source) -> Result<(), StoreError> {
+        let doc = encode(source)?;
+        let name = source.name.clone();
+        self.write(move |tx| {
+            tx.prepare_cached("INSERT OR REPLACE INTO sources (name, doc) VALUES (?1, ?2)")?
+                .execute(params![name, doc])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_sources(&self) -> Result<Vec<Source>, StoreError> {
+        self.read(|conn| {
+            collect_docs(
+                &mut conn.prepare_cached("SELECT doc FROM sources ORDER BY name")?,
+                [],
+                "source",
+            )
+        })
+        .await
+    }
+
+    async fn remove_source(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            let n = tx
+                .prepare_cached("DELETE FROM sources WHERE name = ?1")?
+                .execute([name])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn source_subscriptions(&self, source: &str) -> Result<Vec<Subscription>, StoreError> {
+        let source = source.to_owned();
+        self.read(move |conn| {
+            collect_docs(
+                &mut conn.prepare_cached(
+                    "SELECT doc FROM subscriptions WHERE source = ?1 ORDER BY id",
+                )?,
+                [source],
+                "subscription",
+            )
+        })
+        .await
+    }
+
+    async fn get_subscription(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let doc: Option<String> = conn
+                .prepare_cached("SELECT doc FROM subscriptions WHERE id = ?1")?
+                .query_row([&id], |row| row.get(0))
+                .optional()?;
+            doc.map(|doc| decode(&doc, "subscription")).transpose()
+        })
+        .await
+    }
+
+    async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        let doc = encode(subscription)?;
+        let id = subscription.id.clone();
+        let source = subscription.source.clone();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO subscriptions (id, source, doc) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![id, source, doc])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+        self.read(|conn| {
+            collect_docs(
+                &mut conn.prepare_cached("SELECT doc FROM subscriptions ORDER BY source, id")?,
+                [],
+                "subscription",
+            )
+        })
+        .await
+    }
+
+    async fn remove_subscription(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |tx| {
+            let n = tx
+                .prepare_cached("DELETE FROM subscriptions WHERE id = ?1")?
+                .execute([id])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn claim_dedup(
+        &self,
+        source: &str,
+        key: &str,
+        event_id: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<DedupClaim, StoreError> {
+        let (source, key, event_id) = (source.to_owned(), key.to_owned(), event_id.to_owned());
+        self.write(move |tx| {
+            let live: Option<(String, String)> = tx
+                .prepare_cached(
+                    "SELECT event_id, state FROM dedup \
+                     WHERE source = ?1 AND key = ?2 AND expires_at > ?3",
+                )?
+                .query_row(params![source, key, now], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+            match live {
+                Some((first, state)) if state == QUEUED => {
+                    Ok(DedupClaim::Queued { event_id: first })
+                }
+                Some(_) => Ok(DedupClaim::Pending),
+                // Absent or expired (an abandoned lease, or kept long enough): take it over.
+                None => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO dedup (source, key, event_id, state, expires_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![
+                        source,
+                        key,
+                        event_id,
+                        PENDING,
+                        lease_until
+                    ])?;
+                    Ok(DedupClaim::New)
+                }
+            }
+        })
+        .await
+    }
+
+    async fn confirm_dedup(
+        &self,
+        source: &str,
+        key: &str,
+        event_id: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let (source, key, event_id) = (source.to_owned(), key.to_owned(), event_id.to_owned());
+        let now = self.now_millis().div_euclid(1000);
+        self.write(move |tx| {
+            let updated = tx
+                .prepare_cached(
+                    "UPDATE dedup SET state = ?4, expires_at = ?5 \
+                     WHERE source = ?1 AND key = ?2 AND event_id = ?3",
+                )?
+                .execute(params![source, key, event_id, QUEUED, expires_at])?;
+            if updated > 0 {
+                return Ok(());
+            }
+            // Our lease expired meanwhile. Another live claim wins; otherwise record ours, since
+            // the event is on the queue and later copies must be recognised as duplicates.
+            let other: Option<String> = tx
+                .prepare_cached(
+                    "SELECT event_id FROM dedup WHERE source = ?1 AND key = ?2 AND expires_at > ?3",
+                )?
+                .query_row(params![source, key, now], |row| row.get(0))
+                .optional()?;
+            if let Some(other) = other {
+                return Err(StoreError::Conflict(format!(
+                    "dedup key {key:?} of source {source:?} is now claimed by event {other}"
+                ))
+                .into());
+            }
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO dedup (source, key, event_id, state, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![source, key, event_id, QUEUED, expires_at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_dedup(
+        &self,
+        source: &str,
+        key: &str,
+        event_id: &str,
+    ) -> Result<(), StoreError> {
+        let (source, key, event_id) = (source.to_owned(), key.to_owned(), event_id.to_owned());
+        self.write(move |tx| {
+            // Only our own claim: a lease that expired may already belong to another request.
+            tx.prepare_cached(
+                "DELETE FROM dedup WHERE source = ?1 AND key = ?2 AND event_id = ?3",
+            )?
+            .execute(params![source, key, event_id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_event(&self, event: &EventEnvelope, expires_at: i64) -> Result<(), StoreError> {
+        let doc = encode(event)?;
+        let (id, source, received_at) = (event.id.clone(), event.source.clone(), event.received_at);
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO events (id, source, received_at, expires_at, doc) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![id, source, received_at, expires_at, doc])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<EventEnvelope>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let doc: Option<String> = conn
+                .prepare_cached("SELECT doc FROM events WHERE id = ?1")?
+                .query_row([&id], |row| row.get(0))
+                .optional()?;
+            doc.map(|doc| decode(&doc, "event")).transpose()
+        })
+        .await
+    }
+
+    async fn list_events(&self, limit: usize) -> Result<Vec<EventEnvelope>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            collect_docs(
+                &mut conn.prepare_cached(
+                    "SELECT doc FROM events ORDER BY received_at DESC, id DESC LIMIT ?1",
+                )?,
+                [limit],
+                "event",
+            )
+        })
+        .await
+    }
+
+    async fn put_attempts(
+        &self,
+        attempts: &[AttemptRecord],
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let rows = attempts
+            .iter()
+            .map(|a| Ok((a.event_id.clone(), a.at, encode(a)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.write(move |tx| {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO attempts (event_id, at, expires_at, doc) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (event_id, at, doc) in &rows {
+                insert.execute(params![event_id, at, expires_at, doc])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        let event_id = event_id.to_owned();
+        self.read(move |conn| {
+            collect_docs(
+                &mut conn.prepare_cached(
+                    "SELECT doc FROM attempts WHERE event_id = ?1 ORDER BY at, seq",
+                )?,
+                [event_id],
+                "attempt",
+            )
+        })
+        .await
+    }
+}

@@ -1,0 +1,94 @@
+//! The fanout Lambda's adapter: an SQS batch from either queue in, the core `Fanout` in the
+//! middle, a partial batch response out (failed records stay on their queue).
+
+use std::collections::HashMap;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use relay_aws::SqsAdmin;
+use relay_core::fanout::Fanout;
+use relay_core::{Disposition, ReceivedMessage};
+use tracing::warn;
+
+/// Handles one batch. Records answered `HideFor` (a retry that woke early) get their
+/// visibility extended and are reported as failures, so SQS keeps them without counting an
+/// attempt.
+pub async fn handle(
+    fanout: &Fanout,
+    admin: &SqsAdmin,
+    queue_urls: &HashMap<String, String>,
+    event: SqsEvent,
+) -> SqsBatchResponse {
+    let mut receipts = HashMap::with_capacity(event.records.len());
+    let mut messages = Vec::with_capacity(event.records.len());
+    let mut failures = Vec::new();
+    for record in event.records {
+        let (Some(id), Some(body)) = (record.message_id, record.body) else {
+            continue;
+        };
+        let receive_count = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let queue_url = record
+            .event_source_arn
+            .as_deref()
+            .and_then(|arn| arn.rsplit(':').next())
+            .and_then(|name| queue_urls.get(name));
+        receipts.insert(id.clone(), (record.receipt_handle, queue_url.cloned()));
+        messages.push(ReceivedMessage {
+            id,
+            body,
+            receive_count,
+        });
+    }
+    for (id, disposition) in fanout.handle_batch(messages).await {
+        match disposition {
+            Disposition::Delete => {}
+            Disposition::Retry => failures.push(id),
+            Disposition::HideFor(secs) => {
+                if let Some((Some(receipt), Some(url))) = receipts.get(&id) {
+                    if let Err(e) = admin.change_visibility(url, receipt, secs).await {
+                        // Left as is, it comes back after the queue's visibility timeout.
+                        warn!(message_id = %id, error = %e, "could not hide an early delivery");
+                    }
+                }
+                failures.push(id);
+            }
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures
+        .into_iter()
+        .map(|id| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        })
+        .collect();
+    response
+}
+
+/// Maps queue names (the last part of an ARN or URL) to queue URLs.
+pub fn queue_urls<'a>(urls: impl IntoIterator<Item = &'a str>) -> HashMap<String, String> {
+    urls.into_iter()
+        .filter_map(|url| {
+            let name = url.trim_end_matches('/').rsplit('/').next()?;
+            Some((name.to_owned(), url.to_owned()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_queue_names_to_urls() {
+        let map = queue_urls(["http://127.0.0.1:5000/123456789012/relay-deliveries"]);
+        assert_eq!(
+            map.get("relay-deliveries").map(String::as_str),
+            Some("http://127.0.0.1:5000/123456789012/relay-deliveries")
+        );
+    }
+}

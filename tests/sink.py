@@ -1,0 +1,116 @@
+"""A webhook subscriber for tests: records every request and checks its signature with the
+official Standard Webhooks library.
+
+    python tests/sink.py [--port 0] [--secret whsec_...]...
+
+Prints `listening <port>` once ready. Behaviour is chosen by the request path, so one sink
+serves many subscriptions:
+    /ok/...            answer 200
+    /status/<code>/... answer <code> every time
+    /fail/<k>/...      answer 500 to the first k requests on this path, then 200
+    /slow/<ms>/...     wait <ms> milliseconds, then 200
+GET /received returns the recorded requests as JSON; DELETE /received clears them.
+"""
+
+import argparse
+import base64
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+lock = threading.Lock()
+received = []
+counts = {}
+secrets = []
+
+
+def verify(body, headers):
+    """Names of the configured secrets whose signature is in the request."""
+    ok = []
+    for secret in secrets:
+        try:
+            Webhook(secret).verify(body, headers)
+            ok.append(secret)
+        except WebhookVerificationError:
+            pass
+    return ok
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, code, payload=b"ok"):
+        self.send_response(code)
+        self.send_header("content-type", "text/plain")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_GET(self):
+        if self.path.startswith("/received"):
+            with lock:
+                data = json.dumps(received).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        else:
+            self.reply(404, b"not found")
+
+    def do_DELETE(self):
+        with lock:
+            received.clear()
+            counts.clear()
+        self.reply(200)
+
+    def do_POST(self):
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        parts = [p for p in self.path.split("/") if p]
+        with lock:
+            counts[self.path] = counts.get(self.path, 0) + 1
+            nth = counts[self.path]
+        code = 200
+        if len(parts) >= 2 and parts[0] == "status":
+            code = int(parts[1])
+        elif len(parts) >= 2 and parts[0] == "fail":
+            code = 500 if nth <= int(parts[1]) else 200
+        elif len(parts) >= 2 and parts[0] == "slow":
+            time.sleep(int(parts[1]) / 1000.0)
+        verified_with = verify(body, headers)
+        with lock:
+            received.append(
+                {
+                    "path": self.path,
+                    "headers": headers,
+                    "body_b64": base64.b64encode(body).decode(),
+                    "verified_with": verified_with,
+                    "status": code,
+                    "at": time.time(),
+                }
+            )
+        self.reply(code)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--secret", action="append", default=[])
+    args = parser.parse_args()
+    secrets.extend(args.secret)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    print(f"listening {server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
