@@ -79,6 +79,7 @@ fn subscription(id: &str, source: &str) -> Subscription {
         }],
         enabled: true,
         disabled_reason: None,
+        failing_since: None,
         headers: vec![("x-team".into(), "a".into())],
         created_at: 2,
     }

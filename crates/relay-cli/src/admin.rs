@@ -6,16 +6,16 @@ use serde_json::{Value, json};
 use relay_core::clock::{Clock, SystemClock};
 use relay_core::model::{
     DeliveryTask, HmacOptions, ProviderConfig, SignatureEncoding, SigningSecret, Source,
-    Subscription,
+    Subscription, TokenOptions, TwilioOptions,
 };
 use relay_core::patterns::{matches_any, parse_list};
 use relay_core::receive::validate_source_name;
 use relay_core::retry::parse_duration;
 use relay_core::signing::{Algorithm, validate_signing_secret};
-use relay_core::{ids, Store};
+use relay_core::{Store, ids};
 
 use crate::args::{
-    Command, EventsCommand, Global, ProviderName, RedriveQueue, SourcesCommand,
+    Command, EventsCommand, Global, HmacArgs, ProviderName, RedriveQueue, SourcesCommand,
     SubscriptionsCommand,
 };
 use crate::backend::Backend;
@@ -30,7 +30,14 @@ pub async fn run(backend: &Backend, global: &Global, command: Command) -> anyhow
         Command::Subscriptions(cmd) => subscriptions(store.as_ref(), json_mode, cmd).await,
         Command::Events(cmd) => events(store.as_ref(), json_mode, cmd).await,
         Command::Replay { id, subscription } => {
-            replay(backend, store.as_ref(), json_mode, &id, subscription.as_deref()).await
+            replay(
+                backend,
+                store.as_ref(),
+                json_mode,
+                &id,
+                subscription.as_deref(),
+            )
+            .await
         }
         Command::Redrive { queue } => redrive(backend, json_mode, queue).await,
     }
@@ -46,12 +53,29 @@ fn now_secs() -> i64 {
 
 fn source_json(source: &Source) -> Value {
     // Secrets are never printed; only how many there are.
+    // Provider options hold no secrets (a token source's token is one of its secrets).
+    let mut options = serde_json::to_value(&source.provider).unwrap_or_else(|_| json!({}));
+    if let Some(map) = options.as_object_mut() {
+        map.remove("provider");
+    }
     json!({
         "name": source.name,
         "provider": source.provider.name(),
+        "options": options,
         "secrets": source.secrets.len(),
         "tolerance_secs": source.tolerance_secs,
     })
+}
+
+/// `hmac (typeform)` for a preset, else the provider's name.
+fn provider_label(provider: &ProviderConfig) -> String {
+    match provider {
+        ProviderConfig::Hmac(HmacOptions {
+            preset: Some(preset),
+            ..
+        }) => format!("hmac ({preset})"),
+        other => other.name().to_owned(),
+    }
 }
 
 fn subscription_json(sub: &Subscription) -> Value {
@@ -74,12 +98,10 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
             provider,
             secrets,
             tolerance,
-            header,
-            algorithm,
-            encoding,
-            prefix,
-            type_header,
-            id_header,
+            hmac,
+            public_url,
+            token_param,
+            token_header,
         } => {
             validate_source_name(&name).map_err(|e| anyhow!(e))?;
             if secrets.iter().any(|s| s.trim().is_empty()) {
@@ -88,8 +110,34 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
             if store.get_source(&name).await?.is_some() {
                 bail!("source {name} exists already; use relay sources update");
             }
+            let uses_hmac = matches!(provider, ProviderName::Hmac | ProviderName::Typeform);
+            if !uses_hmac && hmac.given() {
+                bail!(
+                    "--preset, --header, --algorithm, --encoding, --prefix, --timestamp-header, --signed-payload, --type-*, --id-* are options of --provider hmac"
+                );
+            }
+            if provider != ProviderName::Twilio && public_url.is_some() {
+                bail!("--public-url is an option of --provider twilio");
+            }
+            if provider != ProviderName::Token && (token_param.is_some() || token_header.is_some())
+            {
+                bail!("--token-param and --token-header are options of --provider token");
+            }
             let provider = match provider {
                 ProviderName::Github => ProviderConfig::Github,
+                ProviderName::Stripe => {
+                    if secrets.iter().any(|s| !s.trim().starts_with("whsec_")) {
+                        bail!(
+                            "a Stripe endpoint secret starts with whsec_ (Dashboard > Webhooks > the endpoint > Signing secret, or `stripe listen`)"
+                        );
+                    }
+                    ProviderConfig::Stripe
+                }
+                ProviderName::Shopify => ProviderConfig::Shopify,
+                ProviderName::Slack => ProviderConfig::Slack,
+                ProviderName::Twilio => ProviderConfig::Twilio(TwilioOptions {
+                    public_url: public_url.map(|u| check_public_url(&u)).transpose()?,
+                }),
                 ProviderName::Standard => {
                     for secret in &secrets {
                         if relay_core::signing::standard_secret_key(secret).is_none() {
@@ -98,23 +146,25 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
                     }
                     ProviderConfig::Standard
                 }
-                ProviderName::Hmac => ProviderConfig::Hmac(HmacOptions {
-                    header: header.context("--provider hmac needs --header NAME")?,
-                    algorithm: match algorithm.as_str() {
-                        "sha1" => Algorithm::Sha1,
-                        "sha256" => Algorithm::Sha256,
-                        "sha512" => Algorithm::Sha512,
-                        other => bail!("--algorithm {other}: use sha1, sha256 or sha512"),
-                    },
-                    encoding: match encoding.as_str() {
-                        "hex" => SignatureEncoding::Hex,
-                        "base64" => SignatureEncoding::Base64,
-                        other => bail!("--encoding {other}: use hex or base64"),
-                    },
-                    prefix,
-                    type_header,
-                    id_header,
-                }),
+                ProviderName::Hmac => ProviderConfig::Hmac(hmac_options(*hmac, None)?),
+                ProviderName::Typeform => {
+                    ProviderConfig::Hmac(hmac_options(*hmac, Some("typeform"))?)
+                }
+                ProviderName::Token => {
+                    for name in token_header.iter().chain(token_param.iter()) {
+                        if name.trim().is_empty() {
+                            bail!("--token-param and --token-header must not be empty");
+                        }
+                    }
+                    if let Some(header) = &token_header {
+                        http::HeaderName::from_bytes(header.as_bytes())
+                            .map_err(|_| anyhow!("invalid header name {header:?}"))?;
+                    }
+                    ProviderConfig::Token(TokenOptions {
+                        token_param,
+                        token_header,
+                    })
+                }
             };
             let source = Source {
                 name: name.clone(),
@@ -125,7 +175,18 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
             };
             store.put_source(&source).await?;
             emit(json_mode, &source_json(&source), || {
-                format!("added source {name}: providers POST to /{name}")
+                let mut text = format!("added source {name}: providers POST to /{name}");
+                if let ProviderConfig::Token(TokenOptions {
+                    token_header: None,
+                    token_param,
+                }) = &source.provider
+                {
+                    let param = token_param
+                        .as_deref()
+                        .unwrap_or(TokenOptions::DEFAULT_PARAM);
+                    text.push_str(&format!(" (with ?{param}=<the token> in the URL)"));
+                }
+                text
             });
         }
         SourcesCommand::List => {
@@ -136,7 +197,14 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
                     return "no sources".into();
                 }
                 list.iter()
-                    .map(|s| format!("{}\t{}\t{} secret(s)", s.name, s.provider.name(), s.secrets.len()))
+                    .map(|s| {
+                        format!(
+                            "{}\t{}\t{} secret(s)",
+                            s.name,
+                            provider_label(&s.provider),
+                            s.secrets.len()
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             });
@@ -145,18 +213,49 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
             if !store.remove_source(&name).await? {
                 bail!("no source named {name}");
             }
-            emit(json_mode, &json!({ "removed": name }), || format!("removed source {name}"));
+            emit(json_mode, &json!({ "removed": name }), || {
+                format!("removed source {name}")
+            });
         }
         SourcesCommand::Update {
             name,
             add_secret,
             remove_secret,
             tolerance,
+            public_url,
         } => {
             let mut source = store
                 .get_source(&name)
                 .await?
                 .with_context(|| format!("no source named {name}"))?;
+            if add_secret.iter().any(|s| s.trim().is_empty()) {
+                bail!("--add-secret must not be empty");
+            }
+            if let Some(url) = public_url {
+                let ProviderConfig::Twilio(options) = &mut source.provider else {
+                    bail!("--public-url is an option of twilio sources");
+                };
+                options.public_url = if url.trim().is_empty() {
+                    None
+                } else {
+                    Some(check_public_url(&url)?)
+                };
+            }
+            match &source.provider {
+                ProviderConfig::Stripe
+                    if add_secret.iter().any(|s| !s.trim().starts_with("whsec_")) =>
+                {
+                    bail!("a Stripe endpoint secret starts with whsec_");
+                }
+                ProviderConfig::Standard
+                    if add_secret
+                        .iter()
+                        .any(|s| relay_core::signing::standard_secret_key(s).is_none()) =>
+                {
+                    bail!("a standard source's secret is whsec_ followed by base64");
+                }
+                _ => {}
+            }
             for secret in add_secret {
                 if !source.secrets.contains(&secret) {
                     source.secrets.push(secret);
@@ -170,10 +269,84 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
                 source.tolerance_secs = tolerance;
             }
             store.put_source(&source).await?;
-            emit(json_mode, &source_json(&source), || format!("updated source {name}"));
+            emit(json_mode, &source_json(&source), || {
+                format!("updated source {name}")
+            });
         }
     }
     Ok(())
+}
+
+/// The generic HMAC options from the flags, on top of a preset when one is named.
+fn hmac_options(args: HmacArgs, preset: Option<&str>) -> anyhow::Result<HmacOptions> {
+    let preset = match (preset, args.preset.as_deref()) {
+        (Some(a), Some(b)) if a != b => {
+            bail!("--provider {a} is the {a} preset; leave out --preset {b}")
+        }
+        (Some(p), _) | (None, Some(p)) => Some(p),
+        (None, None) => None,
+    };
+    let mut options = match preset {
+        Some(name) => HmacOptions::preset(name).with_context(|| {
+            format!(
+                "no preset {name:?}; presets: {}",
+                HmacOptions::PRESETS.join(", ")
+            )
+        })?,
+        None => HmacOptions::default(),
+    };
+    if let Some(header) = args.header {
+        options.header = header;
+    }
+    if options.header.trim().is_empty() {
+        bail!("--provider hmac needs --header NAME (or a --preset)");
+    }
+    if let Some(algorithm) = args.algorithm {
+        options.algorithm = match algorithm.as_str() {
+            "sha1" => Algorithm::Sha1,
+            "sha256" => Algorithm::Sha256,
+            "sha512" => Algorithm::Sha512,
+            other => bail!("--algorithm {other}: use sha1, sha256 or sha512"),
+        };
+    }
+    if let Some(encoding) = args.encoding {
+        options.encoding = match encoding.as_str() {
+            "hex" => SignatureEncoding::Hex,
+            "base64" => SignatureEncoding::Base64,
+            other => bail!("--encoding {other}: use hex or base64"),
+        };
+    }
+    let set = |field: &mut Option<String>, value: Option<String>| {
+        if let Some(value) = value {
+            *field = Some(value).filter(|v| !v.trim().is_empty());
+        }
+    };
+    if let Some(prefix) = args.prefix {
+        options.prefix = prefix;
+    }
+    set(&mut options.timestamp_header, args.timestamp_header);
+    set(&mut options.signed_payload, args.signed_payload);
+    set(&mut options.type_header, args.type_header);
+    set(&mut options.type_pointer, args.type_pointer);
+    set(&mut options.id_header, args.id_header);
+    set(&mut options.id_pointer, args.id_pointer);
+    relay_core::providers::validate_hmac_options(&options).map_err(|e| anyhow!(e))?;
+    Ok(options)
+}
+
+/// Checks a Twilio public URL: http(s), a host, no query or fragment.
+fn check_public_url(url: &str) -> anyhow::Result<String> {
+    let url = url.trim();
+    let parsed = url::Url::parse(url).map_err(|e| anyhow!("invalid --public-url {url}: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        bail!("--public-url must be an http or https URL with a host");
+    }
+    if url.contains('?') || url.contains('#') {
+        bail!(
+            "--public-url is the URL without its query: the query of each request is appended as received"
+        );
+    }
+    Ok(url.to_owned())
 }
 
 async fn subscriptions(
@@ -226,6 +399,7 @@ async fn subscriptions(
                 }],
                 enabled: true,
                 disabled_reason: None,
+                failing_since: None,
                 headers,
                 created_at: now_secs(),
             };
@@ -254,9 +428,18 @@ async fn subscriptions(
                         let state = if s.enabled {
                             "enabled".to_owned()
                         } else {
-                            format!("disabled ({})", s.disabled_reason.as_deref().unwrap_or("by hand"))
+                            format!(
+                                "disabled ({})",
+                                s.disabled_reason.as_deref().unwrap_or("by hand")
+                            )
                         };
-                        format!("{}\t{}\t{}\t{}\t{state}", s.id, s.source, s.url, s.events.join(","))
+                        format!(
+                            "{}\t{}\t{}\t{}\t{state}",
+                            s.id,
+                            s.source,
+                            s.url,
+                            s.events.join(",")
+                        )
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
@@ -266,15 +449,21 @@ async fn subscriptions(
             if !store.remove_subscription(&id).await? {
                 bail!("no subscription {id}");
             }
-            emit(json_mode, &json!({ "removed": id }), || format!("removed subscription {id}"));
+            emit(json_mode, &json!({ "removed": id }), || {
+                format!("removed subscription {id}")
+            });
         }
         SubscriptionsCommand::Disable { id } => {
             let sub = set_enabled(store, &id, false).await?;
-            emit(json_mode, &subscription_json(&sub), || format!("disabled subscription {id}"));
+            emit(json_mode, &subscription_json(&sub), || {
+                format!("disabled subscription {id}")
+            });
         }
         SubscriptionsCommand::Enable { id } => {
             let sub = set_enabled(store, &id, true).await?;
-            emit(json_mode, &subscription_json(&sub), || format!("enabled subscription {id}"));
+            emit(json_mode, &subscription_json(&sub), || {
+                format!("enabled subscription {id}")
+            });
         }
         SubscriptionsCommand::RotateSecret { id, keep_old } => {
             let keep = parse_duration(&keep_old).map_err(|e| anyhow!("--keep-old: {e}"))?;
@@ -282,7 +471,8 @@ async fn subscriptions(
             let now = now_secs();
             let until = now + keep.as_secs() as i64;
             // Old secrets keep signing until `until`; already-expired ones are dropped.
-            sub.secrets.retain(|s| s.expires_at.is_none_or(|at| at > now));
+            sub.secrets
+                .retain(|s| s.expires_at.is_none_or(|at| at > now));
             for old in &mut sub.secrets {
                 old.expires_at = Some(old.expires_at.map_or(until, |at| at.min(until)));
             }
@@ -338,7 +528,15 @@ async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyho
                     return "no events".into();
                 }
                 list.iter()
-                    .map(|e| format!("{}\t{}\t{}\t{}", e.id, millis_text(e.received_at), e.source, e.event_type))
+                    .map(|e| {
+                        format!(
+                            "{}\t{}\t{}\t{}",
+                            e.id,
+                            millis_text(e.received_at),
+                            e.source,
+                            e.event_type
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             });
@@ -357,7 +555,13 @@ async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyho
             });
             emit(json_mode, &value, || {
                 let mut lines = vec![
-                    format!("event {}  {}  source {}  type {}", event.id, millis_text(event.received_at), event.source, event.event_type),
+                    format!(
+                        "event {}  {}  source {}  type {}",
+                        event.id,
+                        millis_text(event.received_at),
+                        event.source,
+                        event.event_type
+                    ),
                     format!("attempts: {}", attempts.len()),
                 ];
                 for a in &attempts {
@@ -367,11 +571,18 @@ async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyho
                         millis_text(a.at),
                         a.subscription_id,
                         a.outcome,
-                        a.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                        a.status
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "-".into()),
                         a.latency_ms,
                         a.next,
-                        if a.response_excerpt.is_empty() { String::new() } else {
-                            format!("  response: {}", a.response_excerpt.chars().take(80).collect::<String>())
+                        if a.response_excerpt.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "  response: {}",
+                                a.response_excerpt.chars().take(80).collect::<String>()
+                            )
                         }
                     ));
                 }
@@ -425,7 +636,11 @@ async fn replay(
         Some(sub_id) => {
             let sub = get_subscription(store, sub_id).await?;
             if sub.source != event.source {
-                bail!("subscription {sub_id} belongs to source {}, not {}", sub.source, event.source);
+                bail!(
+                    "subscription {sub_id} belongs to source {}, not {}",
+                    sub.source,
+                    event.source
+                );
             }
             vec![sub]
         }

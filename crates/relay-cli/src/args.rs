@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "relay", version, about = "Webhook relay: receive, verify, queue and fan out webhooks")]
+#[command(
+    name = "relay",
+    version,
+    about = "Webhook relay: receive, verify, queue and fan out webhooks"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -87,55 +91,134 @@ pub enum RedriveQueue {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ProviderName {
+    /// X-Hub-Signature-256 (the webhook secret).
     Github,
+    /// Stripe-Signature (the endpoint's whsec_ signing secret).
+    Stripe,
+    /// X-Shopify-Hmac-Sha256 (the app's client secret).
+    Shopify,
+    /// X-Slack-Signature (the app's signing secret).
+    Slack,
+    /// X-Twilio-Signature (the account's Auth Token); see --public-url.
+    Twilio,
+    /// Standard Webhooks / Svix (a whsec_ secret).
     Standard,
+    /// Any HMAC in one header: --header, --algorithm, --encoding, --prefix, ...
     Hmac,
+    /// A shared token in the URL (?token=...) or a header; weaker than a signature.
+    Token,
+    /// Typeform-Signature (the hmac provider with the typeform preset).
+    Typeform,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SourcesCommand {
+    /// Add an inbound endpoint: providers POST to /NAME.
     Add {
         name: String,
         #[arg(long, value_enum)]
         provider: ProviderName,
-        /// Repeat for several secrets during rotation.
+        /// The provider's signing secret (token: the shared token). Repeat for several during
+        /// rotation; any one that verifies passes.
         #[arg(long = "secret", required = true)]
         secrets: Vec<String>,
-        /// Seconds a signed timestamp may be off.
+        /// Seconds a signed timestamp may be off, either way (stripe, slack, standard, hmac).
         #[arg(long, default_value_t = relay_core::model::DEFAULT_TOLERANCE_SECS)]
         tolerance: u64,
-        /// hmac: the signature header.
+        #[command(flatten)]
+        hmac: Box<HmacArgs>,
+        /// twilio: the URL Twilio calls, without the query (e.g. https://x.lambda-url.us-east-1.on.aws/twilio).
+        /// Default: rebuilt from Host, X-Forwarded-Proto and the path of each request.
         #[arg(long)]
-        header: Option<String>,
-        /// hmac: sha1, sha256 or sha512.
-        #[arg(long, default_value = "sha256")]
-        algorithm: String,
-        /// hmac: hex or base64.
-        #[arg(long, default_value = "hex")]
-        encoding: String,
-        /// hmac: text before the signature, e.g. sha256=.
-        #[arg(long, default_value = "")]
-        prefix: String,
-        /// hmac: header naming the event type.
+        public_url: Option<String>,
+        /// token: the query parameter carrying the token (default token).
         #[arg(long)]
-        type_header: Option<String>,
-        /// hmac: header carrying the sender's delivery id.
-        #[arg(long)]
-        id_header: Option<String>,
+        token_param: Option<String>,
+        /// token: take the token from this header instead (Authorization: Bearer is understood).
+        #[arg(long, conflicts_with = "token_param")]
+        token_header: Option<String>,
     },
     List,
     Remove {
         name: String,
     },
+    /// Rotate secrets, change the tolerance or the Twilio public URL.
     Update {
         name: String,
+        /// Add a secret (repeatable); during rotation any secret that verifies passes.
         #[arg(long)]
         add_secret: Vec<String>,
+        /// Remove a secret (repeatable); a source keeps at least one.
         #[arg(long)]
         remove_secret: Vec<String>,
+        /// Seconds a signed timestamp may be off, either way.
         #[arg(long)]
         tolerance: Option<u64>,
+        /// twilio: the URL Twilio calls, without the query; an empty value goes back to
+        /// rebuilding it from each request.
+        #[arg(long)]
+        public_url: Option<String>,
     },
+}
+
+impl HmacArgs {
+    /// True when any hmac option was given.
+    pub fn given(&self) -> bool {
+        [
+            &self.preset,
+            &self.header,
+            &self.algorithm,
+            &self.encoding,
+            &self.prefix,
+            &self.timestamp_header,
+            &self.signed_payload,
+            &self.type_header,
+            &self.type_pointer,
+            &self.id_header,
+            &self.id_pointer,
+        ]
+        .iter()
+        .any(|o| o.is_some())
+    }
+}
+
+/// Options of `--provider hmac` (and the base a `--preset` starts from).
+#[derive(Debug, Args)]
+pub struct HmacArgs {
+    /// hmac: start from a known sender's options (typeform).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// hmac: the signature header.
+    #[arg(long)]
+    pub header: Option<String>,
+    /// hmac: sha1, sha256 or sha512 [default: sha256].
+    #[arg(long)]
+    pub algorithm: Option<String>,
+    /// hmac: hex or base64 [default: hex].
+    #[arg(long)]
+    pub encoding: Option<String>,
+    /// hmac: text before the signature, e.g. sha256=.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// hmac: header with the signed Unix timestamp, checked against --tolerance.
+    #[arg(long)]
+    pub timestamp_header: Option<String>,
+    /// hmac: what is signed, with {body}, {timestamp} and {id} placeholders
+    /// [default: {body}, or {timestamp}.{body} with --timestamp-header].
+    #[arg(long)]
+    pub signed_payload: Option<String>,
+    /// hmac: header naming the event type.
+    #[arg(long)]
+    pub type_header: Option<String>,
+    /// hmac: JSON pointer to the event type in the body, e.g. /type.
+    #[arg(long)]
+    pub type_pointer: Option<String>,
+    /// hmac: header carrying the sender's delivery id (deduplication).
+    #[arg(long)]
+    pub id_header: Option<String>,
+    /// hmac: JSON pointer to the delivery id in the body, e.g. /id.
+    #[arg(long)]
+    pub id_pointer: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,6 +43,9 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
             ..ReceiverConfig::default()
         },
     ));
+    // The same RELAY_* tunables as the Lambdas, then the command line on top.
+    let lookup = |name: &str| std::env::var(name).ok();
+    let (fanout_config, _) = relay_core::settings::fanout_config(&lookup).map_err(|e| anyhow!(e))?;
     let delivery = DeliveryConfig {
         timeout: Duration::from_secs(args.delivery_timeout.max(1)),
         allow_private: !args.deny_private_destinations,
@@ -57,7 +60,7 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
             retry,
             cache_ttl,
             record_concurrency: BATCH,
-            ..FanoutConfig::default()
+            ..fanout_config
         },
     ));
 

@@ -1,1 +1,164 @@
-fn main() {}
+//! Receiver core cost per 1 KiB event (verify + parse + build the queue message, queue
+//! in-process) beside one raw HMAC-SHA256 over the same bytes.
+//!
+//! `cargo bench -p relay-core --bench core`
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue, Method};
+use relay_core::model::{
+    AttemptRecord, DedupClaim, DeliveryTask, EventEnvelope, ProviderConfig, QueueMessage, Source,
+    Subscription,
+};
+use relay_core::ports::{Queue, QueueError, Store, StoreError};
+use relay_core::providers::InboundRequest;
+use relay_core::receive::{Receiver, ReceiverConfig};
+use relay_core::signing::hmac_sha256;
+
+const SECRET: &str = "bench-secret";
+
+/// Serves the one source; everything else is unused by the receive path measured here.
+struct OneSource(Source);
+
+#[async_trait]
+impl Store for OneSource {
+    async fn get_source(&self, _: &str) -> Result<Option<Source>, StoreError> {
+        Ok(Some(self.0.clone()))
+    }
+    async fn put_source(&self, _: &Source) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn list_sources(&self) -> Result<Vec<Source>, StoreError> {
+        Ok(vec![])
+    }
+    async fn remove_source(&self, _: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    async fn source_subscriptions(&self, _: &str) -> Result<Vec<Subscription>, StoreError> {
+        Ok(vec![])
+    }
+    async fn get_subscription(&self, _: &str) -> Result<Option<Subscription>, StoreError> {
+        Ok(None)
+    }
+    async fn put_subscription(&self, _: &Subscription) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn list_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+        Ok(vec![])
+    }
+    async fn remove_subscription(&self, _: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    async fn claim_dedup(&self, _: &str, _: &str, _: &str, _: i64, _: i64) -> Result<DedupClaim, StoreError> {
+        Ok(DedupClaim::New)
+    }
+    async fn confirm_dedup(&self, _: &str, _: &str, _: &str, _: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn release_dedup(&self, _: &str, _: &str, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn put_event(&self, _: &EventEnvelope, _: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn get_event(&self, _: &str) -> Result<Option<EventEnvelope>, StoreError> {
+        Ok(None)
+    }
+    async fn list_events(&self, _: usize) -> Result<Vec<EventEnvelope>, StoreError> {
+        Ok(vec![])
+    }
+    async fn put_attempts(&self, _: &[AttemptRecord], _: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn event_attempts(&self, _: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        Ok(vec![])
+    }
+}
+
+/// Builds the queue message exactly as an adapter would send it, then drops it.
+struct SerializingQueue;
+
+#[async_trait]
+impl Queue for SerializingQueue {
+    async fn send_event(&self, event: &EventEnvelope) -> Result<(), QueueError> {
+        let message = serde_json::to_string(&QueueMessage::Event(event.clone()))
+            .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+        black_box(message);
+        Ok(())
+    }
+    async fn send_delivery(&self, _: &DeliveryTask, _: u32) -> Result<(), QueueError> {
+        Ok(())
+    }
+    async fn dead_letter_delivery(&self, _: &DeliveryTask) -> Result<(), QueueError> {
+        Ok(())
+    }
+}
+
+/// A realistic 1 KiB GitHub `issues` payload.
+fn body_1k() -> Vec<u8> {
+    let mut body = String::from(r#"{"action":"opened","issue":{"number":1347,"title":"Found a bug","body":""#);
+    while body.len() < 1024 - 80 {
+        body.push_str("lorem ipsum dolor sit amet ");
+    }
+    body.push_str(r#"","user":{"login":"octocat","id":1}},"repository":{"id":1296269}}"#);
+    body.into_bytes()
+}
+
+fn request(body: &Bytes) -> InboundRequest {
+    let signature = format!("sha256={}", hex::encode(hmac_sha256(SECRET.as_bytes(), &[body])));
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.insert("x-github-event", HeaderValue::from_static("issues"));
+    headers.insert("x-hub-signature-256", HeaderValue::from_str(&signature).unwrap_or(HeaderValue::from_static("")));
+    InboundRequest {
+        method: Method::POST,
+        path: "/github".into(),
+        query: None,
+        headers,
+        body: body.clone(),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let body = Bytes::from(body_1k());
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap_or_else(|e| panic!("runtime: {e}"));
+    let source = Source {
+        name: "github".into(),
+        provider: ProviderConfig::Github,
+        secrets: vec![SECRET.into()],
+        tolerance_secs: 300,
+        created_at: 0,
+    };
+    let receiver = Receiver::new(
+        Arc::new(OneSource(source)),
+        Arc::new(SerializingQueue),
+        relay_core::clock::system(),
+        ReceiverConfig {
+            cache_ttl: Duration::from_secs(3600),
+            ..ReceiverConfig::default()
+        },
+    );
+    let prepared = request(&body);
+
+    let mut group = c.benchmark_group("receive_1KiB");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("raw_hmac_sha256", |b| {
+        b.iter(|| black_box(hmac_sha256(SECRET.as_bytes(), &[black_box(&body)])))
+    });
+    group.bench_function("receiver_core", |b| {
+        b.iter(|| {
+            let reply = runtime.block_on(receiver.handle(black_box(prepared.clone())));
+            assert_eq!(reply.status, 202);
+            black_box(reply)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -31,6 +31,8 @@ pub struct FanoutConfig {
     /// Records of one batch handled at once.
     pub record_concurrency: usize,
     pub cache_ttl: Duration,
+    /// A subscription failing without a single success for this long is disabled.
+    pub health_window_secs: i64,
 }
 
 impl Default for FanoutConfig {
@@ -40,6 +42,7 @@ impl Default for FanoutConfig {
             retention_secs: 14 * 86_400,
             record_concurrency: 16,
             cache_ttl: Duration::from_secs(10),
+            health_window_secs: 5 * 86_400,
         }
     }
 }
@@ -277,6 +280,11 @@ impl Fanout {
             next: String::new(),
         };
         let mut handed_off = true;
+        if self.track_health(subscription, &result.outcome).await {
+            // Failing for the whole window: no more retries for this subscription.
+            record.next = "disabled".into();
+            return Settled { record, handed_off };
+        }
         record.next = match &result.outcome {
             Outcome::Delivered { .. } => "done".into(),
             Outcome::Gone => {
@@ -335,16 +343,69 @@ impl Fanout {
     }
 
     async fn disable(&self, subscription: &Subscription, reason: &str) {
-        let mut disabled = subscription.clone();
-        disabled.enabled = false;
-        disabled.disabled_reason = Some(reason.to_owned());
-        match self.store.put_subscription(&disabled).await {
-            Ok(()) => {
-                self.by_id.invalidate(&subscription.id);
-                self.by_source.invalidate(&subscription.source);
-                warn!(subscription_id = %subscription.id, reason, "subscription disabled");
+        let reason = reason.to_owned();
+        self.update_subscription(subscription, move |sub| {
+            sub.enabled = false;
+            sub.disabled_reason = Some(reason);
+        })
+        .await;
+        warn!(subscription_id = %subscription.id, "subscription disabled");
+    }
+
+    /// Keeps `failing_since` current (a write only when a run of failures starts or ends) and
+    /// disables a subscription that failed for the whole health window. True when it disabled.
+    async fn track_health(&self, subscription: &Subscription, outcome: &Outcome) -> bool {
+        let now = self.clock.now_secs();
+        match (outcome, subscription.failing_since) {
+            (Outcome::Delivered { .. }, Some(_)) => {
+                self.update_subscription(subscription, |sub| sub.failing_since = None)
+                    .await;
+                false
             }
-            Err(e) => warn!(subscription_id = %subscription.id, error = %e, "could not disable"),
+            (outcome, None) if outcome.is_retryable() => {
+                self.update_subscription(subscription, move |sub| {
+                    sub.failing_since.get_or_insert(now);
+                })
+                .await;
+                false
+            }
+            (outcome, Some(since))
+                if outcome.is_retryable() && now - since >= self.config.health_window_secs =>
+            {
+                let days = (now - since) as f64 / 86_400.0;
+                self.disable(
+                    subscription,
+                    &format!("failing continuously for {days:.1} days"),
+                )
+                .await;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Read-modify-write on the stored subscription (not the cached copy), so an operator's
+    /// concurrent change, such as a rotated secret, is not overwritten.
+    async fn update_subscription(
+        &self,
+        subscription: &Subscription,
+        change: impl FnOnce(&mut Subscription),
+    ) {
+        let id = &subscription.id;
+        let result = match self.store.get_subscription(id).await {
+            Ok(Some(mut current)) => {
+                change(&mut current);
+                self.store.put_subscription(&current).await
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                self.by_id.invalidate(id);
+                self.by_source.invalidate(&subscription.source);
+            }
+            Err(e) => warn!(subscription_id = %id, error = %e, "could not update the subscription"),
         }
     }
 

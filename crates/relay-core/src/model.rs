@@ -27,13 +27,20 @@ fn default_tolerance() -> u64 {
     DEFAULT_TOLERANCE_SECS
 }
 
-/// Which provider signs a source's requests, with that provider's options.
+/// Which provider signs a source's requests, with that provider's options. Serialized flat into
+/// the source under `provider` (the tag) plus the variant's own fields; every option added later
+/// carries a serde default so older stored sources keep loading.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "provider", rename_all = "lowercase")]
 pub enum ProviderConfig {
     Github,
     Standard,
     Hmac(HmacOptions),
+    Stripe,
+    Shopify,
+    Slack,
+    Twilio(TwilioOptions),
+    Token(TokenOptions),
 }
 
 impl ProviderConfig {
@@ -42,6 +49,11 @@ impl ProviderConfig {
             ProviderConfig::Github => "github",
             ProviderConfig::Standard => "standard",
             ProviderConfig::Hmac(_) => "hmac",
+            ProviderConfig::Stripe => "stripe",
+            ProviderConfig::Shopify => "shopify",
+            ProviderConfig::Slack => "slack",
+            ProviderConfig::Twilio(_) => "twilio",
+            ProviderConfig::Token(_) => "token",
         }
     }
 }
@@ -60,6 +72,88 @@ pub struct HmacOptions {
     /// Header carrying the sender's delivery id, used for deduplication.
     #[serde(default)]
     pub id_header: Option<String>,
+    /// JSON pointer (`/type`, `/event/type`) to the event type in the body, when no header has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub type_pointer: Option<String>,
+    /// JSON pointer to the sender's delivery id in the body, when no header has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_pointer: Option<String>,
+    /// Header carrying the signed Unix timestamp (seconds), checked against the tolerance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_header: Option<String>,
+    /// What is signed, with `{body}`, `{timestamp}` and `{id}` placeholders. Absent: the body
+    /// alone, or `{timestamp}.{body}` when a timestamp header is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_payload: Option<String>,
+    /// The preset these options came from (`typeform`), shown by `sources list`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+}
+
+impl Default for HmacOptions {
+    fn default() -> Self {
+        Self {
+            header: String::new(),
+            algorithm: Algorithm::Sha256,
+            encoding: SignatureEncoding::Hex,
+            prefix: String::new(),
+            type_header: None,
+            id_header: None,
+            type_pointer: None,
+            id_pointer: None,
+            timestamp_header: None,
+            signed_payload: None,
+            preset: None,
+        }
+    }
+}
+
+impl HmacOptions {
+    /// A named preset: the options a well-known sender needs.
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            // Typeform-Signature: sha256=<base64 HMAC-SHA256 of the body>; the body carries
+            // `event_id` and `event_type` (`form_response`).
+            "typeform" => Some(Self {
+                header: "Typeform-Signature".into(),
+                algorithm: Algorithm::Sha256,
+                encoding: SignatureEncoding::Base64,
+                prefix: "sha256=".into(),
+                type_pointer: Some("/event_type".into()),
+                id_pointer: Some("/event_id".into()),
+                preset: Some("typeform".into()),
+                ..Self::default()
+            }),
+            _ => None,
+        }
+    }
+
+    pub const PRESETS: &'static [&'static str] = &["typeform"];
+}
+
+/// Options of the Twilio provider.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TwilioOptions {
+    /// The URL Twilio was told to call, without the query (the request's own query is appended),
+    /// e.g. `https://hooks.example.com/prod/twilio`. Absent: rebuilt from `X-Forwarded-Proto`,
+    /// `Host` and the request path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+}
+
+/// Options of the shared-token provider. The token itself is one of the source's secrets.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TokenOptions {
+    /// Query parameter carrying the token; `token` when neither this nor a header is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_param: Option<String>,
+    /// Header carrying the token instead (`Authorization: Bearer <token>` is understood).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_header: Option<String>,
+}
+
+impl TokenOptions {
+    pub const DEFAULT_PARAM: &'static str = "token";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +184,10 @@ pub struct Subscription {
     pub enabled: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_reason: Option<String>,
+    /// Seconds since the epoch of the first failure in the current run of failures; cleared by a
+    /// success. A run longer than the health window disables the subscription.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<i64>,
     /// Extra headers sent with every delivery.
     #[serde(default)]
     pub headers: Vec<(String, String)>,

@@ -12,7 +12,7 @@ use crate::clock::SharedClock;
 use crate::ids::new_event_id;
 use crate::model::{DedupClaim, EventEnvelope, Source};
 use crate::ports::{Queue, Store};
-use crate::providers::{self, InboundRequest};
+use crate::providers::{self, InboundRequest, Outcome};
 
 #[derive(Debug, Clone)]
 pub struct ReceiverConfig {
@@ -100,9 +100,10 @@ impl Receiver {
         let Some(name) = source_name(&request.path) else {
             return Reply::error(404, "no such source: the path is /{source}");
         };
-        if request.method != Method::POST {
-            return Reply::error(405, "method not allowed: send webhooks with POST")
-                .with_header("allow", "POST".into());
+        // Only POST carries webhooks; GET is looked at further for `token` sources, whose URL
+        // senders such as Mailchimp check with a GET.
+        if request.method != Method::POST && request.method != Method::GET {
+            return method_not_allowed();
         }
         if request.body.len() > self.config.max_body_bytes {
             return Reply::error(
@@ -129,10 +130,23 @@ impl Receiver {
             }
         };
 
+        if !providers::accepts_method(&source.provider, &request.method) {
+            return method_not_allowed();
+        }
+
         let now_ms = self.clock.now_millis();
         let now = now_ms.div_euclid(1000);
         let verified = match providers::verify(&source, &request, now) {
-            Ok(verified) => verified,
+            Ok(Outcome::Event(verified)) => verified,
+            Ok(Outcome::Answer(answer)) => {
+                // A challenge or URL check: answered, nothing queued.
+                info!(
+                    source = name,
+                    status = answer.status,
+                    "answered without queuing"
+                );
+                return Reply::json(answer.status, answer.body);
+            }
             Err(rejection) => {
                 warn!(source = name, status = rejection.status, reason = %rejection.message, "request refused");
                 return Reply::error(rejection.status, &rejection.message);
@@ -143,7 +157,13 @@ impl Receiver {
         if let Some(key) = &verified.delivery_id {
             let claim = self
                 .store
-                .claim_dedup(name, key, &event_id, now, now + self.config.dedup_lease_secs)
+                .claim_dedup(
+                    name,
+                    key,
+                    &event_id,
+                    now,
+                    now + self.config.dedup_lease_secs,
+                )
                 .await;
             match claim {
                 Ok(DedupClaim::New) => {}
@@ -160,7 +180,10 @@ impl Receiver {
                 }
                 Err(e) => {
                     warn!(source = name, error = %e, "dedup claim failed");
-                    return Reply::error(503, "store unavailable; nothing was accepted, retry later");
+                    return Reply::error(
+                        503,
+                        "store unavailable; nothing was accepted, retry later",
+                    );
                 }
             }
         }
@@ -177,17 +200,23 @@ impl Receiver {
         };
         if let Err(e) = self.queue.send_event(&event).await {
             warn!(event_id = %event.id, source = name, error = %e, "enqueue failed");
-            if let Some(key) = &verified.delivery_id {
-                if let Err(e) = self.store.release_dedup(name, key, &event.id).await {
-                    // The lease expires by itself; the provider's retry gets 409 until then.
-                    warn!(event_id = %event.id, error = %e, "dedup release failed");
-                }
+            let released = match &verified.delivery_id {
+                Some(key) => self.store.release_dedup(name, key, &event.id).await,
+                None => Ok(()),
+            };
+            if let Err(e) = released {
+                // The lease expires by itself; the provider's retry gets 409 until then.
+                warn!(event_id = %event.id, error = %e, "dedup release failed");
             }
             return Reply::error(503, "queue unavailable; nothing was accepted, retry later");
         }
         if let Some(key) = &verified.delivery_id {
             let expires = now + self.config.dedup_ttl_secs;
-            if let Err(e) = self.store.confirm_dedup(name, key, &event.id, expires).await {
+            if let Err(e) = self
+                .store
+                .confirm_dedup(name, key, &event.id, expires)
+                .await
+            {
                 // Queued already, so answer 202; a copy arriving within the lease gets 409,
                 // later copies may be queued again (at-least-once).
                 warn!(event_id = %event.id, error = %e, "dedup confirm failed");
@@ -196,6 +225,11 @@ impl Receiver {
         info!(event_id = %event.id, source = name, event_type = %event.event_type, bytes = request.body.len(), "event queued");
         Reply::json(202, serde_json::json!({ "id": event.id }))
     }
+}
+
+fn method_not_allowed() -> Reply {
+    Reply::error(405, "method not allowed: send webhooks with POST")
+        .with_header("allow", "POST".into())
 }
 
 /// `/github` → `github`; anything with more segments or odd characters is no source.
@@ -225,6 +259,255 @@ pub fn validate_source_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::FixedClock;
+    use crate::model::{AttemptRecord, DeliveryTask, ProviderConfig, Subscription, TokenOptions};
+    use crate::ports::{QueueError, StoreError};
+    use crate::signing::hmac_sha256;
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use http::{HeaderMap, HeaderValue};
+    use std::sync::Mutex;
+
+    /// A store holding sources only, with an in-memory dedup table.
+    #[derive(Default)]
+    struct Fake {
+        sources: Vec<Source>,
+        dedup: Mutex<Vec<(String, String)>>,
+        queued: Mutex<Vec<EventEnvelope>>,
+    }
+
+    #[async_trait]
+    impl Store for Fake {
+        async fn get_source(&self, name: &str) -> Result<Option<Source>, StoreError> {
+            Ok(self.sources.iter().find(|s| s.name == name).cloned())
+        }
+        async fn put_source(&self, _: &Source) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        async fn list_sources(&self) -> Result<Vec<Source>, StoreError> {
+            unimplemented!()
+        }
+        async fn remove_source(&self, _: &str) -> Result<bool, StoreError> {
+            unimplemented!()
+        }
+        async fn source_subscriptions(&self, _: &str) -> Result<Vec<Subscription>, StoreError> {
+            unimplemented!()
+        }
+        async fn get_subscription(&self, _: &str) -> Result<Option<Subscription>, StoreError> {
+            unimplemented!()
+        }
+        async fn put_subscription(&self, _: &Subscription) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        async fn list_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+            unimplemented!()
+        }
+        async fn remove_subscription(&self, _: &str) -> Result<bool, StoreError> {
+            unimplemented!()
+        }
+        async fn claim_dedup(
+            &self,
+            _: &str,
+            key: &str,
+            event_id: &str,
+            _: i64,
+            _: i64,
+        ) -> Result<DedupClaim, StoreError> {
+            let mut dedup = self.dedup.lock().unwrap();
+            if let Some((_, first)) = dedup.iter().find(|(k, _)| k == key) {
+                return Ok(DedupClaim::Queued {
+                    event_id: first.clone(),
+                });
+            }
+            dedup.push((key.into(), event_id.into()));
+            Ok(DedupClaim::New)
+        }
+        async fn confirm_dedup(&self, _: &str, _: &str, _: &str, _: i64) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn release_dedup(&self, _: &str, _: &str, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn put_event(&self, _: &EventEnvelope, _: i64) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        async fn get_event(&self, _: &str) -> Result<Option<EventEnvelope>, StoreError> {
+            unimplemented!()
+        }
+        async fn list_events(&self, _: usize) -> Result<Vec<EventEnvelope>, StoreError> {
+            unimplemented!()
+        }
+        async fn put_attempts(&self, _: &[AttemptRecord], _: i64) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        async fn event_attempts(&self, _: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+            unimplemented!()
+        }
+    }
+
+    #[async_trait]
+    impl Queue for Fake {
+        async fn send_event(&self, event: &EventEnvelope) -> Result<(), QueueError> {
+            self.queued.lock().unwrap().push(event.clone());
+            Ok(())
+        }
+        async fn send_delivery(&self, _: &DeliveryTask, _: u32) -> Result<(), QueueError> {
+            unimplemented!()
+        }
+        async fn dead_letter_delivery(&self, _: &DeliveryTask) -> Result<(), QueueError> {
+            unimplemented!()
+        }
+    }
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn receiver() -> (Receiver, Arc<Fake>) {
+        let source = |name: &str, provider| Source {
+            name: name.into(),
+            provider,
+            secrets: vec!["slack-secret".into()],
+            tolerance_secs: 300,
+            created_at: 0,
+        };
+        let fake = Arc::new(Fake {
+            sources: vec![
+                source("slack", ProviderConfig::Slack),
+                source("mc", ProviderConfig::Token(TokenOptions::default())),
+                source("gh", ProviderConfig::Github),
+            ],
+            ..Fake::default()
+        });
+        let receiver = Receiver::new(
+            fake.clone(),
+            fake.clone(),
+            FixedClock::at_secs(NOW),
+            ReceiverConfig::default(),
+        );
+        (receiver, fake)
+    }
+
+    fn inbound(
+        method: Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &[(&str, String)],
+        body: &str,
+    ) -> InboundRequest {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        InboundRequest {
+            method,
+            path: path.into(),
+            query: query.map(str::to_owned),
+            headers: map,
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    fn slack_request(ts: i64, body: &str) -> InboundRequest {
+        let mac = hmac_sha256(
+            b"slack-secret",
+            &[format!("v0:{ts}:").as_bytes(), body.as_bytes()],
+        );
+        inbound(
+            Method::POST,
+            "/slack",
+            None,
+            &[
+                ("x-slack-request-timestamp", ts.to_string()),
+                ("x-slack-signature", format!("v0={}", hex::encode(mac))),
+                ("content-type", "application/json".into()),
+            ],
+            body,
+        )
+    }
+
+    #[tokio::test]
+    async fn slack_challenge_is_answered_and_not_queued() {
+        let (receiver, fake) = receiver();
+        let body = r#"{"type":"url_verification","challenge":"c-123","token":"t"}"#;
+        let reply = receiver.handle(slack_request(NOW, body)).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, r#"{"challenge":"c-123"}"#);
+        assert!(fake.queued.lock().unwrap().is_empty());
+        // Stale by the injected clock: 401, and it says why.
+        let reply = receiver.handle(slack_request(NOW - 812, body)).await;
+        assert_eq!(reply.status, 401);
+        assert!(reply.body.contains("timestamp 812 s old, tolerance 300 s"));
+    }
+
+    #[tokio::test]
+    async fn slack_event_is_queued_once() {
+        let (receiver, fake) = receiver();
+        let body = r#"{"type":"event_callback","event_id":"Ev1","event":{"type":"message"}}"#;
+        assert_eq!(receiver.handle(slack_request(NOW, body)).await.status, 202);
+        let again = receiver.handle(slack_request(NOW, body)).await;
+        assert_eq!(again.status, 200);
+        assert!(again.body.contains("\"duplicate\":true"));
+        let queued = fake.queued.lock().unwrap();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].event_type, "message");
+    }
+
+    #[tokio::test]
+    async fn methods() {
+        let (receiver, fake) = receiver();
+        let get = |path: &str, query: Option<&str>| inbound(Method::GET, path, query, &[], "");
+        // The token source's URL check.
+        let reply = receiver
+            .handle(get("/mc", Some("token=slack-secret")))
+            .await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, r#"{"status":"ok"}"#)
+        );
+        assert_eq!(
+            receiver.handle(get("/mc", Some("token=nope"))).await.status,
+            401
+        );
+        assert_eq!(receiver.handle(get("/mc", None)).await.status, 401);
+        // Other sources and other methods.
+        let reply = receiver.handle(get("/gh", None)).await;
+        assert_eq!(reply.status, 405);
+        assert!(reply.headers.contains(&("allow", "POST".into())));
+        assert_eq!(
+            receiver
+                .handle(inbound(
+                    Method::PUT,
+                    "/mc",
+                    Some("token=slack-secret"),
+                    &[],
+                    ""
+                ))
+                .await
+                .status,
+            405
+        );
+        assert_eq!(
+            receiver
+                .handle(inbound(Method::DELETE, "/slack", None, &[], ""))
+                .await
+                .status,
+            405
+        );
+        assert_eq!(receiver.handle(get("/healthz", None)).await.status, 200);
+        assert!(fake.queued.lock().unwrap().is_empty());
+        // A token POST is queued with the form's type.
+        let post = inbound(
+            Method::POST,
+            "/mc",
+            Some("token=slack-secret"),
+            &[("content-type", "application/x-www-form-urlencoded".into())],
+            "type=unsubscribe&data%5Bemail%5D=a%40b.c",
+        );
+        assert_eq!(receiver.handle(post).await.status, 202);
+        assert_eq!(fake.queued.lock().unwrap()[0].event_type, "unsubscribe");
+    }
 
     #[test]
     fn source_names() {

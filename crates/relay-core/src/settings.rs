@@ -37,6 +37,9 @@ pub fn fanout_config(
     if let Some(v) = number(lookup, "RELAY_EVENT_RETENTION_DAYS")? {
         fanout.retention_secs = v as i64 * 86_400;
     }
+    if let Some(v) = number(lookup, "RELAY_DISABLE_AFTER_FAILING_SECS")? {
+        fanout.health_window_secs = v as i64;
+    }
     if let Some(v) = number(lookup, "RELAY_DELIVERY_TIMEOUT_SECS")? {
         delivery.timeout = Duration::from_secs(v.max(1));
     }

@@ -15,7 +15,9 @@ use relay_core::{AttemptRecord, BodyEncoding, EventEnvelope, Queue, QueueMessage
 use relay_local::{LocalBackend, LocalOptions, LocalQueueName};
 
 const VIS: Duration = Duration::from_secs(30);
-const CONSUMERS: usize = 4;
+fn consumers() -> usize {
+    std::env::var("CONSUMERS").ok().and_then(|s| s.parse().ok()).unwrap_or(4)
+}
 
 fn event(i: u64) -> EventEnvelope {
     EventEnvelope {
@@ -92,7 +94,7 @@ async fn run(mode: String, total: u64, producers: u64) -> Result<(), Box<dyn std
             }
         });
     }
-    for _ in 0..CONSUMERS {
+    for _ in 0..consumers() {
         let (backend, done) = (backend.clone(), Arc::clone(&done));
         tasks.spawn(async move {
             while done.load(Ordering::Relaxed) < total {
@@ -135,9 +137,13 @@ async fn run(mode: String, total: u64, producers: u64) -> Result<(), Box<dyn std
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{mode}: {total} events, {producers} producers, {CONSUMERS} consumers: {secs:.2} s, {:.0} events/s",
+        "{mode}: {total} events, {producers} producers, {} consumers: {secs:.2} s, {:.0} events/s",
+        consumers(),
         total as f64 / secs
     );
+    let (jobs, batches, nanos, commit) = relay_local::writer::stats();
+    println!("commit share {:.0}%, {:.2} ms per multi-job commit", commit as f64 / nanos as f64 * 100.0, commit as f64 / batches as f64 / 1e6);
+    println!("writer: {jobs} jobs in {batches} batches ({:.1} per batch), {:.2} ms per batch, busy {:.0}%", jobs as f64 / batches as f64, nanos as f64 / batches as f64 / 1e6, nanos as f64 / 1e9 / secs * 100.0);
     Ok(())
 }
 

@@ -146,6 +146,7 @@ pub(crate) fn open_writer(path: &Path) -> DbResult<Connection> {
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    if std::env::var_os("NOCKPT").is_some() { conn.pragma_update(None, "wal_autocheckpoint", 0)?; }
     conn.set_prepared_statement_cache_capacity(64);
     migrate(&mut conn)?;
     Ok(conn)

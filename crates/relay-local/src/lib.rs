@@ -10,7 +10,7 @@ mod backend;
 mod db;
 mod queue;
 mod store;
-mod writer;
+pub mod writer;
 
 pub use backend::{DB_FILE, LocalBackend, LocalOptions};
 pub use queue::{LocalQueueName, MAX_DELAY_SECS, MAX_VISIBILITY_SECS};

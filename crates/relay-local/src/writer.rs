@@ -129,7 +129,11 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, purge: Pu
             }
         }
         if !batch.is_empty() {
+            let t = Instant::now();
+            STATS_JOBS.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            STATS_BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             run_batch(&mut conn, &mut batch);
+            STATS_NANOS.fetch_add(t.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
         }
         if Instant::now() >= next_purge {
             next_purge = match purge_expired(&mut conn, &purge) {
@@ -144,6 +148,11 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, purge: Pu
         }
     }
 }
+
+pub static STATS_JOBS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static STATS_BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static STATS_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub fn stats() -> (u64, u64, u64, u64) { use std::sync::atomic::Ordering::Relaxed; (STATS_JOBS.load(Relaxed), STATS_BATCHES.load(Relaxed), STATS_NANOS.load(Relaxed), STATS_COMMIT.load(Relaxed)) }
 
 fn run_batch(conn: &mut Connection, batch: &mut Vec<Box<dyn Job>>) {
     let committed = run_jobs(conn, batch).map_err(|e| StoreError::from(e).to_string());
@@ -174,9 +183,12 @@ fn run_jobs(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> DbResult<()> {
             tx.prepare_cached("RELEASE job")?.execute([])?;
         }
     }
+    let t = Instant::now();
     tx.commit()?;
+    STATS_COMMIT.fetch_add(t.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
+pub static STATS_COMMIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Runs one job; a panicking job counts as failed rather than killing the thread.
 fn run_guarded(job: &mut dyn Job, tx: &Transaction<'_>) -> bool {

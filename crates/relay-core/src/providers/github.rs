@@ -8,17 +8,22 @@ use crate::signing::{constant_time_eq, decode_hex, hmac_sha256};
 const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
 pub(super) fn verify(source: &Source, request: &InboundRequest) -> Result<Verified, Rejection> {
-    let header = request
-        .header(SIGNATURE_HEADER)
-        .ok_or_else(|| Rejection::unauthorized("no X-Hub-Signature-256 header"))?;
-    let given = header
-        .strip_prefix("sha256=")
-        .and_then(decode_hex)
-        .ok_or_else(|| {
-            Rejection::unauthorized("X-Hub-Signature-256 is not of the form sha256=<hex>")
-        })?;
+    if request.header(SIGNATURE_HEADER).is_none() {
+        return Err(Rejection::unauthorized("no X-Hub-Signature-256 header"));
+    }
+    let given: Vec<Vec<u8>> = request
+        .header_values(SIGNATURE_HEADER)
+        .filter_map(|value| value.strip_prefix("sha256="))
+        .filter_map(decode_hex)
+        .collect();
+    if given.is_empty() {
+        return Err(Rejection::unauthorized(
+            "X-Hub-Signature-256 is not of the form sha256=<hex>",
+        ));
+    }
     let matched = source.secrets.iter().any(|secret| {
-        constant_time_eq(&hmac_sha256(secret.as_bytes(), &[&request.body]), &given)
+        let expected = hmac_sha256(secret.as_bytes(), &[&request.body]);
+        given.iter().any(|g| constant_time_eq(&expected, g))
     });
     if !matched {
         return Err(Rejection::unauthorized("signature does not match"));
@@ -27,9 +32,7 @@ pub(super) fn verify(source: &Source, request: &InboundRequest) -> Result<Verifi
     let event = request
         .header("x-github-event")
         .ok_or_else(|| Rejection::malformed("no X-GitHub-Event header"))?;
-    let is_json = request
-        .content_type()
-        .is_none_or(|ct| ct.contains("json"));
+    let is_json = request.content_type().is_none_or(|ct| ct.contains("json"));
     let action = if is_json {
         json_string_field(&request.body, "action").map_err(Rejection::malformed)?
     } else {
@@ -77,7 +80,10 @@ mod tests {
     #[test]
     fn tampered_body_fails() {
         let (src, req) = vector_request(&[], "Hello, World?");
-        assert_eq!(verify(&src, &req).unwrap_err().message, "signature does not match");
+        assert_eq!(
+            verify(&src, &req).unwrap_err().message,
+            "signature does not match"
+        );
     }
 
     #[test]
@@ -103,7 +109,10 @@ mod tests {
     #[test]
     fn event_type_includes_action() {
         let body = r#"{"action":"opened","issue":{"number":1}}"#;
-        let sig = format!("sha256={}", hex::encode(hmac_sha256(b"s", &[body.as_bytes()])));
+        let sig = format!(
+            "sha256={}",
+            hex::encode(hmac_sha256(b"s", &[body.as_bytes()]))
+        );
         let req = request(
             &[
                 ("X-Hub-Signature-256", &sig),

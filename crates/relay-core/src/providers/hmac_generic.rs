@@ -1,50 +1,460 @@
-//! Any sender that signs the raw body with an HMAC in one header: configurable header,
-//! algorithm, encoding and prefix (e.g. Typeform: `Typeform-Signature: sha256=<base64>`).
+//! Any sender that signs with an HMAC in one header, configured per source (presets fill the
+//! options for well-known senders, e.g. `typeform`).
+//!
+//! - Signature: header `header`, value `prefix` + the `encoding` (hex or base64) of the HMAC
+//!   (`algorithm`: sha1, sha256, sha512) keyed with the secret as text. The prefix is matched
+//!   without regard to case; every value of a repeated header is tried.
+//! - What is signed: the raw body, or `signed_payload` with `{body}`, `{timestamp}` and `{id}`
+//!   placeholders (default `{timestamp}.{body}` when a timestamp header is configured).
+//! - Timestamp: when `timestamp_header` is set, its Unix seconds must be within the source's
+//!   tolerance in both directions.
+//! - Event type: `type_header`, else the JSON pointer `type_pointer` into the body, else
+//!   `webhook`. Delivery id: `id_header`, else the JSON pointer `id_pointer`, else none.
+//! - Typeform preset: `Typeform-Signature: sha256=<base64 HMAC-SHA256 of the body>`, type
+//!   `/event_type` (`form_response`), id `/event_id`.
 
-use super::{InboundRequest, Rejection, Verified};
+use super::{InboundRequest, Rejection, Verified, check_timestamp, parse_timestamp, type_token};
 use crate::model::{HmacOptions, SignatureEncoding, Source};
 use crate::signing::{constant_time_eq, decode_base64, decode_hex, hmac};
+
+/// One piece of a signed-payload template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Literal(String),
+    Body,
+    Timestamp,
+    Id,
+}
+
+/// Parses a template such as `{timestamp}.{body}`. `{body}` must appear exactly once.
+pub fn parse_template(template: &str) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    let mut literal = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        literal.push_str(&rest[..open]);
+        let after = &rest[open..];
+        let (part, len) = if after.starts_with("{body}") {
+            (Part::Body, 6)
+        } else if after.starts_with("{timestamp}") {
+            (Part::Timestamp, 11)
+        } else if after.starts_with("{id}") {
+            (Part::Id, 4)
+        } else {
+            return Err(format!(
+                "unknown placeholder at {:?}: use {{body}}, {{timestamp}} or {{id}}",
+                after.chars().take(16).collect::<String>()
+            ));
+        };
+        if !literal.is_empty() {
+            parts.push(Part::Literal(std::mem::take(&mut literal)));
+        }
+        parts.push(part);
+        rest = &after[len..];
+    }
+    literal.push_str(rest);
+    if !literal.is_empty() {
+        parts.push(Part::Literal(literal));
+    }
+    match parts.iter().filter(|p| **p == Part::Body).count() {
+        1 => Ok(parts),
+        0 => Err("the signed payload must contain {body}".into()),
+        _ => Err("the signed payload must contain {body} once".into()),
+    }
+}
+
+/// The template in force for `options`.
+fn template(options: &HmacOptions) -> &str {
+    match (&options.signed_payload, &options.timestamp_header) {
+        (Some(t), _) => t,
+        (None, Some(_)) => "{timestamp}.{body}",
+        (None, None) => "{body}",
+    }
+}
+
+/// Checks options given to `sources add` (also run at verification: a bad stored source is 500).
+pub fn validate_options(options: &HmacOptions) -> Result<(), String> {
+    if http::HeaderName::from_bytes(options.header.as_bytes()).is_err() {
+        return Err(format!("invalid header name {:?}", options.header));
+    }
+    let parts = parse_template(template(options))?;
+    if parts.contains(&Part::Timestamp) && options.timestamp_header.is_none() {
+        return Err("{timestamp} in the signed payload needs a timestamp header".into());
+    }
+    if parts.contains(&Part::Id) && options.id_header.is_none() {
+        return Err("{id} in the signed payload needs an id header".into());
+    }
+    for pointer in [&options.type_pointer, &options.id_pointer]
+        .into_iter()
+        .flatten()
+    {
+        if !pointer.is_empty() && !pointer.starts_with('/') {
+            return Err(format!("JSON pointer {pointer:?} must start with /"));
+        }
+    }
+    Ok(())
+}
+
+/// Strips `prefix` from `value` without regard to ASCII case.
+pub fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = value.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &value[prefix.len()..])
+}
+
+/// The text form of a JSON value used as a type or id (strings and numbers).
+fn pointer_text(body: &serde_json::Value, pointer: &str) -> Option<String> {
+    match body.pointer(pointer)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
 
 pub(super) fn verify(
     source: &Source,
     options: &HmacOptions,
     request: &InboundRequest,
+    now: i64,
 ) -> Result<Verified, Rejection> {
-    let header = request
-        .header(&options.header)
-        .ok_or_else(|| Rejection::unauthorized(format!("no {} header", options.header)))?;
-    let encoded = header.strip_prefix(options.prefix.as_str()).ok_or_else(|| {
-        Rejection::unauthorized(format!(
-            "{} does not start with {:?}",
-            options.header, options.prefix
-        ))
-    })?;
-    let given = match options.encoding {
-        SignatureEncoding::Hex => decode_hex(encoded),
-        SignatureEncoding::Base64 => decode_base64(encoded),
+    let misconfigured = |e: String| Rejection {
+        status: 500,
+        message: format!("source is misconfigured: {e}"),
+    };
+    validate_options(options).map_err(misconfigured)?;
+    let parts = parse_template(template(options)).map_err(misconfigured)?;
+
+    if request.header(&options.header).is_none() {
+        return Err(Rejection::unauthorized(format!(
+            "no {} header",
+            options.header
+        )));
     }
-    .ok_or_else(|| Rejection::unauthorized(format!("{} is not valid {:?}", options.header, options.encoding)))?;
+    let given: Vec<Vec<u8>> = request
+        .header_values(&options.header)
+        .filter_map(|v| strip_prefix_ignore_case(v, &options.prefix))
+        .filter_map(|v| match options.encoding {
+            SignatureEncoding::Hex => decode_hex(v),
+            SignatureEncoding::Base64 => decode_base64(v),
+        })
+        .collect();
+    if given.is_empty() {
+        let encoding = match options.encoding {
+            SignatureEncoding::Hex => "hex",
+            SignatureEncoding::Base64 => "base64",
+        };
+        return Err(Rejection::unauthorized(if options.prefix.is_empty() {
+            format!("{} is not {encoding}", options.header)
+        } else {
+            format!(
+                "{} is not of the form {}<{encoding}>",
+                options.header, options.prefix
+            )
+        }));
+    }
+
+    let timestamp_text = match &options.timestamp_header {
+        Some(name) => {
+            let text = request
+                .header(name)
+                .ok_or_else(|| Rejection::unauthorized(format!("no {name} header")))?;
+            let timestamp = parse_timestamp(text, name)?;
+            check_timestamp(timestamp, now, source.tolerance_secs)?;
+            Some(text)
+        }
+        None => None,
+    };
+    let header_id = options
+        .id_header
+        .as_deref()
+        .and_then(|name| request.header(name));
+    if parts.contains(&Part::Id) && header_id.is_none() {
+        let name = options.id_header.as_deref().unwrap_or_default();
+        return Err(Rejection::unauthorized(format!("no {name} header")));
+    }
+    let pieces: Vec<&[u8]> = parts
+        .iter()
+        .map(|part| match part {
+            Part::Literal(text) => text.as_bytes(),
+            Part::Body => &request.body[..],
+            Part::Timestamp => timestamp_text.unwrap_or_default().as_bytes(),
+            Part::Id => header_id.unwrap_or_default().as_bytes(),
+        })
+        .collect();
     let matched = source.secrets.iter().any(|secret| {
-        constant_time_eq(
-            &hmac(options.algorithm, secret.as_bytes(), &[&request.body]),
-            &given,
-        )
+        let expected = hmac(options.algorithm, secret.as_bytes(), &pieces);
+        given.iter().any(|g| constant_time_eq(&expected, g))
     });
     if !matched {
         return Err(Rejection::unauthorized("signature does not match"));
     }
+
+    let needs_body = (options.type_header.is_none() && options.type_pointer.is_some())
+        || (header_id.is_none() && options.id_pointer.is_some());
+    let body = if needs_body {
+        Some(
+            serde_json::from_slice::<serde_json::Value>(&request.body).map_err(|e| {
+                Rejection::malformed(format!(
+                    "body is not JSON, so the event type or id cannot be read: {e}"
+                ))
+            })?,
+        )
+    } else {
+        None
+    };
+    let from_body = |pointer: &Option<String>| {
+        body.as_ref()
+            .zip(pointer.as_deref())
+            .and_then(|(b, p)| pointer_text(b, p))
+    };
     let event_type = options
         .type_header
         .as_deref()
         .and_then(|name| request.header(name))
-        .unwrap_or("webhook")
-        .to_owned();
+        .map(str::to_owned)
+        .or_else(|| from_body(&options.type_pointer))
+        .and_then(|t| type_token(&t).map(str::to_owned))
+        .unwrap_or_else(|| "webhook".into());
+    let delivery_id = header_id
+        .map(str::to_owned)
+        .or_else(|| from_body(&options.id_pointer))
+        .filter(|id| !id.is_empty());
     Ok(Verified {
         event_type,
-        delivery_id: options
-            .id_header
-            .as_deref()
-            .and_then(|name| request.header(name))
-            .map(str::to_owned),
+        delivery_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{request, source};
+    use super::*;
+    use crate::model::ProviderConfig;
+    use crate::signing::{Algorithm, hmac_sha256};
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+
+    fn run(src: &Source, req: &InboundRequest, now: i64) -> Result<Verified, Rejection> {
+        let ProviderConfig::Hmac(options) = &src.provider else {
+            unreachable!()
+        };
+        verify(src, options, req, now)
+    }
+
+    #[test]
+    fn typeform_preset() {
+        // Typeform-Signature: sha256=<base64 HMAC-SHA256 of the body>.
+        let body = r#"{"event_id":"01H5","event_type":"form_response","form_response":{}}"#;
+        let secret = "typeform-secret";
+        let sig = format!(
+            "sha256={}",
+            STANDARD.encode(hmac_sha256(secret.as_bytes(), &[body.as_bytes()]))
+        );
+        let src = source(
+            ProviderConfig::Hmac(HmacOptions::preset("typeform").unwrap()),
+            secret,
+        );
+        let verified = run(&src, &request(&[("typeform-signature", &sig)], body), 0).unwrap();
+        assert_eq!(verified.event_type, "form_response");
+        assert_eq!(verified.delivery_id.as_deref(), Some("01H5"));
+        let tampered = body.replace("01H5", "01H6");
+        let err = run(
+            &src,
+            &request(&[("Typeform-Signature", &sig)], &tampered),
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(err.message, "signature does not match");
+        let err = run(&src, &request(&[], body), 0).unwrap_err();
+        assert_eq!(err.message, "no Typeform-Signature header");
+        let err = run(
+            &src,
+            &request(&[("Typeform-Signature", "sha1=abc")], body),
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "Typeform-Signature is not of the form sha256=<base64>"
+        );
+        // Authentic but not JSON: the pointers cannot be read.
+        let sig = format!(
+            "SHA256={}",
+            STANDARD.encode(hmac_sha256(secret.as_bytes(), &[b"x"]))
+        );
+        assert_eq!(
+            run(&src, &request(&[("Typeform-Signature", &sig)], "x"), 0)
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn algorithms_encodings_and_headers() {
+        for (algorithm, len) in [
+            (Algorithm::Sha1, 20),
+            (Algorithm::Sha256, 32),
+            (Algorithm::Sha512, 64),
+        ] {
+            let options = HmacOptions {
+                header: "X-Sig".into(),
+                algorithm,
+                encoding: SignatureEncoding::Hex,
+                type_header: Some("X-Event".into()),
+                id_header: Some("X-Id".into()),
+                ..HmacOptions::default()
+            };
+            let mac = hmac(algorithm, b"k", &[b"body"]);
+            assert_eq!(mac.len(), len);
+            let src = source(ProviderConfig::Hmac(options), "k");
+            let req = request(
+                &[
+                    ("x-sig", &hex::encode_upper(&mac)),
+                    ("X-Event", "a.b"),
+                    ("x-id", "9"),
+                ],
+                "body",
+            );
+            let verified = run(&src, &req, 0).unwrap();
+            assert_eq!(
+                (
+                    verified.event_type.as_str(),
+                    verified.delivery_id.as_deref()
+                ),
+                ("a.b", Some("9"))
+            );
+            let wrong = hmac(algorithm, b"other", &[b"body"]);
+            let req = request(&[("x-sig", &hex::encode(wrong))], "body");
+            assert_eq!(
+                run(&src, &req, 0).unwrap_err().message,
+                "signature does not match"
+            );
+        }
+    }
+
+    #[test]
+    fn timestamped_template() {
+        let options = HmacOptions {
+            header: "X-Signature".into(),
+            encoding: SignatureEncoding::Base64,
+            prefix: "v1=".into(),
+            timestamp_header: Some("X-Timestamp".into()),
+            type_pointer: Some("/event/type".into()),
+            id_pointer: Some("/id".into()),
+            ..HmacOptions::default()
+        };
+        let src = source(ProviderConfig::Hmac(options), "sekrit");
+        let body = r#"{"id":42,"event":{"type":"thing.done"}}"#;
+        let sign = |ts: i64, body: &str| {
+            let mac = hmac_sha256(
+                b"sekrit",
+                &[ts.to_string().as_bytes(), b".", body.as_bytes()],
+            );
+            request(
+                &[
+                    ("X-Signature", &format!("v1={}", STANDARD.encode(mac))),
+                    ("X-Timestamp", &ts.to_string()),
+                ],
+                body,
+            )
+        };
+        let verified = run(&src, &sign(1000, body), 1000).unwrap();
+        assert_eq!(verified.event_type, "thing.done");
+        assert_eq!(verified.delivery_id.as_deref(), Some("42"));
+        assert_eq!(
+            run(&src, &sign(188, body), 1000).unwrap_err().message,
+            "timestamp 812 s old, tolerance 300 s"
+        );
+        assert_eq!(
+            run(&src, &sign(1400, body), 1000).unwrap_err().message,
+            "timestamp 400 s in the future, tolerance 300 s"
+        );
+        let mut moved = sign(1000, body);
+        moved
+            .headers
+            .insert("x-timestamp", http::HeaderValue::from_static("1001"));
+        assert_eq!(
+            run(&src, &moved, 1000).unwrap_err().message,
+            "signature does not match"
+        );
+        let mut unstamped = sign(1000, body);
+        unstamped.headers.remove("x-timestamp");
+        assert_eq!(
+            run(&src, &unstamped, 1000).unwrap_err().message,
+            "no X-Timestamp header"
+        );
+    }
+
+    #[test]
+    fn template_with_id_and_literals() {
+        let options = HmacOptions {
+            header: "sig".into(),
+            id_header: Some("msg-id".into()),
+            signed_payload: Some("v0:{id}:{body}".into()),
+            ..HmacOptions::default()
+        };
+        let src = source(ProviderConfig::Hmac(options), "k");
+        let mac = hmac_sha256(b"k", &[b"v0:m1:{}"]);
+        let req = request(&[("sig", &hex::encode(mac)), ("msg-id", "m1")], "{}");
+        assert_eq!(
+            run(&src, &req, 0).unwrap().delivery_id.as_deref(),
+            Some("m1")
+        );
+        let req = request(
+            &[
+                ("sig", &hex::encode(hmac_sha256(b"k", &[b"v0:m1:{}"]))),
+                ("msg-id", "m2"),
+            ],
+            "{}",
+        );
+        assert_eq!(run(&src, &req, 0).unwrap_err().status, 401);
+    }
+
+    #[test]
+    fn templates_and_validation() {
+        assert_eq!(parse_template("{body}").unwrap(), vec![Part::Body]);
+        assert_eq!(
+            parse_template("v0:{timestamp}:{body}").unwrap(),
+            vec![
+                Part::Literal("v0:".into()),
+                Part::Timestamp,
+                Part::Literal(":".into()),
+                Part::Body
+            ]
+        );
+        assert!(parse_template("{timestamp}").is_err());
+        assert!(parse_template("{body}{body}").is_err());
+        assert!(parse_template("{bodyx}").is_err());
+        let mut options = HmacOptions {
+            header: "x".into(),
+            signed_payload: Some("{timestamp}.{body}".into()),
+            ..HmacOptions::default()
+        };
+        assert!(
+            validate_options(&options)
+                .unwrap_err()
+                .contains("timestamp header")
+        );
+        options.timestamp_header = Some("t".into());
+        assert!(validate_options(&options).is_ok());
+        options.type_pointer = Some("type".into());
+        assert!(validate_options(&options).is_err());
+        options.type_pointer = None;
+        options.header = "bad header".into();
+        assert!(validate_options(&options).is_err());
+    }
+
+    #[test]
+    fn old_stored_options_still_load() {
+        let json = r#"{"name":"n","provider":"hmac","header":"x-sig","algorithm":"sha256","encoding":"hex","prefix":"sha256=","type_header":null,"id_header":"x-id","secrets":["s"],"tolerance_secs":300,"created_at":1}"#;
+        let src: Source = serde_json::from_str(json).unwrap();
+        let ProviderConfig::Hmac(options) = &src.provider else {
+            panic!()
+        };
+        assert_eq!(options.id_header.as_deref(), Some("x-id"));
+        assert_eq!(options.timestamp_header, None);
+        let back: Source = serde_json::from_str(&serde_json::to_string(&src).unwrap()).unwrap();
+        assert_eq!(back, src);
+    }
 }

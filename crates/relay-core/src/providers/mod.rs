@@ -1,9 +1,23 @@
 //! Inbound verification. Each provider is one file that says where its signature, event type and
 //! delivery id come from; `verify` dispatches on the source's configured provider.
+//!
+//! Rules every provider keeps: the signature is checked over the raw bytes before anything in the
+//! body is believed; every secret of the source is tried (rotation); comparisons are constant-time
+//! (`signing::constant_time_eq`); signed timestamps are checked in both directions against the
+//! source's tolerance (`check_timestamp`) with the clock passed in as `now`; header names are
+//! case-insensitive, values are trimmed and repeated headers are all looked at; a 401 says what
+//! failed and never echoes a secret or an expected signature; a 400 is only given to an
+//! authentic request whose body breaks the structure the provider defines.
 
+pub mod fuzzing;
 mod github;
 mod hmac_generic;
+mod shopify;
+mod slack;
 mod standard;
+mod stripe;
+mod token;
+mod twilio;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
@@ -55,6 +69,23 @@ pub struct Verified {
     pub delivery_id: Option<String>,
 }
 
+/// What an authentic request leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Queue it as an event.
+    Event(Verified),
+    /// Answer at once and queue nothing: Slack's `url_verification` challenge, a `token`
+    /// source's URL check by `GET`.
+    Answer(Answer),
+}
+
+/// A direct answer to an authentic request that is not an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
 /// Why a request is refused: a status code and a message safe to show the sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
@@ -78,18 +109,87 @@ impl Rejection {
     }
 }
 
-/// Verifies `request` for `source` at `now` (seconds since the epoch).
-pub fn verify(source: &Source, request: &InboundRequest, now: i64) -> Result<Verified, Rejection> {
+/// Verifies `request` for `source` at `now` (seconds since the epoch). Only `token` sources
+/// answer anything but `POST` (Mailchimp checks the URL with a `GET`); the caller answers 405
+/// to other methods before coming here.
+pub fn verify(source: &Source, request: &InboundRequest, now: i64) -> Result<Outcome, Rejection> {
     if source.secrets.is_empty() {
         return Err(Rejection::unauthorized(
             "source has no secret configured; add one with relay sources update --add-secret",
         ));
     }
+    let event = |verified: Verified| Outcome::Event(verified);
     match &source.provider {
-        ProviderConfig::Github => github::verify(source, request),
-        ProviderConfig::Standard => standard::verify(source, request, now),
-        ProviderConfig::Hmac(options) => hmac_generic::verify(source, options, request),
+        ProviderConfig::Github => github::verify(source, request).map(event),
+        ProviderConfig::Standard => standard::verify(source, request, now).map(event),
+        ProviderConfig::Hmac(options) => {
+            hmac_generic::verify(source, options, request, now).map(event)
+        }
+        ProviderConfig::Stripe => stripe::verify(source, request, now).map(event),
+        ProviderConfig::Shopify => shopify::verify(source, request).map(event),
+        ProviderConfig::Slack => slack::verify(source, request, now),
+        ProviderConfig::Twilio(options) => twilio::verify(source, options, request).map(event),
+        ProviderConfig::Token(options) => token::verify(source, options, request),
     }
+}
+
+pub use hmac_generic::validate_options as validate_hmac_options;
+
+/// True when `method` is answered by `source`'s provider; everything else gets 405.
+pub fn accepts_method(provider: &ProviderConfig, method: &Method) -> bool {
+    *method == Method::POST
+        || (*method == Method::GET && matches!(provider, ProviderConfig::Token(_)))
+}
+
+/// Parses a signed Unix timestamp in seconds (`header` names it in the refusal).
+pub(crate) fn parse_timestamp(text: &str, header: &str) -> Result<i64, Rejection> {
+    let text = text.trim();
+    if text.is_empty() || text.len() > 18 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Rejection::unauthorized(format!(
+            "{header} is not a Unix time in seconds"
+        )));
+    }
+    text.parse()
+        .map_err(|_| Rejection::unauthorized(format!("{header} is not a Unix time in seconds")))
+}
+
+/// True when the media type of `content_type` is `essence` (parameters and case ignored).
+pub(crate) fn media_type_is(content_type: Option<&str>, essence: &str) -> bool {
+    content_type.is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case(essence))
+    })
+}
+
+pub(crate) fn is_form(request: &InboundRequest) -> bool {
+    media_type_is(request.content_type(), "application/x-www-form-urlencoded")
+}
+
+/// The pairs of an `application/x-www-form-urlencoded` text, decoded (`+` is a space).
+pub(crate) fn form_pairs(text: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(text)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The first value of form field `name`.
+pub(crate) fn form_field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A value usable as (part of) an event type: 1-128 visible ASCII characters without spaces.
+pub(crate) fn type_token(text: &str) -> Option<&str> {
+    let text = text.trim();
+    let ok = !text.is_empty()
+        && text.len() <= 128
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'*' && b != b',');
+    ok.then_some(text)
 }
 
 /// Checks a signed timestamp against the tolerance, in both directions.
@@ -189,7 +289,10 @@ mod tests {
         let old = check_timestamp(188, 1000, 300).unwrap_err();
         assert_eq!(old.message, "timestamp 812 s old, tolerance 300 s");
         let future = check_timestamp(1400, 1000, 300).unwrap_err();
-        assert_eq!(future.message, "timestamp 400 s in the future, tolerance 300 s");
+        assert_eq!(
+            future.message,
+            "timestamp 400 s in the future, tolerance 300 s"
+        );
     }
 
     #[test]
@@ -202,6 +305,80 @@ mod tests {
         assert_eq!(json_string_field(br#"{"a":1}"#, "action").unwrap(), None);
         assert!(json_string_field(b"[1,2]", "action").is_err());
         assert!(json_string_field(b"{} trailing", "action").is_err());
+    }
+
+    #[test]
+    fn every_vector_has_a_provider_test() {
+        // Adding a vector to providers.json without a test here fails this test.
+        let tested = [
+            "github",
+            "standard_webhooks",
+            "slack",
+            "shopify",
+            "twilio",
+            "stripe",
+        ];
+        let vectors = test_support::vectors();
+        let names: Vec<&String> = vectors
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| !k.starts_with('_'))
+            .collect();
+        assert!(!names.is_empty());
+        for name in names {
+            assert!(
+                tested.contains(&name.as_str()),
+                "no test uses the {name} vector"
+            );
+        }
+    }
+
+    #[test]
+    fn every_provider_config_round_trips_flat_in_a_source() {
+        use crate::model::{HmacOptions, TokenOptions, TwilioOptions};
+        for provider in [
+            ProviderConfig::Github,
+            ProviderConfig::Standard,
+            ProviderConfig::Stripe,
+            ProviderConfig::Shopify,
+            ProviderConfig::Slack,
+            ProviderConfig::Twilio(TwilioOptions::default()),
+            ProviderConfig::Twilio(TwilioOptions {
+                public_url: Some("https://h.example/t".into()),
+            }),
+            ProviderConfig::Token(TokenOptions::default()),
+            ProviderConfig::Token(TokenOptions {
+                token_param: None,
+                token_header: Some("X-Token".into()),
+            }),
+            ProviderConfig::Hmac(HmacOptions::preset("typeform").unwrap()),
+        ] {
+            let source = test_support::source(provider, "s");
+            let json = serde_json::to_value(&source).unwrap();
+            assert_eq!(json["provider"], source.provider.name());
+            let back: Source = serde_json::from_value(json).unwrap();
+            assert_eq!(back, source);
+        }
+        // Sources stored before these options existed still load.
+        let old: Source = serde_json::from_str(
+            r#"{"name":"t","provider":"twilio","secrets":["x"],"tolerance_secs":300}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            old.provider,
+            ProviderConfig::Twilio(TwilioOptions::default())
+        );
+    }
+
+    #[test]
+    fn only_token_sources_answer_get() {
+        use crate::model::TokenOptions;
+        assert!(accepts_method(&ProviderConfig::Github, &Method::POST));
+        assert!(!accepts_method(&ProviderConfig::Github, &Method::GET));
+        let token = ProviderConfig::Token(TokenOptions::default());
+        assert!(accepts_method(&token, &Method::GET));
+        assert!(!accepts_method(&token, &Method::PUT));
     }
 
     #[test]

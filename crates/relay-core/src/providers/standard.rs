@@ -6,6 +6,17 @@ use super::{InboundRequest, Rejection, Verified, check_timestamp, json_string_fi
 use crate::model::Source;
 use crate::signing::{constant_time_eq, decode_base64, hmac_sha256, standard_secret_key};
 
+/// The `v1,<base64>` entries of every signature header value (space-separated lists; other
+/// versions and entries that are not base64 are dropped).
+pub fn parse_signatures<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<Vec<u8>> {
+    values
+        .into_iter()
+        .flat_map(|value| value.split_ascii_whitespace())
+        .filter_map(|entry| entry.strip_prefix("v1,"))
+        .filter_map(decode_base64)
+        .collect()
+}
+
 pub(super) fn verify(
     source: &Source,
     request: &InboundRequest,
@@ -18,21 +29,14 @@ pub(super) fn verify(
     } else {
         return Err(Rejection::unauthorized("no webhook-id header"));
     };
-    let id = request
-        .header(&format!("{prefix}-id"))
-        .unwrap_or_default();
+    let id = request.header(&format!("{prefix}-id")).unwrap_or_default();
     let timestamp_text = request
         .header(&format!("{prefix}-timestamp"))
         .ok_or_else(|| Rejection::unauthorized(format!("no {display}-timestamp header")))?;
     let timestamp: i64 = timestamp_text.parse().map_err(|_| {
         Rejection::unauthorized(format!("{display}-timestamp is not a Unix time in seconds"))
     })?;
-    let signatures: Vec<Vec<u8>> = request
-        .header_values(&format!("{prefix}-signature"))
-        .flat_map(|value| value.split(' '))
-        .filter_map(|entry| entry.strip_prefix("v1,"))
-        .filter_map(decode_base64)
-        .collect();
+    let signatures = parse_signatures(request.header_values(&format!("{prefix}-signature")));
     if signatures.is_empty() {
         return Err(Rejection::unauthorized(format!(
             "no v1 signature in the {display}-signature header"
@@ -49,7 +53,9 @@ pub(super) fn verify(
             &key,
             &[id.as_bytes(), b".", ts.as_bytes(), b".", &request.body],
         );
-        signatures.iter().any(|given| constant_time_eq(&expected, given))
+        signatures
+            .iter()
+            .any(|given| constant_time_eq(&expected, given))
     });
     if !matched {
         return Err(Rejection::unauthorized("signature does not match"));
@@ -101,17 +107,28 @@ mod tests {
         assert_eq!(err.status, 400);
         assert!(err.message.contains("\"type\""));
         // Off by one second in the signature base, it fails on the signature.
-        let err = verify(&src, &request(&[
-            ("webhook-id", v["id"].as_str().unwrap()),
-            ("webhook-timestamp", &(ts + 1).to_string()),
-            ("webhook-signature", v["signature"].as_str().unwrap()),
-        ], v["body"].as_str().unwrap()), ts).unwrap_err();
+        let err = verify(
+            &src,
+            &request(
+                &[
+                    ("webhook-id", v["id"].as_str().unwrap()),
+                    ("webhook-timestamp", &(ts + 1).to_string()),
+                    ("webhook-signature", v["signature"].as_str().unwrap()),
+                ],
+                v["body"].as_str().unwrap(),
+            ),
+            ts,
+        )
+        .unwrap_err();
         assert_eq!(err.message, "signature does not match");
     }
 
     #[test]
     fn verifies_type_and_id_and_svix_names() {
-        let secret = vectors()["standard_webhooks"]["secret"].as_str().unwrap().to_owned();
+        let secret = vectors()["standard_webhooks"]["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let body = r#"{"type":"invoice.paid","data":{}}"#;
         let src = source(ProviderConfig::Standard, &secret);
         let verified = verify(&src, &signed(&secret, "msg_1", 1000, body), 1000).unwrap();
@@ -120,7 +137,11 @@ mod tests {
 
         let sig = standard_signature_header(&[&secret], "msg_2", 1000, body.as_bytes());
         let req = request(
-            &[("svix-id", "msg_2"), ("svix-timestamp", "1000"), ("svix-signature", &sig)],
+            &[
+                ("svix-id", "msg_2"),
+                ("svix-timestamp", "1000"),
+                ("svix-signature", &sig),
+            ],
             body,
         );
         assert!(verify(&src, &req, 1000).is_ok());
@@ -128,7 +149,10 @@ mod tests {
 
     #[test]
     fn stale_future_tampered_and_unsigned_fail() {
-        let secret = vectors()["standard_webhooks"]["secret"].as_str().unwrap().to_owned();
+        let secret = vectors()["standard_webhooks"]["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let body = r#"{"type":"a"}"#;
         let src = source(ProviderConfig::Standard, &secret);
         let stale = verify(&src, &signed(&secret, "m", 1000, body), 1812).unwrap_err();
@@ -137,7 +161,10 @@ mod tests {
         assert!(future.message.contains("in the future"));
         let mut tampered = signed(&secret, "m", 1000, body);
         tampered.body = bytes::Bytes::from_static(br#"{"type":"b"}"#);
-        assert_eq!(verify(&src, &tampered, 1000).unwrap_err().message, "signature does not match");
+        assert_eq!(
+            verify(&src, &tampered, 1000).unwrap_err().message,
+            "signature does not match"
+        );
         let unsigned = request(&[], body);
         assert_eq!(verify(&src, &unsigned, 1000).unwrap_err().status, 401);
     }

@@ -55,6 +55,7 @@ pub fn source(name: &str) -> Source {
             prefix: "sha256=".into(),
             type_header: None,
             id_header: Some("x-id".into()),
+            ..HmacOptions::default()
         }),
         secrets: vec!["s1".into(), "s2".into()],
         tolerance_secs: 300,
@@ -74,6 +75,7 @@ pub fn subscription(id: &str, source: &str) -> Subscription {
         }],
         enabled: true,
         disabled_reason: None,
+        failing_since: None,
         headers: vec![("x-k".into(), "v".into())],
         created_at: T0,
     }

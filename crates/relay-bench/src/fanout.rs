@@ -1,0 +1,105 @@
+//! Fanout wall time: N events × M subscriptions in one batch, the subscriber answering after a
+//! fixed delay. Ideal is one delay: every delivery in flight at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use relay_core::delivery::{DeliveryClient, DeliveryConfig};
+use relay_core::fanout::{Fanout, FanoutConfig};
+use relay_core::model::{
+    BodyEncoding, EventEnvelope, ProviderConfig, QueueMessage, ReceivedMessage, SigningSecret,
+    Source, Subscription,
+};
+use relay_core::{Disposition, Store};
+use relay_local::{LocalBackend, LocalOptions};
+
+use crate::quantile;
+use crate::sink::Sink;
+
+pub async fn run(events: usize, subscriptions: usize, delay_ms: u64, runs: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let backend = LocalBackend::open(dir.path(), LocalOptions::default())?;
+    let sink = Sink::start(Duration::from_millis(delay_ms)).await?;
+    backend
+        .put_source(&Source {
+            name: "bench".into(),
+            provider: ProviderConfig::Github,
+            secrets: vec!["s".into()],
+            tolerance_secs: 300,
+            created_at: 0,
+        })
+        .await?;
+    for i in 0..subscriptions {
+        backend
+            .put_subscription(&Subscription {
+                id: format!("sub_{i}"),
+                source: "bench".into(),
+                url: format!("http://{}/hook/{i}", sink.address),
+                events: vec!["*".into()],
+                secrets: vec![SigningSecret {
+                    secret: relay_core::ids::new_signing_secret(),
+                    expires_at: None,
+                }],
+                enabled: true,
+                disabled_reason: None,
+                failing_since: None,
+                headers: vec![],
+                created_at: 0,
+            })
+            .await?;
+    }
+    let fanout = Fanout::new(
+        Arc::new(backend.clone()),
+        Arc::new(backend.clone()),
+        DeliveryClient::new(DeliveryConfig {
+            timeout: Duration::from_secs(15),
+            allow_private: true,
+        })
+        .map_err(anyhow::Error::msg)?,
+        relay_core::clock::system(),
+        FanoutConfig {
+            cache_ttl: Duration::from_secs(60),
+            ..FanoutConfig::default()
+        },
+    );
+    let body = "x".repeat(1024);
+    let mut walls = Vec::new();
+    // One warm-up run opens the connections, as a warm Lambda has them.
+    for run in 0..=runs {
+        let batch: Vec<ReceivedMessage> = (0..events)
+            .map(|i| {
+                let event = EventEnvelope {
+                    id: relay_core::ids::new_event_id(),
+                    source: "bench".into(),
+                    event_type: "push".into(),
+                    content_type: Some("application/json".into()),
+                    received_at: 0,
+                    body: body.clone(),
+                    body_encoding: BodyEncoding::Utf8,
+                };
+                ReceivedMessage {
+                    id: format!("m{i}"),
+                    body: serde_json::to_string(&QueueMessage::Event(event)).unwrap_or_default(),
+                    receive_count: 1,
+                }
+            })
+            .collect();
+        let started = Instant::now();
+        let verdicts = fanout.handle_batch(batch).await;
+        let wall = started.elapsed();
+        let deleted = verdicts.iter().filter(|(_, d)| *d == Disposition::Delete).count();
+        anyhow::ensure!(deleted == events, "only {deleted} of {events} events delivered");
+        if run > 0 {
+            walls.push(wall.as_secs_f64() * 1000.0);
+        }
+    }
+    walls.sort_by(f64::total_cmp);
+    let delivered: u32 = sink.arrivals().values().map(|(_, n)| n).sum();
+    println!("| fanout: {events} events × {subscriptions} subscriptions, subscriber answers after {delay_ms} ms | value |");
+    println!("|---|---|");
+    println!("| runs (after 1 warm-up) | {runs} |");
+    println!("| wall time, median | {:.1} ms |", quantile(&walls, 0.5));
+    println!("| wall time, worst | {:.1} ms |", quantile(&walls, 1.0));
+    println!("| deliveries received by the sink | {delivered} |");
+    Ok(())
+}

@@ -1,0 +1,858 @@
+//! From the receiver to the subscriber: the real `receiver::handle` and `fanout::handle` over
+//! SQS and DynamoDB on moto, a poller in the role of Lambda's SQS event source, and deliveries to
+//! `tests/sink.py`, which checks each signature with the official Standard Webhooks library.
+//!
+//! Needs `MOTO_ENDPOINT` and `python3` with `standardwebhooks`; without `MOTO_ENDPOINT` every
+//! test prints why and passes. Each test makes its own table, queues and sink.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+use relay_core::model::QueueMessage;
+use relay_core::ports::Store;
+
+#[tokio::test]
+async fn signed_push_is_delivered_byte_identical_and_verified() {
+    let Some(stack) = Stack::new("signed_push_is_delivered_byte_identical_and_verified").await
+    else {
+        return;
+    };
+    stack.add_github_source("github", GITHUB_SECRET).await;
+    let whsec = relay_core::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    stack
+        .add_subscription("github", &sink.url("/ok/push"), &whsec)
+        .await;
+    let receiver = stack.receiver();
+    let poller = stack.poller("1s").await;
+
+    // A text body, as function URLs pass JSON.
+    let answer = invoke_receiver(
+        &receiver,
+        github_request(
+            "github",
+            GITHUB_SECRET,
+            &unique(),
+            "push",
+            PUSH_BODY.as_bytes(),
+            false,
+        ),
+    )
+    .await;
+    let first_id = accepted_id(answer).await;
+    assert!(first_id.starts_with("evt_"), "{first_id}");
+
+    // The same kind of body base64-encoded by the function URL (isBase64Encoded: true): the
+    // signature covers the decoded bytes, and those bytes are what the subscriber gets.
+    let binary_body =
+        "{\"ref\":\"refs/heads/dev\",\r\n\"emoji\":\"🚀\",\"bytes\":\"\\u0000\\u00ff\"}\n"
+            .as_bytes();
+    let answer = invoke_receiver(
+        &receiver,
+        github_request(
+            "github",
+            GITHUB_SECRET,
+            &unique(),
+            "push",
+            binary_body,
+            true,
+        ),
+    )
+    .await;
+    let second_id = accepted_id(answer).await;
+
+    // Signing the base64 text instead of the decoded bytes must not verify.
+    let wrong = function_url_request(
+        "POST",
+        "/github",
+        &[
+            ("content-type", "application/json"),
+            ("x-github-delivery", &unique()),
+            ("x-github-event", "push"),
+            (
+                "x-hub-signature-256",
+                &github_signature(GITHUB_SECRET, b64(binary_body).as_bytes()),
+            ),
+        ],
+        Some(binary_body),
+        true,
+    );
+    assert_eq!(invoke_receiver(&receiver, wrong).await.status, 401);
+
+    let delivered = poller
+        .run_until(Duration::from_secs(20), async || {
+            sink.received_on("/ok/push").await.len() >= 2
+        })
+        .await;
+    assert!(delivered, "sink got {:?}", sink.received().await);
+    poller.run_for(Duration::from_secs(1)).await;
+    let received = sink.received_on("/ok/push").await;
+    assert_eq!(received.len(), 2, "{received:?}");
+    for (id, body) in [(&first_id, PUSH_BODY.as_bytes()), (&second_id, binary_body)] {
+        let got = received
+            .iter()
+            .find(|r| r.header("webhook-id") == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("no delivery with webhook-id {id}: {received:?}"));
+        assert_eq!(got.body(), body, "body of {id} is not byte-identical");
+        assert_eq!(got.verified_with, vec![whsec.clone()], "signature of {id}");
+        assert_eq!(attempt_header(got), "1");
+        assert_eq!(got.header("x-relay-source"), Some("github"));
+        assert_eq!(got.header("x-relay-event-type"), Some("push"));
+        assert_eq!(got.header("content-type"), Some("application/json"));
+        assert!(
+            got.header("user-agent")
+                .is_some_and(|ua| ua.starts_with("webhook-relay/")),
+            "user-agent {:?}",
+            got.header("user-agent")
+        );
+        assert_eq!(got.status, 200);
+        assert_eq!(
+            attempt_log(&stack, id, &only_subscription(&stack, "github").await).await,
+            owned(&[(1, "ok", "done")])
+        );
+    }
+    assert_eq!(poller.stats().failures, 0);
+    assert_eq!(stack.depth(&stack.queues.events).await.total(), 0);
+    assert_eq!(stack.depth(&stack.queues.deliveries).await.total(), 0);
+}
+
+#[tokio::test]
+async fn fixtures_go_through_both_handlers() {
+    let Some(stack) = Stack::new("fixtures_go_through_both_handlers").await else {
+        return;
+    };
+    let root = repo_root();
+    let receiver_fixture =
+        std::fs::read_to_string(root.join("events/receiver-github-push.json")).expect("fixture");
+    let fanout_fixture =
+        std::fs::read_to_string(root.join("events/fanout-sqs-event.json")).expect("fixture");
+    let fixture_body: serde_json::Value = serde_json::from_str(&receiver_fixture).expect("JSON");
+    let fixture_body = fixture_body["body"].as_str().expect("body").to_owned();
+
+    // events/README.md: the fixture is signed for source `github` with this secret.
+    stack
+        .add_github_source("github", "fixture-github-secret")
+        .await;
+    let whsec = relay_core::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    stack
+        .add_subscription("github", &sink.url("/ok/fixture"), &whsec)
+        .await;
+    let receiver = stack.receiver();
+    let request = || lambda_http::request::from_str(&receiver_fixture).expect("payload 2.0");
+
+    let id = accepted_id(invoke_receiver(&receiver, request()).await).await;
+    let again = invoke_receiver(&receiver, request()).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(
+        again.json(),
+        serde_json::json!({ "id": id, "duplicate": true })
+    );
+
+    let poller = stack.poller("1s").await;
+    assert!(
+        poller
+            .run_until(Duration::from_secs(20), async || {
+                !sink.received_on("/ok/fixture").await.is_empty()
+            })
+            .await
+    );
+    let got = sink.received_on("/ok/fixture").await;
+    assert_eq!(got[0].body(), fixture_body.as_bytes());
+    assert_eq!(got[0].header("webhook-id"), Some(id.as_str()));
+    assert_eq!(got[0].verified_with, vec![whsec.clone()]);
+
+    // The SQS fixture, handed to the fanout handler as Lambda would (its receipt handle is
+    // made up, and nothing needs it: the record succeeds).
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&fanout_fixture).expect("SqsEvent fixture");
+    let fanout = stack.fanout("1s");
+    let urls = fanout::queue_urls([stack.queues.deliveries.as_str()]);
+    let response = fanout::handle(&fanout, stack.admin(), &urls, event).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+    let got = sink.received_on("/ok/fixture").await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].body(), br#"{"ref":"refs/heads/main"}"#);
+    assert_eq!(
+        got[1].header("webhook-id"),
+        Some("evt_0192f0c0a0b07c3e8d1e2f3a4b5c6d7e")
+    );
+    assert_eq!(got[1].verified_with, vec![whsec]);
+}
+
+#[tokio::test]
+async fn failing_subscription_is_retried_alone() {
+    let Some(stack) = Stack::new("failing_subscription_is_retried_alone").await else {
+        return;
+    };
+    stack.add_github_source("github", GITHUB_SECRET).await;
+    let whsec = relay_core::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    let healthy = stack
+        .add_subscription("github", &sink.url("/ok/healthy"), &whsec)
+        .await;
+    let flaky = stack
+        .add_subscription("github", &sink.url("/fail/1/flaky"), &whsec)
+        .await;
+    let receiver = stack.receiver();
+    let poller = stack.poller("1s").await;
+
+    let id = accepted_id(
+        invoke_receiver(
+            &receiver,
+            github_request(
+                "github",
+                GITHUB_SECRET,
+                &unique(),
+                "push",
+                PUSH_BODY.as_bytes(),
+                false,
+            ),
+        )
+        .await,
+    )
+    .await;
+
+    // The event: attempt 1 to both, inline; the flaky one's retry goes to the deliveries queue
+    // and the event message is deleted.
+    let pumped = poller.pump(&poller.events_url, 2).await;
+    assert_eq!(pumped.received, 1, "{pumped:?}");
+    assert!(pumped.failed.is_empty(), "{pumped:?}");
+    assert_eq!(pumped.deleted.len(), 1);
+    assert_eq!(sink.received_on("/ok/healthy").await.len(), 1);
+    assert_eq!(sink.received_on("/fail/1/flaky").await.len(), 1);
+    assert_eq!(stack.depth(&stack.queues.events).await.total(), 0);
+    assert_eq!(stack.depth(&stack.queues.deliveries).await.total(), 1);
+    assert_eq!(
+        attempt_log(&stack, &id, &flaky).await,
+        owned(&[(1, "http_status", "retry_scheduled")])
+    );
+
+    assert!(
+        poller
+            .run_until(Duration::from_secs(20), async || {
+                sink.received_on("/fail/1/flaky").await.len() >= 2
+            })
+            .await,
+        "no second attempt: {:?}",
+        sink.received().await
+    );
+    // Anything scheduled twice would arrive within this.
+    poller.run_for(Duration::from_secs(3)).await;
+
+    let healthy_got = sink.received_on("/ok/healthy").await;
+    let flaky_got = sink.received_on("/fail/1/flaky").await;
+    assert_eq!(healthy_got.len(), 1, "healthy: {healthy_got:?}");
+    assert_eq!(flaky_got.len(), 2, "flaky: {flaky_got:?}");
+    assert_eq!(
+        flaky_got.iter().map(attempt_header).collect::<Vec<_>>(),
+        ["1", "2"]
+    );
+    assert_eq!(
+        flaky_got.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [500, 200]
+    );
+    for got in healthy_got.iter().chain(&flaky_got) {
+        assert_eq!(got.header("webhook-id"), Some(id.as_str()));
+        assert_eq!(got.verified_with, vec![whsec.clone()]);
+        assert_eq!(got.body(), PUSH_BODY.as_bytes());
+    }
+    // "1s" with 20% jitter: never sooner than 0.8 s.
+    let gap = flaky_got[1].at - flaky_got[0].at;
+    assert!(gap >= 0.75, "retry came after {gap:.3} s");
+    assert_eq!(
+        attempt_log(&stack, &id, &healthy).await,
+        owned(&[(1, "ok", "done")])
+    );
+    assert_eq!(
+        attempt_log(&stack, &id, &flaky).await,
+        owned(&[(1, "http_status", "retry_scheduled"), (2, "ok", "done")])
+    );
+    assert_eq!(stack.depth(&stack.queues.deliveries).await.total(), 0);
+    assert_eq!(stack.depth(&stack.queues.deliveries_dlq).await.total(), 0);
+}
+
+#[tokio::test]
+async fn spent_schedule_dead_letters_and_redrive_delivers() {
+    let Some(stack) = Stack::new("spent_schedule_dead_letters_and_redrive_delivers").await else {
+        return;
+    };
+    stack.add_github_source("github", GITHUB_SECRET).await;
+    let whsec = relay_core::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    // Fails the first three requests: attempt 1 and the two retries of "1s,1s".
+    let path = "/fail/3/dlq";
+    let sub = stack
+        .add_subscription("github", &sink.url(path), &whsec)
+        .await;
+    let receiver = stack.receiver();
+    let poller = stack.poller("1s,1s").await;
+    let dlq = stack.queues.deliveries_dlq.clone();
+
+    let id = accepted_id(
+        invoke_receiver(
+            &receiver,
+            github_request(
+                "github",
+                GITHUB_SECRET,
+                &unique(),
+                "push",
+                PUSH_BODY.as_bytes(),
+                false,
+            ),
+        )
+        .await,
+    )
+    .await;
+    let parked = poller
+        .run_until(Duration::from_secs(30), async || {
+            stack.depth(&dlq).await.total() >= 1
+        })
+        .await;
+    assert!(
+        parked,
+        "not dead-lettered; sink got {:?}",
+        sink.received().await
+    );
+    poller.run_for(Duration::from_secs(2)).await;
+
+    let got = sink.received_on(path).await;
+    assert_eq!(
+        got.iter().map(attempt_header).collect::<Vec<_>>(),
+        ["1", "2", "3"]
+    );
+    assert!(got.iter().all(|r| r.status == 500));
+    assert_eq!(stack.depth(&stack.queues.deliveries).await.total(), 0);
+    assert_eq!(stack.depth(&stack.queues.events).await.total(), 0);
+    assert_eq!(
+        attempt_log(&stack, &id, &sub).await,
+        owned(&[
+            (1, "http_status", "retry_scheduled"),
+            (2, "http_status", "retry_scheduled"),
+            (3, "http_status", "dead_lettered"),
+        ])
+    );
+
+    // The parked message: the next attempt (4) of this event for this subscription, due now.
+    let messages = stack
+        .admin()
+        .receive(&dlq, 10, 1, 5)
+        .await
+        .expect("receive from the DLQ");
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    match serde_json::from_str::<QueueMessage>(&messages[0].body).expect("queue message") {
+        QueueMessage::Delivery(task) => {
+            assert_eq!(task.event.id, id);
+            assert_eq!(task.subscription_id, sub);
+            assert_eq!(task.attempt, 4);
+            assert_eq!(task.schedule_step, 0);
+            assert_eq!(task.not_before, 0);
+        }
+        other => panic!("expected a delivery, got {other:?}"),
+    }
+    stack
+        .admin()
+        .change_visibility(&dlq, &messages[0].receipt_handle, 0)
+        .await
+        .expect("make it visible again");
+
+    let moved = stack
+        .admin()
+        .redrive(&dlq, &stack.queues.deliveries, |_| {})
+        .await
+        .expect("redrive");
+    assert_eq!(moved, 1);
+    assert_eq!(stack.depth(&dlq).await.total(), 0);
+
+    assert!(
+        poller
+            .run_until(Duration::from_secs(20), async || {
+                sink.received_on(path).await.len() >= 4
+            })
+            .await,
+        "redriven delivery never came: {:?}",
+        sink.received().await
+    );
+    poller.run_for(Duration::from_secs(2)).await;
+    let got = sink.received_on(path).await;
+    assert_eq!(got.len(), 4, "{got:?}");
+    let last = &got[3];
+    assert_eq!(attempt_header(last), "4");
+    assert_eq!(last.status, 200);
+    assert_eq!(last.header("webhook-id"), Some(id.as_str()));
+    assert_eq!(last.verified_with, vec![whsec]);
+    assert_eq!(last.body(), PUSH_BODY.as_bytes());
+    assert_eq!(
+        attempt_log(&stack, &id, &sub).await,
+        owned(&[
+            (1, "http_status", "retry_scheduled"),
+            (2, "http_status", "retry_scheduled"),
+            (3, "http_status", "dead_lettered"),
+            (4, "ok", "done"),
+        ])
+    );
+    for url in [&stack.queues.deliveries, &dlq, &stack.queues.events] {
+        assert_eq!(stack.depth(url).await.total(), 0, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn unqueueable_retry_keeps_the_event_without_repeating_the_healthy_delivery() {
+    let Some(stack) =
+        Stack::new("unqueueable_retry_keeps_the_event_without_repeating_the_healthy_delivery")
+            .await
+    else {
+        return;
+    };
+    stack.add_github_source("github", GITHUB_SECRET).await;
+    let whsec = relay_core::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    let healthy = stack
+        .add_subscription("github", &sink.url("/ok/healthy"), &whsec)
+        .await;
+    let flaky = stack
+        .add_subscription("github", &sink.url("/fail/1/flaky"), &whsec)
+        .await;
+    let id = accepted_id(
+        invoke_receiver(
+            &stack.receiver(),
+            github_request(
+                "github",
+                GITHUB_SECRET,
+                &unique(),
+                "push",
+                PUSH_BODY.as_bytes(),
+                false,
+            ),
+        )
+        .await,
+    )
+    .await;
+    let env = [
+        ("RELAY_RETRY_SCHEDULE", "1s"),
+        ("RELAY_ALLOW_PRIVATE_DESTINATIONS", "true"),
+    ];
+
+    // The deliveries queue is unreachable: the failed subscription's retry cannot be queued,
+    // so the event message must stay (a batch item failure) ...
+    let broken = harness::Poller::new(
+        &stack,
+        stack.fanout_over(stack.queue_at(&harness::closed_endpoint()), &env),
+    )
+    .await
+    .with_visibility(1);
+    let first = broken.pump(&broken.events_url, 2).await;
+    assert_eq!(first.received, 1);
+    assert_eq!(
+        first.failed.len(),
+        1,
+        "the event must stay on the queue: {first:?}"
+    );
+    assert_eq!(sink.received_on("/ok/healthy").await.len(), 1);
+    assert_eq!(sink.received_on("/fail/1/flaky").await.len(), 1);
+    assert_eq!(
+        attempt_log(&stack, &id, &healthy).await,
+        owned(&[(1, "ok", "done")])
+    );
+
+    // ... and when it comes back with the queue up, only the failed subscription gets it.
+    let poller = stack.poller_with_env(&env).await.with_visibility(1);
+    assert!(
+        poller
+            .run_until(Duration::from_secs(15), async || {
+                sink.received_on("/fail/1/flaky").await.len() >= 2
+            })
+            .await
+    );
+    poller.run_for(Duration::from_secs(2)).await;
+    assert_eq!(
+        sink.received_on("/ok/healthy").await.len(),
+        1,
+        "healthy got it twice"
+    );
+    let flaky_got = sink.received_on("/fail/1/flaky").await;
+    assert_eq!(flaky_got.len(), 2);
+    assert_eq!(flaky_got[1].status, 200);
+    assert_eq!(flaky_got[1].header("webhook-id"), Some(id.as_str()));
+    assert_eq!(
+        attempt_log(&stack, &id, &flaky).await,
+        owned(&[(1, "ok", "done")])
+    );
+    for url in [
+        &stack.queues.events,
+        &stack.queues.deliveries,
+        &stack.queues.events_dlq,
+    ] {
+        assert_eq!(stack.depth(url).await.total(), 0, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn unreadable_event_message_ends_in_the_events_dlq() {
+    let Some(stack) = Stack::new("unreadable_event_message_ends_in_the_events_dlq").await else {
+        return;
+    };
+    let poller = stack.poller("1s").await.with_visibility(1);
+    stack
+        .admin()
+        .send_raw(&stack.queues.events, "{\"kind\":\"nonsense\"}", 0)
+        .await
+        .expect("send");
+    // Left on the queue on every receive, until the redrive policy (maxReceiveCount 5) moves
+    // it to the DLQ, intact.
+    let parked = poller
+        .run_until(Duration::from_secs(30), async || {
+            stack.depth(&stack.queues.events_dlq).await.total() >= 1
+        })
+        .await;
+    assert!(parked, "{:?}", poller.stats());
+    let stats = poller.stats();
+    assert_eq!(stats.events_handled, 5, "{stats:?}");
+    assert_eq!(stats.failures, 5, "{stats:?}");
+    let messages = stack
+        .admin()
+        .receive(&stack.queues.events_dlq, 10, 1, 5)
+        .await
+        .expect("receive");
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].body, "{\"kind\":\"nonsense\"}");
+    assert_eq!(stack.depth(&stack.queues.events).await.total(), 0);
+}
+
+#[tokio::test]
+async fn largest_bodies_fit_every_hop() {
+    let Some(stack) = Stack::new("largest_bodies_fit_every_hop").await else {
+        return;
+    };
+    stack.add_github_source("github", GITHUB_SECRET).await;
+    let whsec = relay_core::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    // The first two requests (attempt 1 of each event) fail, so each body also travels inside
+    // a retry message on the deliveries queue.
+    let path = "/fail/2/big";
+    let sub = stack
+        .add_subscription("github", &sink.url(path), &whsec)
+        .await;
+    let receiver = stack.receiver();
+    let limit = receiver.config().max_body_bytes;
+
+    // Exactly at the limit, and as costly as possible to escape: every character of the string
+    // doubles in the JSON envelope.
+    let mut escaped = b"{\"s\":\"".to_vec();
+    while escaped.len() < limit - 2 {
+        escaped.extend_from_slice(b"\\\"");
+    }
+    escaped.truncate(limit - 2);
+    if escaped.ends_with(b"\\") && !escaped.ends_with(b"\\\\") {
+        escaped.pop();
+        escaped.push(b'x');
+    }
+    escaped.extend_from_slice(b"\"}");
+    escaped.resize(limit, b' ');
+    serde_json::from_slice::<serde_json::Value>(&escaped).expect("valid JSON");
+    assert_eq!(escaped.len(), limit);
+    let text_id = accepted_id(
+        invoke_receiver(
+            &receiver,
+            github_request("github", GITHUB_SECRET, &unique(), "push", &escaped, false),
+        )
+        .await,
+    )
+    .await;
+
+    // Binary at the limit: base64 in the function URL event, in the envelope and in the store.
+    let binary = binary_bytes(limit);
+    let signature = github_signature(GITHUB_SECRET, &binary);
+    let binary_id = accepted_id(
+        invoke_receiver(
+            &receiver,
+            function_url_request(
+                "POST",
+                "/github",
+                &[
+                    ("content-type", "application/octet-stream"),
+                    ("x-github-delivery", &unique()),
+                    ("x-github-event", "push"),
+                    ("x-hub-signature-256", &signature),
+                ],
+                Some(&binary),
+                true,
+            ),
+        )
+        .await,
+    )
+    .await;
+
+    let poller = stack.poller("1s").await;
+    assert!(
+        poller
+            .run_until(Duration::from_secs(30), async || {
+                sink.received_on(path).await.len() >= 4
+            })
+            .await,
+        "got {} requests",
+        sink.received_on(path).await.len()
+    );
+    poller.run_for(Duration::from_secs(2)).await;
+    let got = sink.received_on(path).await;
+    assert_eq!(got.len(), 4);
+    for (id, body, content_type) in [
+        (&text_id, &escaped, "application/json"),
+        (&binary_id, &binary, "application/octet-stream"),
+    ] {
+        let mine: Vec<&Received> = got
+            .iter()
+            .filter(|r| r.header("webhook-id") == Some(id.as_str()))
+            .collect();
+        assert_eq!(
+            mine.iter().map(|r| attempt_header(r)).collect::<Vec<_>>(),
+            ["1", "2"],
+            "attempts of {id}"
+        );
+        for r in &mine {
+            assert!(r.body() == *body, "body of {id} changed on the way");
+            assert_eq!(r.header("content-type"), Some(content_type));
+            assert!(signed_with(r, &whsec), "signature of {id}");
+        }
+        let stored = stack
+            .aws
+            .store
+            .get_event(id)
+            .await
+            .expect("get event")
+            .expect("event stored");
+        assert!(stored.body_bytes().expect("body") == body.as_slice());
+        assert_eq!(
+            attempt_log(&stack, id, &sub).await,
+            owned(&[(1, "http_status", "retry_scheduled"), (2, "ok", "done")])
+        );
+    }
+    // The text body also passes the official library.
+    assert!(
+        got.iter()
+            .filter(|r| r.header("webhook-id") == Some(text_id.as_str()))
+            .all(|r| r.verified_with == vec![whsec.clone()])
+    );
+    for url in [
+        &stack.queues.events,
+        &stack.queues.deliveries,
+        &stack.queues.events_dlq,
+    ] {
+        assert_eq!(stack.depth(url).await.total(), 0, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn early_delivery_is_hidden_until_due() {
+    let Some(stack) = Stack::new("early_delivery_is_hidden_until_due").await else {
+        return;
+    };
+    let whsec = relay_core::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    let sub = stack
+        .add_subscription("github", &sink.url("/ok/early"), &whsec)
+        .await;
+    let poller = stack.poller("1s").await;
+
+    // A retry message woken before its time, as after an SQS delay shorter than the schedule's.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let event = relay_core::model::EventEnvelope {
+        id: relay_core::ids::new_event_id(),
+        source: "github".into(),
+        event_type: "push".into(),
+        content_type: Some("application/json".into()),
+        received_at: now_ms,
+        body: PUSH_BODY.into(),
+        body_encoding: relay_core::model::BodyEncoding::Utf8,
+    };
+    let due = now_ms + 3_000;
+    let task = relay_core::model::DeliveryTask {
+        event: event.clone(),
+        subscription_id: sub.clone(),
+        attempt: 2,
+        schedule_step: 1,
+        not_before: due,
+    };
+    stack
+        .admin()
+        .send_raw(
+            &stack.queues.deliveries,
+            serde_json::to_string(&QueueMessage::Delivery(task)).expect("JSON"),
+            0,
+        )
+        .await
+        .expect("send");
+
+    let first = poller.pump(&poller.deliveries_url, 1).await;
+    assert_eq!(first.received, 1);
+    assert_eq!(
+        first.failed.len(),
+        1,
+        "an early record stays on the queue: {first:?}"
+    );
+    assert!(
+        sink.received().await.is_empty(),
+        "delivered before its time"
+    );
+    // Hidden for the rest of the wait, not for the poller's 30 s visibility timeout.
+    let again = poller.pump(&poller.deliveries_url, 1).await;
+    assert_eq!(again.received, 0, "not hidden: {again:?}");
+
+    assert!(
+        poller
+            .run_until(Duration::from_secs(10), async || {
+                !sink.received_on("/ok/early").await.is_empty()
+            })
+            .await,
+        "never delivered"
+    );
+    let got = sink.received_on("/ok/early").await;
+    assert_eq!(got.len(), 1);
+    let at_ms = (got[0].at * 1000.0) as i64;
+    assert!(at_ms >= due - 50, "delivered {} ms early", due - at_ms);
+    assert_eq!(
+        attempt_header(&got[0]),
+        "2",
+        "the early wake-up counted as an attempt"
+    );
+    assert_eq!(got[0].verified_with, vec![whsec]);
+    assert_eq!(
+        attempt_log(&stack, &event.id, &sub).await,
+        owned(&[(2, "ok", "done")])
+    );
+    assert_eq!(stack.depth(&stack.queues.deliveries).await.total(), 0);
+}
+
+#[tokio::test]
+async fn gone_subscriber_is_disabled_without_retries() {
+    let Some(stack) = Stack::new("gone_subscriber_is_disabled_without_retries").await else {
+        return;
+    };
+    stack.add_github_source("github", GITHUB_SECRET).await;
+    let whsec = relay_core::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    let sub = stack
+        .add_subscription("github", &sink.url("/status/410/gone"), &whsec)
+        .await;
+    let receiver = stack.receiver();
+    let poller = stack.poller("1s").await;
+    let id = accepted_id(
+        invoke_receiver(
+            &receiver,
+            github_request(
+                "github",
+                GITHUB_SECRET,
+                &unique(),
+                "push",
+                PUSH_BODY.as_bytes(),
+                false,
+            ),
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        poller
+            .run_until(Duration::from_secs(15), async || {
+                !sink.received_on("/status/410/").await.is_empty()
+            })
+            .await
+    );
+    poller.run_for(Duration::from_secs(3)).await;
+    assert_eq!(sink.received_on("/status/410/").await.len(), 1);
+    let stored = stack
+        .aws
+        .store
+        .get_subscription(&sub)
+        .await
+        .expect("get subscription")
+        .expect("kept, disabled");
+    assert!(!stored.enabled);
+    assert!(stored.disabled_reason.is_some());
+    assert_eq!(
+        attempt_log(&stack, &id, &sub).await,
+        owned(&[(1, "gone", "disabled")])
+    );
+    for url in [
+        &stack.queues.events,
+        &stack.queues.deliveries,
+        &stack.queues.deliveries_dlq,
+    ] {
+        assert_eq!(stack.depth(url).await.total(), 0, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn lambda_defaults_refuse_loopback_destinations() {
+    let Some(stack) = Stack::new("lambda_defaults_refuse_loopback_destinations").await else {
+        return;
+    };
+    stack.add_github_source("github", GITHUB_SECRET).await;
+    let whsec = relay_core::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    let by_ip = stack
+        .add_subscription("github", &sink.url("/ok/ip"), &whsec)
+        .await;
+    let by_name = stack
+        .add_subscription(
+            "github",
+            &format!("http://localhost:{}/ok/name", sink.port),
+            &whsec,
+        )
+        .await;
+    let receiver = stack.receiver();
+    // No RELAY_* variables: what the fanout Lambda does unless AllowPrivateDestinations is set.
+    let poller = stack
+        .poller_with_env(&[("RELAY_RETRY_SCHEDULE", "1s")])
+        .await;
+    let id = accepted_id(
+        invoke_receiver(
+            &receiver,
+            github_request(
+                "github",
+                GITHUB_SECRET,
+                &unique(),
+                "push",
+                PUSH_BODY.as_bytes(),
+                false,
+            ),
+        )
+        .await,
+    )
+    .await;
+    let handled = poller
+        .run_until(Duration::from_secs(15), async || {
+            poller.stats().events_handled >= 1
+        })
+        .await;
+    assert!(handled);
+    poller.run_for(Duration::from_secs(2)).await;
+    assert!(
+        sink.received().await.is_empty(),
+        "{:?}",
+        sink.received().await
+    );
+    for sub in [&by_ip, &by_name] {
+        assert_eq!(
+            attempt_log(&stack, &id, sub).await,
+            owned(&[(1, "refused_destination", "dropped")]),
+            "{sub}"
+        );
+    }
+    for url in [
+        &stack.queues.events,
+        &stack.queues.deliveries,
+        &stack.queues.deliveries_dlq,
+    ] {
+        assert_eq!(stack.depth(url).await.total(), 0, "{url}");
+    }
+}

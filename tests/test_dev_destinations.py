@@ -1,0 +1,90 @@
+"""Where deliveries may go (SSRF guard), secret rotation, and replay.
+
+The guard is exercised with loopback addresses only: 127.0.0.1, localhost and [::1]."""
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from conftest import accepted_id, add_github_source, add_subscription, send_github
+
+
+@pytest.mark.dev(args=["--deny-private-destinations"])
+def test_deny_private_destinations_refuses_loopback(dev, sink, sub_secret):
+    add_github_source(dev, secret="S")
+    port = sink.port
+    subs = {
+        add_subscription(dev, "github", url, secret=sub_secret)["id"]: url
+        for url in (
+            f"http://127.0.0.1:{port}/ok/ip",
+            f"http://localhost:{port}/ok/name",
+            f"http://[::1]:{port}/ok/v6",
+        )
+    }
+    response, _, _ = send_github(dev, "S")
+    event_id = accepted_id(response)
+    attempts = dev.wait_attempts(event_id, lambda a: len(a) >= len(subs))
+    assert {a["subscription_id"] for a in attempts} == set(subs)
+    for a in attempts:
+        assert a["outcome"] == "refused_destination", (subs[a["subscription_id"]], a)
+        assert a["next"] == "dropped", (subs[a["subscription_id"]], a)
+        assert a["attempt"] == 1 and "status" not in a
+    # Not retried: dropped means no retry message; the attempt log stays at one per subscription
+    # and nothing is parked in the DLQ.
+    assert len(dev.event(event_id)["attempts"]) == len(subs)
+    assert dev.cli("redrive") == {"events": 0, "deliveries": 0}
+    assert sink.received("") == []
+
+
+def test_rotated_secret_signs_with_old_and_new(dev, sink, sub_secret):
+    add_github_source(dev, secret="S")
+    sub = add_subscription(dev, "github", f"{sink.url}/ok/rot", secret=sub_secret)
+    rotated = dev.cli("subscriptions", "rotate-secret", sub["id"], "--keep-old", "24h")
+    new = rotated["secret"]
+    assert new.startswith("whsec_") and new != sub_secret
+    assert rotated["secrets"] == 2
+
+    response, body, _ = send_github(dev, "S")
+    event_id = accepted_id(response)
+    [got] = sink.wait_for("/ok/rot", 1)
+    headers = got["headers"]
+    assert headers["webhook-id"] == event_id
+    entries = headers["webhook-signature"].split(" ")
+    assert len(entries) == 2 and all(e.startswith("v1,") for e in entries), entries
+    # Both the subscriber that still has the old secret and the one with the new verify it.
+    Webhook(sub_secret).verify(got["body"], headers)
+    Webhook(new).verify(got["body"], headers)
+    assert got["verified_with"] == [sub_secret]  # the sink was started with the old one only
+    # And no other secret does.
+    with pytest.raises(Exception):
+        Webhook("whsec_" + "A" * 32).verify(got["body"], headers)
+
+
+def test_replay_keeps_the_webhook_id(dev, sink, sub_secret):
+    add_github_source(dev, secret="S")
+    a = add_subscription(dev, "github", f"{sink.url}/ok/ra", secret=sub_secret)["id"]
+    b = add_subscription(dev, "github", f"{sink.url}/ok/rb", secret=sub_secret)["id"]
+    response, body, _ = send_github(dev, "S")
+    event_id = accepted_id(response)
+    dev.wait_attempts(event_id, lambda at: len(at) == 2)
+
+    replayed = dev.cli("replay", event_id)
+    assert replayed["event"] == event_id
+    assert sorted((q["subscription"], q["attempt"]) for q in replayed["queued"]) == sorted(
+        [(a, 2), (b, 2)])
+    for path in ("/ok/ra", "/ok/rb"):
+        got = sink.wait_for(path, 2)
+        assert [g["headers"]["x-relay-attempt"] for g in got] == ["1", "2"]
+        assert {g["headers"]["webhook-id"] for g in got} == {event_id}
+        assert all(g["body"] == body and g["verified_with"] == [sub_secret] for g in got)
+
+    only = dev.cli("replay", event_id, "--subscription", a)
+    assert only["queued"] == [{"subscription": a, "attempt": 3}]
+    got = sink.wait_for("/ok/ra", 3)
+    assert [g["headers"]["x-relay-attempt"] for g in got] == ["1", "2", "3"]
+    assert got[-1]["headers"]["webhook-id"] == event_id
+    dev.wait_attempts(event_id, lambda at: len(at) == 5)
+    assert len(sink.received("/ok/rb")) == 2
+
+    # Replaying an unknown event fails with exit 1 and a JSON error.
+    failed = dev.cli("replay", "evt_nope", check=False)
+    assert failed.returncode == 1 and "error" in failed.stderr
