@@ -334,11 +334,22 @@ class Dev:
     def event(self, event_id):
         return self.cli("events", "show", event_id)
 
+    def attempts(self, event_id):
+        """The attempt log of an event; None while the fanout has not stored the event yet."""
+        try:
+            return self.event(event_id)["attempts"]
+        except CliError as error:
+            # The fanout stores the event record when it takes the event off the queue, so
+            # right after the 202 `events show` may not know it yet.
+            if "no event" in error.stderr:
+                return None
+            raise
+
     def wait_attempts(self, event_id, predicate, timeout=15.0, message=None):
         """Polls `events show` until `predicate(attempts)` holds; returns the attempts."""
         def check():
-            attempts = self.event(event_id)["attempts"]
-            return attempts if predicate(attempts) else None
+            attempts = self.attempts(event_id)
+            return attempts if attempts is not None and predicate(attempts) else None
         return wait_until(check, timeout=timeout, interval=0.2,
                           message=message or f"attempts of {event_id}")
 

@@ -42,7 +42,7 @@ def test_sigkill_with_deliveries_in_flight_loses_nothing(dev, sink, sub_secret):
 
     def relay_settled_all():
         while outstanding:
-            attempts = dev.event(outstanding[0])["attempts"]
+            attempts = dev.attempts(outstanding[0]) or []
             if not any(a["next"] == "done" for a in attempts):
                 return False
             outstanding.pop(0)

@@ -54,9 +54,10 @@ def test_quickstart_github_to_subscriber(dev, sink, sub_secret):
     assert got["verified_with"] == [sub_secret]
     Webhook(sub_secret).verify(got["body"], headers)  # the official library, in the test too
 
+    [attempt] = dev.wait_attempts(event_id, lambda a: len(a) == 1)
     shown = dev.event(event_id)
     assert shown["source"] == "github" and shown["type"] == "issues.opened"
-    [attempt] = dev.wait_attempts(event_id, lambda a: len(a) == 1)
+    assert shown["content_type"] == content_type
     assert attempt["outcome"] == "ok" and attempt["status"] == 200 and attempt["next"] == "done"
     assert attempt["subscription_id"] == sub["id"]
 

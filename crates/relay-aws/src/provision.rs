@@ -138,6 +138,9 @@ async fn create_queue(
             QueueAttributeName::MessageRetentionPeriod,
             RETENTION_SECS.to_string(),
         )
+        // As the template: 1 MiB, so a 256 KiB body escaped into JSON always fits. Visibility
+        // is shorter than the template's 6 x function timeout, so tests see redelivery sooner.
+        .attributes(QueueAttributeName::MaximumMessageSize, "1048576")
         .attributes(QueueAttributeName::VisibilityTimeout, "60");
     if let Some((dlq_url, max_receive)) = dead_letter {
         let arn = client

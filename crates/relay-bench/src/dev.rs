@@ -64,11 +64,10 @@ pub async fn run(
                 let mut n = 0u64;
                 while Instant::now() < deadline {
                     n += 1;
-                    if let Some(id) = send(&client, &endpoint, &format!("s-{worker}-{n}")).await {
-                        if let Ok(mut list) = accepted.lock() {
+                    if let Some(id) = send(&client, &endpoint, &format!("s-{worker}-{n}")).await
+                        && let Ok(mut list) = accepted.lock() {
                             list.push(id);
                         }
-                    }
                 }
             })
         })
@@ -97,11 +96,10 @@ pub async fn run(
             let (client, endpoint, scheduled) = (client.clone(), endpoint.clone(), Arc::clone(&scheduled));
             tokio::spawn(async move {
                 tokio::time::sleep_until(at.into()).await;
-                if let Some(id) = send(&client, &endpoint, &format!("r-{i}")).await {
-                    if let Ok(mut map) = scheduled.lock() {
+                if let Some(id) = send(&client, &endpoint, &format!("r-{i}")).await
+                    && let Ok(mut map) = scheduled.lock() {
                         map.insert(id, at);
                     }
-                }
             })
         })
         .collect();
@@ -174,11 +172,10 @@ async fn wait_delivered(sink: &Sink, count: usize, limit: Duration) {
 async fn wait_healthy(client: &reqwest::Client, port: u16) -> anyhow::Result<()> {
     let url = format!("http://127.0.0.1:{port}/healthz");
     for _ in 0..200 {
-        if let Ok(response) = client.get(&url).send().await {
-            if response.status().is_success() {
+        if let Ok(response) = client.get(&url).send().await
+            && response.status().is_success() {
                 return Ok(());
             }
-        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bail!("relay dev did not become healthy")

@@ -12,7 +12,7 @@ use crate::args::{Global, RedriveQueue};
 pub enum Backend {
     Local(LocalBackend),
     Aws {
-        adapters: AwsAdapters,
+        adapters: Box<AwsAdapters>,
         settings: AwsSettings,
     },
 }
@@ -50,7 +50,7 @@ impl Backend {
             settings.deliveries_dlq_url =
                 settings.deliveries_queue_url.as_ref().map(|u| format!("{u}-dlq"));
         }
-        let adapters = relay_aws::adapters_from_sdk_config(&sdk, &settings);
+        let adapters = Box::new(relay_aws::adapters_from_sdk_config(&sdk, &settings));
         Ok(Backend::Aws { adapters, settings })
     }
 

@@ -25,23 +25,21 @@ impl<V: Clone> TtlCache<V> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<V>, E>>,
     {
-        if !self.ttl.is_zero() {
-            if let Ok(entries) = self.entries.lock() {
-                if let Some((at, value)) = entries.get(key) {
-                    if at.elapsed() < self.ttl {
-                        return Ok(Some(value.clone()));
-                    }
-                }
-            }
+        if !self.ttl.is_zero()
+            && let Ok(entries) = self.entries.lock()
+            && let Some((at, value)) = entries.get(key)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(Some(value.clone()));
         }
         let loaded = load().await?;
-        if let (Some(value), false) = (&loaded, self.ttl.is_zero()) {
-            if let Ok(mut entries) = self.entries.lock() {
-                if entries.len() > 10_000 {
-                    entries.clear();
-                }
-                entries.insert(key.to_owned(), (Instant::now(), value.clone()));
+        if let (Some(value), false) = (&loaded, self.ttl.is_zero())
+            && let Ok(mut entries) = self.entries.lock()
+        {
+            if entries.len() > 10_000 {
+                entries.clear();
             }
+            entries.insert(key.to_owned(), (Instant::now(), value.clone()));
         }
         Ok(loaded)
     }

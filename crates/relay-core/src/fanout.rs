@@ -149,22 +149,30 @@ impl Fanout {
             return Disposition::Delete;
         }
 
+        // Attempt numbers run on past earlier tries of this event (whose follow-up could not be
+        // queued), so `x-relay-attempt` never repeats.
+        let attempt_of = |sub: &Subscription| {
+            settled
+                .iter()
+                .filter(|a| a.subscription_id == sub.id)
+                .map(|a| a.attempt)
+                .max()
+                .unwrap_or(0)
+                + 1
+        };
         let results = futures::future::join_all(targets.iter().map(|sub| {
             let body = body.clone();
             let event = &event;
+            let attempt = attempt_of(sub);
             async move {
-                let result = self.attempt(event, body, sub, 1).await;
-                self.settle(event, sub, 1, 0, result).await
+                let result = self.attempt(event, body, sub, attempt).await;
+                self.settle(event, sub, attempt, 0, result).await
             }
         }))
         .await;
 
         let all_handed_off = results.iter().all(|s| s.handed_off);
-        let records: Vec<AttemptRecord> = results
-            .into_iter()
-            .filter(|s| s.handed_off)
-            .map(|s| s.record)
-            .collect();
+        let records: Vec<AttemptRecord> = results.into_iter().map(|s| s.record).collect();
         if let Err(e) = self.store.put_attempts(&records, retention_until).await {
             // Without the record a retry could not tell who already has it; retry the event.
             warn!(event_id = %event.id, error = %e, "attempt log write failed; event will be retried");

@@ -28,7 +28,7 @@ pub trait Store: Send + Sync {
     async fn get_source(&self, name: &str) -> Result<Option<Source>, StoreError>;
     async fn put_source(&self, source: &Source) -> Result<(), StoreError>;
     async fn list_sources(&self) -> Result<Vec<Source>, StoreError>;
-    /// Removes the source; false when there was none.
+    /// Removes the source and its subscriptions; false when there was no such source.
     async fn remove_source(&self, name: &str) -> Result<bool, StoreError>;
 
     /// Every subscription of one source (one query).

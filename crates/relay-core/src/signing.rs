@@ -107,7 +107,7 @@ mod tests {
     use super::*;
 
     fn vectors() -> serde_json::Value {
-        let text = include_str!("../../../../shared/vectors/providers.json");
+        let text = include_str!("../testdata/providers.json");
         serde_json::from_str(text).unwrap()
     }
 

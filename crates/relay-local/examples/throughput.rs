@@ -1,8 +1,9 @@
 //! Throughput probe for the SQLite backend, on a 2-worker runtime like a small `relay dev` host.
 //!
-//! cargo run --release -p relay-local --example throughput -- [cycle|pipeline] [events] [producers]
+//! cargo run --release -p relay-local --example throughput -- [cycle|pipeline|latency] [events] [producers]
 //!
 //! `cycle`: producers send events while consumers receive batches and delete them.
+//! `latency`: sequential sends, one commit each.
 //! `pipeline`: what `relay dev` does per event: dedup claim + confirm, send; then receive, read
 //! the source's subscriptions, store the event, store its attempts, delete the message.
 //! Set RELAY_PROBE_DIR to measure on a particular disk (default: a temporary directory).
@@ -15,8 +16,13 @@ use relay_core::{AttemptRecord, BodyEncoding, EventEnvelope, Queue, QueueMessage
 use relay_local::{LocalBackend, LocalOptions, LocalQueueName};
 
 const VIS: Duration = Duration::from_secs(30);
+
+/// Consumer tasks, each receiving up to 10 messages at a time (env CONSUMERS, default 4).
 fn consumers() -> usize {
-    std::env::var("CONSUMERS").ok().and_then(|s| s.parse().ok()).unwrap_or(4)
+    std::env::var("CONSUMERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4)
 }
 
 fn event(i: u64) -> EventEnvelope {
@@ -27,7 +33,10 @@ fn event(i: u64) -> EventEnvelope {
         content_type: Some("application/json".into()),
         received_at: i64::try_from(i).unwrap_or(0),
         // A typical small webhook body.
-        body: format!("{{\"ref\":\"refs/heads/main\",\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(600)),
+        body: format!(
+            "{{\"ref\":\"refs/heads/main\",\"n\":{i},\"pad\":\"{}\"}}",
+            "x".repeat(600)
+        ),
         body_encoding: BodyEncoding::Utf8,
     }
 }
@@ -61,6 +70,24 @@ async fn run(mode: String, total: u64, producers: u64) -> Result<(), Box<dyn std
         backend.put_subscription(&sub).await?;
     }
 
+    if mode == "latency" {
+        // One caller at a time: every send is its own commit (no batching to hide behind).
+        let mut took = Vec::new();
+        for i in 0..total {
+            let t = Instant::now();
+            backend.send_event(&event(i)).await?;
+            took.push(t.elapsed());
+        }
+        took.sort();
+        let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize];
+        println!(
+            "latency: {total} sequential sends: p50 {:?}, p99 {:?}, max {:?}",
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        );
+        return Ok(());
+    }
     let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
@@ -141,9 +168,14 @@ async fn run(mode: String, total: u64, producers: u64) -> Result<(), Box<dyn std
         consumers(),
         total as f64 / secs
     );
-    let (jobs, batches, nanos, commit) = relay_local::writer::stats();
-    println!("commit share {:.0}%, {:.2} ms per multi-job commit", commit as f64 / nanos as f64 * 100.0, commit as f64 / batches as f64 / 1e6);
-    println!("writer: {jobs} jobs in {batches} batches ({:.1} per batch), {:.2} ms per batch, busy {:.0}%", jobs as f64 / batches as f64, nanos as f64 / batches as f64 / 1e6, nanos as f64 / 1e9 / secs * 100.0);
+    let stats = backend.writer_stats();
+    println!(
+        "writer: {} jobs in {} commits ({:.1} per commit), busy {:.0}% of the run",
+        stats.jobs,
+        stats.batches,
+        stats.jobs as f64 / stats.batches.max(1) as f64,
+        stats.busy.as_secs_f64() / secs * 100.0
+    );
     Ok(())
 }
 

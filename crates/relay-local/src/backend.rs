@@ -3,16 +3,16 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use relay_core::StoreError;
 use relay_core::clock::{self, SharedClock};
 use rusqlite::{Connection, Transaction};
 use tokio::sync::Notify;
 
-use crate::db::{self, DbResult};
+use crate::db::{self, DbError, DbResult};
 use crate::queue::LocalQueueName;
-use crate::writer::{Purge, Writer};
+use crate::writer::{Purge, Writer, WriterStats};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "relay.db";
@@ -96,8 +96,10 @@ impl LocalBackend {
             }
             other => other,
         })?;
+        let checkpoints = db::open_checkpointer(&path).map_err(StoreError::from)?;
         let writer = Writer::spawn(
             conn,
+            checkpoints,
             Purge {
                 clock: options.clock.clone(),
                 message_retention: options.message_retention,
@@ -119,6 +121,11 @@ impl LocalBackend {
         &self.inner.path
     }
 
+    /// Counters of this process's writer thread.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.inner.writer.stats()
+    }
+
     pub(crate) fn now_millis(&self) -> i64 {
         self.inner.options.clock.now_millis()
     }
@@ -136,25 +143,31 @@ impl LocalBackend {
         self.inner.writer.run(work).await
     }
 
-    /// Runs `work` on a pooled read connection, on a blocking thread so that a slow disk or a
-    /// lock held by another process never stalls the async workers.
+    /// Runs `work` on a pooled read connection, right here on the async worker: an indexed read
+    /// takes microseconds, less than a hop to a blocking thread (measured with the throughput
+    /// example: same or better events/s, about half the system CPU). Readers never wait on
+    /// SQLite's busy handler (which would block the worker); a busy database is retried here with
+    /// async sleeps instead, for as long as the writer's busy timeout.
     pub(crate) async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
     where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> DbResult<T> + Send + 'static,
+        F: Fn(&Connection) -> DbResult<T> + Send,
     {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || inner.with_reader(work))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+        let deadline = Instant::now() + db::BUSY_TIMEOUT;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.inner.with_reader(&work) {
+                Err(DbError::Sqlite(e)) if db::is_busy(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                other => return other.map_err(StoreError::from),
+            }
+        }
     }
 }
 
 impl Inner {
-    fn with_reader<T>(
-        &self,
-        work: impl FnOnce(&Connection) -> DbResult<T>,
-    ) -> Result<T, StoreError> {
+    fn with_reader<T>(&self, work: impl FnOnce(&Connection) -> DbResult<T>) -> DbResult<T> {
         let pooled = self.readers.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match pooled {
             Some(conn) => conn,
@@ -165,6 +178,6 @@ impl Inner {
         if let Some(mut idle) = idle.filter(|idle| idle.len() < MAX_IDLE_READERS) {
             idle.push(conn);
         }
-        result.map_err(StoreError::from)
+        result
     }
 }

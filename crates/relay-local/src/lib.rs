@@ -10,7 +10,8 @@ mod backend;
 mod db;
 mod queue;
 mod store;
-pub mod writer;
+mod writer;
 
 pub use backend::{DB_FILE, LocalBackend, LocalOptions};
 pub use queue::{LocalQueueName, MAX_DELAY_SECS, MAX_VISIBILITY_SECS};
+pub use writer::WriterStats;

@@ -26,11 +26,10 @@ fn collect_docs<T: serde::de::DeserializeOwned>(
 #[async_trait]
 impl Store for LocalBackend {
     async fn get_source(&self, name: &str) -> Result<Option<Source>, StoreError> {
-        let name = name.to_owned();
-        self.read(move |conn| {
+        self.read(|conn| {
             let doc: Option<String> = conn
                 .prepare_cached("SELECT doc FROM sources WHERE name = ?1")?
-                .query_row([&name], |row| row.get(0))
+                .query_row([name], |row| row.get(0))
                 .optional()?;
             doc.map(|doc| decode(&doc, "source")).transpose()
         })
@@ -64,15 +63,18 @@ impl Store for LocalBackend {
         self.write(move |tx| {
             let n = tx
                 .prepare_cached("DELETE FROM sources WHERE name = ?1")?
-                .execute([name])?;
+                .execute([&name])?;
+            // A source's subscriptions go with it, as in the DynamoDB layout where they share
+            // its partition.
+            tx.prepare_cached("DELETE FROM subscriptions WHERE source = ?1")?
+                .execute([&name])?;
             Ok(n > 0)
         })
         .await
     }
 
     async fn source_subscriptions(&self, source: &str) -> Result<Vec<Subscription>, StoreError> {
-        let source = source.to_owned();
-        self.read(move |conn| {
+        self.read(|conn| {
             collect_docs(
                 &mut conn.prepare_cached(
                     "SELECT doc FROM subscriptions WHERE source = ?1 ORDER BY id",
@@ -85,11 +87,10 @@ impl Store for LocalBackend {
     }
 
     async fn get_subscription(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
-        let id = id.to_owned();
-        self.read(move |conn| {
+        self.read(|conn| {
             let doc: Option<String> = conn
                 .prepare_cached("SELECT doc FROM subscriptions WHERE id = ?1")?
-                .query_row([&id], |row| row.get(0))
+                .query_row([id], |row| row.get(0))
                 .optional()?;
             doc.map(|doc| decode(&doc, "subscription")).transpose()
         })
@@ -252,11 +253,10 @@ impl Store for LocalBackend {
     }
 
     async fn get_event(&self, id: &str) -> Result<Option<EventEnvelope>, StoreError> {
-        let id = id.to_owned();
-        self.read(move |conn| {
+        self.read(|conn| {
             let doc: Option<String> = conn
                 .prepare_cached("SELECT doc FROM events WHERE id = ?1")?
-                .query_row([&id], |row| row.get(0))
+                .query_row([id], |row| row.get(0))
                 .optional()?;
             doc.map(|doc| decode(&doc, "event")).transpose()
         })
@@ -302,8 +302,7 @@ impl Store for LocalBackend {
     }
 
     async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
-        let event_id = event_id.to_owned();
-        self.read(move |conn| {
+        self.read(|conn| {
             collect_docs(
                 &mut conn.prepare_cached(
                     "SELECT doc FROM attempts WHERE event_id = ?1 ORDER BY at, seq",

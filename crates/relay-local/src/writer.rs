@@ -7,7 +7,8 @@
 //! commits at once: nothing ever waits on a timer to fill a batch.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use relay_core::StoreError;
@@ -19,6 +20,8 @@ use crate::db::DbResult;
 
 /// Most jobs per commit; bounds the latency a batch adds to its first caller.
 const MAX_BATCH: usize = 256;
+/// Least time between two background checkpoints.
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(50);
 /// How often expired rows are purged, from this thread, between batches.
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 /// Rows deleted per table per purge pass, so a purge never holds the write lock for long.
@@ -30,7 +33,7 @@ trait Job: Send {
     /// Runs the work; false when it failed and its savepoint must be rolled back.
     fn run(&mut self, tx: &Transaction<'_>) -> bool;
     /// Replies to the caller; `committed` is the batch's fate.
-    fn answer(self: Box<Self>, committed: Result<(), &str>);
+    fn answer(self: Box<Self>, committed: Result<(), &StoreError>);
 }
 
 struct TypedJob<T, F> {
@@ -54,12 +57,12 @@ where
         ok
     }
 
-    fn answer(self: Box<Self>, committed: Result<(), &str>) {
+    fn answer(self: Box<Self>, committed: Result<(), &StoreError>) {
         let result = match (self.outcome, committed) {
             // A job's own failure is the more useful answer, whatever became of the batch.
             (Some(Err(e)), _) => Err(StoreError::from(e)),
             (Some(Ok(value)), Ok(())) => Ok(value),
-            (Some(Ok(_)), Err(why)) => Err(StoreError::Unavailable(why.to_owned())),
+            (Some(Ok(_)), Err(batch)) => Err(same_error(batch)),
             (None, _) => Err(StoreError::Unavailable("write job did not run".into())),
         };
         // The caller may have gone away (cancelled request); nothing to do then.
@@ -77,16 +80,68 @@ pub(crate) struct Purge {
 /// The handle async code uses to reach the writer thread.
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    counters: Arc<Counters>,
+}
+
+/// What the writer thread has done so far in this process (diagnostics, tuning).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Write jobs run (committed or not).
+    pub jobs: u64,
+    /// Transactions they ran in: `jobs / batches` is the group-commit factor.
+    pub batches: u64,
+    /// Time spent running batches, commits included.
+    pub busy: Duration,
+}
+
+#[derive(Default)]
+struct Counters {
+    jobs: AtomicU64,
+    batches: AtomicU64,
+    busy_micros: AtomicU64,
+}
+
+impl Counters {
+    fn record(&self, jobs: u64, took: Duration) {
+        self.jobs.fetch_add(jobs, Ordering::Relaxed);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.busy_micros.fetch_add(micros, Ordering::Relaxed);
+    }
 }
 
 impl Writer {
-    pub(crate) fn spawn(conn: Connection, purge: Purge) -> Result<Writer, StoreError> {
+    /// Starts the writer thread on `conn`, and a checkpointer thread on `checkpoints`.
+    pub(crate) fn spawn(
+        conn: Connection,
+        checkpoints: Connection,
+        purge: Purge,
+    ) -> Result<Writer, StoreError> {
         let (jobs, rx) = mpsc::channel::<Box<dyn Job>>();
+        let counters = Arc::new(Counters::default());
+        let (committed, commits) = mpsc::sync_channel::<()>(1);
+        let failed =
+            |e: std::io::Error| StoreError::Unavailable(format!("cannot start a thread: {e}"));
+        std::thread::Builder::new()
+            .name("relay-sqlite-ckpt".into())
+            .spawn(move || checkpointer_loop(checkpoints, commits))
+            .map_err(failed)?;
         std::thread::Builder::new()
             .name("relay-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, purge))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-        Ok(Writer { jobs })
+            .spawn({
+                let counters = Arc::clone(&counters);
+                move || writer_loop(conn, rx, committed, purge, counters)
+            })
+            .map_err(failed)?;
+        Ok(Writer { jobs, counters })
+    }
+
+    pub(crate) fn stats(&self) -> WriterStats {
+        WriterStats {
+            jobs: self.counters.jobs.load(Ordering::Relaxed),
+            batches: self.counters.batches.load(Ordering::Relaxed),
+            busy: Duration::from_micros(self.counters.busy_micros.load(Ordering::Relaxed)),
+        }
     }
 
     /// Runs `work` in the next group commit and returns its result once the commit is durable.
@@ -110,7 +165,13 @@ impl Writer {
     }
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, purge: Purge) {
+fn writer_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Box<dyn Job>>,
+    committed: mpsc::SyncSender<()>,
+    purge: Purge,
+    counters: Arc<Counters>,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     // Purge soon after open, but after the first batch so opening never waits on it.
     let mut next_purge = Instant::now();
@@ -129,11 +190,12 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, purge: Pu
             }
         }
         if !batch.is_empty() {
-            let t = Instant::now();
-            STATS_JOBS.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            STATS_BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let started = Instant::now();
+            let jobs = batch.len() as u64;
             run_batch(&mut conn, &mut batch);
-            STATS_NANOS.fetch_add(t.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+            // Tell the checkpointer there is work; a signal already pending covers this one.
+            let _ = committed.try_send(());
+            counters.record(jobs, started.elapsed());
         }
         if Instant::now() >= next_purge {
             next_purge = match purge_expired(&mut conn, &purge) {
@@ -149,16 +211,33 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, purge: Pu
     }
 }
 
-pub static STATS_JOBS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-pub static STATS_BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-pub static STATS_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-pub fn stats() -> (u64, u64, u64, u64) { use std::sync::atomic::Ordering::Relaxed; (STATS_JOBS.load(Relaxed), STATS_BATCHES.load(Relaxed), STATS_NANOS.load(Relaxed), STATS_COMMIT.load(Relaxed)) }
+/// Copies committed WAL frames into the database file off the writer's path: a checkpoint
+/// writes and syncs the database file, which would otherwise stall every caller of the commit
+/// that triggers it. The writer's own (rare, large-threshold) autocheckpoint remains as the
+/// backstop that lets the WAL restart under sustained load.
+fn checkpointer_loop(conn: Connection, commits: mpsc::Receiver<()>) {
+    while commits.recv().is_ok() {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "background checkpoint failed");
+        }
+        // Coalesces bursts of commits into one checkpoint.
+        std::thread::sleep(CHECKPOINT_PAUSE);
+    }
+}
 
 fn run_batch(conn: &mut Connection, batch: &mut Vec<Box<dyn Job>>) {
-    let committed = run_jobs(conn, batch).map_err(|e| StoreError::from(e).to_string());
-    let committed_ref = committed.as_ref().map(|_| ()).map_err(String::as_str);
+    let committed = run_jobs(conn, batch).map_err(StoreError::from);
     for job in batch.drain(..) {
-        job.answer(committed_ref);
+        job.answer(committed.as_ref().map(|_| ()));
+    }
+}
+
+/// The batch's error, once for each of its callers (`StoreError` is not `Clone`).
+fn same_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
     }
 }
 
@@ -183,12 +262,9 @@ fn run_jobs(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> DbResult<()> {
             tx.prepare_cached("RELEASE job")?.execute([])?;
         }
     }
-    let t = Instant::now();
     tx.commit()?;
-    STATS_COMMIT.fetch_add(t.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
-pub static STATS_COMMIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Runs one job; a panicking job counts as failed rather than killing the thread.
 fn run_guarded(job: &mut dyn Job, tx: &Transaction<'_>) -> bool {
@@ -248,7 +324,8 @@ mod tests {
             clock: clock::system(),
             message_retention: Duration::from_secs(3600),
         };
-        (Writer::spawn(conn, purge).unwrap(), path)
+        let checkpoints = crate::db::open_checkpointer(&path).unwrap();
+        (Writer::spawn(conn, checkpoints, purge).unwrap(), path)
     }
 
     fn count(path: &std::path::Path) -> i64 {

@@ -99,6 +99,10 @@ async fn group_commit_keeps_every_concurrent_send() {
         while let Some(sent) = tasks.join_next().await {
             sent.unwrap().unwrap();
         }
+        // Concurrent callers shared commits (2,000 fsyncs one by one would be the failure).
+        let stats = queue.writer_stats();
+        assert!(stats.jobs >= 2000, "{stats:?}");
+        assert!(stats.batches < stats.jobs, "{stats:?}");
     }
     let fresh = open(dir.path());
     assert_eq!(fresh.depth(Q::Events).await.unwrap(), (2000, 0));

@@ -18,6 +18,18 @@ async fn creates_the_directory_and_database() {
 }
 
 #[tokio::test]
+async fn refuses_a_file_from_a_newer_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(LocalBackend::open(dir.path(), LocalOptions::default()).unwrap());
+    let conn = rusqlite::Connection::open(dir.path().join("relay.db")).unwrap();
+    conn.execute("UPDATE schema_version SET version = 99", [])
+        .unwrap();
+    drop(conn);
+    let err = LocalBackend::open(dir.path(), LocalOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("schema version 99"), "{err}");
+}
+
+#[tokio::test]
 async fn sources_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = pinned(dir.path());
@@ -86,6 +98,12 @@ async fn subscriptions_by_source() {
     assert!(store.remove_subscription("sub_1").await.unwrap());
     assert!(!store.remove_subscription("sub_1").await.unwrap());
     assert_eq!(store.get_subscription("sub_1").await.unwrap(), None);
+
+    // Removing a source removes its subscriptions.
+    store.put_source(&source("b")).await.unwrap();
+    assert!(store.remove_source("b").await.unwrap());
+    assert!(store.source_subscriptions("b").await.unwrap().is_empty());
+    assert_eq!(store.get_subscription("sub_3").await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -47,11 +47,11 @@ pub async fn handle(
             Disposition::Delete => {}
             Disposition::Retry => failures.push(id),
             Disposition::HideFor(secs) => {
-                if let Some((Some(receipt), Some(url))) = receipts.get(&id) {
-                    if let Err(e) = admin.change_visibility(url, receipt, secs).await {
-                        // Left as is, it comes back after the queue's visibility timeout.
-                        warn!(message_id = %id, error = %e, "could not hide an early delivery");
-                    }
+                if let Some((Some(receipt), Some(url))) = receipts.get(&id)
+                    && let Err(e) = admin.change_visibility(url, receipt, secs).await
+                {
+                    // Left as is, it comes back after the queue's visibility timeout.
+                    warn!(message_id = %id, error = %e, "could not hide an early delivery");
                 }
                 failures.push(id);
             }

@@ -246,7 +246,7 @@ pub(crate) mod test_support {
     use super::*;
 
     pub fn vectors() -> serde_json::Value {
-        let text = include_str!("../../../../../shared/vectors/providers.json");
+        let text = include_str!("../../testdata/providers.json");
         serde_json::from_str(text).unwrap_or_default()
     }
 
