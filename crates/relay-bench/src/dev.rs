@@ -22,6 +22,9 @@ pub async fn run(
     rate: u64,
     rate_secs: u64,
 ) -> anyhow::Result<()> {
+    // RELAY_BENCH_LOG=FILE keeps relay dev's info log (one line per event step) for a look at
+    // where the time goes; logging costs throughput, so it is off by default.
+    let log = std::env::var_os("RELAY_BENCH_LOG");
     let dir = tempfile::tempdir()?;
     let data_dir = dir.path().join("store");
     let sink = Sink::start(Duration::ZERO).await?;
@@ -39,9 +42,12 @@ pub async fn run(
         .arg("--data-dir")
         .arg(&data_dir)
         .args(["dev", "--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(match &log {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::null(),
+        })
         .kill_on_drop(true)
         .spawn()
         .context("cannot start relay dev")?;
@@ -129,6 +135,7 @@ pub async fn run(
     println!("| fixed rate: offered | {rate}/s for {rate_secs} s ({total} requests) |");
     println!("| fixed rate: not accepted | {rate_refused} |");
     println!("| fixed rate: accept→deliver p50 | {:.2} ms |", quantile(&latencies, 0.5));
+    println!("| fixed rate: accept→deliver p90 | {:.2} ms |", quantile(&latencies, 0.9));
     println!("| fixed rate: accept→deliver p99 | {:.2} ms |", quantile(&latencies, 0.99));
     println!("| fixed rate: accept→deliver max | {:.2} ms |", quantile(&latencies, 1.0));
     println!("| fixed rate: lost | {rate_lost} |");

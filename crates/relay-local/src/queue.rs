@@ -172,7 +172,8 @@ impl LocalBackend {
         let visible_at = now.saturating_add(millis(delay));
         self.write(move |tx| insert_message(tx, queue, &body, visible_at, now))
             .await?;
-        self.notify(queue).notify_waiters();
+        // One consumer is enough for one message; waking them all would make each run a receive.
+        self.notify(queue).notify_one();
         Ok(())
     }
 
