@@ -507,6 +507,10 @@ async fn set_enabled(store: &dyn Store, id: &str, enabled: bool) -> anyhow::Resu
     let mut sub = get_subscription(store, id).await?;
     sub.enabled = enabled;
     sub.disabled_reason = (!enabled).then(|| "disabled by an operator".to_owned());
+    if enabled {
+        // A fresh start: the health window counts from the next failure.
+        sub.failing_since = None;
+    }
     store.put_subscription(&sub).await?;
     Ok(sub)
 }
