@@ -29,14 +29,7 @@ pub const MAX_RECEIVE: u32 = 10;
 const COPY_VISIBILITY_SECS: u32 = 60;
 const MOVE_TASK_POLL: Duration = Duration::from_secs(1);
 
-/// `QueueMessage` as borrowed data, so sending does not clone the event body. Serializes to the
-/// same JSON (see the test).
-#[derive(Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-enum OutgoingMessage<'a> {
-    Event(&'a EventEnvelope),
-    Delivery(&'a DeliveryTask),
-}
+use relay_core::model::QueueMessageRef as OutgoingMessage;
 
 /// The relay's `Queue` over SQS. Queue URLs that a function does not need may be absent; using
 /// one that is absent fails with an error naming its variable.

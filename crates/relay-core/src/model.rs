@@ -276,6 +276,21 @@ pub enum QueueMessage {
     Delivery(DeliveryTask),
 }
 
+/// `QueueMessage` as borrowed data, so sending does not clone the event body; serializes to the
+/// same JSON. Every queue adapter encodes with it.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum QueueMessageRef<'a> {
+    Event(&'a EventEnvelope),
+    Delivery(&'a DeliveryTask),
+}
+
+impl QueueMessageRef<'_> {
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+}
+
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {

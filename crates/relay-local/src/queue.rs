@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use relay_core::{DeliveryTask, EventEnvelope, Queue, QueueError, ReceivedMessage, StoreError};
 use rusqlite::{Transaction, params};
-use serde::Serialize;
 
 use crate::backend::LocalBackend;
 use crate::db::DbResult;
@@ -96,13 +95,7 @@ impl FromStr for LocalQueueName {
     }
 }
 
-/// Serialises exactly like `QueueMessage` without cloning the payload.
-#[derive(Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-enum QueueMessageRef<'a> {
-    Event(&'a EventEnvelope),
-    Delivery(&'a DeliveryTask),
-}
+use relay_core::model::QueueMessageRef;
 
 /// A parsed receipt handle: `"<rowid>:<receipt>"`.
 #[derive(Debug, Clone, Copy)]
