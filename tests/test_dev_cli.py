@@ -139,12 +139,6 @@ def test_usage_errors_exit_2(relay_bin, tmp_path, args, json_flag):
     assert result.stderr.strip()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG relay-cli: usage errors under --json are clap's plain text on stderr, not "
-    "{\"error\": {...}} (DESIGN: errors go to stderr as {\"error\": {...}} with --json); "
-    "main.rs calls Cli::parse(), which prints and exits 2 before --json is known",
-)
 def test_usage_error_under_json_is_a_json_error(relay_bin, tmp_path):
     result = subprocess.run(
         [str(relay_bin), "--data-dir", str(tmp_path / "data"), "sources", "add", "--json"],

@@ -34,9 +34,24 @@ pub async fn run(
         command.arg("--data-dir").arg(&data_dir).args(args);
         command
     };
-    run_ok(cli(&["sources", "add", "bench", "--provider", "github", "--secret", SECRET]))?;
+    run_ok(cli(&[
+        "sources",
+        "add",
+        "bench",
+        "--provider",
+        "github",
+        "--secret",
+        SECRET,
+    ]))?;
     let url = format!("http://{}/hook", sink.address);
-    run_ok(cli(&["subscriptions", "add", "--source", "bench", "--url", &url]))?;
+    run_ok(cli(&[
+        "subscriptions",
+        "add",
+        "--source",
+        "bench",
+        "--url",
+        &url,
+    ]))?;
 
     let mut dev: Child = Command::new(relay)
         .arg("--data-dir")
@@ -65,15 +80,17 @@ pub async fn run(
     let deadline = started + Duration::from_secs(saturation_secs);
     let senders: Vec<_> = (0..concurrency)
         .map(|worker| {
-            let (client, endpoint, accepted) = (client.clone(), endpoint.clone(), Arc::clone(&accepted));
+            let (client, endpoint, accepted) =
+                (client.clone(), endpoint.clone(), Arc::clone(&accepted));
             tokio::spawn(async move {
                 let mut n = 0u64;
                 while Instant::now() < deadline {
                     n += 1;
                     if let Some(id) = send(&client, &endpoint, &format!("s-{worker}-{n}")).await
-                        && let Ok(mut list) = accepted.lock() {
-                            list.push(id);
-                        }
+                        && let Ok(mut list) = accepted.lock()
+                    {
+                        list.push(id);
+                    }
                 }
             })
         })
@@ -85,8 +102,15 @@ pub async fn run(
     let accepted_ids = accepted.lock().map(|a| a.clone()).unwrap_or_default();
     wait_delivered(&sink, accepted_ids.len(), Duration::from_secs(120)).await;
     let arrivals = sink.arrivals();
-    let last = arrivals.values().map(|(at, _)| *at).max().unwrap_or(started);
-    let delivered = accepted_ids.iter().filter(|id| arrivals.contains_key(*id)).count();
+    let last = arrivals
+        .values()
+        .map(|(at, _)| *at)
+        .max()
+        .unwrap_or(started);
+    let delivered = accepted_ids
+        .iter()
+        .filter(|id| arrivals.contains_key(*id))
+        .count();
     let sat_accept_rate = accepted_ids.len() as f64 / send_secs;
     let sat_deliver_rate = delivered as f64 / last.duration_since(started).as_secs_f64();
     let sat_lost = accepted_ids.len() - delivered;
@@ -99,13 +123,15 @@ pub async fn run(
     let tasks: Vec<_> = (0..total)
         .map(|i| {
             let at = t0 + Duration::from_nanos(i * 1_000_000_000 / rate);
-            let (client, endpoint, scheduled) = (client.clone(), endpoint.clone(), Arc::clone(&scheduled));
+            let (client, endpoint, scheduled) =
+                (client.clone(), endpoint.clone(), Arc::clone(&scheduled));
             tokio::spawn(async move {
                 tokio::time::sleep_until(at.into()).await;
                 if let Some(id) = send(&client, &endpoint, &format!("r-{i}")).await
-                    && let Ok(mut map) = scheduled.lock() {
-                        map.insert(id, at);
-                    }
+                    && let Ok(mut map) = scheduled.lock()
+                {
+                    map.insert(id, at);
+                }
             })
         })
         .collect();
@@ -113,11 +139,20 @@ pub async fn run(
         task.await?;
     }
     let scheduled = scheduled.lock().map(|s| s.clone()).unwrap_or_default();
-    wait_delivered(&sink, accepted_ids.len() + scheduled.len(), Duration::from_secs(120)).await;
+    wait_delivered(
+        &sink,
+        accepted_ids.len() + scheduled.len(),
+        Duration::from_secs(120),
+    )
+    .await;
     let arrivals = sink.arrivals();
     let mut latencies: Vec<f64> = scheduled
         .iter()
-        .filter_map(|(id, at)| arrivals.get(id).map(|(arrived, _)| arrived.duration_since(*at).as_secs_f64() * 1000.0))
+        .filter_map(|(id, at)| {
+            arrivals
+                .get(id)
+                .map(|(arrived, _)| arrived.duration_since(*at).as_secs_f64() * 1000.0)
+        })
         .collect();
     latencies.sort_by(f64::total_cmp);
     let rate_lost = scheduled.len() - latencies.len();
@@ -129,15 +164,30 @@ pub async fn run(
     println!("| relay dev, loopback, 1 subscriber | value |");
     println!("|---|---|");
     println!("| saturation: senders | {concurrency} for {saturation_secs} s |");
-    println!("| saturation: accepted (202) | {} ({sat_accept_rate:.0}/s) |", accepted_ids.len());
+    println!(
+        "| saturation: accepted (202) | {} ({sat_accept_rate:.0}/s) |",
+        accepted_ids.len()
+    );
     println!("| saturation: delivered | {delivered} ({sat_deliver_rate:.0}/s) |");
     println!("| saturation: lost | {sat_lost} |");
     println!("| fixed rate: offered | {rate}/s for {rate_secs} s ({total} requests) |");
     println!("| fixed rate: not accepted | {rate_refused} |");
-    println!("| fixed rate: accept→deliver p50 | {:.2} ms |", quantile(&latencies, 0.5));
-    println!("| fixed rate: accept→deliver p90 | {:.2} ms |", quantile(&latencies, 0.9));
-    println!("| fixed rate: accept→deliver p99 | {:.2} ms |", quantile(&latencies, 0.99));
-    println!("| fixed rate: accept→deliver max | {:.2} ms |", quantile(&latencies, 1.0));
+    println!(
+        "| fixed rate: accept→deliver p50 | {:.2} ms |",
+        quantile(&latencies, 0.5)
+    );
+    println!(
+        "| fixed rate: accept→deliver p90 | {:.2} ms |",
+        quantile(&latencies, 0.9)
+    );
+    println!(
+        "| fixed rate: accept→deliver p99 | {:.2} ms |",
+        quantile(&latencies, 0.99)
+    );
+    println!(
+        "| fixed rate: accept→deliver max | {:.2} ms |",
+        quantile(&latencies, 1.0)
+    );
     println!("| fixed rate: lost | {rate_lost} |");
     println!("| duplicate deliveries | {duplicates} |");
     match peak_rss_kib {
@@ -149,8 +199,14 @@ pub async fn run(
 
 /// Sends one signed event; the event id when it was accepted.
 async fn send(client: &reqwest::Client, endpoint: &str, delivery: &str) -> Option<String> {
-    let body = format!(r#"{{"action":"opened","delivery":"{delivery}","payload":"{}"}}"#, "x".repeat(900));
-    let signature = format!("sha256={}", hex::encode(hmac_sha256(SECRET.as_bytes(), &[body.as_bytes()])));
+    let body = format!(
+        r#"{{"action":"opened","delivery":"{delivery}","payload":"{}"}}"#,
+        "x".repeat(900)
+    );
+    let signature = format!(
+        "sha256={}",
+        hex::encode(hmac_sha256(SECRET.as_bytes(), &[body.as_bytes()]))
+    );
     let response = client
         .post(endpoint)
         .header("content-type", "application/json")
@@ -180,16 +236,19 @@ async fn wait_healthy(client: &reqwest::Client, port: u16) -> anyhow::Result<()>
     let url = format!("http://127.0.0.1:{port}/healthz");
     for _ in 0..200 {
         if let Ok(response) = client.get(&url).send().await
-            && response.status().is_success() {
-                return Ok(());
-            }
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bail!("relay dev did not become healthy")
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn run_ok(mut command: std::process::Command) -> anyhow::Result<()> {

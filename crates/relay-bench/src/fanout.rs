@@ -16,7 +16,12 @@ use relay_local::{LocalBackend, LocalOptions};
 use crate::quantile;
 use crate::sink::Sink;
 
-pub async fn run(events: usize, subscriptions: usize, delay_ms: u64, runs: usize) -> anyhow::Result<()> {
+pub async fn run(
+    events: usize,
+    subscriptions: usize,
+    delay_ms: u64,
+    runs: usize,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let backend = LocalBackend::open(dir.path(), LocalOptions::default())?;
     let sink = Sink::start(Duration::from_millis(delay_ms)).await?;
@@ -87,15 +92,23 @@ pub async fn run(events: usize, subscriptions: usize, delay_ms: u64, runs: usize
         let started = Instant::now();
         let verdicts = fanout.handle_batch(batch).await;
         let wall = started.elapsed();
-        let deleted = verdicts.iter().filter(|(_, d)| *d == Disposition::Delete).count();
-        anyhow::ensure!(deleted == events, "only {deleted} of {events} events delivered");
+        let deleted = verdicts
+            .iter()
+            .filter(|(_, d)| *d == Disposition::Delete)
+            .count();
+        anyhow::ensure!(
+            deleted == events,
+            "only {deleted} of {events} events delivered"
+        );
         if run > 0 {
             walls.push(wall.as_secs_f64() * 1000.0);
         }
     }
     walls.sort_by(f64::total_cmp);
     let delivered: u32 = sink.arrivals().values().map(|(_, n)| n).sum();
-    println!("| fanout: {events} events × {subscriptions} subscriptions, subscriber answers after {delay_ms} ms | value |");
+    println!(
+        "| fanout: {events} events × {subscriptions} subscriptions, subscriber answers after {delay_ms} ms | value |"
+    );
     println!("|---|---|");
     println!("| runs (after 1 warm-up) | {runs} |");
     println!("| wall time, median | {:.1} ms |", quantile(&walls, 0.5));

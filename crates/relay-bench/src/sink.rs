@@ -40,9 +40,10 @@ type SinkState = (Arc<Mutex<HashMap<String, (Instant, u32)>>>, Duration);
 async fn record(State((arrivals, delay)): State<SinkState>, headers: HeaderMap) -> StatusCode {
     let now = Instant::now();
     if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok())
-        && let Ok(mut arrivals) = arrivals.lock() {
-            arrivals.entry(id.to_owned()).or_insert((now, 0)).1 += 1;
-        }
+        && let Ok(mut arrivals) = arrivals.lock()
+    {
+        arrivals.entry(id.to_owned()).or_insert((now, 0)).1 += 1;
+    }
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }

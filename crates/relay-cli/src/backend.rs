@@ -21,7 +21,9 @@ impl Backend {
     pub async fn open(global: &Global) -> anyhow::Result<Self> {
         if !global.aws {
             let local = LocalBackend::open(&global.data_dir, LocalOptions::default())
-                .with_context(|| format!("cannot open the store in {}", global.data_dir.display()))?;
+                .with_context(|| {
+                    format!("cannot open the store in {}", global.data_dir.display())
+                })?;
             return Ok(Backend::Local(local));
         }
         let timeout = relay_aws::DEFAULT_OPERATION_TIMEOUT;
@@ -44,11 +46,16 @@ impl Backend {
         }
         // The template names each DLQ after its queue with a -dlq suffix.
         if settings.events_dlq_url.is_none() {
-            settings.events_dlq_url = settings.events_queue_url.as_ref().map(|u| format!("{u}-dlq"));
+            settings.events_dlq_url = settings
+                .events_queue_url
+                .as_ref()
+                .map(|u| format!("{u}-dlq"));
         }
         if settings.deliveries_dlq_url.is_none() {
-            settings.deliveries_dlq_url =
-                settings.deliveries_queue_url.as_ref().map(|u| format!("{u}-dlq"));
+            settings.deliveries_dlq_url = settings
+                .deliveries_queue_url
+                .as_ref()
+                .map(|u| format!("{u}-dlq"));
         }
         let adapters = Box::new(relay_aws::adapters_from_sdk_config(&sdk, &settings));
         Ok(Backend::Aws { adapters, settings })
@@ -102,7 +109,9 @@ impl Backend {
                 };
                 let moved = adapters
                     .admin
-                    .redrive(dlq, dest, |p: &relay_aws::RedriveProgress| progress(p.moved))
+                    .redrive(dlq, dest, |p: &relay_aws::RedriveProgress| {
+                        progress(p.moved)
+                    })
                     .await?;
                 Ok(moved)
             }
@@ -131,7 +140,8 @@ async fn stack_settings(sdk: &aws_config::SdkConfig, stack: &str) -> anyhow::Res
             .and_then(|o| o.output_value())
             .map(str::to_owned)
     };
-    let table = output("TableName").with_context(|| format!("stack {stack} has no TableName output"))?;
+    let table =
+        output("TableName").with_context(|| format!("stack {stack} has no TableName output"))?;
     let mut settings = AwsSettings::new(table);
     settings.events_queue_url = output("EventsQueueUrl");
     settings.events_dlq_url = output("EventsDlqUrl");

@@ -28,7 +28,8 @@ const VISIBILITY_MARGIN: Duration = Duration::from_secs(30);
 
 pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
     init_logging();
-    let retry = RetrySchedule::parse(&args.retry_schedule).map_err(|e| anyhow!("--retry-schedule: {e}"))?;
+    let retry =
+        RetrySchedule::parse(&args.retry_schedule).map_err(|e| anyhow!("--retry-schedule: {e}"))?;
     let backend = LocalBackend::open(&global.data_dir, LocalOptions::default())
         .with_context(|| format!("cannot open the store in {}", global.data_dir.display()))?;
     // Short caches: admin commands from another process take effect within a second.
@@ -45,7 +46,8 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
     ));
     // The same RELAY_* tunables as the Lambdas, then the command line on top.
     let lookup = |name: &str| std::env::var(name).ok();
-    let (fanout_config, _) = relay_core::settings::fanout_config(&lookup).map_err(|e| anyhow!(e))?;
+    let (fanout_config, _) =
+        relay_core::settings::fanout_config(&lookup).map_err(|e| anyhow!(e))?;
     let delivery = DeliveryConfig {
         timeout: Duration::from_secs(args.delivery_timeout.max(1)),
         allow_private: !args.deny_private_destinations,
@@ -70,7 +72,12 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     for queue in [LocalQueueName::Events, LocalQueueName::Deliveries] {
         for _ in 0..CONSUMERS {
-            tokio::spawn(consume(backend.clone(), Arc::clone(&fanout), queue, visibility));
+            tokio::spawn(consume(
+                backend.clone(),
+                Arc::clone(&fanout),
+                queue,
+                visibility,
+            ));
         }
     }
     let app = axum::Router::new()
@@ -78,7 +85,10 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
         .layer(DefaultBodyLimit::max(args.max_body_bytes + 1))
         .with_state(receiver);
 
-    println!("relay dev listening on http://{address} (store: {})", global.data_dir.display());
+    println!(
+        "relay dev listening on http://{address} (store: {})",
+        global.data_dir.display()
+    );
     if args.deny_private_destinations {
         println!("deliveries to loopback and private addresses are refused, as on Lambda");
     } else {
@@ -86,7 +96,9 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
             "note: deliveries to loopback and private addresses are allowed (the Lambdas refuse them; --deny-private-destinations to match)"
         );
     }
-    println!("next: relay sources add github --provider github --secret <secret>, then point a provider at http://{address}/github");
+    println!(
+        "next: relay sources add github --provider github --secret <secret>, then point a provider at http://{address}/github"
+    );
     info!(%address, "relay dev started");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -106,7 +118,11 @@ async fn receive(State(receiver): State<Arc<Receiver>>, request: Request) -> Res
                 "{{\"error\":\"body is over the limit of {} bytes\"}}",
                 receiver.config().max_body_bytes
             );
-            return response(413, vec![("content-type", "application/json".into())], message);
+            return response(
+                413,
+                vec![("content-type", "application/json".into())],
+                message,
+            );
         }
     };
     let inbound = InboundRequest {
@@ -149,7 +165,10 @@ async fn consume(
             }
         };
         if messages.is_empty() {
-            if let Err(e) = backend.wait_for_messages(queue, Duration::from_secs(1)).await {
+            if let Err(e) = backend
+                .wait_for_messages(queue, Duration::from_secs(1))
+                .await
+            {
                 warn!(queue = %queue, error = %e, "wait failed");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -190,13 +209,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

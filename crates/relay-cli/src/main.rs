@@ -13,7 +13,10 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error),
+    };
     let json = cli.global.json;
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -22,6 +25,27 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Help and version go to stdout as usual; usage errors exit 2, as JSON under `--json`.
+fn usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) || !std::env::args().any(|arg| arg == "--json")
+    {
+        let _ = error.print();
+        return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
+    }
+    let message = error.render().to_string();
+    let first_line = message.lines().next().unwrap_or("usage error");
+    let first_line = first_line.strip_prefix("error: ").unwrap_or(first_line);
+    eprintln!(
+        "{}",
+        serde_json::json!({ "error": { "message": first_line, "kind": "usage", "usage": message } })
+    );
+    ExitCode::from(2)
 }
 
 async fn run(cli: args::Cli) -> anyhow::Result<()> {

@@ -4,7 +4,10 @@ use serde_json::{Value, json};
 
 pub fn print_error(json_mode: bool, error: &anyhow::Error) {
     if json_mode {
-        eprintln!("{}", json!({ "error": { "message": format!("{error:#}") } }));
+        eprintln!(
+            "{}",
+            json!({ "error": { "message": format!("{error:#}") } })
+        );
     } else {
         eprintln!("error: {error:#}");
     }

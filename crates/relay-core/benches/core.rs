@@ -12,8 +12,8 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
 use relay_core::model::{
-    AttemptRecord, DedupClaim, DeliveryTask, EventEnvelope, ProviderConfig, QueueMessageRef, Source,
-    Subscription,
+    AttemptRecord, DedupClaim, DeliveryTask, EventEnvelope, ProviderConfig, QueueMessageRef,
+    Source, Subscription,
 };
 use relay_core::ports::{Queue, QueueError, Store, StoreError};
 use relay_core::providers::InboundRequest;
@@ -54,7 +54,14 @@ impl Store for OneSource {
     async fn remove_subscription(&self, _: &str) -> Result<bool, StoreError> {
         Ok(false)
     }
-    async fn claim_dedup(&self, _: &str, _: &str, _: &str, _: i64, _: i64) -> Result<DedupClaim, StoreError> {
+    async fn claim_dedup(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<DedupClaim, StoreError> {
         Ok(DedupClaim::New)
     }
     async fn confirm_dedup(&self, _: &str, _: &str, _: &str, _: i64) -> Result<(), StoreError> {
@@ -102,7 +109,8 @@ impl Queue for SerializingQueue {
 
 /// A realistic 1 KiB GitHub `issues` payload.
 fn body_1k() -> Vec<u8> {
-    let mut body = String::from(r#"{"action":"opened","issue":{"number":1347,"title":"Found a bug","body":""#);
+    let mut body =
+        String::from(r#"{"action":"opened","issue":{"number":1347,"title":"Found a bug","body":""#);
     while body.len() < 1024 - 80 {
         body.push_str("lorem ipsum dolor sit amet ");
     }
@@ -111,11 +119,17 @@ fn body_1k() -> Vec<u8> {
 }
 
 fn request(body: &Bytes) -> InboundRequest {
-    let signature = format!("sha256={}", hex::encode(hmac_sha256(SECRET.as_bytes(), &[body])));
+    let signature = format!(
+        "sha256={}",
+        hex::encode(hmac_sha256(SECRET.as_bytes(), &[body]))
+    );
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     headers.insert("x-github-event", HeaderValue::from_static("issues"));
-    headers.insert("x-hub-signature-256", HeaderValue::from_str(&signature).unwrap_or(HeaderValue::from_static("")));
+    headers.insert(
+        "x-hub-signature-256",
+        HeaderValue::from_str(&signature).unwrap_or(HeaderValue::from_static("")),
+    );
     InboundRequest {
         method: Method::POST,
         path: "/github".into(),
@@ -127,7 +141,9 @@ fn request(body: &Bytes) -> InboundRequest {
 
 fn bench(c: &mut Criterion) {
     let body = Bytes::from(body_1k());
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap_or_else(|e| panic!("runtime: {e}"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
     let source = Source {
         name: "github".into(),
         provider: ProviderConfig::Github,

@@ -34,11 +34,15 @@ impl Default for DeliveryConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// 2xx.
-    Delivered { status: u16 },
+    Delivered {
+        status: u16,
+    },
     /// 410: the subscriber asks never to be called again.
     Gone,
     /// Any other status, 3xx included (redirects are not followed).
-    Status { status: u16 },
+    Status {
+        status: u16,
+    },
     Timeout,
     Connect(String),
     /// The destination is not a permitted address; retrying cannot help.
@@ -127,15 +131,22 @@ impl DeliveryClient {
     /// Sends one signed attempt and classifies the answer.
     pub async fn deliver(&self, attempt: Attempt<'_>) -> AttemptResult {
         let started = Instant::now();
-        let finish = |outcome: Outcome, excerpt: String, retry_after: Option<Duration>| AttemptResult {
-            outcome,
-            latency: started.elapsed(),
-            excerpt,
-            retry_after,
-        };
+        let finish =
+            |outcome: Outcome, excerpt: String, retry_after: Option<Duration>| AttemptResult {
+                outcome,
+                latency: started.elapsed(),
+                excerpt,
+                retry_after,
+            };
         let url = match reqwest::Url::parse(&attempt.subscription.url) {
             Ok(url) => url,
-            Err(e) => return finish(Outcome::Invalid(format!("invalid URL: {e}")), String::new(), None),
+            Err(e) => {
+                return finish(
+                    Outcome::Invalid(format!("invalid URL: {e}")),
+                    String::new(),
+                    None,
+                );
+            }
         };
         if let Err(reason) = self.check_destination(&url) {
             return finish(Outcome::Refused(reason), String::new(), None);
@@ -206,8 +217,7 @@ impl DeliveryClient {
 pub fn delivery_headers(attempt: &Attempt<'_>) -> Result<HeaderMap, String> {
     let event = attempt.event;
     let secrets = attempt.subscription.active_secrets(attempt.now_secs);
-    let signature =
-        standard_signature_header(&secrets, &event.id, attempt.now_secs, &attempt.body);
+    let signature = standard_signature_header(&secrets, &event.id, attempt.now_secs, &attempt.body);
     let mut headers = HeaderMap::with_capacity(8 + attempt.subscription.headers.len());
     for (name, value) in &attempt.subscription.headers {
         let name = HeaderName::from_bytes(name.trim().as_bytes())
@@ -240,7 +250,11 @@ fn is_reserved(name: &HeaderName) -> bool {
         || name.starts_with("x-relay-")
         || matches!(
             name,
-            "content-type" | "content-length" | "host" | "user-agent" | "transfer-encoding"
+            "content-type"
+                | "content-length"
+                | "host"
+                | "user-agent"
+                | "transfer-encoding"
                 | "connection"
         )
 }
@@ -339,9 +353,19 @@ mod tests {
         );
         assert_eq!(sig, expected);
         // Before the expiry both sign.
-        let attempt = Attempt { now_secs: 10, ..attempt };
+        let attempt = Attempt {
+            now_secs: 10,
+            ..attempt
+        };
         let headers = delivery_headers(&attempt).unwrap();
-        assert_eq!(headers["webhook-signature"].to_str().unwrap().split(' ').count(), 2);
+        assert_eq!(
+            headers["webhook-signature"]
+                .to_str()
+                .unwrap()
+                .split(' ')
+                .count(),
+            2
+        );
     }
 
     #[test]

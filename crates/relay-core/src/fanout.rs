@@ -195,7 +195,11 @@ impl Fanout {
         let subscription = match self.subscription(&task.subscription_id).await {
             Ok(Some(sub)) if sub.enabled => sub,
             Ok(found) => {
-                let why = if found.is_some() { "disabled" } else { "removed" };
+                let why = if found.is_some() {
+                    "disabled"
+                } else {
+                    "removed"
+                };
                 info!(event_id = %event.id, subscription_id = %task.subscription_id, "subscription {why}; retry dropped");
                 self.log(&[self.record(
                     event,
@@ -222,7 +226,13 @@ impl Fanout {
         };
         let result = self.attempt(event, body, &subscription, task.attempt).await;
         let settled = self
-            .settle(event, &subscription, task.attempt, task.schedule_step, result)
+            .settle(
+                event,
+                &subscription,
+                task.attempt,
+                task.schedule_step,
+                result,
+            )
             .await;
         if !settled.handed_off {
             return Disposition::Retry;
@@ -296,7 +306,8 @@ impl Fanout {
         record.next = match &result.outcome {
             Outcome::Delivered { .. } => "done".into(),
             Outcome::Gone => {
-                self.disable(subscription, "the endpoint answered 410 Gone").await;
+                self.disable(subscription, "the endpoint answered 410 Gone")
+                    .await;
                 "disabled".into()
             }
             Outcome::Refused(_) | Outcome::Invalid(_) => "dropped".into(),
@@ -469,7 +480,10 @@ impl Fanout {
     ) -> Result<Option<Arc<Subscription>>, crate::ports::StoreError> {
         self.by_id
             .get_or_load(id, || async {
-                self.store.get_subscription(id).await.map(|s| s.map(Arc::new))
+                self.store
+                    .get_subscription(id)
+                    .await
+                    .map(|s| s.map(Arc::new))
             })
             .await
     }

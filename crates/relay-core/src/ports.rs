@@ -3,9 +3,7 @@
 
 use async_trait::async_trait;
 
-use crate::model::{
-    AttemptRecord, DedupClaim, DeliveryTask, EventEnvelope, Source, Subscription,
-};
+use crate::model::{AttemptRecord, DedupClaim, DeliveryTask, EventEnvelope, Source, Subscription};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -57,8 +55,12 @@ pub trait Store: Send + Sync {
         expires_at: i64,
     ) -> Result<(), StoreError>;
     /// Drops a claim whose event could not be queued, so the provider's retry is accepted.
-    async fn release_dedup(&self, source: &str, key: &str, event_id: &str)
-    -> Result<(), StoreError>;
+    async fn release_dedup(
+        &self,
+        source: &str,
+        key: &str,
+        event_id: &str,
+    ) -> Result<(), StoreError>;
 
     /// Stores the event for `events show` and replay, kept until `expires_at` (seconds).
     async fn put_event(&self, event: &EventEnvelope, expires_at: i64) -> Result<(), StoreError>;

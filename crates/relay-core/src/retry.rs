@@ -110,7 +110,9 @@ mod tests {
 
     #[test]
     fn parses_the_default_schedule() {
-        let s = RetrySchedule::parse(DEFAULT_SCHEDULE).unwrap().with_jitter(0.0);
+        let s = RetrySchedule::parse(DEFAULT_SCHEDULE)
+            .unwrap()
+            .with_jitter(0.0);
         assert_eq!(s.len(), 7);
         assert_eq!(s.delay(0, None), Some(Duration::from_secs(5)));
         assert_eq!(s.delay(1, None), Some(Duration::from_secs(300)));

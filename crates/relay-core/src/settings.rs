@@ -29,7 +29,8 @@ pub fn fanout_config(
     let mut fanout = FanoutConfig::default();
     let mut delivery = DeliveryConfig::default();
     if let Some(text) = lookup("RELAY_RETRY_SCHEDULE") {
-        fanout.retry = RetrySchedule::parse(&text).map_err(|e| format!("RELAY_RETRY_SCHEDULE: {e}"))?;
+        fanout.retry =
+            RetrySchedule::parse(&text).map_err(|e| format!("RELAY_RETRY_SCHEDULE: {e}"))?;
     }
     if let Some(v) = number(lookup, "RELAY_CACHE_TTL_SECS")? {
         fanout.cache_ttl = Duration::from_secs(v);

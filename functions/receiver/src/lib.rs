@@ -8,7 +8,10 @@ use relay_core::receive::{Receiver, Reply};
 
 /// Converts the request (bodies arriving base64-encoded are already decoded by lambda_http, so
 /// verification sees the provider's exact bytes) and answers with the core's reply.
-pub async fn handle(receiver: &Receiver, request: Request) -> Result<Response<Body>, lambda_http::Error> {
+pub async fn handle(
+    receiver: &Receiver,
+    request: Request,
+) -> Result<Response<Body>, lambda_http::Error> {
     let path = request.raw_http_path().to_owned();
     let (parts, body) = request.into_parts();
     let body = match body {

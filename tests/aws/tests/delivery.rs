@@ -480,9 +480,11 @@ async fn unqueueable_retry_keeps_the_event_without_repeating_the_healthy_deliver
     assert_eq!(flaky_got.len(), 2);
     assert_eq!(flaky_got[1].status, 200);
     assert_eq!(flaky_got[1].header("webhook-id"), Some(id.as_str()));
+    // The attempt that could not be handed off is logged, and the number runs on.
+    assert_eq!(flaky_got[1].header("x-relay-attempt"), Some("2"));
     assert_eq!(
         attempt_log(&stack, &id, &flaky).await,
-        owned(&[(1, "ok", "done")])
+        owned(&[(1, "http_status", "fanout_retry"), (2, "ok", "done")])
     );
     for url in [
         &stack.queues.events,
