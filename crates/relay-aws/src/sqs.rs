@@ -473,40 +473,6 @@ fn unavailable<E: aws_sdk_sqs::error::ProvideErrorMetadata>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use relay_core::model::{BodyEncoding, QueueMessage};
-
-    fn event() -> EventEnvelope {
-        EventEnvelope {
-            id: "evt_1".into(),
-            source: "gh".into(),
-            event_type: "push".into(),
-            content_type: Some("application/json".into()),
-            received_at: 1_700_000_000_000,
-            body: "{\"a\":1}".into(),
-            body_encoding: BodyEncoding::Utf8,
-        }
-    }
-
-    #[test]
-    fn borrowed_messages_serialize_like_queue_messages() {
-        let event = event();
-        let task = DeliveryTask {
-            event: event.clone(),
-            subscription_id: "sub_1".into(),
-            attempt: 2,
-            schedule_step: 1,
-            not_before: 5,
-        };
-        let borrowed = serde_json::to_value(OutgoingMessage::Event(&event)).unwrap();
-        let owned = serde_json::to_value(QueueMessage::Event(event.clone())).unwrap();
-        assert_eq!(borrowed, owned);
-        let borrowed = serde_json::to_string(&OutgoingMessage::Delivery(&task)).unwrap();
-        assert_eq!(
-            serde_json::from_str::<QueueMessage>(&borrowed).unwrap(),
-            QueueMessage::Delivery(task)
-        );
-    }
-
     #[test]
     fn missing_urls_name_their_variable() {
         let err = configured(&None, ENV_DELIVERIES_DLQ_URL).unwrap_err();

@@ -349,3 +349,36 @@ pub enum Disposition {
     /// Woke before its time: hide it again for this many seconds, then leave it.
     HideFor(u32),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn borrowed_messages_serialize_like_queue_messages() {
+        let event = EventEnvelope {
+            id: "evt_1".into(),
+            source: "gh".into(),
+            event_type: "push".into(),
+            content_type: Some("application/json".into()),
+            received_at: 1_700_000_000_000,
+            body: "{\"a\":1}".into(),
+            body_encoding: BodyEncoding::Utf8,
+        };
+        let task = DeliveryTask {
+            event: event.clone(),
+            subscription_id: "sub_1".into(),
+            attempt: 2,
+            schedule_step: 1,
+            not_before: 5,
+        };
+        let borrowed = QueueMessageRef::Event(&event).to_json().unwrap();
+        let owned = serde_json::to_string(&QueueMessage::Event(event.clone())).unwrap();
+        assert_eq!(borrowed, owned);
+        let borrowed = QueueMessageRef::Delivery(&task).to_json().unwrap();
+        assert_eq!(
+            serde_json::from_str::<QueueMessage>(&borrowed).unwrap(),
+            QueueMessage::Delivery(task)
+        );
+    }
+}

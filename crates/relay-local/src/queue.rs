@@ -456,40 +456,6 @@ impl Queue for LocalBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use relay_core::{BodyEncoding, QueueMessage};
-
-    fn event() -> EventEnvelope {
-        EventEnvelope {
-            id: "evt_1".into(),
-            source: "gh".into(),
-            event_type: "push".into(),
-            content_type: Some("application/json".into()),
-            received_at: 1_700_000_000_000,
-            body: "{\"a\":1}".into(),
-            body_encoding: BodyEncoding::Utf8,
-        }
-    }
-
-    #[test]
-    fn message_ref_serialises_like_queue_message() {
-        let e = event();
-        let task = DeliveryTask {
-            event: e.clone(),
-            subscription_id: "sub_1".into(),
-            attempt: 2,
-            schedule_step: 1,
-            not_before: 5,
-        };
-        assert_eq!(
-            serde_json::to_string(&QueueMessageRef::Event(&e)).unwrap(),
-            serde_json::to_string(&QueueMessage::Event(e.clone())).unwrap()
-        );
-        assert_eq!(
-            serde_json::to_string(&QueueMessageRef::Delivery(&task)).unwrap(),
-            serde_json::to_string(&QueueMessage::Delivery(task.clone())).unwrap()
-        );
-    }
-
     #[test]
     fn queue_names_round_trip() {
         for q in LocalQueueName::ALL {
