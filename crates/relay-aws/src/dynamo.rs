@@ -42,6 +42,7 @@ const PROVIDER: &str = "provider";
 const SOURCE_ATTR: &str = "source";
 const STATE: &str = "state";
 const EVENT_ID: &str = "event_id";
+const REVISION: &str = "rev";
 
 const STATE_PENDING: &str = "pending";
 const STATE_QUEUED: &str = "queued";
@@ -237,13 +238,37 @@ impl DynamoStore {
         HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
     }
 
-    fn put_tx(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .build()
-            .map_err(|_| build_error("Put"))?;
+    fn put_tx(
+        &self,
+        item: Item,
+        condition: Option<RevisionCondition>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
+        if let Some(condition) = condition {
+            let (expression, values) = condition.expression();
+            put = put
+                .condition_expression(expression)
+                .set_expression_attribute_values(values);
+        }
+        let put = put.build().map_err(|_| build_error("Put"))?;
         Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn delete_tx_if(
+        &self,
+        pk: String,
+        sk: &str,
+        condition: RevisionCondition,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let (expression, values) = condition.expression();
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(self.key(pk, sk)))
+            .condition_expression(expression)
+            .set_expression_attribute_values(values)
+            .build()
+            .map_err(|_| build_error("Delete"))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
     fn delete_tx(&self, pk: String, sk: &str) -> Result<TransactWriteItem, StoreError> {
@@ -286,6 +311,8 @@ impl DynamoStore {
             &keys::subscription_sk(&sub.id),
         );
         item.insert(DOC.to_owned(), s(to_json(sub)?));
+        // Outside the doc too, for the condition of the next write.
+        item.insert(REVISION.to_owned(), n(sub.revision));
         item.insert(GSI1PK.to_owned(), s(keys::SUBS_BUCKET));
         item.insert(GSI1SK.to_owned(), s(&sub.id));
         Ok(item)
@@ -433,22 +460,47 @@ impl Store for DynamoStore {
             .transpose()
     }
 
-    async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        let previous_source = self.subscription_source(&subscription.id).await?;
-        let mut pointer = self.key(keys::subscription_pointer_pk(&subscription.id), keys::META);
-        pointer.insert(SOURCE_ATTR.to_owned(), s(&subscription.source));
-        let mut items = vec![
-            self.put_tx(pointer)?,
-            self.put_tx(self.subscription_item(subscription)?)?,
-        ];
-        // Moved to another source: the old copy must not keep receiving that source's events.
-        if let Some(old) = previous_source.filter(|old| *old != subscription.source) {
-            items.push(self.delete_tx(
-                keys::source_pk(&old),
-                &keys::subscription_sk(&subscription.id),
-            )?);
+    async fn put_subscription(&self, subscription: &Subscription) -> Result<u64, StoreError> {
+        let expected = subscription.revision;
+        let stored = Subscription {
+            revision: expected + 1,
+            ..subscription.clone()
+        };
+        let previous_source = self.subscription_source(&stored.id).await?;
+        let mut pointer = self.key(keys::subscription_pointer_pk(&stored.id), keys::META);
+        pointer.insert(SOURCE_ATTR.to_owned(), s(&stored.source));
+        let item = self.subscription_item(&stored)?;
+        let unchanged = revision_condition(expected);
+        let items = match previous_source.filter(|old| *old != stored.source) {
+            // Moved to another source: the old copy goes (if unchanged), so it no longer
+            // receives that source's events, and the new one must not exist yet.
+            Some(old) => vec![
+                self.put_tx(pointer, None)?,
+                self.delete_tx_if(
+                    keys::source_pk(&old),
+                    &keys::subscription_sk(&stored.id),
+                    unchanged,
+                )?,
+                self.put_tx(item, Some(RevisionCondition::Absent))?,
+            ],
+            None => vec![
+                self.put_tx(pointer, None)?,
+                self.put_tx(item, Some(unchanged))?,
+            ],
+        };
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(expected + 1),
+            Err(e) if condition_failed(&e) => {
+                Err(StoreError::Stale(format!("subscription {}", stored.id)))
+            }
+            Err(e) => Err(unavailable("TransactWriteItems", &e)),
         }
-        self.transact(items).await
     }
 
     async fn list_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
@@ -687,7 +739,7 @@ fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn n(value: i64) -> AttributeValue {
+fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
@@ -702,6 +754,60 @@ fn num_attr(item: &Item, name: &str) -> Option<i64> {
     match item.get(name) {
         Some(AttributeValue::N(v)) => v.parse().ok(),
         _ => None,
+    }
+}
+
+/// True when a transaction was cancelled because one of its conditions did not hold.
+fn condition_failed(
+    err: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+) -> bool {
+    match err.as_service_error() {
+        Some(
+            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
+                cancelled,
+            ),
+        ) => cancelled
+            .cancellation_reasons()
+            .iter()
+            .any(|reason| reason.code() == Some("ConditionalCheckFailed")),
+        _ => false,
+    }
+}
+
+/// What a conditional subscription write expects of the stored item.
+#[derive(Debug, Clone, Copy)]
+enum RevisionCondition {
+    /// Not stored yet.
+    Absent,
+    /// Stored at exactly this revision.
+    At(u64),
+}
+
+fn revision_condition(expected: u64) -> RevisionCondition {
+    if expected == 0 {
+        RevisionCondition::Absent
+    } else {
+        RevisionCondition::At(expected)
+    }
+}
+
+impl RevisionCondition {
+    fn expression(self) -> (String, Option<HashMap<String, AttributeValue>>) {
+        match self {
+            RevisionCondition::Absent => ("attribute_not_exists(pk)".to_owned(), None),
+            // Items written before revisions existed have no `rev` and read as revision 1.
+            RevisionCondition::At(1) => (
+                "rev = :rev OR (attribute_exists(pk) AND attribute_not_exists(rev))".to_owned(),
+                Some(HashMap::from([(":rev".to_owned(), n(1))])),
+            ),
+            RevisionCondition::At(revision) => (
+                "rev = :rev".to_owned(),
+                Some(HashMap::from([(":rev".to_owned(), n(revision))])),
+            ),
+        }
     }
 }
 

@@ -82,6 +82,7 @@ fn subscription(id: &str, source: &str) -> Subscription {
         failing_since: None,
         headers: vec![("x-team".into(), "a".into())],
         created_at: 2,
+        revision: 0,
     }
 }
 
@@ -152,7 +153,10 @@ async fn sources_and_subscriptions() {
     );
     assert_eq!(
         store.get_subscription("sub_2").await.unwrap(),
-        Some(subscription("sub_2", "a"))
+        Some(Subscription {
+            revision: 1,
+            ..subscription("sub_2", "a")
+        })
     );
     assert_eq!(store.get_subscription("sub_9").await.unwrap(), None);
     assert_eq!(
@@ -162,7 +166,10 @@ async fn sources_and_subscriptions() {
 
     // Moving a subscription leaves no copy under the old source.
     store
-        .put_subscription(&subscription("sub_2", "b"))
+        .put_subscription(&Subscription {
+            revision: 1,
+            ..subscription("sub_2", "b")
+        })
         .await
         .unwrap();
     assert_eq!(

@@ -50,6 +50,7 @@ pub async fn run(
                 failing_since: None,
                 headers: vec![],
                 created_at: 0,
+                revision: 0,
             })
             .await?;
     }

@@ -12,6 +12,7 @@ use relay_core::patterns::{matches_any, parse_list};
 use relay_core::receive::validate_source_name;
 use relay_core::retry::parse_duration;
 use relay_core::signing::{Algorithm, validate_signing_secret};
+use relay_core::subscriptions::modify_subscription;
 use relay_core::{Store, ids};
 
 use crate::args::{
@@ -402,6 +403,7 @@ async fn subscriptions(
                 failing_since: None,
                 headers,
                 created_at: now_secs(),
+                revision: 0,
             };
             store.put_subscription(&sub).await?;
             let mut value = subscription_json(&sub);
@@ -467,24 +469,27 @@ async fn subscriptions(
         }
         SubscriptionsCommand::RotateSecret { id, keep_old } => {
             let keep = parse_duration(&keep_old).map_err(|e| anyhow!("--keep-old: {e}"))?;
-            let mut sub = get_subscription(store, &id).await?;
             let now = now_secs();
             let until = now + keep.as_secs() as i64;
-            // Old secrets keep signing until `until`; already-expired ones are dropped.
-            sub.secrets
-                .retain(|s| s.expires_at.is_none_or(|at| at > now));
-            for old in &mut sub.secrets {
-                old.expires_at = Some(old.expires_at.map_or(until, |at| at.min(until)));
-            }
             let secret = ids::new_signing_secret();
-            sub.secrets.insert(
-                0,
-                SigningSecret {
-                    secret: secret.clone(),
-                    expires_at: None,
-                },
-            );
-            store.put_subscription(&sub).await?;
+            let sub = modify_subscription(store, &id, |sub| {
+                // Old secrets keep signing until `until`; already-expired ones are dropped.
+                sub.secrets
+                    .retain(|s| s.expires_at.is_none_or(|at| at > now));
+                for old in &mut sub.secrets {
+                    old.expires_at = Some(old.expires_at.map_or(until, |at| at.min(until)));
+                }
+                sub.secrets.insert(
+                    0,
+                    SigningSecret {
+                        secret: secret.clone(),
+                        expires_at: None,
+                    },
+                );
+                true
+            })
+            .await?
+            .with_context(|| format!("no subscription {id}"))?;
             let mut value = subscription_json(&sub);
             value["secret"] = json!(secret);
             value["old_secrets_expire_at"] = json!(until);
@@ -504,15 +509,17 @@ async fn get_subscription(store: &dyn Store, id: &str) -> anyhow::Result<Subscri
 }
 
 async fn set_enabled(store: &dyn Store, id: &str, enabled: bool) -> anyhow::Result<Subscription> {
-    let mut sub = get_subscription(store, id).await?;
-    sub.enabled = enabled;
-    sub.disabled_reason = (!enabled).then(|| "disabled by an operator".to_owned());
-    if enabled {
-        // A fresh start: the health window counts from the next failure.
-        sub.failing_since = None;
-    }
-    store.put_subscription(&sub).await?;
-    Ok(sub)
+    modify_subscription(store, id, |sub| {
+        sub.enabled = enabled;
+        sub.disabled_reason = (!enabled).then(|| "disabled by an operator".to_owned());
+        if enabled {
+            // A fresh start: the health window counts from the next failure.
+            sub.failing_since = None;
+        }
+        true
+    })
+    .await?
+    .with_context(|| format!("no subscription {id}"))
 }
 
 async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyhow::Result<()> {

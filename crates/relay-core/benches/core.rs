@@ -45,8 +45,8 @@ impl Store for OneSource {
     async fn get_subscription(&self, _: &str) -> Result<Option<Subscription>, StoreError> {
         Ok(None)
     }
-    async fn put_subscription(&self, _: &Subscription) -> Result<(), StoreError> {
-        Ok(())
+    async fn put_subscription(&self, _: &Subscription) -> Result<u64, StoreError> {
+        Ok(1)
     }
     async fn list_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
         Ok(vec![])

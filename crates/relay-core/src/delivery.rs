@@ -319,6 +319,7 @@ mod tests {
                 ("webhook-id".into(), "spoof".into()),
             ],
             created_at: 0,
+            revision: 0,
         }
     }
 

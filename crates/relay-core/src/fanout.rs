@@ -22,6 +22,7 @@ use crate::model::{
 use crate::patterns::matches_any;
 use crate::ports::{Queue, Store};
 use crate::retry::{MAX_SEND_DELAY_SECS, RetrySchedule, hide_secs};
+use crate::subscriptions::modify_subscription;
 
 #[derive(Debug, Clone)]
 pub struct FanoutConfig {
@@ -160,25 +161,30 @@ impl Fanout {
                 .unwrap_or(0)
                 + 1
         };
+        // Each outcome is logged as soon as it is known, not when the slowest sibling is done:
+        // a crash meanwhile then re-sends the event only to the subscriptions still unsettled.
         let results = futures::future::join_all(targets.iter().map(|sub| {
             let body = body.clone();
             let event = &event;
             let attempt = attempt_of(sub);
             async move {
                 let result = self.attempt(event, body, sub, attempt).await;
-                self.settle(event, sub, attempt, 0, result).await
+                let settled = self.settle(event, sub, attempt, 0, result).await;
+                let logged = self
+                    .store
+                    .put_attempts(std::slice::from_ref(&settled.record), retention_until)
+                    .await;
+                if let Err(e) = &logged {
+                    warn!(event_id = %event.id, subscription_id = %sub.id, error = %e, "attempt log write failed; event will be retried");
+                }
+                settled.handed_off && logged.is_ok()
             }
         }))
         .await;
 
-        let all_handed_off = results.iter().all(|s| s.handed_off);
-        let records: Vec<AttemptRecord> = results.into_iter().map(|s| s.record).collect();
-        if let Err(e) = self.store.put_attempts(&records, retention_until).await {
-            // Without the record a retry could not tell who already has it; retry the event.
-            warn!(event_id = %event.id, error = %e, "attempt log write failed; event will be retried");
-            return Disposition::Retry;
-        }
-        if all_handed_off {
+        // Without a record a retry could not tell who already has it: retry the event, which
+        // skips the subscriptions whose outcome was logged.
+        if results.iter().all(|done| *done) {
             Disposition::Delete
         } else {
             Disposition::Retry
@@ -365,7 +371,7 @@ impl Fanout {
         let reason = reason.to_owned();
         self.update_subscription(subscription, move |sub| {
             sub.enabled = false;
-            sub.disabled_reason = Some(reason);
+            sub.disabled_reason = Some(reason.clone());
         })
         .await;
         warn!(subscription_id = %subscription.id, "subscription disabled");
@@ -403,24 +409,21 @@ impl Fanout {
         }
     }
 
-    /// Read-modify-write on the stored subscription (not the cached copy), so an operator's
-    /// concurrent change, such as a rotated secret, is not overwritten.
+    /// Changes the stored subscription (not the cached copy) on the revision it read, so an
+    /// operator's concurrent change (removal, disabling, a rotated secret) is never undone.
     async fn update_subscription(
         &self,
         subscription: &Subscription,
-        change: impl FnOnce(&mut Subscription),
+        mut change: impl FnMut(&mut Subscription) + Send,
     ) {
         let id = &subscription.id;
-        let result = match self.store.get_subscription(id).await {
-            Ok(Some(mut current)) => {
-                change(&mut current);
-                self.store.put_subscription(&current).await
-            }
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
-        };
+        let result = modify_subscription(self.store.as_ref(), id, |sub| {
+            change(sub);
+            true
+        })
+        .await;
         match result {
-            Ok(()) => {
+            Ok(_) => {
                 self.by_id.invalidate(id);
                 self.by_source.invalidate(&subscription.source);
             }

@@ -16,6 +16,7 @@ pub mod receive;
 pub mod retry;
 pub mod settings;
 pub mod signing;
+pub mod subscriptions;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use model::*;

@@ -193,6 +193,14 @@ pub struct Subscription {
     pub headers: Vec<(String, String)>,
     #[serde(default)]
     pub created_at: i64,
+    /// Bumped by every write; a write names the revision it read (`Store::put_subscription`).
+    /// 0 only before the first write; a document stored without one reads as revision 1.
+    #[serde(default = "first_revision")]
+    pub revision: u64,
+}
+
+fn first_revision() -> u64 {
+    1
 }
 
 fn default_true() -> bool {

@@ -13,6 +13,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Conflict(String),
+    /// The item changed (or was removed) since it was read; read it again and redo the change.
+    #[error("{0} changed since it was read")]
+    Stale(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +35,12 @@ pub trait Store: Send + Sync {
     /// Every subscription of one source (one query).
     async fn source_subscriptions(&self, source: &str) -> Result<Vec<Subscription>, StoreError>;
     async fn get_subscription(&self, id: &str) -> Result<Option<Subscription>, StoreError>;
-    async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError>;
+    /// Writes a subscription unless another writer changed it since it was read, so no writer
+    /// undoes another's change and a removed subscription is never written back:
+    /// `subscription.revision` must equal the stored revision, and 0 means "not stored yet".
+    /// The copy stored carries `revision + 1`, which is returned.
+    /// `StoreError::Stale` when the stored revision differs or the subscription was removed.
+    async fn put_subscription(&self, subscription: &Subscription) -> Result<u64, StoreError>;
     async fn list_subscriptions(&self) -> Result<Vec<Subscription>, StoreError>;
     async fn remove_subscription(&self, id: &str) -> Result<bool, StoreError>;
 

@@ -301,7 +301,7 @@ mod tests {
         async fn get_subscription(&self, _: &str) -> Result<Option<Subscription>, StoreError> {
             unimplemented!()
         }
-        async fn put_subscription(&self, _: &Subscription) -> Result<(), StoreError> {
+        async fn put_subscription(&self, _: &Subscription) -> Result<u64, StoreError> {
             unimplemented!()
         }
         async fn list_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {

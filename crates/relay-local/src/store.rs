@@ -97,16 +97,37 @@ impl Store for LocalBackend {
         .await
     }
 
-    async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        let doc = encode(subscription)?;
-        let id = subscription.id.clone();
-        let source = subscription.source.clone();
+    async fn put_subscription(&self, subscription: &Subscription) -> Result<u64, StoreError> {
+        let expected = subscription.revision;
+        let stored = Subscription {
+            revision: expected + 1,
+            ..subscription.clone()
+        };
+        let doc = encode(&stored)?;
+        let id = stored.id;
+        let source = stored.source;
         self.write(move |tx| {
+            // Checked inside the write transaction, so no other writer can slip in between.
+            let current: Option<String> = tx
+                .prepare_cached("SELECT doc FROM subscriptions WHERE id = ?1")?
+                .query_row([&id], |row| row.get(0))
+                .optional()?;
+            let current_revision = match current {
+                Some(doc) => Some(decode::<Subscription>(&doc, "subscription")?.revision),
+                None => None,
+            };
+            let fresh = match current_revision {
+                None => expected == 0,
+                Some(revision) => revision == expected,
+            };
+            if !fresh {
+                return Err(StoreError::Stale(format!("subscription {id}")).into());
+            }
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO subscriptions (id, source, doc) VALUES (?1, ?2, ?3)",
             )?
             .execute(params![id, source, doc])?;
-            Ok(())
+            Ok(expected + 1)
         })
         .await
     }

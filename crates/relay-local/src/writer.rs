@@ -238,6 +238,7 @@ fn same_error(e: &StoreError) -> StoreError {
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
         StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
         StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+        StoreError::Stale(m) => StoreError::Stale(m.clone()),
     }
 }
 

@@ -62,11 +62,11 @@ async fn sources_round_trip() {
 async fn subscriptions_by_source() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = pinned(dir.path());
-    let a1 = subscription("sub_1", "a");
-    let a2 = subscription("sub_2", "a");
-    let b1 = subscription("sub_3", "b");
-    for s in [&a2, &b1, &a1] {
-        store.put_subscription(s).await.unwrap();
+    let mut a1 = subscription("sub_1", "a");
+    let mut a2 = subscription("sub_2", "a");
+    let mut b1 = subscription("sub_3", "b");
+    for s in [&mut a2, &mut b1, &mut a1] {
+        s.revision = store.put_subscription(s).await.unwrap();
     }
     assert_eq!(
         store.source_subscriptions("a").await.unwrap(),
@@ -88,7 +88,7 @@ async fn subscriptions_by_source() {
     moved.source = "b".into();
     moved.enabled = false;
     moved.disabled_reason = Some("410 Gone".into());
-    store.put_subscription(&moved).await.unwrap();
+    moved.revision = store.put_subscription(&moved).await.unwrap();
     assert_eq!(store.source_subscriptions("a").await.unwrap(), vec![a1]);
     assert_eq!(
         store.source_subscriptions("b").await.unwrap(),

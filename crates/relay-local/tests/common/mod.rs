@@ -78,6 +78,7 @@ pub fn subscription(id: &str, source: &str) -> Subscription {
         failing_since: None,
         headers: vec![("x-k".into(), "v".into())],
         created_at: T0,
+        revision: 0,
     }
 }
 

@@ -267,6 +267,7 @@ impl Stack {
                 failing_since: None,
                 headers: Vec::new(),
                 created_at: 0,
+                revision: 0,
             })
             .await
             .expect("put subscription");
