@@ -9,6 +9,7 @@ serves many subscriptions:
     /status/<code>/... answer <code> every time
     /fail/<k>/...      answer 500 to the first k requests on this path, then 200
     /slow/<ms>/...     wait <ms> milliseconds, then 200
+    /flap/...          answer 500 and 200 in turn (a subscription whose health keeps changing)
 GET /received returns the recorded requests as JSON; DELETE /received clears them.
 """
 
@@ -89,6 +90,8 @@ class Handler(BaseHTTPRequestHandler):
             code = int(parts[1])
         elif len(parts) >= 2 and parts[0] == "fail":
             code = 500 if nth <= int(parts[1]) else 200
+        elif parts and parts[0] == "flap":
+            code = 500 if nth % 2 else 200
         elif len(parts) >= 2 and parts[0] == "slow":
             time.sleep(int(parts[1]) / 1000.0)
         verified_with = verify(body, headers)
