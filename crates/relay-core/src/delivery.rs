@@ -98,6 +98,8 @@ pub struct Attempt<'a> {
     pub attempt: u32,
     /// Signing time, seconds since the epoch.
     pub now_secs: i64,
+    /// From connecting until the response body is read.
+    pub timeout: Duration,
 }
 
 pub struct DeliveryClient {
@@ -159,6 +161,7 @@ impl DeliveryClient {
             .http
             .post(url)
             .headers(headers)
+            .timeout(attempt.timeout)
             .body(attempt.body)
             .send()
             .await;
@@ -333,6 +336,7 @@ mod tests {
             subscription: &sub,
             attempt: 3,
             now_secs: 100,
+            timeout: Duration::from_secs(15),
         };
         let headers = delivery_headers(&attempt).unwrap();
         assert_eq!(headers["webhook-id"], "evt_1");

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -34,7 +34,16 @@ pub struct FanoutConfig {
     pub cache_ttl: Duration,
     /// A subscription failing without a single success for this long is disabled.
     pub health_window_secs: i64,
+    /// Timeout of the first attempt, made from the events queue; None: the delivery timeout.
+    /// Shorter, so a hanging subscriber moves to the deliveries queue instead of holding its
+    /// whole event batch.
+    pub first_attempt_timeout: Option<Duration>,
 }
+
+/// Time kept back from a batch's deadline for writing outcomes and queuing follow-ups.
+pub const SETTLE_RESERVE: Duration = Duration::from_secs(5);
+/// No attempt gets less than this, however close the deadline.
+const MIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Default for FanoutConfig {
     fn default() -> Self {
@@ -44,6 +53,7 @@ impl Default for FanoutConfig {
             record_concurrency: 16,
             cache_ttl: Duration::from_secs(10),
             health_window_secs: 5 * 86_400,
+            first_attempt_timeout: None,
         }
     }
 }
@@ -86,9 +96,19 @@ impl Fanout {
 
     /// Handles a batch concurrently (bounded) and says what to do with each message, by id.
     pub async fn handle_batch(&self, messages: Vec<ReceivedMessage>) -> Vec<(String, Disposition)> {
+        self.handle_batch_by(messages, None).await
+    }
+
+    /// `handle_batch` for a batch that must be answered by `deadline` (a Lambda invocation's):
+    /// attempts are cut short so that every outcome is still written and queued in time.
+    pub async fn handle_batch_by(
+        &self,
+        messages: Vec<ReceivedMessage>,
+        deadline: Option<Instant>,
+    ) -> Vec<(String, Disposition)> {
         futures::stream::iter(messages)
             .map(|message| async move {
-                let disposition = self.handle_message(&message).await;
+                let disposition = self.handle_message_by(&message, deadline).await;
                 (message.id, disposition)
             })
             .buffer_unordered(self.config.record_concurrency.max(1))
@@ -97,9 +117,23 @@ impl Fanout {
     }
 
     pub async fn handle_message(&self, message: &ReceivedMessage) -> Disposition {
+        self.handle_message_by(message, None).await
+    }
+
+    pub async fn handle_message_by(
+        &self,
+        message: &ReceivedMessage,
+        deadline: Option<Instant>,
+    ) -> Disposition {
         match serde_json::from_str::<QueueMessage>(&message.body) {
-            Ok(QueueMessage::Event(event)) => self.handle_event(event).await,
-            Ok(QueueMessage::Delivery(task)) => self.handle_delivery(task).await,
+            Ok(QueueMessage::Event(event)) => {
+                let timeout = self.attempt_timeout(self.config.first_attempt_timeout, deadline);
+                self.handle_event(event, timeout).await
+            }
+            Ok(QueueMessage::Delivery(task)) => {
+                let timeout = self.attempt_timeout(None, deadline);
+                self.handle_delivery(task, timeout).await
+            }
             Err(e) => {
                 // Not ours or damaged: leave it, so maxReceiveCount moves it to the DLQ intact.
                 warn!(message_id = %message.id, error = %e, "unreadable queue message left for the DLQ");
@@ -108,7 +142,21 @@ impl Fanout {
         }
     }
 
-    async fn handle_event(&self, event: EventEnvelope) -> Disposition {
+    /// The delivery timeout (or `preferred`, when shorter), cut to what the deadline leaves
+    /// after the settle reserve.
+    fn attempt_timeout(&self, preferred: Option<Duration>, deadline: Option<Instant>) -> Duration {
+        let configured = self.client.config().timeout;
+        let mut timeout = preferred.map_or(configured, |p| p.min(configured));
+        if let Some(deadline) = deadline {
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .saturating_sub(SETTLE_RESERVE);
+            timeout = timeout.min(left);
+        }
+        timeout.max(MIN_ATTEMPT_TIMEOUT)
+    }
+
+    async fn handle_event(&self, event: EventEnvelope, timeout: Duration) -> Disposition {
         let body = match event.body_bytes() {
             Ok(body) => Bytes::from(body.into_owned()),
             Err(e) => {
@@ -168,7 +216,7 @@ impl Fanout {
             let event = &event;
             let attempt = attempt_of(sub);
             async move {
-                let result = self.attempt(event, body, sub, attempt).await;
+                let result = self.attempt(event, body, sub, attempt, timeout).await;
                 let settled = self.settle(event, sub, attempt, 0, result).await;
                 let logged = self
                     .store
@@ -191,7 +239,7 @@ impl Fanout {
         }
     }
 
-    async fn handle_delivery(&self, task: DeliveryTask) -> Disposition {
+    async fn handle_delivery(&self, task: DeliveryTask, timeout: Duration) -> Disposition {
         let now_ms = self.clock.now_millis();
         if now_ms < task.not_before {
             // Early wake-up (SQS delays stop at 15 minutes): hide again, count no attempt.
@@ -230,7 +278,9 @@ impl Fanout {
                 return Disposition::Retry;
             }
         };
-        let result = self.attempt(event, body, &subscription, task.attempt).await;
+        let result = self
+            .attempt(event, body, &subscription, task.attempt, timeout)
+            .await;
         let settled = self
             .settle(
                 event,
@@ -253,6 +303,7 @@ impl Fanout {
         body: Bytes,
         subscription: &Subscription,
         attempt: u32,
+        timeout: Duration,
     ) -> AttemptResult {
         let result = self
             .client
@@ -262,6 +313,7 @@ impl Fanout {
                 subscription,
                 attempt,
                 now_secs: self.clock.now_secs(),
+                timeout,
             })
             .await;
         info!(

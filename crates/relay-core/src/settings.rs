@@ -44,6 +44,9 @@ pub fn fanout_config(
     if let Some(v) = number(lookup, "RELAY_DELIVERY_TIMEOUT_SECS")? {
         delivery.timeout = Duration::from_secs(v.max(1));
     }
+    if let Some(v) = number(lookup, "RELAY_FIRST_ATTEMPT_TIMEOUT_SECS")? {
+        fanout.first_attempt_timeout = Some(Duration::from_secs(v.max(1)));
+    }
     if let Some(text) = lookup("RELAY_ALLOW_PRIVATE_DESTINATIONS") {
         delivery.allow_private = match text.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" => true,

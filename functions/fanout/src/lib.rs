@@ -2,6 +2,7 @@
 //! middle, a partial batch response out (failed records stay on their queue).
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use relay_aws::SqsAdmin;
@@ -12,11 +13,13 @@ use tracing::warn;
 /// Handles one batch. Records answered `HideFor` (a retry that woke early) get their
 /// visibility extended and are reported as failures, so SQS keeps them without counting an
 /// attempt.
+/// `deadline` is the invocation's: attempts are cut short so that the batch is answered in time.
 pub async fn handle(
     fanout: &Fanout,
     admin: &SqsAdmin,
     queue_urls: &HashMap<String, String>,
     event: SqsEvent,
+    deadline: Option<Instant>,
 ) -> SqsBatchResponse {
     let mut receipts = HashMap::with_capacity(event.records.len());
     let mut messages = Vec::with_capacity(event.records.len());
@@ -42,7 +45,7 @@ pub async fn handle(
             receive_count,
         });
     }
-    for (id, disposition) in fanout.handle_batch(messages).await {
+    for (id, disposition) in fanout.handle_batch_by(messages, deadline).await {
         match disposition {
             Disposition::Delete => {}
             Disposition::Retry => failures.push(id),
@@ -67,6 +70,13 @@ pub async fn handle(
         })
         .collect();
     response
+}
+
+/// The invocation deadline (milliseconds since the epoch, from the runtime API) as an instant.
+pub fn deadline_instant(deadline_ms: u64) -> Option<Instant> {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis();
+    let left = u64::try_from(u128::from(deadline_ms).checked_sub(now_ms)?).ok()?;
+    Instant::now().checked_add(Duration::from_millis(left))
 }
 
 /// Maps queue names (the last part of an ARN or URL) to queue URLs.

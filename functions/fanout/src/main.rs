@@ -26,7 +26,10 @@ async fn main() -> Result<(), Error> {
     let urls = Arc::new(fanout::queue_urls([deliveries_url.as_str()]));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let (fanout, admin, urls) = (Arc::clone(&fanout), Arc::clone(&admin), Arc::clone(&urls));
-        async move { Ok::<_, Error>(fanout::handle(&fanout, &admin, &urls, event.payload).await) }
+        let deadline = fanout::deadline_instant(event.context.deadline);
+        async move {
+            Ok::<_, Error>(fanout::handle(&fanout, &admin, &urls, event.payload, deadline).await)
+        }
     }))
     .await
 }

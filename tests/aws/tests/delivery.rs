@@ -170,7 +170,7 @@ async fn fixtures_go_through_both_handlers() {
         serde_json::from_str(&fanout_fixture).expect("SqsEvent fixture");
     let fanout = stack.fanout("1s");
     let urls = fanout::queue_urls([stack.queues.deliveries.as_str()]);
-    let response = fanout::handle(&fanout, stack.admin(), &urls, event).await;
+    let response = fanout::handle(&fanout, stack.admin(), &urls, event, None).await;
     assert!(
         response.batch_item_failures.is_empty(),
         "{:?}",
@@ -857,4 +857,99 @@ async fn lambda_defaults_refuse_loopback_destinations() {
     ] {
         assert_eq!(stack.depth(url).await.total(), 0, "{url}");
     }
+}
+
+/// One hanging subscriber holds its event batch only for the first-attempt timeout, not the
+/// delivery timeout: its delivery moves to the deliveries queue and the sibling is done.
+#[tokio::test]
+async fn hanging_subscriber_leaves_the_event_batch_at_the_first_attempt_timeout() {
+    let Some(stack) =
+        Stack::new("hanging_subscriber_leaves_the_event_batch_at_the_first_attempt_timeout").await
+    else {
+        return;
+    };
+    stack.add_github_source("github", GITHUB_SECRET).await;
+    let whsec = relay_core::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    let (hanging_url, _holder) = silent_endpoint().await;
+    let healthy = stack
+        .add_subscription("github", &sink.url("/ok/sibling"), &whsec)
+        .await;
+    let hanging = stack
+        .add_subscription("github", &format!("{hanging_url}/hook"), &whsec)
+        .await;
+    let fanout = stack.fanout_with_env(&[
+        ("RELAY_RETRY_SCHEDULE", "1s"),
+        ("RELAY_ALLOW_PRIVATE_DESTINATIONS", "true"),
+        ("RELAY_DELIVERY_TIMEOUT_SECS", "60"),
+        ("RELAY_FIRST_ATTEMPT_TIMEOUT_SECS", "1"),
+    ]);
+    let poller = Poller::new(&stack, fanout).await;
+    let id = accepted_id(
+        invoke_receiver(
+            &stack.receiver(),
+            github_request("github", GITHUB_SECRET, &unique(), "push", b"{}", false),
+        )
+        .await,
+    )
+    .await;
+
+    let started = std::time::Instant::now();
+    let pumped = poller.pump(&poller.events_url, 2).await;
+    let held = started.elapsed();
+    assert_eq!((pumped.received, pumped.deleted.len()), (1, 1), "{pumped:?}");
+    // Bounded by the first-attempt timeout (1 s) plus store and queue calls, never the 60 s
+    // delivery timeout.
+    assert!(held < Duration::from_secs(30), "the batch was held {held:?}");
+    assert_eq!(
+        attempt_log(&stack, &id, &healthy).await,
+        owned(&[(1, "ok", "done")])
+    );
+    assert_eq!(
+        attempt_log(&stack, &id, &hanging).await,
+        owned(&[(1, "timeout", "retry_scheduled")])
+    );
+    assert_eq!(stack.depth(&stack.queues.deliveries).await.total(), 1);
+}
+
+/// A delivery timeout longer than what the invocation has left is cut to fit, so the batch is
+/// answered (and its outcomes written) before Lambda's deadline.
+#[tokio::test]
+async fn attempts_fit_the_invocation_deadline() {
+    let Some(stack) = Stack::new("attempts_fit_the_invocation_deadline").await else {
+        return;
+    };
+    stack.add_github_source("github", GITHUB_SECRET).await;
+    let whsec = relay_core::ids::new_signing_secret();
+    let (hanging_url, _holder) = silent_endpoint().await;
+    let hanging = stack
+        .add_subscription("github", &format!("{hanging_url}/hook"), &whsec)
+        .await;
+    let fanout = stack.fanout_with_env(&[
+        ("RELAY_RETRY_SCHEDULE", "1s"),
+        ("RELAY_ALLOW_PRIVATE_DESTINATIONS", "true"),
+        ("RELAY_DELIVERY_TIMEOUT_SECS", "60"),
+    ]);
+    // A 7 s function: 5 s are kept for settling, so the attempt gets 2 s.
+    let poller = Poller::new(&stack, fanout)
+        .await
+        .with_invocation_timeout(Duration::from_secs(7));
+    let id = accepted_id(
+        invoke_receiver(
+            &stack.receiver(),
+            github_request("github", GITHUB_SECRET, &unique(), "push", b"{}", false),
+        )
+        .await,
+    )
+    .await;
+
+    let started = std::time::Instant::now();
+    let pumped = poller.pump(&poller.events_url, 2).await;
+    let held = started.elapsed();
+    assert_eq!((pumped.received, pumped.deleted.len()), (1, 1), "{pumped:?}");
+    assert!(held < Duration::from_secs(7), "the batch outlived its deadline: {held:?}");
+    assert_eq!(
+        attempt_log(&stack, &id, &hanging).await,
+        owned(&[(1, "timeout", "retry_scheduled")])
+    );
 }

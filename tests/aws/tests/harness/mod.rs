@@ -306,6 +306,8 @@ pub struct Poller {
     pub events_url: String,
     pub deliveries_url: String,
     visibility_secs: u32,
+    /// The function timeout each handler call runs under, as Lambda's deadline; None: no deadline.
+    invocation_timeout: Option<Duration>,
     stats: Mutex<PollStats>,
 }
 
@@ -327,6 +329,7 @@ impl Poller {
             events_url,
             deliveries_url,
             visibility_secs: POLLER_VISIBILITY_SECS,
+            invocation_timeout: None,
             stats: Mutex::new(PollStats::default()),
         }
     }
@@ -334,6 +337,12 @@ impl Poller {
     /// Hides received messages for `secs` instead (failed records come back sooner).
     pub fn with_visibility(mut self, secs: u32) -> Self {
         self.visibility_secs = secs;
+        self
+    }
+
+    /// Each handler call gets Lambda's deadline for a function with this timeout.
+    pub fn with_invocation_timeout(mut self, timeout: Duration) -> Self {
+        self.invocation_timeout = Some(timeout);
         self
     }
 
@@ -375,7 +384,10 @@ impl Poller {
             .collect();
         let event: SqsEvent =
             serde_json::from_value(json!({ "Records": records })).expect("SqsEvent from JSON");
-        let response = fanout::handle(&self.fanout, &self.admin, &self.urls, event).await;
+        let deadline = self
+            .invocation_timeout
+            .map(|timeout| std::time::Instant::now() + timeout);
+        let response = fanout::handle(&self.fanout, &self.admin, &self.urls, event, deadline).await;
         let failed = reported_failures(&response);
         // Lambda fails the whole batch when a failure names no record of it.
         for id in &failed {
