@@ -74,7 +74,10 @@ pub async fn handle(
 
 /// The invocation deadline (milliseconds since the epoch, from the runtime API) as an instant.
 pub fn deadline_instant(deadline_ms: u64) -> Option<Instant> {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis();
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_millis();
     let left = u64::try_from(u128::from(deadline_ms).checked_sub(now_ms)?).ok()?;
     Instant::now().checked_add(Duration::from_millis(left))
 }

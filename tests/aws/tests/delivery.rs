@@ -897,10 +897,17 @@ async fn hanging_subscriber_leaves_the_event_batch_at_the_first_attempt_timeout(
     let started = std::time::Instant::now();
     let pumped = poller.pump(&poller.events_url, 2).await;
     let held = started.elapsed();
-    assert_eq!((pumped.received, pumped.deleted.len()), (1, 1), "{pumped:?}");
+    assert_eq!(
+        (pumped.received, pumped.deleted.len()),
+        (1, 1),
+        "{pumped:?}"
+    );
     // Bounded by the first-attempt timeout (1 s) plus store and queue calls, never the 60 s
     // delivery timeout.
-    assert!(held < Duration::from_secs(30), "the batch was held {held:?}");
+    assert!(
+        held < Duration::from_secs(30),
+        "the batch was held {held:?}"
+    );
     assert_eq!(
         attempt_log(&stack, &id, &healthy).await,
         owned(&[(1, "ok", "done")])
@@ -946,8 +953,15 @@ async fn attempts_fit_the_invocation_deadline() {
     let started = std::time::Instant::now();
     let pumped = poller.pump(&poller.events_url, 2).await;
     let held = started.elapsed();
-    assert_eq!((pumped.received, pumped.deleted.len()), (1, 1), "{pumped:?}");
-    assert!(held < Duration::from_secs(7), "the batch outlived its deadline: {held:?}");
+    assert_eq!(
+        (pumped.received, pumped.deleted.len()),
+        (1, 1),
+        "{pumped:?}"
+    );
+    assert!(
+        held < Duration::from_secs(7),
+        "the batch outlived its deadline: {held:?}"
+    );
     assert_eq!(
         attempt_log(&stack, &id, &hanging).await,
         owned(&[(1, "timeout", "retry_scheduled")])

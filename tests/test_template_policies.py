@@ -1,0 +1,90 @@
+"""Deploy-time rules of infra/template.yaml that CloudFormation cannot show until a deploy fails:
+the receiver's table access is limited to the items it uses, and a delivery timeout the fanout
+function cannot wait for is refused."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "infra" / "template.yaml"
+DYNAMO_RS = ROOT / "crates" / "relay-aws" / "src" / "dynamo.rs"
+
+
+class _Loader(yaml.SafeLoader):
+    """Reads CloudFormation short-form tags (!Ref, !GetAtt, ...) as plain values."""
+
+
+def _any_tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        return {suffix: loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {suffix: loader.construct_sequence(node, deep=True)}
+    return {suffix: loader.construct_mapping(node, deep=True)}
+
+
+_Loader.add_multi_constructor("!", _any_tag)
+
+
+def template():
+    return yaml.load(TEMPLATE.read_text(), Loader=_Loader)
+
+
+def statements(role):
+    policies = template()["Resources"][role]["Properties"]["Policies"]
+    return [st for policy in policies for st in policy["PolicyDocument"]["Statement"]]
+
+
+def key_prefix(function):
+    """The partition-key prefix a relay-aws key builder writes, e.g. DEDUP# for dedup_pk."""
+    match = re.search(rf'fn {function}\([^)]*\) -> String {{\s*format!\("([A-Z]+#)', DYNAMO_RS.read_text())
+    assert match, f"{function} not found in {DYNAMO_RS}"
+    return match.group(1)
+
+
+def test_receiver_writes_only_dedup_items_and_reads_only_sources_and_claims():
+    table = [st for st in statements("ReceiverRole")
+             if any(str(a).startswith("dynamodb:") for a in _actions(st))]
+    dedup, source = key_prefix("dedup_pk"), key_prefix("source_pk")
+    assert table, "the receiver has no table statement"
+    for st in table:
+        leading = st["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        if set(_actions(st)) == {"dynamodb:GetItem"}:
+            assert sorted(leading) == sorted([f"{source}*", f"{dedup}*"]), st
+        else:
+            assert set(_actions(st)) <= {"dynamodb:PutItem", "dynamodb:UpdateItem",
+                                         "dynamodb:DeleteItem"}, st
+            assert leading == [f"{dedup}*"], st
+
+
+def _actions(statement):
+    actions = statement["Action"]
+    return actions if isinstance(actions, list) else [actions]
+
+
+def test_every_fanout_timeout_limits_the_delivery_timeout():
+    doc = template()
+    params = doc["Parameters"]
+    delivery_max = params["DeliveryTimeoutSeconds"]["MaxValue"]
+    rules = doc["Rules"]
+    for fanout in params["FanoutTimeoutSeconds"]["AllowedValues"]:
+        limit = fanout - 10
+        rule = rules.get(f"DeliveryTimeoutFitsFanout{fanout}")
+        if limit >= delivery_max:
+            assert rule is None, f"fanout {fanout} needs no rule"
+            continue
+        assert rule, f"no rule for FanoutTimeoutSeconds {fanout}"
+        assert rule["RuleCondition"] == {"Equals": [{"Ref": "FanoutTimeoutSeconds"}, str(fanout)]}
+        (assertion,) = rule["Assertions"]
+        allowed, ref = assertion["Assert"]["Contains"]
+        assert ref == {"Ref": "DeliveryTimeoutSeconds"}
+        assert allowed == [str(n) for n in range(1, limit + 1)], fanout
+
+
+def test_first_attempt_timeout_reaches_the_fanout():
+    doc = template()
+    env = doc["Resources"]["FanoutFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["RELAY_FIRST_ATTEMPT_TIMEOUT_SECS"] == {"Ref": "FirstAttemptTimeoutSeconds"}
+    assert doc["Parameters"]["FirstAttemptTimeoutSeconds"]["Default"] < \
+        doc["Parameters"]["DeliveryTimeoutSeconds"]["Default"]
