@@ -212,3 +212,23 @@ def test_the_store_keeps_working_while_hundreds_of_idle_sockets_are_held(dev, si
     log = dev.log_path.read_text(errors="replace")
     assert "unable to open database file" not in log
     assert "Too many open files" not in log
+
+
+@pytest.mark.dev(args=["--header-timeout-secs", "60", "--idle-timeout-secs", "60",
+                       "--body-timeout-secs", "60"])
+def test_sigterm_stops_the_server_although_slow_clients_hold_connections(dev):
+    stalled = connect(dev)
+    stalled.send(b"POST /github HTTP/1.1\r\nHost: relay\r\n")
+    kept_alive = connect(dev)
+    kept_alive.setblocking(True)
+    kept_alive.sendall(b"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n")
+    assert kept_alive.recv(65536).startswith(b"HTTP/1.1 200")
+    try:
+        dev.proc.terminate()
+        # Far below the 60 s timeouts: only the shutdown can end these connections in time.
+        code = dev.proc.wait(timeout=20)
+        assert code == 0, code
+        assert "relay dev stopped" in dev.log_path.read_text(errors="replace")
+    finally:
+        stalled.close()
+        kept_alive.close()
