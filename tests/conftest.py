@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json as jsonlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -257,8 +258,11 @@ def run_cli(relay_bin, data_dir, *args, json=True, check=True, timeout=60):
 class Dev:
     """`relay dev` in a child process on its own data dir."""
 
-    def __init__(self, relay_bin, data_dir, log_path, retry_schedule="1s,1s,1s", args=()):
+    def __init__(self, relay_bin, data_dir, log_path, retry_schedule="1s,1s,1s", args=(),
+                 open_files=None):
         self.relay_bin = relay_bin
+        # An open-file limit (soft and hard) for the process, to test descriptor exhaustion.
+        self.open_files = open_files
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
         self.retry_schedule = retry_schedule
@@ -282,10 +286,14 @@ class Dev:
                  "--data-dir", str(self.data_dir), "--retry-schedule", self.retry_schedule,
                  *self.args],
                 stdout=self._log, stderr=self._log, stdin=subprocess.DEVNULL, env=child_env(),
+                preexec_fn=self._limit_open_files if self.open_files else None,
             )
             if self._wait_healthy():
                 return
         raise RuntimeError(f"relay dev did not start\n{tail(self.log_path)}")
+
+    def _limit_open_files(self):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
     def _wait_healthy(self, timeout=30.0):
         deadline = time.monotonic() + timeout
@@ -366,10 +374,10 @@ def relay_bin():
 def dev_factory(relay_bin, tmp_path, request):
     devs = []
 
-    def start(retry_schedule="1s,1s,1s", args=()):
+    def start(retry_schedule="1s,1s,1s", args=(), open_files=None):
         n = len(devs)
         dev = Dev(relay_bin, tmp_path / f"data-{n}", tmp_path / f"relay-dev-{n}.log",
-                  retry_schedule=retry_schedule, args=args)
+                  retry_schedule=retry_schedule, args=args, open_files=open_files)
         devs.append(dev)
         return dev
 
@@ -384,7 +392,7 @@ def dev_factory(relay_bin, tmp_path, request):
 @pytest.fixture
 def dev(dev_factory, request):
     """A running `relay dev --retry-schedule 1s,1s,1s`; `@pytest.mark.dev(retry_schedule=...,
-    args=[...])` changes its options."""
+    args=[...], open_files=N)` changes its options."""
     marker = request.node.get_closest_marker("dev")
     options = dict(marker.kwargs) if marker else {}
     return dev_factory(**options)

@@ -10,6 +10,8 @@ serves many subscriptions:
     /fail/<k>/...      answer 500 to the first k requests on this path, then 200
     /slow/<ms>/...     wait <ms> milliseconds, then 200
     /flap/...          answer 500 and 200 in turn (a subscription whose health keeps changing)
+    /hang/<s>/...      record the request at once, then answer nothing for <s> seconds (a
+                       subscriber that hangs past the relay's delivery timeout)
 GET /received returns the recorded requests as JSON; DELETE /received clears them.
 """
 
@@ -86,6 +88,14 @@ class Handler(BaseHTTPRequestHandler):
             counts[self.path] = counts.get(self.path, 0) + 1
             nth = counts[self.path]
         code = 200
+        if len(parts) >= 2 and parts[0] == "hang":
+            self.record(body, headers, None)
+            time.sleep(float(parts[1]))
+            try:
+                self.reply(200)
+            except OSError:
+                pass  # the relay gave up waiting long ago
+            return
         if len(parts) >= 2 and parts[0] == "status":
             code = int(parts[1])
         elif len(parts) >= 2 and parts[0] == "fail":
@@ -94,6 +104,10 @@ class Handler(BaseHTTPRequestHandler):
             code = 500 if nth % 2 else 200
         elif len(parts) >= 2 and parts[0] == "slow":
             time.sleep(int(parts[1]) / 1000.0)
+        self.record(body, headers, code)
+        self.reply(code)
+
+    def record(self, body, headers, code):
         verified_with = verify(body, headers)
         with lock:
             received.append(
@@ -106,7 +120,6 @@ class Handler(BaseHTTPRequestHandler):
                     "at": time.time(),
                 }
             )
-        self.reply(code)
 
 
 def main():

@@ -81,6 +81,20 @@ pub struct DevArgs {
     pub delivery_timeout: u64,
     #[arg(long, default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
+    /// Seconds a client has to send a request's headers, counted from connecting (or, on a
+    /// kept-alive connection, from the request's first byte); slower connections are closed.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+    /// Seconds a request's whole body has to arrive in; slower requests get 408.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait for its next request before it is closed.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; further ones wait to be accepted until a slot frees. Lowered
+    /// to fit the open-file limit, keeping descriptors for the store and deliveries.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

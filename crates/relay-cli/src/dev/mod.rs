@@ -1,28 +1,31 @@
 //! `relay dev`: the receiver on an HTTP listener and the fanout on the local queues, in one
 //! process, over the same core use cases the Lambdas run.
 
+mod consumer;
+mod server;
+mod supervisor;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::response::Response;
+use hyper::body::Incoming;
+use relay_core::clock;
 use relay_core::delivery::{DeliveryClient, DeliveryConfig};
 use relay_core::fanout::{Fanout, FanoutConfig};
 use relay_core::providers::InboundRequest;
 use relay_core::receive::{Receiver, ReceiverConfig};
 use relay_core::retry::RetrySchedule;
-use relay_core::{Disposition, clock};
 use relay_local::{LocalBackend, LocalOptions, LocalQueueName};
-use tracing::{info, warn};
+use tokio::task::JoinSet;
+use tracing::{error, info};
 
 use crate::args::{DevArgs, Global};
+use server::ServerLimits;
+use supervisor::{RestartPolicy, Supervised};
 
-/// Messages taken per receive; handled concurrently.
-const BATCH: usize = 64;
-/// Consumers per queue, so one slow subscriber does not hold back the next batch.
-const CONSUMERS: usize = 4;
 /// Long enough for the slowest attempt (delivery timeout) plus writing its outcome.
 const VISIBILITY_MARGIN: Duration = Duration::from_secs(30);
 
@@ -61,29 +64,45 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
         FanoutConfig {
             retry,
             cache_ttl,
-            record_concurrency: BATCH,
             ..fanout_config
         },
     ));
 
+    let limits = ServerLimits {
+        header_timeout: Duration::from_secs(args.header_timeout_secs),
+        body_timeout: Duration::from_secs(args.body_timeout_secs),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+        max_connections: server::fit_connection_limit(
+            usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        )?,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
+    let mut consumers = JoinSet::new();
     for queue in [LocalQueueName::Events, LocalQueueName::Deliveries] {
-        for _ in 0..CONSUMERS {
-            tokio::spawn(consume(
-                backend.clone(),
-                Arc::clone(&fanout),
-                queue,
-                visibility,
-            ));
-        }
+        let backend = backend.clone();
+        let fanout = Arc::clone(&fanout);
+        consumers.spawn(async move {
+            let supervised =
+                supervisor::supervise(queue.as_str(), RestartPolicy::default(), move || {
+                    consumer::consume(
+                        backend.clone(),
+                        Arc::clone(&fanout),
+                        queue,
+                        visibility,
+                        consumer::MAX_IN_FLIGHT,
+                    )
+                })
+                .await;
+            (queue, supervised)
+        });
     }
-    let app = axum::Router::new()
-        .fallback(receive)
-        .layer(DefaultBodyLimit::max(args.max_body_bytes + 1))
-        .with_state(receiver);
+    let handler = ReceiveHandler {
+        receiver,
+        body_timeout: limits.body_timeout,
+    };
 
     println!(
         "relay dev listening on http://{address} (store: {})",
@@ -100,20 +119,74 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
         "next: relay sources add github --provider github --secret <secret>, then point a provider at http://{address}/github"
     );
     info!(%address, "relay dev started");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server failed")?;
+    tokio::select! {
+        served = server::serve(listener, handler, limits, shutdown_signal()) => {
+            served.context("HTTP server failed")?;
+        }
+        Some(ended) = consumers.join_next() => {
+            // Accepting events that nobody consumes would only hide the failure.
+            let reason = match ended {
+                Ok((queue, Supervised::GaveUp { restarts, last_panic })) => format!(
+                    "the {queue} queue's consumer kept panicking ({restarts} restarts; last: {last_panic})"
+                ),
+                Ok((queue, other)) => format!("the {queue} queue's consumer stopped ({other:?})"),
+                Err(e) => format!("a consumer's supervisor failed: {e}"),
+            };
+            error!(%reason, "relay dev stops");
+            return Err(anyhow!("{reason}"));
+        }
+    }
     info!("relay dev stopped");
     Ok(())
 }
 
-async fn receive(State(receiver): State<Arc<Receiver>>, request: Request) -> Response {
+/// The receiver behind the HTTP server: reads the body within the body timeout, then hands the
+/// request to the core.
+#[derive(Clone)]
+struct ReceiveHandler {
+    receiver: Arc<Receiver>,
+    body_timeout: Duration,
+}
+
+impl server::Handler for ReceiveHandler {
+    async fn handle(&self, request: http::Request<Incoming>) -> Response {
+        receive(&self.receiver, self.body_timeout, request.map(Body::new)).await
+    }
+}
+
+/// An error answer that also closes the connection: the rest of the request is not read.
+fn json_error(status: u16, message: &str) -> Response {
+    response(
+        status,
+        vec![
+            ("content-type", "application/json".into()),
+            ("connection", "close".into()),
+        ],
+        serde_json::json!({ "error": message }).to_string(),
+    )
+}
+
+async fn receive(
+    receiver: &Receiver,
+    body_timeout: Duration,
+    request: http::Request<Body>,
+) -> Response {
     let (parts, body) = request.into_parts();
     let limit = receiver.config().max_body_bytes + 1;
-    let body: Bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
+    // Only the body's arrival is timed: once the core has it, its answer must not be cut off.
+    let read = tokio::time::timeout(body_timeout, axum::body::to_bytes(body, limit));
+    let body: Bytes = match read.await {
+        Ok(Ok(bytes)) => bytes,
         Err(_) => {
+            return json_error(
+                408,
+                &format!(
+                    "request body not received within {} s",
+                    body_timeout.as_secs()
+                ),
+            );
+        }
+        Ok(Err(_)) => {
             let message = format!(
                 "{{\"error\":\"body is over the limit of {} bytes\"}}",
                 receiver.config().max_body_bytes
@@ -146,52 +219,6 @@ fn response(status: u16, headers: Vec<(&'static str, String)>, body: String) -> 
         *fallback.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
         fallback
     })
-}
-
-/// Receives batches like Lambda's SQS event source does and applies the fanout's verdicts.
-async fn consume(
-    backend: LocalBackend,
-    fanout: Arc<Fanout>,
-    queue: LocalQueueName,
-    visibility: Duration,
-) {
-    loop {
-        let messages = match backend.receive(queue, BATCH, visibility).await {
-            Ok(messages) => messages,
-            Err(e) => {
-                warn!(queue = %queue, error = %e, "receive failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        if messages.is_empty() {
-            if let Err(e) = backend
-                .wait_for_messages(queue, Duration::from_secs(1))
-                .await
-            {
-                warn!(queue = %queue, error = %e, "wait failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            continue;
-        }
-        let verdicts = fanout.handle_batch(messages).await;
-        let mut done = Vec::with_capacity(verdicts.len());
-        for (handle, disposition) in verdicts {
-            match disposition {
-                Disposition::Delete => done.push(handle),
-                Disposition::Retry => {}
-                Disposition::HideFor(secs) => {
-                    if let Err(e) = backend.change_visibility(queue, &handle, secs).await {
-                        warn!(queue = %queue, error = %e, "could not hide an early delivery");
-                    }
-                }
-            }
-        }
-        if let Err(e) = backend.delete_many(queue, &done).await {
-            // They come back after the visibility timeout; the fanout skips settled ones.
-            warn!(queue = %queue, error = %e, "delete failed");
-        }
-    }
 }
 
 fn init_logging() {
