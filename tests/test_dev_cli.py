@@ -28,24 +28,25 @@ def assert_json_failure(result, *words):
 
 def test_sources_commands(cli):
     assert cli("sources", "list") == []
-    cli("sources", "add", "github", "--provider", "github", "--secret", "gh-secret-1")
+    cli("sources", "add", "github", "--provider", "github", "--secret", "gh-secret-number-1")
     std_secret = new_secret(24)
     cli("sources", "add", "std", "--provider", "standard", "--secret", std_secret)
-    cli("sources", "add", "custom", "--provider", "hmac", "--secret", "k", "--header", "X-Sig",
-        "--prefix", "sha256=")
+    cli("sources", "add", "custom", "--provider", "hmac", "--secret", "custom-hmac-secret",
+        "--header", "X-Sig", "--prefix", "sha256=")
     listed = {s["name"]: s for s in cli("sources", "list")}
     assert {n: s["provider"] for n, s in listed.items()} == {
         "github": "github", "std": "standard", "custom": "hmac"}
     assert listed["github"]["secrets"] == 1
     text = json.dumps(listed)
-    assert "gh-secret-1" not in text and std_secret not in text  # never printed
+    assert "gh-secret-number-1" not in text and std_secret not in text  # never printed
 
-    updated = cli("sources", "update", "github", "--add-secret", "gh-secret-2", "--tolerance", "60")
+    updated = cli("sources", "update", "github", "--add-secret", "gh-secret-number-2",
+                  "--tolerance", "60")
     assert updated["secrets"] == 2 and updated["tolerance_secs"] == 60
-    updated = cli("sources", "update", "github", "--remove-secret", "gh-secret-1")
+    updated = cli("sources", "update", "github", "--remove-secret", "gh-secret-number-1")
     assert updated["secrets"] == 1
     # A source keeps at least one secret.
-    assert_json_failure(cli("sources", "update", "github", "--remove-secret", "gh-secret-2",
+    assert_json_failure(cli("sources", "update", "github", "--remove-secret", "gh-secret-number-2",
                             check=False), "secret")
 
     assert cli("sources", "remove", "custom") == {"removed": "custom"}
@@ -61,13 +62,107 @@ def test_sources_commands(cli):
                             check=False), "healthz")
     assert_json_failure(cli("sources", "add", "std2", "--provider", "standard", "--secret",
                             "not-whsec", check=False), "whsec_")
-    assert_json_failure(cli("sources", "add", "h", "--provider", "hmac", "--secret", "k",
-                            check=False), "--header")
+    assert_json_failure(cli("sources", "add", "h", "--provider", "hmac", "--secret",
+                            "custom-hmac-secret", check=False), "--header")
+
+
+def refused_secret(result, *words, secret):
+    """A refused `sources add/update` secret: exit 1, the words in the message, the secret not."""
+    error = assert_json_failure(result, *words)
+    if secret.strip() not in ("", "whsec_"):  # a bare prefix is named by the message itself
+        assert secret not in result.stderr, result.stderr
+    return error
+
+
+# One secret per provider that the relay must refuse, and words its message must hold.
+WEAK_SOURCE_SECRETS = [
+    # An empty Standard Webhooks key would let anyone sign; one byte is hardly better.
+    ("standard", [], "whsec_", ["Standard Webhooks secret", "24 to 64 bytes", "holds 0"]),
+    ("standard", [], "whsec_QQ==", ["24 to 64 bytes", "holds 1"]),
+    ("standard", [], "whsec_" + "A" * 31 + "=", ["holds 23"]),
+    ("standard", [], "whsec_not base64!", ["whsec_ followed by base64"]),
+    ("standard", [], "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", ["starts with whsec_"]),
+    ("stripe", [], "whsec_", ["whsec_ followed by the key", "Signing secret"]),
+    ("stripe", [], "sk_live_not_an_endpoint_secret", ["whsec_", "Signing secret"]),
+    ("github", [], "   ", ["secret is empty", "typed into GitHub"]),
+    ("github", [], "s3cret", ["too short: 6 of at least 16", "typed into GitHub"]),
+    ("shopify", [], "shopify-short", ["too short: 13 of at least 16", "client secret"]),
+    ("slack", [], "abc123", ["too short: 6 of at least 16", "Signing Secret", "32 hex"]),
+    ("twilio", [], "twilio-tok", ["too short: 10 of at least 16", "Auth Token"]),
+    ("token", [], "Tk9", ["too short: 3 of at least 16", "token"]),
+    ("hmac", ["--header", "X-Sig"], "Q", ["too short: 1 of at least 16"]),
+    ("typeform", [], "tf-Qx9z", ["too short: 7 of at least 16", "Typeform"]),
+]
+
+
+@pytest.mark.parametrize("provider,extra,secret,words", WEAK_SOURCE_SECRETS,
+                         ids=[f"{p}-{i}" for i, (p, *_rest) in enumerate(WEAK_SOURCE_SECRETS)])
+def test_sources_add_refuses_weak_secrets(cli, provider, extra, secret, words):
+    result = cli("sources", "add", "weak", "--provider", provider, "--secret", secret, *extra,
+                 check=False)
+    refused_secret(result, "--secret", *words, secret=secret)
+    assert cli("sources", "list") == []
+
+
+# Secrets as the providers issue them are accepted (the minimums refuse no real secret).
+def test_sources_add_accepts_real_provider_secrets(cli):
+    hex32 = "0123456789abcdef" * 2
+    accepted = [
+        ("standard", [], new_secret(24)),
+        ("standard", [], new_secret(64)),
+        ("stripe", [], "whsec_" + "x" * 32),
+        ("github", [], "a" * 16),
+        ("shopify", [], "shpss_" + hex32),
+        ("slack", [], hex32),
+        ("twilio", [], hex32),
+        ("token", [], hex32),
+        ("typeform", [], "my typeform secret"),
+        ("hmac", ["--header", "X-Sig"], hex32),
+    ]
+    for n, (provider, extra, secret) in enumerate(accepted):
+        cli("sources", "add", f"ok{n}", "--provider", provider, "--secret", secret, *extra)
+    assert len(cli("sources", "list")) == len(accepted)
+
+
+def test_sources_update_add_secret_uses_the_same_rules(cli):
+    cli("sources", "add", "std", "--provider", "standard", "--secret", new_secret(32))
+    cli("sources", "add", "gh", "--provider", "github", "--secret", "gh-secret-number-1")
+    cli("sources", "add", "stripe", "--provider", "stripe", "--secret", "whsec_abcdef")
+    for name, secret, words in [
+        ("std", "whsec_", ["--add-secret", "Standard Webhooks secret", "holds 0"]),
+        ("std", "whsec_QQ==", ["--add-secret", "holds 1"]),
+        ("gh", "sh0rt-X", ["--add-secret", "too short: 7 of at least 16", "typed into GitHub"]),
+        ("gh", " ", ["--add-secret", "secret is empty"]),
+        ("stripe", "whsec_", ["--add-secret", "Signing secret"]),
+    ]:
+        result = cli("sources", "update", name, "--add-secret", secret, check=False)
+        refused_secret(result, *words, secret=secret)
+    # With several, the message says which one.
+    result = cli("sources", "update", "gh", "--add-secret", "gh-secret-number-2", "--add-secret",
+                 "t1ny", check=False)
+    refused_secret(result, "--add-secret (number 2)", secret="t1ny")
+    listed = {s["name"]: s["secrets"] for s in cli("sources", "list")}
+    assert listed == {"std": 1, "gh": 1, "stripe": 1}, listed
+    assert cli("sources", "update", "gh", "--add-secret", "gh-secret-number-2")["secrets"] == 2
+
+
+def test_hmac_timestamp_header_must_be_signed(cli):
+    args = ["--provider", "hmac", "--secret", "acme-secret-0123456789", "--header", "X-Sig",
+            "--timestamp-header", "X-Ts"]
+    result = cli("sources", "add", "acme", *args, "--signed-payload", "{body}", check=False)
+    assert_json_failure(result, "no {timestamp}", "X-Ts", "stops no replay")
+    result = cli("sources", "add", "acme", *args, "--signed-payload", "{id}.{body}", "--id-header",
+                 "X-Id", check=False)
+    assert_json_failure(result, "no {timestamp}")
+    # The default payload with a timestamp header is {timestamp}.{body}: accepted.
+    assert cli("sources", "add", "acme", *args)["name"] == "acme"
+    cli("sources", "add", "acme2", *args, "--signed-payload", "v1:{timestamp}:{body}")
+    assert sorted(s["name"] for s in cli("sources", "list")) == ["acme", "acme2"]
 
 
 def test_subscriptions_commands(cli):
-    cli("sources", "add", "github", "--provider", "github", "--secret", "s")
-    cli("sources", "add", "other", "--provider", "github", "--secret", "s")
+    cli("sources", "add", "github", "--provider", "github", "--secret", "gh-secret-number-1")
+    cli("sources", "add", "other", "--provider", "github", "--secret", "gh-secret-number-1")
     secret = new_secret()
     a = cli("subscriptions", "add", "--source", "github", "--url", "https://example.com/a",
             "--events", "push, issues.*", "--secret", secret, "--header", "Authorization: Bearer t")
@@ -157,24 +252,25 @@ def test_help_and_version(relay_bin):
 
 def test_admin_changes_reach_a_running_dev(dev, sink, sub_secret):
     """Admin commands in another process take effect on a running `relay dev`."""
-    dev.cli("sources", "add", "github", "--provider", "github", "--secret", "one")
+    one, two = "gh-secret-number-1", "gh-secret-number-2"
+    dev.cli("sources", "add", "github", "--provider", "github", "--secret", one)
     add_subscription(dev, "github", f"{sink.url}/ok/admin", secret=sub_secret)
-    accepted_id(send_github(dev, "one")[0])
+    accepted_id(send_github(dev, one)[0])
 
     # An added inbound secret verifies (within the dev's short cache time), the old one still too.
-    dev.cli("sources", "update", "github", "--add-secret", "two")
-    wait_until(lambda: send_github(dev, "two")[0].status_code == 202, timeout=10,
+    dev.cli("sources", "update", "github", "--add-secret", two)
+    wait_until(lambda: send_github(dev, two)[0].status_code == 202, timeout=10,
                message="the added source secret")
-    accepted_id(send_github(dev, "one")[0])
+    accepted_id(send_github(dev, one)[0])
     # A removed one no longer does.
-    dev.cli("sources", "update", "github", "--remove-secret", "one")
-    wait_until(lambda: send_github(dev, "one")[0].status_code == 401, timeout=10,
+    dev.cli("sources", "update", "github", "--remove-secret", one)
+    wait_until(lambda: send_github(dev, one)[0].status_code == 401, timeout=10,
                message="the removed source secret to be refused")
 
     # A removed source is unknown.
     dev.cli("sources", "remove", "github")
     assert [s["name"] for s in dev.cli("sources", "list")] == []
-    wait_until(lambda: send_github(dev, "two")[0].status_code == 404, timeout=10,
+    wait_until(lambda: send_github(dev, two)[0].status_code == 404, timeout=10,
                message="the removed source to answer 404")
     events = dev.cli("events", "list")
     assert len(events) >= 3

@@ -8,6 +8,9 @@ import pytest
 
 from conftest import accepted_id, add_github_source, add_subscription, send_github, wait_until
 
+# Source secrets need at least 16 characters.
+GITHUB_SECRET = "gh-test-secret-0123456789"
+
 EVENTS = 50
 
 
@@ -15,12 +18,12 @@ EVENTS = 50
 # (timeout + 30 s) as short as it goes, so they come back soon after the restart.
 @pytest.mark.dev(args=["--delivery-timeout", "2"])
 def test_sigkill_with_deliveries_in_flight_loses_nothing(dev, sink, sub_secret):
-    add_github_source(dev, secret="S")
+    add_github_source(dev, secret=GITHUB_SECRET)
     add_subscription(dev, "github", f"{sink.url}/slow/300/c", secret=sub_secret)
 
     accepted = []
     for n in range(EVENTS):
-        response, _, _ = send_github(dev, "S", json.dumps({"n": n}).encode(), event="push")
+        response, _, _ = send_github(dev, GITHUB_SECRET, json.dumps({"n": n}).encode(), event="push")
         accepted.append(accepted_id(response))
     # Deliveries take 300 ms each, so the latest events are still being delivered: kill now.
     before_kill = {g["headers"]["webhook-id"] for g in sink.received("/slow/300/c")}

@@ -14,12 +14,15 @@ from conftest import (
     send_github,
 )
 
+# Source secrets need at least 16 characters.
+GITHUB_SECRET = "gh-test-secret-0123456789"
+
 
 def test_same_delivery_twice_is_accepted_once(dev, sink, sub_secret):
-    add_github_source(dev, secret="S")
+    add_github_source(dev, secret=GITHUB_SECRET)
     add_subscription(dev, "github", f"{sink.url}/ok/d", secret=sub_secret)
     delivery = str(uuid.uuid4())
-    first, body, headers = send_github(dev, "S", delivery=delivery)
+    first, body, headers = send_github(dev, GITHUB_SECRET, delivery=delivery)
     event_id = accepted_id(first)
 
     again = dev.post("/github", body, headers)
@@ -28,7 +31,7 @@ def test_same_delivery_twice_is_accepted_once(dev, sink, sub_secret):
 
     sink.wait_for("/ok/d", 1)
     # A different delivery id is a new event, and after it arrived the first one is still once.
-    other, _, _ = send_github(dev, "S", body=body)
+    other, _, _ = send_github(dev, GITHUB_SECRET, body=body)
     other_id = accepted_id(other)
     got = sink.wait_for("/ok/d", 2)
     ids = [g["headers"]["webhook-id"] for g in got]
@@ -37,10 +40,10 @@ def test_same_delivery_twice_is_accepted_once(dev, sink, sub_secret):
 
 
 def test_twenty_concurrent_copies_deliver_once(dev, sink, sub_secret):
-    add_github_source(dev, secret="S")
+    add_github_source(dev, secret=GITHUB_SECRET)
     add_subscription(dev, "github", f"{sink.url}/ok/c", secret=sub_secret)
     body = json.dumps({"action": "opened", "n": 1}).encode()
-    headers = github_request("S", body, delivery=str(uuid.uuid4()))
+    headers = github_request(GITHUB_SECRET, body, delivery=str(uuid.uuid4()))
     def post(_):
         with requests.Session() as session:  # one connection each, all at once
             session.trust_env = False
@@ -76,7 +79,7 @@ def test_twenty_concurrent_copies_deliver_once(dev, sink, sub_secret):
 
 
 def test_routing_by_event_type_patterns(dev, sink, sub_secret):
-    add_github_source(dev, secret="S")
+    add_github_source(dev, secret=GITHUB_SECRET)
     patterns = {
         "push": "push",
         "issues": "issues.*",
@@ -104,7 +107,7 @@ def test_routing_by_event_type_patterns(dev, sink, sub_secret):
     }
     ids = {}
     for event_type, (header, payload) in events.items():
-        response, _, _ = send_github(dev, "S", json.dumps(payload).encode(), event=header)
+        response, _, _ = send_github(dev, GITHUB_SECRET, json.dumps(payload).encode(), event=header)
         ids[event_type] = accepted_id(response)
 
     # The fanout logs every subscription it delivered an event to; wait for all of them.

@@ -7,10 +7,13 @@ from standardwebhooks.webhooks import Webhook
 
 from conftest import accepted_id, add_github_source, add_subscription, send_github
 
+# Source secrets need at least 16 characters.
+GITHUB_SECRET = "gh-test-secret-0123456789"
+
 
 @pytest.mark.dev(args=["--deny-private-destinations"])
 def test_deny_private_destinations_refuses_loopback(dev, sink, sub_secret):
-    add_github_source(dev, secret="S")
+    add_github_source(dev, secret=GITHUB_SECRET)
     port = sink.port
     subs = {
         add_subscription(dev, "github", url, secret=sub_secret)["id"]: url
@@ -20,7 +23,7 @@ def test_deny_private_destinations_refuses_loopback(dev, sink, sub_secret):
             f"http://[::1]:{port}/ok/v6",
         )
     }
-    response, _, _ = send_github(dev, "S")
+    response, _, _ = send_github(dev, GITHUB_SECRET)
     event_id = accepted_id(response)
     attempts = dev.wait_attempts(event_id, lambda a: len(a) >= len(subs))
     assert {a["subscription_id"] for a in attempts} == set(subs)
@@ -36,14 +39,14 @@ def test_deny_private_destinations_refuses_loopback(dev, sink, sub_secret):
 
 
 def test_rotated_secret_signs_with_old_and_new(dev, sink, sub_secret):
-    add_github_source(dev, secret="S")
+    add_github_source(dev, secret=GITHUB_SECRET)
     sub = add_subscription(dev, "github", f"{sink.url}/ok/rot", secret=sub_secret)
     rotated = dev.cli("subscriptions", "rotate-secret", sub["id"], "--keep-old", "24h")
     new = rotated["secret"]
     assert new.startswith("whsec_") and new != sub_secret
     assert rotated["secrets"] == 2
 
-    response, body, _ = send_github(dev, "S")
+    response, body, _ = send_github(dev, GITHUB_SECRET)
     event_id = accepted_id(response)
     [got] = sink.wait_for("/ok/rot", 1)
     headers = got["headers"]
@@ -60,10 +63,10 @@ def test_rotated_secret_signs_with_old_and_new(dev, sink, sub_secret):
 
 
 def test_replay_keeps_the_webhook_id(dev, sink, sub_secret):
-    add_github_source(dev, secret="S")
+    add_github_source(dev, secret=GITHUB_SECRET)
     a = add_subscription(dev, "github", f"{sink.url}/ok/ra", secret=sub_secret)["id"]
     b = add_subscription(dev, "github", f"{sink.url}/ok/rb", secret=sub_secret)["id"]
-    response, body, _ = send_github(dev, "S")
+    response, body, _ = send_github(dev, GITHUB_SECRET)
     event_id = accepted_id(response)
     dev.wait_attempts(event_id, lambda at: len(at) == 2)
 

@@ -3,14 +3,17 @@ the reason recorded, its retries stop, and `subscriptions enable` restores it.""
 
 from conftest import accepted_id, add_github_source, add_subscription, send_github, wait_until
 
+# Source secrets need at least 16 characters.
+GITHUB_SECRET = "gh-test-secret-0123456789"
+
 
 def test_failing_for_the_window_disables(dev_factory, sink, sub_secret, monkeypatch):
     # A 1-second window instead of 5 days; the schedule has more retries than the window allows.
     monkeypatch.setenv("RELAY_DISABLE_AFTER_FAILING_SECS", "1")
     dev = dev_factory(retry_schedule="1s,1s,1s,1s,1s")
-    add_github_source(dev, secret="S")
+    add_github_source(dev, secret=GITHUB_SECRET)
     sub = add_subscription(dev, "github", f"{sink.url}/status/503/h", secret=sub_secret)["id"]
-    event_id = accepted_id(send_github(dev, "S")[0])
+    event_id = accepted_id(send_github(dev, GITHUB_SECRET)[0])
 
     attempts = dev.wait_attempts(
         event_id, lambda a: any(x["next"] == "disabled" for x in a), timeout=20,
@@ -28,7 +31,7 @@ def test_failing_for_the_window_disables(dev_factory, sink, sub_secret, monkeypa
     # No more attempts after it was disabled.
     count = len(sink.received("/status/503/h"))
     assert count == len(nexts)
-    event2 = accepted_id(send_github(dev, "S")[0])
+    event2 = accepted_id(send_github(dev, GITHUB_SECRET)[0])
     wait_until(lambda: any(e["id"] == event2 for e in dev.cli("events", "list")),
                message="the second event to be stored")
 

@@ -138,3 +138,33 @@ def test_malformed_body_of_a_structured_provider_is_400(dev, sink, setup):
     assert response.status_code == 400
     assert "type" in error_of(response)
     assert_nothing_delivered(dev, sink)
+
+
+def test_event_type_that_is_not_a_header_value_is_400_and_nothing_queued(dev, sink, setup):
+    """A type with a control character could never be delivered (it travels in the
+    x-relay-event-type header), so the receiver refuses it with 400 instead of a 202 whose
+    deliveries are all dropped."""
+    std_secret = setup
+    for body, why in [
+        (json.dumps({"type": "a\u0001b"}), "byte 2 of 3"),
+        (json.dumps({"type": "t" * 257}), "257 bytes long"),
+    ]:
+        # Signed with the official library: authentic, so only the type is wrong.
+        headers = standard_request(std_secret, body)
+        response = dev.post("/std", body.encode(), headers)
+        assert response.status_code == 400, (response.status_code, response.text)
+        message = error_of(response)
+        assert "the event type is not a valid header value" in message and why in message, message
+        assert "\u0001" not in response.text and "\\u0001" not in response.text
+        assert_no_secret(response, std_secret)
+    assert_nothing_delivered(dev, sink)
+
+
+def test_delivery_id_longer_than_the_relay_keeps_is_400(dev, sink, setup):
+    std_secret = setup
+    body = json.dumps({"type": "invoice.paid"})
+    headers = standard_request(std_secret, body, msg_id="m" * 513)
+    response = dev.post("/std", body.encode(), headers)
+    assert response.status_code == 400, (response.status_code, response.text)
+    assert "delivery id is 513 bytes long" in error_of(response)
+    assert_nothing_delivered(dev, sink)

@@ -3,6 +3,9 @@
 import pytest
 
 from conftest import accepted_id, add_github_source, add_subscription, send_github
+
+# Source secrets need at least 16 characters.
+GITHUB_SECRET = "gh-test-secret-0123456789"
 from conftest import wait_until as wait_until_value
 
 
@@ -11,10 +14,10 @@ def attempts_of(attempts, sub_id):
 
 
 def test_failing_subscription_retries_alone(dev, sink, sub_secret):
-    add_github_source(dev, secret="S")
+    add_github_source(dev, secret=GITHUB_SECRET)
     failing = add_subscription(dev, "github", f"{sink.url}/fail/2/x", secret=sub_secret)["id"]
     healthy = add_subscription(dev, "github", f"{sink.url}/ok/h", secret=sub_secret)["id"]
-    response, body, _ = send_github(dev, "S")
+    response, body, _ = send_github(dev, GITHUB_SECRET)
     event_id = accepted_id(response)
 
     attempts = dev.wait_attempts(
@@ -44,9 +47,9 @@ def test_failing_subscription_retries_alone(dev, sink, sub_secret):
 
 @pytest.mark.dev(retry_schedule="1s,1s")
 def test_spent_schedule_dead_letters(dev, sink, sub_secret):
-    add_github_source(dev, secret="S")
+    add_github_source(dev, secret=GITHUB_SECRET)
     sub = add_subscription(dev, "github", f"{sink.url}/status/500/d", secret=sub_secret)["id"]
-    response, _, _ = send_github(dev, "S")
+    response, _, _ = send_github(dev, GITHUB_SECRET)
     event_id = accepted_id(response)
     attempts = dev.wait_attempts(event_id, lambda a: any(x["next"] == "dead_lettered" for x in a),
                                  message="the delivery to be dead-lettered")
@@ -61,9 +64,9 @@ def test_spent_schedule_dead_letters(dev, sink, sub_secret):
 
 @pytest.mark.dev(retry_schedule="1s,1s")
 def test_redrive_gives_another_attempt(dev, sink, sub_secret):
-    add_github_source(dev, secret="S")
+    add_github_source(dev, secret=GITHUB_SECRET)
     sub = add_subscription(dev, "github", f"{sink.url}/fail/3/z", secret=sub_secret)["id"]
-    response, body, _ = send_github(dev, "S")
+    response, body, _ = send_github(dev, GITHUB_SECRET)
     event_id = accepted_id(response)
     dev.wait_attempts(event_id, lambda a: any(x["next"] == "dead_lettered" for x in a),
                       message="the delivery to be dead-lettered")
@@ -88,10 +91,10 @@ def test_redrive_gives_another_attempt(dev, sink, sub_secret):
 
 
 def test_410_disables_until_enabled(dev, sink, sub_secret):
-    add_github_source(dev, secret="S")
+    add_github_source(dev, secret=GITHUB_SECRET)
     sub = add_subscription(dev, "github", f"{sink.url}/status/410/g", secret=sub_secret)["id"]
     witness = add_subscription(dev, "github", f"{sink.url}/ok/w", secret=sub_secret)["id"]
-    response, _, _ = send_github(dev, "S")
+    response, _, _ = send_github(dev, GITHUB_SECRET)
     event_id = accepted_id(response)
     attempts = dev.wait_attempts(event_id, lambda a: len(a) == 2)
     [attempt] = attempts_of(attempts, sub)
@@ -103,7 +106,7 @@ def test_410_disables_until_enabled(dev, sink, sub_secret):
     assert len(sink.received("/status/410/g")) == 1
 
     # Disabled: the next event goes to the witness only (the fanout logs every target at once).
-    response, _, _ = send_github(dev, "S", event="push")
+    response, _, _ = send_github(dev, GITHUB_SECRET, event="push")
     skipped = accepted_id(response)
     attempts = dev.wait_attempts(skipped, lambda a: len(a) >= 1)
     assert [a["subscription_id"] for a in attempts] == [witness]
@@ -116,7 +119,7 @@ def test_410_disables_until_enabled(dev, sink, sub_secret):
     # Enabled again: `relay dev` caches subscriptions for a second, so new events reach it
     # within about that (and, as it still answers 410, it is disabled again).
     def delivered_to_it():
-        response, _, _ = send_github(dev, "S")
+        response, _, _ = send_github(dev, GITHUB_SECRET)
         event = accepted_id(response)
         attempts = dev.wait_attempts(event, lambda a: any(x["subscription_id"] == witness for x in a))
         return event if attempts_of(attempts, sub) else None

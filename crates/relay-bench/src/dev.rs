@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 use crate::quantile;
 use crate::sink::Sink;
 
-const SECRET: &str = "bench-secret";
+const SECRET: &str = "bench-secret-0123456789"; // at least 16 characters, as sources require
 
 pub async fn run(
     relay: &str,

@@ -218,7 +218,8 @@ impl Subscription {
     }
 }
 
-/// How a body travels inside JSON: as text when it is UTF-8, base64 otherwise.
+/// How a body travels inside JSON: as text when it is UTF-8 and its escaped JSON string is no
+/// longer than its base64, base64 otherwise (so a body never grows by more than base64's 4/3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BodyEncoding {
@@ -244,10 +245,16 @@ pub struct EventEnvelope {
 }
 
 impl EventEnvelope {
+    /// The body as the envelope carries it: the text itself when it is UTF-8 and escaping it as
+    /// a JSON string costs no more than base64 (a JSON body with few `"` and `\`), else base64.
+    /// A body of control characters would grow sixfold (`\u0001`) as text; base64 bounds every
+    /// body at 4/3. Both encodings decode with `body_bytes`, old messages included.
     pub fn encode_body(body: &[u8]) -> (String, BodyEncoding) {
         match std::str::from_utf8(body) {
-            Ok(text) => (text.to_owned(), BodyEncoding::Utf8),
-            Err(_) => (STANDARD.encode(body), BodyEncoding::Base64),
+            Ok(text) if json_escaped_len(text) <= base64_len(body.len()) => {
+                (text.to_owned(), BodyEncoding::Utf8)
+            }
+            _ => (STANDARD.encode(body), BodyEncoding::Base64),
         }
     }
 
@@ -262,6 +269,53 @@ impl EventEnvelope {
         }
     }
 }
+
+/// The length of `text` as a JSON string the way `serde_json` writes it, without the quotes:
+/// `"`, `\` and the short escapes take 2 bytes, other control characters 6 (`\u001f`), every
+/// other byte (UTF-8 included) 1. Counted without building the string.
+pub fn json_escaped_len(text: &str) -> usize {
+    text.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0x00..=0x1f => 6,
+            _ => 1,
+        })
+        .sum()
+}
+
+/// The length of the padded standard base64 of `len` bytes.
+pub const fn base64_len(len: usize) -> usize {
+    len.div_ceil(3) * 4
+}
+
+/// SQS's largest message (the queues' `MaximumMessageSize` in infra/template.yaml and
+/// relay-aws's provisioning).
+pub const SQS_MAX_MESSAGE_BYTES: usize = 1_048_576;
+
+/// The most a queue message adds to its encoded body: the keys and punctuation of the larger
+/// message (a `DeliveryTask`), and every other field at the largest the receiver lets through,
+/// each byte escaped to at most 2 (those fields are visible ASCII, space or tab).
+pub const QUEUE_MESSAGE_OVERHEAD_BYTES: usize = 256 // keys, quotes, commas, "base64"
+    + 2 * 2 * MAX_RELAY_ID_BYTES // event id, subscription id
+    + 2 * crate::receive::MAX_SOURCE_NAME_BYTES
+    + 2 * crate::receive::MAX_EVENT_TYPE_BYTES
+    + 2 * crate::receive::MAX_CONTENT_TYPE_BYTES
+    + 4 * 20; // received_at, attempt, schedule_step, not_before (at most 20 digits each)
+
+/// The longest id the relay mints (`evt_` / `sub_` + 32 hex digits is 36 bytes).
+pub const MAX_RELAY_ID_BYTES: usize = 64;
+
+/// The largest queue message a body of `max_body_bytes` can become.
+pub const fn largest_queue_message_bytes(max_body_bytes: usize) -> usize {
+    base64_len(max_body_bytes) + QUEUE_MESSAGE_OVERHEAD_BYTES
+}
+
+/// The largest queue message at the default body limit: 349,528 bytes of base64 for 256 KiB
+/// plus 3,280 bytes of envelope = 352,808 bytes, under SQS's 1,048,576.
+pub const LARGEST_QUEUE_MESSAGE_BYTES: usize =
+    largest_queue_message_bytes(crate::receive::DEFAULT_MAX_BODY_BYTES);
+
+const _: () = assert!(LARGEST_QUEUE_MESSAGE_BYTES <= SQS_MAX_MESSAGE_BYTES);
 
 /// One (event, subscription) delivery waiting for its next attempt on the deliveries queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -361,6 +415,133 @@ pub enum Disposition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::receive::{
+        DEFAULT_MAX_BODY_BYTES, MAX_CONTENT_TYPE_BYTES, MAX_EVENT_TYPE_BYTES, MAX_SOURCE_NAME_BYTES,
+    };
+
+    #[test]
+    fn escaped_length_is_what_serde_json_writes() {
+        let mut samples: Vec<String> = (0u32..0x80)
+            .filter_map(char::from_u32)
+            .map(String::from)
+            .collect();
+        samples.extend(["é", "€", "😀", "\u{7f}", "\u{2028}", "a\"b\\c\u{0}\n"].map(String::from));
+        samples.push(samples.concat());
+        for text in samples {
+            let written = serde_json::to_string(&text).unwrap();
+            assert_eq!(json_escaped_len(&text) + 2, written.len(), "{text:?}");
+        }
+        for len in 0..10 {
+            assert_eq!(base64_len(len), STANDARD.encode(vec![0u8; len]).len());
+        }
+    }
+
+    #[test]
+    fn bodies_travel_in_the_smaller_encoding_and_decode_back() {
+        // A JSON body stays readable text; one of quotes or control characters goes as base64.
+        let json = br#"{"action":"opened","issue":{"number":1,"title":"a/b"}}"#;
+        assert_eq!(EventEnvelope::encode_body(json).1, BodyEncoding::Utf8);
+        assert_eq!(EventEnvelope::encode_body(b"").1, BodyEncoding::Utf8);
+        assert_eq!(
+            EventEnvelope::encode_body(&[1u8; 30]).1,
+            BodyEncoding::Base64
+        );
+        assert_eq!(
+            EventEnvelope::encode_body(&[b'"'; 30]).1,
+            BodyEncoding::Base64
+        );
+        for body in [&json[..], b"", &[1u8; 30], &[0xff, 0xfe], "é€😀".as_bytes()] {
+            let (encoded, body_encoding) = EventEnvelope::encode_body(body);
+            let event = envelope(encoded, body_encoding);
+            assert_eq!(&*event.body_bytes().unwrap(), body);
+        }
+        // Messages queued before this choice existed (control characters as text) still decode.
+        let old = r#"{"kind":"event","id":"evt_1","source":"s","type":"t","received_at":1,"body":"\u0001\u0002"}"#;
+        let QueueMessage::Event(event) = serde_json::from_str(old).unwrap() else {
+            panic!("not an event")
+        };
+        assert_eq!(&*event.body_bytes().unwrap(), &[1u8, 2]);
+    }
+
+    fn envelope(body: String, body_encoding: BodyEncoding) -> EventEnvelope {
+        EventEnvelope {
+            id: "evt_1".into(),
+            source: "gh".into(),
+            event_type: "push".into(),
+            content_type: None,
+            received_at: 0,
+            body,
+            body_encoding,
+        }
+    }
+
+    /// Deterministic pseudo-random bytes (xorshift), so the test needs no seed handling.
+    fn random_bytes(len: usize) -> Vec<u8> {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_body_at_the_limit_fits_one_queue_message() {
+        let max = DEFAULT_MAX_BODY_BYTES;
+        let controls: Vec<u8> = (0..max).map(|i| (i % 0x20) as u8).collect();
+        let quotes: Vec<u8> = (0..max)
+            .map(|i| if i % 2 == 0 { b'"' } else { b'\\' })
+            .collect();
+        let mut invalid_utf8 = vec![b'a'; max];
+        invalid_utf8[max - 1] = 0xff;
+        let bodies = [
+            ("control characters", controls),
+            ("quotes and backslashes", quotes),
+            ("one control character", vec![0x01; max]),
+            ("invalid UTF-8", invalid_utf8),
+            ("random bytes", random_bytes(max)),
+            ("plain text", vec![b'x'; max]),
+        ];
+        // Every other field at the largest the receiver lets through, of the worst characters.
+        let mut largest_seen = 0;
+        for (what, body) in bodies {
+            assert_eq!(body.len(), max);
+            let (encoded, body_encoding) = EventEnvelope::encode_body(&body);
+            let event = EventEnvelope {
+                id: format!("evt_{}", "0".repeat(32)),
+                source: "s".repeat(MAX_SOURCE_NAME_BYTES),
+                event_type: "\"".repeat(MAX_EVENT_TYPE_BYTES),
+                content_type: Some("\t".repeat(MAX_CONTENT_TYPE_BYTES)),
+                received_at: i64::MIN,
+                body: encoded,
+                body_encoding,
+            };
+            let task = DeliveryTask {
+                event: event.clone(),
+                subscription_id: format!("sub_{}", "0".repeat(32)),
+                attempt: u32::MAX,
+                schedule_step: u32::MAX,
+                not_before: i64::MIN,
+            };
+            let as_event = QueueMessageRef::Event(&event).to_json().unwrap().len();
+            let as_delivery = QueueMessageRef::Delivery(&task).to_json().unwrap().len();
+            println!(
+                "{what}: event message {as_event} bytes, delivery message {as_delivery} bytes"
+            );
+            for len in [as_event, as_delivery] {
+                assert!(len <= LARGEST_QUEUE_MESSAGE_BYTES, "{what}: {len} bytes");
+                assert!(len <= SQS_MAX_MESSAGE_BYTES, "{what}: {len} bytes");
+            }
+            largest_seen = largest_seen.max(as_delivery);
+            assert_eq!(&*event.body_bytes().unwrap(), &body[..], "{what}");
+        }
+        println!(
+            "largest message {largest_seen} bytes; bound {LARGEST_QUEUE_MESSAGE_BYTES}; SQS {SQS_MAX_MESSAGE_BYTES}"
+        );
+    }
 
     #[test]
     fn borrowed_messages_serialize_like_queue_messages() {

@@ -12,11 +12,29 @@ use crate::clock::SharedClock;
 use crate::ids::new_event_id;
 use crate::model::{DedupClaim, EventEnvelope, Source};
 use crate::ports::{Queue, Store};
-use crate::providers::{self, InboundRequest, Outcome};
+use crate::providers::{self, InboundRequest, Outcome, Rejection, Verified};
+
+/// The default body limit: a body this large, in the worst case, still fits one queue message
+/// (`model::LARGEST_QUEUE_MESSAGE_BYTES`) and one stored event.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// The longest event type the relay carries; it travels in the `x-relay-event-type` header.
+pub const MAX_EVENT_TYPE_BYTES: usize = 256;
+
+/// The longest provider delivery id the relay deduplicates on: it becomes part of a store key
+/// (DynamoDB allows 2,048 bytes for a partition key, `DEDUP#<source>#<id>`).
+pub const MAX_DELIVERY_ID_BYTES: usize = 512;
+
+/// The longest source name (`POST /{source}`).
+pub const MAX_SOURCE_NAME_BYTES: usize = 64;
+
+/// The longest `content-type` the relay carries (it is stored and sent on with every delivery).
+pub const MAX_CONTENT_TYPE_BYTES: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct ReceiverConfig {
-    /// Larger bodies get 413. 256 KiB keeps one queue message and one stored event in limits.
+    /// Larger bodies get 413. The default (`DEFAULT_MAX_BODY_BYTES`) keeps one queue message and
+    /// one stored event in limits.
     pub max_body_bytes: usize,
     /// How long a `pending` dedup claim holds before another copy may take over.
     pub dedup_lease_secs: i64,
@@ -28,7 +46,7 @@ pub struct ReceiverConfig {
 impl Default for ReceiverConfig {
     fn default() -> Self {
         Self {
-            max_body_bytes: 256 * 1024,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             dedup_lease_secs: 30,
             dedup_ttl_secs: 7 * 86_400,
             cache_ttl: Duration::from_secs(10),
@@ -152,6 +170,10 @@ impl Receiver {
                 return Reply::error(rejection.status, &rejection.message);
             }
         };
+        if let Err(rejection) = check_carriable(&verified, request.content_type()) {
+            warn!(source = name, status = rejection.status, reason = %rejection.message, "request refused");
+            return Reply::error(rejection.status, &rejection.message);
+        }
 
         let event_id = new_event_id();
         if let Some(key) = &verified.delivery_id {
@@ -232,6 +254,45 @@ impl Receiver {
     }
 }
 
+/// Refuses (400) an authentic request carrying something the relay could not deliver or store,
+/// whichever provider extracted it: an event type that is not a valid header value (over
+/// `MAX_EVENT_TYPE_BYTES`, or a byte outside visible ASCII and space; an empty type is fine), a
+/// delivery id over `MAX_DELIVERY_ID_BYTES`, or a content type over `MAX_CONTENT_TYPE_BYTES`.
+/// Messages name the position of an offending byte, never the bytes.
+pub fn check_carriable(verified: &Verified, content_type: Option<&str>) -> Result<(), Rejection> {
+    let event_type = verified.event_type.as_bytes();
+    if event_type.len() > MAX_EVENT_TYPE_BYTES {
+        return Err(Rejection::malformed(format!(
+            "the event type is not a valid header value: {} bytes long, the limit is {MAX_EVENT_TYPE_BYTES}",
+            event_type.len()
+        )));
+    }
+    if let Some(position) = event_type.iter().position(|b| !(0x20..=0x7e).contains(b)) {
+        return Err(Rejection::malformed(format!(
+            "the event type is not a valid header value: byte {} of {} is not visible ASCII or space",
+            position + 1,
+            event_type.len()
+        )));
+    }
+    if let Some(id) = &verified.delivery_id
+        && id.len() > MAX_DELIVERY_ID_BYTES
+    {
+        return Err(Rejection::malformed(format!(
+            "the delivery id is {} bytes long; the relay deduplicates on ids of at most {MAX_DELIVERY_ID_BYTES} bytes",
+            id.len()
+        )));
+    }
+    if let Some(content_type) = content_type
+        && content_type.len() > MAX_CONTENT_TYPE_BYTES
+    {
+        return Err(Rejection::malformed(format!(
+            "the content-type is {} bytes long; the limit is {MAX_CONTENT_TYPE_BYTES}",
+            content_type.len()
+        )));
+    }
+    Ok(())
+}
+
 fn method_not_allowed() -> Reply {
     Reply::error(405, "method not allowed: send webhooks with POST")
         .with_header("allow", "POST".into())
@@ -241,7 +302,7 @@ fn method_not_allowed() -> Reply {
 fn source_name(path: &str) -> Option<&str> {
     let name = path.strip_prefix('/')?.trim_end_matches('/');
     let valid = !name.is_empty()
-        && name.len() <= 64
+        && name.len() <= MAX_SOURCE_NAME_BYTES
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
@@ -265,7 +326,9 @@ pub fn validate_source_name(name: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::clock::FixedClock;
-    use crate::model::{AttemptRecord, DeliveryTask, ProviderConfig, Subscription, TokenOptions};
+    use crate::model::{
+        AttemptRecord, DeliveryTask, HmacOptions, ProviderConfig, Subscription, TokenOptions,
+    };
     use crate::ports::{QueueError, StoreError};
     use crate::signing::hmac_sha256;
     use async_trait::async_trait;
@@ -365,6 +428,7 @@ mod tests {
     }
 
     const NOW: i64 = 1_700_000_000;
+    const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
     fn receiver() -> (Receiver, Arc<Fake>) {
         let source = |name: &str, provider| Source {
@@ -379,6 +443,19 @@ mod tests {
                 source("slack", ProviderConfig::Slack),
                 source("mc", ProviderConfig::Token(TokenOptions::default())),
                 source("gh", ProviderConfig::Github),
+                source("stripe", ProviderConfig::Stripe),
+                source(
+                    "acme",
+                    ProviderConfig::Hmac(HmacOptions {
+                        header: "x-sig".into(),
+                        type_pointer: Some("/kind".into()),
+                        ..HmacOptions::default()
+                    }),
+                ),
+                Source {
+                    secrets: vec![STANDARD_SECRET.into()],
+                    ..source("std", ProviderConfig::Standard)
+                },
             ],
             ..Fake::default()
         });
@@ -512,6 +589,208 @@ mod tests {
         );
         assert_eq!(receiver.handle(post).await.status, 202);
         assert_eq!(fake.queued.lock().unwrap()[0].event_type, "unsubscribe");
+    }
+
+    fn github_request(event: &str, delivery: &str, body: &str) -> InboundRequest {
+        let mac = hmac_sha256(b"slack-secret", &[body.as_bytes()]);
+        inbound(
+            Method::POST,
+            "/gh",
+            None,
+            &[
+                (
+                    "x-hub-signature-256",
+                    format!("sha256={}", hex::encode(mac)),
+                ),
+                ("x-github-event", event.into()),
+                ("x-github-delivery", delivery.into()),
+                ("content-type", "application/json".into()),
+            ],
+            body,
+        )
+    }
+
+    fn standard_request(id: &str, body: &str) -> InboundRequest {
+        let signature =
+            crate::signing::standard_signature_header(&[STANDARD_SECRET], id, NOW, body.as_bytes());
+        inbound(
+            Method::POST,
+            "/std",
+            None,
+            &[
+                ("webhook-id", id.into()),
+                ("webhook-timestamp", NOW.to_string()),
+                ("webhook-signature", signature),
+                ("content-type", "application/json".into()),
+            ],
+            body,
+        )
+    }
+
+    fn stripe_request(body: &str) -> InboundRequest {
+        let mac = hmac_sha256(
+            b"slack-secret",
+            &[NOW.to_string().as_bytes(), b".", body.as_bytes()],
+        );
+        inbound(
+            Method::POST,
+            "/stripe",
+            None,
+            &[
+                (
+                    "stripe-signature",
+                    format!("t={NOW},v1={}", hex::encode(mac)),
+                ),
+                ("content-type", "application/json".into()),
+            ],
+            body,
+        )
+    }
+
+    fn hmac_request(body: &str) -> InboundRequest {
+        let mac = hmac_sha256(b"slack-secret", &[body.as_bytes()]);
+        inbound(
+            Method::POST,
+            "/acme",
+            None,
+            &[
+                ("x-sig", hex::encode(mac)),
+                ("content-type", "application/json".into()),
+            ],
+            body,
+        )
+    }
+
+    /// Answers `request` and says what was queued for it.
+    async fn outcome(
+        receiver: &Receiver,
+        fake: &Fake,
+        request: InboundRequest,
+    ) -> (u16, String, Option<String>) {
+        let before = fake.queued.lock().unwrap().len();
+        let reply = receiver.handle(request).await;
+        let queued = fake.queued.lock().unwrap();
+        let queued_type = (queued.len() > before).then(|| queued[before].event_type.clone());
+        (reply.status, reply.body, queued_type)
+    }
+
+    #[tokio::test]
+    async fn event_types_that_are_not_header_values_are_refused_by_every_provider() {
+        let (receiver, fake) = receiver();
+        let refused = |reply: &(u16, String, Option<String>), detail: &str| {
+            assert_eq!(reply.0, 400, "{reply:?}");
+            assert!(
+                reply
+                    .1
+                    .contains("the event type is not a valid header value")
+                    && reply.1.contains(detail),
+                "{reply:?}"
+            );
+            assert!(
+                !reply.1.contains('\u{1}'),
+                "echoes the raw bytes: {reply:?}"
+            );
+            assert_eq!(reply.2, None, "queued: {reply:?}");
+        };
+        // GitHub: the body's action after X-GitHub-Event.
+        let body = r#"{"action":"a\u0001b"}"#;
+        let reply = outcome(&receiver, &fake, github_request("issues", "d-1", body)).await;
+        refused(&reply, "byte 9 of 10 is not visible ASCII or space");
+        // GitHub: the header alone, too long or with a tab.
+        let long = "e".repeat(MAX_EVENT_TYPE_BYTES + 1);
+        let reply = outcome(&receiver, &fake, github_request(&long, "d-2", "{}")).await;
+        refused(&reply, "257 bytes long, the limit is 256");
+        let reply = outcome(&receiver, &fake, github_request("is\tsues", "d-3", "{}")).await;
+        refused(&reply, "byte 3 of 7");
+        // Standard Webhooks and Stripe: the body's type.
+        let reply = outcome(
+            &receiver,
+            &fake,
+            standard_request("m-1", r#"{"type":"a\u0001b"}"#),
+        )
+        .await;
+        refused(&reply, "byte 2 of 3");
+        let reply = outcome(
+            &receiver,
+            &fake,
+            standard_request("m-2", r#"{"type":"caf\u00e9"}"#),
+        )
+        .await;
+        refused(&reply, "byte 4 of 5");
+        let reply = outcome(
+            &receiver,
+            &fake,
+            stripe_request(r#"{"id":"evt_1","type":"a\u007fb"}"#),
+        )
+        .await;
+        refused(&reply, "byte 2 of 3");
+        assert!(fake.queued.lock().unwrap().is_empty());
+        assert!(
+            fake.dedup.lock().unwrap().is_empty(),
+            "a refusal claims no delivery id"
+        );
+
+        // At the limits: 256 bytes, spaces and an empty type are carried.
+        let longest = format!(r#"{{"type":"{}"}}"#, "t".repeat(MAX_EVENT_TYPE_BYTES));
+        let reply = outcome(&receiver, &fake, standard_request("m-3", &longest)).await;
+        assert_eq!(
+            reply.2.map(|t| t.len()),
+            Some(MAX_EVENT_TYPE_BYTES),
+            "{}",
+            reply.1
+        );
+        let reply = outcome(
+            &receiver,
+            &fake,
+            standard_request("m-4", r#"{"type":"a b ~"}"#),
+        )
+        .await;
+        assert_eq!(reply.2.as_deref(), Some("a b ~"));
+        let reply = outcome(&receiver, &fake, standard_request("m-5", r#"{"type":""}"#)).await;
+        assert_eq!((reply.0, reply.2.as_deref()), (202, Some("")));
+        // Generic HMAC already keeps only 1-128 visible characters of a pointed-to type.
+        let reply = outcome(&receiver, &fake, hmac_request(r#"{"kind":"a\u0001b"}"#)).await;
+        assert_eq!((reply.0, reply.2.as_deref()), (202, Some("webhook")));
+    }
+
+    #[tokio::test]
+    async fn delivery_ids_longer_than_a_store_key_allows_are_refused() {
+        let (receiver, fake) = receiver();
+        let long = "d".repeat(MAX_DELIVERY_ID_BYTES + 1);
+        let reply = outcome(&receiver, &fake, github_request("push", &long, "{}")).await;
+        assert_eq!(reply.0, 400, "{reply:?}");
+        assert!(
+            reply.1.contains("the delivery id is 513 bytes long"),
+            "{reply:?}"
+        );
+        assert_eq!(reply.2, None);
+        let reply = outcome(&receiver, &fake, standard_request(&long, r#"{"type":"t"}"#)).await;
+        assert_eq!((reply.0, reply.2), (400, None), "{}", reply.1);
+        let body = format!(r#"{{"id":"{long}","type":"t"}}"#);
+        let reply = outcome(&receiver, &fake, stripe_request(&body)).await;
+        assert_eq!((reply.0, reply.2), (400, None), "{}", reply.1);
+        assert!(
+            fake.dedup.lock().unwrap().is_empty(),
+            "a refusal claims nothing"
+        );
+
+        let longest = "d".repeat(MAX_DELIVERY_ID_BYTES);
+        let reply = outcome(&receiver, &fake, github_request("push", &longest, "{}")).await;
+        assert_eq!(reply.0, 202, "{reply:?}");
+        assert_eq!(fake.dedup.lock().unwrap()[0].0, longest);
+    }
+
+    #[tokio::test]
+    async fn content_types_longer_than_the_envelope_carries_are_refused() {
+        let (receiver, fake) = receiver();
+        let mut request = github_request("push", "d-1", "{}");
+        let long = format!("application/json; x={}", "a".repeat(MAX_CONTENT_TYPE_BYTES));
+        request
+            .headers
+            .insert("content-type", HeaderValue::from_str(&long).unwrap());
+        let reply = outcome(&receiver, &fake, request).await;
+        assert_eq!((reply.0, reply.2), (400, None), "{}", reply.1);
+        assert!(reply.1.contains("content-type"), "{}", reply.1);
     }
 
     #[test]

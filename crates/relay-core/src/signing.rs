@@ -61,18 +61,29 @@ pub fn standard_secret_key(secret: &str) -> Option<Vec<u8>> {
     STANDARD.decode(encoded).ok()
 }
 
+/// How many key bytes a `whsec_` secret holds (the Standard Webhooks spec: 24 to 64).
+pub const WHSEC_KEY_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
+
 /// Checks a secret given for a subscription: `whsec_` + base64 of 24 to 64 bytes.
 pub fn validate_signing_secret(secret: &str) -> Result<(), String> {
+    validate_whsec(secret, "a signing secret")
+}
+
+/// Checks `whsec_` + base64 of `WHSEC_KEY_BYTES` bytes; `what` names the secret in the message,
+/// which never contains the secret.
+pub fn validate_whsec(secret: &str, what: &str) -> Result<(), String> {
     let Some(encoded) = secret.strip_prefix("whsec_") else {
-        return Err("a signing secret starts with whsec_".into());
+        return Err(format!("{what} starts with whsec_"));
     };
     match STANDARD.decode(encoded) {
-        Ok(key) if (24..=64).contains(&key.len()) => Ok(()),
+        Ok(key) if WHSEC_KEY_BYTES.contains(&key.len()) => Ok(()),
         Ok(key) => Err(format!(
-            "a signing secret holds 24 to 64 bytes, this one holds {}",
+            "{what} holds {} to {} bytes, this one holds {}",
+            WHSEC_KEY_BYTES.start(),
+            WHSEC_KEY_BYTES.end(),
             key.len()
         )),
-        Err(_) => Err("a signing secret is whsec_ followed by base64".into()),
+        Err(_) => Err(format!("{what} is whsec_ followed by base64")),
     }
 }
 
@@ -142,6 +153,16 @@ mod tests {
         assert!(validate_signing_secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
         assert!(validate_signing_secret("whsec_AAAA").is_err());
         assert!(validate_signing_secret("whsec_!!!").is_err());
+        // An empty key (anyone could sign) and a one-byte key.
+        assert_eq!(
+            validate_signing_secret("whsec_").unwrap_err(),
+            "a signing secret holds 24 to 64 bytes, this one holds 0"
+        );
+        assert!(validate_signing_secret("whsec_AA==").is_err());
+        let longest = format!("whsec_{}", STANDARD.encode([7u8; 64]));
+        assert!(validate_signing_secret(&longest).is_ok());
+        let too_long = format!("whsec_{}", STANDARD.encode([7u8; 65]));
+        assert!(validate_signing_secret(&too_long).is_err());
     }
 
     #[test]

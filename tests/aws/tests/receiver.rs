@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use harness::*;
 use relay_core::model::QueueMessage;
+use relay_core::receive::MAX_DELIVERY_ID_BYTES;
 
 #[tokio::test]
 async fn bad_requests_are_refused_and_nothing_is_queued() {
@@ -141,6 +142,43 @@ async fn duplicate_delivery_is_answered_without_queueing_again() {
         }
         other => panic!("expected an event, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn delivery_id_longer_than_a_store_key_is_refused_with_400() {
+    let Some(stack) = Stack::new("delivery_id_longer_than_a_store_key_is_refused_with_400").await
+    else {
+        return;
+    };
+    stack.add_github_source("github", GITHUB_SECRET).await;
+    let receiver = stack.receiver();
+    let send = |delivery: &str| {
+        github_request(
+            "github",
+            GITHUB_SECRET,
+            delivery,
+            "push",
+            PUSH_BODY.as_bytes(),
+            false,
+        )
+    };
+    // Over DynamoDB's 2,048-byte partition key once it is part of the dedup key: without the
+    // check, every retry of this delivery got 503.
+    let too_long = invoke_receiver(&receiver, send(&"d".repeat(3000))).await;
+    assert_eq!(too_long.status, 400, "{too_long:?}");
+    assert!(
+        too_long.body.contains("the delivery id is 3000 bytes long"),
+        "{too_long:?}"
+    );
+    assert_eq!(stack.depth(&stack.queues.events).await.total(), 0);
+
+    // The longest id the relay keeps fits the table's key and is deduplicated.
+    let longest = "d".repeat(MAX_DELIVERY_ID_BYTES);
+    let accepted = invoke_receiver(&receiver, send(&longest)).await;
+    assert_eq!(accepted.status, 202, "{accepted:?}");
+    let again = invoke_receiver(&receiver, send(&longest)).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(stack.depth(&stack.queues.events).await.total(), 1);
 }
 
 /// 503 within the budget, nothing queued, and the dedup claim released so the provider's

@@ -1,26 +1,46 @@
 //! GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`; event type from
 //! `X-GitHub-Event` plus the body's `action` (`issues.opened`); delivery id `X-GitHub-Delivery`.
+//! A proxy that merges repeated headers may send `sha256=<a>,sha256=<b>`: the value is split on
+//! commas and any entry that verifies passes. The receiver refuses (400) an event type that is
+//! not a header value (control characters, over 256 bytes) and a delivery id over 512 bytes.
+//! Secret: the one typed into GitHub's webhook settings, at least 16 characters.
 
-use super::{InboundRequest, Rejection, Verified, json_string_field};
+use super::{InboundRequest, Rejection, Verified, json_string_field, require_shared_secret};
 use crate::model::Source;
 use crate::signing::{constant_time_eq, decode_hex, hmac_sha256};
 
 const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 
+pub(super) fn validate_secret(secret: &str) -> Result<(), String> {
+    require_shared_secret(
+        secret,
+        "the webhook secret typed into GitHub (repository or organization Settings > Webhooks > \
+         Secret): a random string of at least 16 characters, e.g. from `openssl rand -hex 32`",
+    )
+}
+
+/// The `sha256=<hex>` entries of every header value, comma-joined ones split (entries of another
+/// form are dropped: they cannot match).
+pub fn parse_signatures<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<Vec<u8>> {
+    values
+        .into_iter()
+        .flat_map(|value| value.split(','))
+        .filter_map(|entry| entry.trim().strip_prefix("sha256="))
+        .filter_map(decode_hex)
+        .collect()
+}
+
 pub(super) fn verify(source: &Source, request: &InboundRequest) -> Result<Verified, Rejection> {
     if request.header(SIGNATURE_HEADER).is_none() {
         return Err(Rejection::unauthorized("no X-Hub-Signature-256 header"));
     }
-    let given: Vec<Vec<u8>> = request
-        .header_values(SIGNATURE_HEADER)
-        .filter_map(|value| value.strip_prefix("sha256="))
-        .filter_map(decode_hex)
-        .collect();
+    let given = parse_signatures(request.header_values(SIGNATURE_HEADER));
     if given.is_empty() {
         return Err(Rejection::unauthorized(
             "X-Hub-Signature-256 is not of the form sha256=<hex>",
         ));
     }
+    // Each entry is compared in constant time; which entry matched may show, as it is public.
     let matched = source.secrets.iter().any(|secret| {
         let expected = hmac_sha256(secret.as_bytes(), &[&request.body]);
         given.iter().any(|g| constant_time_eq(&expected, g))
@@ -75,6 +95,45 @@ mod tests {
         let verified = verify(&src, &req).unwrap();
         assert_eq!(verified.event_type, "ping");
         assert_eq!(verified.delivery_id.as_deref(), Some("d-1"));
+    }
+
+    #[test]
+    fn comma_joined_signatures_pass_when_any_entry_verifies() {
+        // A proxy that merges repeated headers joins their values with commas.
+        let v = &vectors()["github"];
+        let right = v["headers"]["X-Hub-Signature-256"].as_str().unwrap();
+        let wrong = format!("sha256={}", "0".repeat(64));
+        let body = v["body"].as_str().unwrap();
+        let src = source(ProviderConfig::Github, v["secret"].as_str().unwrap());
+        let signed = |signature: &str| {
+            request(
+                &[
+                    ("X-Hub-Signature-256", signature),
+                    ("X-GitHub-Event", "ping"),
+                    ("content-type", "text/plain"),
+                ],
+                body,
+            )
+        };
+        for joined in [
+            format!("{wrong},{right}"),
+            format!("{right},{wrong}"),
+            format!("{wrong} , {right}"),
+            format!("md5=zz,{right}"),
+        ] {
+            let req = signed(&joined);
+            assert!(verify(&src, &req).is_ok(), "{joined}");
+        }
+        let both_wrong = format!("{wrong},sha256={}", "1".repeat(64));
+        let req = signed(&both_wrong);
+        assert_eq!(
+            verify(&src, &req).unwrap_err().message,
+            "signature does not match"
+        );
+        assert_eq!(
+            parse_signatures([both_wrong.as_str(), "sha256=zz,,"]).len(),
+            2
+        );
     }
 
     #[test]

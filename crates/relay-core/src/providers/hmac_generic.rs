@@ -9,11 +9,19 @@
 //! - Timestamp: when `timestamp_header` is set, its Unix seconds must be within the source's
 //!   tolerance in both directions.
 //! - Event type: `type_header`, else the JSON pointer `type_pointer` into the body, else
-//!   `webhook`. Delivery id: `id_header`, else the JSON pointer `id_pointer`, else none.
+//!   `webhook` (a type that is not 1-128 visible ASCII characters also becomes `webhook`).
+//!   Delivery id: `id_header`, else the JSON pointer `id_pointer`, else none; the receiver
+//!   refuses (400) one over 512 bytes.
+//! - `sources add` refuses a timestamp header that the signed payload does not contain: a
+//!   tolerance on a timestamp nobody signed stops no replay.
+//! - Secret: at least 16 characters (a preset may say where the sender shows it).
 //! - Typeform preset: `Typeform-Signature: sha256=<base64 HMAC-SHA256 of the body>`, type
 //!   `/event_type` (`form_response`), id `/event_id`.
 
-use super::{InboundRequest, Rejection, Verified, check_timestamp, parse_timestamp, type_token};
+use super::{
+    InboundRequest, Rejection, Verified, check_timestamp, parse_timestamp, require_shared_secret,
+    type_token,
+};
 use crate::model::{HmacOptions, SignatureEncoding, Source};
 use crate::signing::{constant_time_eq, decode_base64, decode_hex, hmac};
 
@@ -93,6 +101,35 @@ pub fn validate_options(options: &HmacOptions) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Checks options for a new source: `validate_options`, and a timestamp header must be signed.
+/// (Not part of `validate_options`, so sources stored before this rule keep verifying.)
+pub fn validate_new_options(options: &HmacOptions) -> Result<(), String> {
+    validate_options(options)?;
+    let parts = parse_template(template(options))?;
+    if let Some(header) = &options.timestamp_header
+        && !parts.contains(&Part::Timestamp)
+    {
+        return Err(format!(
+            "the signed payload {:?} has no {{timestamp}}, so {header} is not signed and its \
+             tolerance stops no replay: put {{timestamp}} in --signed-payload or leave out \
+             --timestamp-header",
+            template(options)
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn validate_secret(options: &HmacOptions, secret: &str) -> Result<(), String> {
+    let issued = match options.preset.as_deref() {
+        Some("typeform") => {
+            "the secret typed into the Typeform webhook's settings (Connect > Webhooks > Edit > \
+             Secret): a random string of at least 16 characters"
+        }
+        _ => "the secret the sender signs with: a random string of at least 16 characters",
+    };
+    require_shared_secret(secret, issued)
 }
 
 /// Strips `prefix` from `value` without regard to ASCII case.
@@ -443,6 +480,29 @@ mod tests {
         options.type_pointer = None;
         options.header = "bad header".into();
         assert!(validate_options(&options).is_err());
+    }
+
+    #[test]
+    fn a_new_source_signs_its_timestamp() {
+        let mut options = HmacOptions {
+            header: "x-sig".into(),
+            timestamp_header: Some("X-Ts".into()),
+            ..HmacOptions::default()
+        };
+        // The default payload with a timestamp header is `{timestamp}.{body}`: accepted.
+        assert!(validate_new_options(&options).is_ok());
+        options.signed_payload = Some("{timestamp}:{body}".into());
+        assert!(validate_new_options(&options).is_ok());
+        options.signed_payload = Some("{body}".into());
+        let err = validate_new_options(&options).unwrap_err();
+        assert!(
+            err.contains("no {timestamp}") && err.contains("X-Ts"),
+            "{err}"
+        );
+        // A source stored with such options keeps verifying (the rule is for new sources).
+        assert!(validate_options(&options).is_ok());
+        options.timestamp_header = None;
+        assert!(validate_new_options(&options).is_ok());
     }
 
     #[test]

@@ -5,9 +5,18 @@
 //! body is believed; every secret of the source is tried (rotation); comparisons are constant-time
 //! (`signing::constant_time_eq`); signed timestamps are checked in both directions against the
 //! source's tolerance (`check_timestamp`) with the clock passed in as `now`; header names are
-//! case-insensitive, values are trimmed and repeated headers are all looked at; a 401 says what
-//! failed and never echoes a secret or an expected signature; a 400 is only given to an
+//! case-insensitive, values are trimmed and repeated headers are all looked at (a provider whose
+//! signature header may arrive comma-joined by a proxy splits it: GitHub, Stripe, Slack); a 401
+//! says what failed and never echoes a secret or an expected signature; a 400 is only given to an
 //! authentic request whose body breaks the structure the provider defines.
+//!
+//! What a provider extracts is checked once more, for every provider, by the receive use case
+//! (`receive::check_carriable`): an event type must be at most `receive::MAX_EVENT_TYPE_BYTES`
+//! of visible ASCII and space (it travels in the `x-relay-event-type` header), a delivery id at
+//! most `receive::MAX_DELIVERY_ID_BYTES` (it is part of a store key); otherwise 400.
+//!
+//! Each provider file also holds `validate_secret`, the rule for the secrets `sources add` and
+//! `sources update --add-secret` accept (`validate_source_secret`).
 
 pub mod fuzzing;
 mod github;
@@ -46,7 +55,8 @@ impl InboundRequest {
             .find(|v| !v.is_empty())
     }
 
-    /// Every value of a header (repeated headers and comma-joined ones are both seen).
+    /// Every value of a repeated header, each as sent: a value that a proxy joined with commas
+    /// stays one value, so a provider whose header may be joined splits it itself.
     pub fn header_values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .get_all(name)
@@ -133,7 +143,44 @@ pub fn verify(source: &Source, request: &InboundRequest, now: i64) -> Result<Out
     }
 }
 
-pub use hmac_generic::validate_options as validate_hmac_options;
+pub use hmac_generic::validate_new_options as validate_hmac_options;
+
+/// The fewest bytes a shared secret typed by a person (GitHub, hmac, token) or issued by a
+/// provider (Shopify, Slack, Twilio) may have: short keys can be guessed offline from one signed
+/// request. Every real provider secret is longer (Slack and Twilio issue 32 hex characters,
+/// Shopify 32 or more).
+pub const MIN_SHARED_SECRET_BYTES: usize = 16;
+
+/// Checks a secret given to `sources add` or `sources update --add-secret` against what
+/// `provider` issues. The message says what was wrong and where the secret is found; it never
+/// contains the secret.
+pub fn validate_source_secret(provider: &ProviderConfig, secret: &str) -> Result<(), String> {
+    match provider {
+        ProviderConfig::Github => github::validate_secret(secret),
+        ProviderConfig::Standard => standard::validate_secret(secret),
+        ProviderConfig::Hmac(options) => hmac_generic::validate_secret(options, secret),
+        ProviderConfig::Stripe => stripe::validate_secret(secret),
+        ProviderConfig::Shopify => shopify::validate_secret(secret),
+        ProviderConfig::Slack => slack::validate_secret(secret),
+        ProviderConfig::Twilio(_) => twilio::validate_secret(secret),
+        ProviderConfig::Token(_) => token::validate_secret(secret),
+    }
+}
+
+/// The rule of the shared-secret providers: not blank and at least `MIN_SHARED_SECRET_BYTES`
+/// (surrounding whitespace not counted); `issued` says what the provider gives out.
+pub(crate) fn require_shared_secret(secret: &str, issued: &str) -> Result<(), String> {
+    let length = secret.trim().len();
+    if length == 0 {
+        return Err(format!("the secret is empty; expected {issued}"));
+    }
+    if length < MIN_SHARED_SECRET_BYTES {
+        return Err(format!(
+            "the secret is too short: {length} of at least {MIN_SHARED_SECRET_BYTES} characters; expected {issued}"
+        ));
+    }
+    Ok(())
+}
 
 /// True when `method` is answered by `source`'s provider; everything else gets 405.
 pub fn accepts_method(provider: &ProviderConfig, method: &Method) -> bool {
@@ -379,6 +426,75 @@ mod tests {
         let token = ProviderConfig::Token(TokenOptions::default());
         assert!(accepts_method(&token, &Method::GET));
         assert!(!accepts_method(&token, &Method::PUT));
+    }
+
+    #[test]
+    fn source_secrets_are_as_strong_as_the_provider_issues() {
+        use crate::model::{HmacOptions, TokenOptions, TwilioOptions};
+        let shared = [
+            ProviderConfig::Github,
+            ProviderConfig::Shopify,
+            ProviderConfig::Slack,
+            ProviderConfig::Twilio(TwilioOptions::default()),
+            ProviderConfig::Token(TokenOptions::default()),
+            ProviderConfig::Hmac(HmacOptions::default()),
+            ProviderConfig::Hmac(HmacOptions::preset("typeform").unwrap()),
+        ];
+        for provider in &shared {
+            let name = provider.name();
+            for blank in ["", "   "] {
+                let err = validate_source_secret(provider, blank).unwrap_err();
+                assert!(err.starts_with("the secret is empty"), "{name}: {err}");
+            }
+            let err = validate_source_secret(provider, "fifteen-chars!!").unwrap_err();
+            assert!(
+                err.contains("too short: 15 of at least 16"),
+                "{name}: {err}"
+            );
+            assert!(
+                !err.contains("fifteen-chars!!"),
+                "{name} echoes the secret: {err}"
+            );
+            // Padding does not count.
+            assert!(validate_source_secret(provider, "  short-secret   ").is_err());
+            assert!(
+                validate_source_secret(provider, "sixteen-chars!!!").is_ok(),
+                "{name}"
+            );
+            // Real secrets: 32 hex characters (Slack, Twilio), shpss_ + 32 hex (Shopify).
+            assert!(validate_source_secret(provider, &"a1".repeat(16)).is_ok());
+            assert!(validate_source_secret(provider, &format!("shpss_{}", "f".repeat(32))).is_ok());
+        }
+        let where_found =
+            |provider: &ProviderConfig| validate_source_secret(provider, "x").unwrap_err();
+        assert!(where_found(&ProviderConfig::Github).contains("typed into GitHub"));
+        assert!(where_found(&ProviderConfig::Slack).contains("Signing Secret"));
+        assert!(where_found(&shared[4]).contains("token"));
+        assert!(where_found(&shared[6]).contains("Typeform"));
+
+        let standard = ProviderConfig::Standard;
+        for (secret, why) in [
+            ("whsec_", "holds 0"),
+            ("whsec_AA==", "holds 1"),
+            ("whsec_!!!", "base64"),
+            ("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "starts with whsec_"),
+        ] {
+            let err = validate_source_secret(&standard, secret).unwrap_err();
+            assert!(err.contains(why), "{secret}: {err}");
+            assert!(err.starts_with("a Standard Webhooks secret"), "{err}");
+        }
+        let vector = test_support::vectors()["standard_webhooks"]["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(validate_source_secret(&standard, &vector).is_ok());
+
+        let stripe = ProviderConfig::Stripe;
+        for secret in ["whsec_", "whsec_  ", "sk_live_abc", ""] {
+            let err = validate_source_secret(&stripe, secret).unwrap_err();
+            assert!(err.contains("Signing secret"), "{err}");
+        }
+        assert!(validate_source_secret(&stripe, "whsec_abc123").is_ok());
     }
 
     #[test]

@@ -7,13 +7,22 @@
 //! - Event type: `X-Shopify-Topic` with `/` turned into `.` (`orders/create` → `orders.create`),
 //!   so subscriptions can use `orders.*`.
 //! - Delivery id: `X-Shopify-Webhook-Id` (the same across Shopify's retries of one delivery),
-//!   else `X-Shopify-Event-Id`.
+//!   else `X-Shopify-Event-Id`; the receiver refuses (400) one over 512 bytes.
+//! - Secret: at least 16 characters (Shopify issues 32 or more).
 
-use super::{InboundRequest, Rejection, Verified, type_token};
+use super::{InboundRequest, Rejection, Verified, require_shared_secret, type_token};
 use crate::model::Source;
 use crate::signing::{constant_time_eq, decode_base64, hmac_sha256};
 
 const SIGNATURE_HEADER: &str = "x-shopify-hmac-sha256";
+
+pub(super) fn validate_secret(secret: &str) -> Result<(), String> {
+    require_shared_secret(
+        secret,
+        "the app's client secret (Partner or Dev Dashboard > the app > client credentials), or \
+         the signing secret the Shopify admin shows under Settings > Notifications > Webhooks",
+    )
+}
 
 pub(super) fn verify(source: &Source, request: &InboundRequest) -> Result<Verified, Rejection> {
     if request.header(SIGNATURE_HEADER).is_none() {

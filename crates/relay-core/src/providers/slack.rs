@@ -17,17 +17,27 @@
 //!
 //!   Slash commands and interactions carry no delivery id (Slack does not retry them); retry
 //!   headers such as `X-Slack-Retry-Num` are not an id and are not used for deduplication.
-//!   A verified body that is none of these is refused with 400.
+//!   A verified body that is none of these is refused with 400, as is an `event_id` over 512
+//!   bytes (checked by the receiver for every provider).
+//! - Secret: the app's signing secret (32 hex characters); at least 16 are required.
 
 use super::{
     Answer, InboundRequest, Outcome, Rejection, Verified, check_timestamp, form_field, form_pairs,
-    is_form, media_type_is, parse_timestamp, type_token,
+    is_form, media_type_is, parse_timestamp, require_shared_secret, type_token,
 };
 use crate::model::Source;
 use crate::signing::{constant_time_eq, decode_hex, hmac_sha256};
 
 const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
 const SIGNATURE_HEADER: &str = "x-slack-signature";
+
+pub(super) fn validate_secret(secret: &str) -> Result<(), String> {
+    require_shared_secret(
+        secret,
+        "the app's Signing Secret, 32 hex characters (api.slack.com/apps > the app > Basic \
+         Information > App Credentials; not the deprecated verification token)",
+    )
+}
 
 /// The `v0` signatures among the header values (hex-decoded; others dropped).
 pub fn parse_signatures<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<Vec<u8>> {

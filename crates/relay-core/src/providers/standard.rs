@@ -1,10 +1,19 @@
 //! Standard Webhooks (and Svix, which uses the same scheme under `svix-*` names):
 //! `webhook-signature: v1,<base64> ...` over `{webhook-id}.{webhook-timestamp}.{body}` with the
-//! base64 key after `whsec_`; event type from the body's `type`; delivery id `webhook-id`.
+//! base64 key after `whsec_`; event type from the body's `type`; delivery id `webhook-id`. The
+//! receiver refuses (400) a type that is not a header value (control characters, over 256 bytes)
+//! and an id over 512 bytes. Secret: `whsec_` + base64 of 24 to 64 bytes, as the spec says.
 
 use super::{InboundRequest, Rejection, Verified, check_timestamp, json_string_field};
 use crate::model::Source;
-use crate::signing::{constant_time_eq, decode_base64, hmac_sha256, standard_secret_key};
+use crate::signing::{
+    constant_time_eq, decode_base64, hmac_sha256, standard_secret_key, validate_whsec,
+};
+
+pub(super) fn validate_secret(secret: &str) -> Result<(), String> {
+    validate_whsec(secret, "a Standard Webhooks secret")
+        .map_err(|e| format!("{e} (copy the whsec_... secret the sender shows for this endpoint)"))
+}
 
 /// The `v1,<base64>` entries of every signature header value (space-separated lists; other
 /// versions and entries that are not base64 are dropped).

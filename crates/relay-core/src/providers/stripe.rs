@@ -9,13 +9,27 @@
 //!   in both directions (the libraries only check the past; a future stamp is refused here too).
 //! - Event type: the body's `type` (`payment_intent.succeeded`); delivery id: the body's `id`
 //!   (`evt_...`), the same across Stripe's retries. Both are required: an authentic body without
-//!   them is refused with 400.
+//!   them is refused with 400; so is a type that is not a header value (control characters, over
+//!   256 bytes) or an id over 512 bytes (checked by the receiver for every provider).
+//! - Secret: `whsec_` followed by the rest of the endpoint's signing secret.
 
 use super::{InboundRequest, Rejection, Verified, check_timestamp, parse_timestamp};
 use crate::model::Source;
 use crate::signing::{constant_time_eq, decode_hex, hmac_sha256};
 
 const HEADER: &str = "stripe-signature";
+
+pub(super) fn validate_secret(secret: &str) -> Result<(), String> {
+    let rest = secret.trim().strip_prefix("whsec_");
+    if rest.is_some_and(|rest| !rest.trim().is_empty()) {
+        return Ok(());
+    }
+    Err(
+        "a Stripe endpoint secret is whsec_ followed by the key (Dashboard > Developers > \
+         Webhooks > the endpoint > Signing secret, or the one `stripe listen` prints)"
+            .into(),
+    )
+}
 
 /// What a `Stripe-Signature` header says.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

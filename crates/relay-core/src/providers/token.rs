@@ -12,16 +12,25 @@
 //!   that way when the webhook is saved); without it or with a wrong one, 401.
 //! - Event type: the form field `type` (Mailchimp posts `type=subscribe&data[email]=...`) or a
 //!   JSON body's top-level `type`, else `webhook`. No delivery id: nothing is deduplicated.
+//! - Secret (the token): at least 16 characters; being in the URL, it should be random.
 
 use http::Method;
 use sha2::{Digest, Sha256};
 
 use super::{
     Answer, InboundRequest, Outcome, Rejection, Verified, form_field, form_pairs, is_form,
-    json_string_field, media_type_is, type_token,
+    json_string_field, media_type_is, require_shared_secret, type_token,
 };
 use crate::model::{Source, TokenOptions};
 use crate::signing::constant_time_eq;
+
+pub(super) fn validate_secret(secret: &str) -> Result<(), String> {
+    require_shared_secret(
+        secret,
+        "the token the sender puts in the URL or header: a random string of at least 16 \
+         characters, e.g. from `openssl rand -hex 32`",
+    )
+}
 
 /// Where the token is looked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,9 @@
 //!   dedup window is dropped by the idempotency token).
 //! - Event type: form `MessageStatus`/`SmsStatus` → `message.<status>` (`message.delivered`,
 //!   `message.received`), `CallStatus` → `call.<status>` (`call.completed`), a JSON body's `type`
-//!   (Event Streams), else `twilio`. Delivery id: `I-Twilio-Idempotency-Token`.
+//!   (Event Streams), else `twilio`. Delivery id: `I-Twilio-Idempotency-Token` (the receiver
+//!   refuses, 400, one over 512 bytes).
+//! - Secret: the account's Auth Token (32 hex characters) or the SharedKey; at least 16 characters.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     InboundRequest, Rejection, Verified, form_field, form_pairs, is_form, json_string_field,
-    type_token,
+    require_shared_secret, type_token,
 };
 use crate::model::{Source, TwilioOptions};
 use crate::signing::{Algorithm, constant_time_eq, decode_base64, hmac};
@@ -34,6 +36,14 @@ use crate::signing::{Algorithm, constant_time_eq, decode_base64, hmac};
 const SIGNATURE_HEADER: &str = "x-twilio-signature";
 const SETTINGS_HEADER: &str = "x-twilio-webhooks-signature-settings";
 const ID_HEADER: &str = "i-twilio-idempotency-token";
+
+pub(super) fn validate_secret(secret: &str) -> Result<(), String> {
+    require_shared_secret(
+        secret,
+        "the account's Auth Token, 32 hex characters (Twilio Console > Account Info), or the \
+         SharedKey when Twilio signs with HMAC_SHA256",
+    )
+}
 
 /// The algorithm named by `X-Twilio-Webhooks-Signature-Settings` (absent: HMAC-SHA1).
 pub fn signature_algorithm(settings: Option<&str>) -> Result<Algorithm, Rejection> {
