@@ -219,7 +219,7 @@ impl Subscription {
 }
 
 /// How a body travels inside JSON: as text when it is UTF-8 and its escaped JSON string is no
-/// longer than its base64, base64 otherwise (so a body never grows by more than base64's 4/3).
+/// longer than its base64 or the text budget, base64 otherwise (`EventEnvelope::encode_body`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BodyEncoding {
@@ -245,13 +245,18 @@ pub struct EventEnvelope {
 }
 
 impl EventEnvelope {
-    /// The body as the envelope carries it: the text itself when it is UTF-8 and escaping it as
-    /// a JSON string costs no more than base64 (a JSON body with few `"` and `\`), else base64.
-    /// A body of control characters would grow sixfold (`\u0001`) as text; base64 bounds every
-    /// body at 4/3. Both encodings decode with `body_bytes`, old messages included.
+    /// The body as the envelope carries it: the text itself when it is UTF-8 and escaped as a
+    /// JSON string it is no larger than its base64 or than `TEXT_BODY_BUDGET_BYTES` (so every
+    /// ordinary JSON body stays readable text), else base64. A body of control characters would
+    /// grow sixfold (`\u0001`) as text; with this rule no body exceeds
+    /// `largest_encoded_body_bytes`. Both encodings decode with `body_bytes`, old messages
+    /// included.
     pub fn encode_body(body: &[u8]) -> (String, BodyEncoding) {
         match std::str::from_utf8(body) {
-            Ok(text) if json_escaped_len(text) <= base64_len(body.len()) => {
+            Ok(text)
+                if json_escaped_len(text)
+                    <= base64_len(body.len()).max(TEXT_BODY_BUDGET_BYTES) =>
+            {
                 (text.to_owned(), BodyEncoding::Utf8)
             }
             _ => (STANDARD.encode(body), BodyEncoding::Base64),
@@ -283,6 +288,20 @@ pub fn json_escaped_len(text: &str) -> usize {
         .sum()
 }
 
+/// Escaped text up to this size is carried as text whatever its density of escapes: the base64
+/// of a body at the default limit, so the bound on a message does not grow.
+pub const TEXT_BODY_BUDGET_BYTES: usize = base64_len(crate::receive::DEFAULT_MAX_BODY_BYTES);
+
+/// The most an encoded body of at most `max_body_bytes` can take in a message.
+pub const fn largest_encoded_body_bytes(max_body_bytes: usize) -> usize {
+    let base64 = base64_len(max_body_bytes);
+    if base64 > TEXT_BODY_BUDGET_BYTES {
+        base64
+    } else {
+        TEXT_BODY_BUDGET_BYTES
+    }
+}
+
 /// The length of the padded standard base64 of `len` bytes.
 pub const fn base64_len(len: usize) -> usize {
     len.div_ceil(3) * 4
@@ -307,7 +326,7 @@ pub const MAX_RELAY_ID_BYTES: usize = 64;
 
 /// The largest queue message a body of `max_body_bytes` can become.
 pub const fn largest_queue_message_bytes(max_body_bytes: usize) -> usize {
-    base64_len(max_body_bytes) + QUEUE_MESSAGE_OVERHEAD_BYTES
+    largest_encoded_body_bytes(max_body_bytes) + QUEUE_MESSAGE_OVERHEAD_BYTES
 }
 
 /// The largest queue message at the default body limit: 349,528 bytes of base64 for 256 KiB
@@ -438,16 +457,25 @@ mod tests {
 
     #[test]
     fn bodies_travel_in_the_smaller_encoding_and_decode_back() {
-        // A JSON body stays readable text; one of quotes or control characters goes as base64.
+        // A JSON body stays readable text, however dense in quotes; a large one whose escapes
+        // would outgrow the budget goes as base64.
         let json = br#"{"action":"opened","issue":{"number":1,"title":"a/b"}}"#;
         assert_eq!(EventEnvelope::encode_body(json).1, BodyEncoding::Utf8);
+        assert_eq!(
+            EventEnvelope::encode_body(br#"{"a":"b","c":""}"#).1,
+            BodyEncoding::Utf8
+        );
         assert_eq!(EventEnvelope::encode_body(b"").1, BodyEncoding::Utf8);
         assert_eq!(
             EventEnvelope::encode_body(&[1u8; 30]).1,
+            BodyEncoding::Utf8
+        );
+        assert_eq!(
+            EventEnvelope::encode_body(&vec![1u8; 60_000]).1,
             BodyEncoding::Base64
         );
         assert_eq!(
-            EventEnvelope::encode_body(&[b'"'; 30]).1,
+            EventEnvelope::encode_body(&vec![b'"'; 200_000]).1,
             BodyEncoding::Base64
         );
         for body in [&json[..], b"", &[1u8; 30], &[0xff, 0xfe], "é€😀".as_bytes()] {
