@@ -336,7 +336,8 @@ impl DynamoStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            // A claim is live while `now < expires_at`, free from the expiry instant on.
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
             .expression_attribute_values(":now", n(now))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -364,7 +365,7 @@ impl DynamoStore {
         let Some(existing) = existing else {
             return Ok(None);
         };
-        if num_attr(&existing, EXPIRES_AT).is_some_and(|at| at < now) {
+        if num_attr(&existing, EXPIRES_AT).is_some_and(|at| at <= now) {
             return Ok(None);
         }
         classify_claim(pk, &existing, event_id).map(Some)

@@ -11,81 +11,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
-use relay_core::model::{
-    AttemptRecord, DedupClaim, DeliveryTask, EventEnvelope, ProviderConfig, QueueMessageRef,
-    Source, Subscription,
-};
-use relay_core::ports::{Queue, QueueError, Store, StoreError};
+use relay_core::model::{DeliveryTask, EventEnvelope, ProviderConfig, QueueMessageRef, Source};
+use relay_core::ports::{Queue, QueueError};
 use relay_core::providers::InboundRequest;
 use relay_core::receive::{Receiver, ReceiverConfig};
 use relay_core::signing::hmac_sha256;
+use relay_core::testkit::MemoryStore;
 
 const SECRET: &str = "bench-secret";
-
-/// Serves the one source; everything else is unused by the receive path measured here.
-struct OneSource(Source);
-
-#[async_trait]
-impl Store for OneSource {
-    async fn get_source(&self, _: &str) -> Result<Option<Source>, StoreError> {
-        Ok(Some(self.0.clone()))
-    }
-    async fn put_source(&self, _: &Source) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn list_sources(&self) -> Result<Vec<Source>, StoreError> {
-        Ok(vec![])
-    }
-    async fn remove_source(&self, _: &str) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-    async fn source_subscriptions(&self, _: &str) -> Result<Vec<Subscription>, StoreError> {
-        Ok(vec![])
-    }
-    async fn get_subscription(&self, _: &str) -> Result<Option<Subscription>, StoreError> {
-        Ok(None)
-    }
-    async fn put_subscription(&self, _: &Subscription) -> Result<u64, StoreError> {
-        Ok(1)
-    }
-    async fn list_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
-        Ok(vec![])
-    }
-    async fn remove_subscription(&self, _: &str) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-    async fn claim_dedup(
-        &self,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: i64,
-        _: i64,
-    ) -> Result<DedupClaim, StoreError> {
-        Ok(DedupClaim::New)
-    }
-    async fn confirm_dedup(&self, _: &str, _: &str, _: &str, _: i64) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn release_dedup(&self, _: &str, _: &str, _: &str) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn put_event(&self, _: &EventEnvelope, _: i64) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn get_event(&self, _: &str) -> Result<Option<EventEnvelope>, StoreError> {
-        Ok(None)
-    }
-    async fn list_events(&self, _: usize) -> Result<Vec<EventEnvelope>, StoreError> {
-        Ok(vec![])
-    }
-    async fn put_attempts(&self, _: &[AttemptRecord], _: i64) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn event_attempts(&self, _: &str) -> Result<Vec<AttemptRecord>, StoreError> {
-        Ok(vec![])
-    }
-}
 
 /// Builds the queue message exactly as an adapter would send it, then drops it.
 struct SerializingQueue;
@@ -152,7 +85,7 @@ fn bench(c: &mut Criterion) {
         created_at: 0,
     };
     let receiver = Receiver::new(
-        Arc::new(OneSource(source)),
+        Arc::new(MemoryStore::with_sources([source])),
         Arc::new(SerializingQueue),
         relay_core::clock::system(),
         ReceiverConfig {

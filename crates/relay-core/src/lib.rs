@@ -17,6 +17,8 @@ pub mod retry;
 pub mod settings;
 pub mod signing;
 pub mod subscriptions;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use model::*;

@@ -24,6 +24,16 @@ pub enum QueueError {
     Unavailable(String),
 }
 
+/// The relay's catalog (sources, subscriptions), dedup ledger, event archive and attempt log.
+///
+/// Every adapter keeps the same rules; `testkit::contract` checks each of them against every
+/// adapter (SQLite, DynamoDB, memory). Times passed in are seconds since the epoch. Lists come
+/// back in a fixed order: sources by name, a source's subscriptions by id, events newest first,
+/// attempt records by attempt number, then subscription id.
+///
+/// Dedup claims (`claim_dedup`, `confirm_dedup`, `release_dedup`) expire at an exact instant: a
+/// claim with `expires_at = T` (a pending lease or a queued record) is live while `now < T` and
+/// free from `now >= T` on, whether or not the store has reaped it yet.
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn get_source(&self, name: &str) -> Result<Option<Source>, StoreError>;
@@ -46,6 +56,12 @@ pub trait Store: Send + Sync {
 
     /// Claims (source, key) for a new event unless a live claim exists. A `New` claim is a lease
     /// that expires at `lease_until` (seconds) unless confirmed.
+    ///
+    /// A live queued claim answers `Queued` with its event id; a live pending claim of another
+    /// event answers `Pending`. A live pending claim of the same `event_id` answers `New`: it is
+    /// the caller's own, taken by an earlier try whose answer was lost (an SDK retry must not
+    /// turn the request into a 409); its lease is left as it was. A claim that expired
+    /// (`now >= expires_at`) is taken over.
     async fn claim_dedup(
         &self,
         source: &str,
@@ -54,7 +70,9 @@ pub trait Store: Send + Sync {
         now: i64,
         lease_until: i64,
     ) -> Result<DedupClaim, StoreError>;
-    /// Marks the claim queued, kept until `expires_at` (seconds).
+    /// Marks the claim queued, kept until `expires_at` (seconds); also when the caller's lease
+    /// expired meanwhile and nobody took the key, since the event is on the queue.
+    /// `StoreError::Conflict` when another event has claimed the key since.
     async fn confirm_dedup(
         &self,
         source: &str,
@@ -63,6 +81,8 @@ pub trait Store: Send + Sync {
         expires_at: i64,
     ) -> Result<(), StoreError>;
     /// Drops a claim whose event could not be queued, so the provider's retry is accepted.
+    /// Does nothing when the key is claimed by another event id (a lease that expired may
+    /// already belong to another request) or not claimed at all.
     async fn release_dedup(
         &self,
         source: &str,
@@ -75,12 +95,16 @@ pub trait Store: Send + Sync {
     async fn get_event(&self, id: &str) -> Result<Option<EventEnvelope>, StoreError>;
     /// Newest first.
     async fn list_events(&self, limit: usize) -> Result<Vec<EventEnvelope>, StoreError>;
+    /// Writes attempt records, kept until `expires_at` (seconds). A record is keyed by
+    /// (event id, subscription id, attempt number): writing a key again replaces the earlier
+    /// record (a fanout that runs again logs the attempt's final outcome); within one call the
+    /// last record of a key wins.
     async fn put_attempts(
         &self,
         attempts: &[AttemptRecord],
         expires_at: i64,
     ) -> Result<(), StoreError>;
-    /// In attempt order.
+    /// The event's attempt log: by attempt number, then subscription id (not by time).
     async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError>;
 }
 

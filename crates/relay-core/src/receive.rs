@@ -326,111 +326,47 @@ pub fn validate_source_name(name: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::clock::FixedClock;
-    use crate::model::{
-        AttemptRecord, DeliveryTask, HmacOptions, ProviderConfig, Subscription, TokenOptions,
-    };
-    use crate::ports::{QueueError, StoreError};
+    use crate::model::{DeliveryTask, HmacOptions, ProviderConfig, TokenOptions};
+    use crate::ports::QueueError;
     use crate::signing::hmac_sha256;
+    use crate::testkit::MemoryStore;
     use async_trait::async_trait;
     use bytes::Bytes;
     use http::{HeaderMap, HeaderValue};
     use std::sync::Mutex;
 
-    /// A store holding sources only, with an in-memory dedup table.
+    /// Records what the receiver queues; the receive path sends no deliveries.
     #[derive(Default)]
-    struct Fake {
-        sources: Vec<Source>,
-        dedup: Mutex<Vec<(String, String)>>,
+    struct RecordingQueue {
         queued: Mutex<Vec<EventEnvelope>>,
+        deliveries: Mutex<Vec<DeliveryTask>>,
     }
 
     #[async_trait]
-    impl Store for Fake {
-        async fn get_source(&self, name: &str) -> Result<Option<Source>, StoreError> {
-            Ok(self.sources.iter().find(|s| s.name == name).cloned())
-        }
-        async fn put_source(&self, _: &Source) -> Result<(), StoreError> {
-            unimplemented!()
-        }
-        async fn list_sources(&self) -> Result<Vec<Source>, StoreError> {
-            unimplemented!()
-        }
-        async fn remove_source(&self, _: &str) -> Result<bool, StoreError> {
-            unimplemented!()
-        }
-        async fn source_subscriptions(&self, _: &str) -> Result<Vec<Subscription>, StoreError> {
-            unimplemented!()
-        }
-        async fn get_subscription(&self, _: &str) -> Result<Option<Subscription>, StoreError> {
-            unimplemented!()
-        }
-        async fn put_subscription(&self, _: &Subscription) -> Result<u64, StoreError> {
-            unimplemented!()
-        }
-        async fn list_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
-            unimplemented!()
-        }
-        async fn remove_subscription(&self, _: &str) -> Result<bool, StoreError> {
-            unimplemented!()
-        }
-        async fn claim_dedup(
-            &self,
-            _: &str,
-            key: &str,
-            event_id: &str,
-            _: i64,
-            _: i64,
-        ) -> Result<DedupClaim, StoreError> {
-            let mut dedup = self.dedup.lock().unwrap();
-            if let Some((_, first)) = dedup.iter().find(|(k, _)| k == key) {
-                return Ok(DedupClaim::Queued {
-                    event_id: first.clone(),
-                });
-            }
-            dedup.push((key.into(), event_id.into()));
-            Ok(DedupClaim::New)
-        }
-        async fn confirm_dedup(&self, _: &str, _: &str, _: &str, _: i64) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn release_dedup(&self, _: &str, _: &str, _: &str) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn put_event(&self, _: &EventEnvelope, _: i64) -> Result<(), StoreError> {
-            unimplemented!()
-        }
-        async fn get_event(&self, _: &str) -> Result<Option<EventEnvelope>, StoreError> {
-            unimplemented!()
-        }
-        async fn list_events(&self, _: usize) -> Result<Vec<EventEnvelope>, StoreError> {
-            unimplemented!()
-        }
-        async fn put_attempts(&self, _: &[AttemptRecord], _: i64) -> Result<(), StoreError> {
-            unimplemented!()
-        }
-        async fn event_attempts(&self, _: &str) -> Result<Vec<AttemptRecord>, StoreError> {
-            unimplemented!()
-        }
-    }
-
-    #[async_trait]
-    impl Queue for Fake {
+    impl Queue for RecordingQueue {
         async fn send_event(&self, event: &EventEnvelope) -> Result<(), QueueError> {
             self.queued.lock().unwrap().push(event.clone());
             Ok(())
         }
-        async fn send_delivery(&self, _: &DeliveryTask, _: u32) -> Result<(), QueueError> {
-            unimplemented!()
+        async fn send_delivery(&self, task: &DeliveryTask, _: u32) -> Result<(), QueueError> {
+            self.deliveries.lock().unwrap().push(task.clone());
+            Ok(())
         }
-        async fn dead_letter_delivery(&self, _: &DeliveryTask) -> Result<(), QueueError> {
-            unimplemented!()
+        async fn dead_letter_delivery(&self, task: &DeliveryTask) -> Result<(), QueueError> {
+            self.deliveries.lock().unwrap().push(task.clone());
+            Ok(())
         }
     }
 
     const NOW: i64 = 1_700_000_000;
     const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-    fn receiver() -> (Receiver, Arc<Fake>) {
+    fn receiver() -> (Receiver, Arc<RecordingQueue>) {
+        let (receiver, queue, _) = receiver_and_store();
+        (receiver, queue)
+    }
+
+    fn receiver_and_store() -> (Receiver, Arc<RecordingQueue>, Arc<MemoryStore>) {
         let source = |name: &str, provider| Source {
             name: name.into(),
             provider,
@@ -438,34 +374,32 @@ mod tests {
             tolerance_secs: 300,
             created_at: 0,
         };
-        let fake = Arc::new(Fake {
-            sources: vec![
-                source("slack", ProviderConfig::Slack),
-                source("mc", ProviderConfig::Token(TokenOptions::default())),
-                source("gh", ProviderConfig::Github),
-                source("stripe", ProviderConfig::Stripe),
-                source(
-                    "acme",
-                    ProviderConfig::Hmac(HmacOptions {
-                        header: "x-sig".into(),
-                        type_pointer: Some("/kind".into()),
-                        ..HmacOptions::default()
-                    }),
-                ),
-                Source {
-                    secrets: vec![STANDARD_SECRET.into()],
-                    ..source("std", ProviderConfig::Standard)
-                },
-            ],
-            ..Fake::default()
-        });
+        let store = Arc::new(MemoryStore::with_sources([
+            source("slack", ProviderConfig::Slack),
+            source("mc", ProviderConfig::Token(TokenOptions::default())),
+            source("gh", ProviderConfig::Github),
+            source("stripe", ProviderConfig::Stripe),
+            source(
+                "acme",
+                ProviderConfig::Hmac(HmacOptions {
+                    header: "x-sig".into(),
+                    type_pointer: Some("/kind".into()),
+                    ..HmacOptions::default()
+                }),
+            ),
+            Source {
+                secrets: vec![STANDARD_SECRET.into()],
+                ..source("std", ProviderConfig::Standard)
+            },
+        ]));
+        let queue = Arc::new(RecordingQueue::default());
         let receiver = Receiver::new(
-            fake.clone(),
-            fake.clone(),
+            store.clone(),
+            queue.clone(),
             FixedClock::at_secs(NOW),
             ReceiverConfig::default(),
         );
-        (receiver, fake)
+        (receiver, queue, store)
     }
 
     fn inbound(
@@ -511,12 +445,12 @@ mod tests {
 
     #[tokio::test]
     async fn slack_challenge_is_answered_and_not_queued() {
-        let (receiver, fake) = receiver();
+        let (receiver, queue) = receiver();
         let body = r#"{"type":"url_verification","challenge":"c-123","token":"t"}"#;
         let reply = receiver.handle(slack_request(NOW, body)).await;
         assert_eq!(reply.status, 200);
         assert_eq!(reply.body, r#"{"challenge":"c-123"}"#);
-        assert!(fake.queued.lock().unwrap().is_empty());
+        assert!(queue.queued.lock().unwrap().is_empty());
         // Stale by the injected clock: 401, and it says why.
         let reply = receiver.handle(slack_request(NOW - 812, body)).await;
         assert_eq!(reply.status, 401);
@@ -525,20 +459,21 @@ mod tests {
 
     #[tokio::test]
     async fn slack_event_is_queued_once() {
-        let (receiver, fake) = receiver();
+        let (receiver, queue) = receiver();
         let body = r#"{"type":"event_callback","event_id":"Ev1","event":{"type":"message"}}"#;
         assert_eq!(receiver.handle(slack_request(NOW, body)).await.status, 202);
         let again = receiver.handle(slack_request(NOW, body)).await;
         assert_eq!(again.status, 200);
         assert!(again.body.contains("\"duplicate\":true"));
-        let queued = fake.queued.lock().unwrap();
+        assert!(queue.deliveries.lock().unwrap().is_empty());
+        let queued = queue.queued.lock().unwrap();
         assert_eq!(queued.len(), 1);
         assert_eq!(queued[0].event_type, "message");
     }
 
     #[tokio::test]
     async fn methods() {
-        let (receiver, fake) = receiver();
+        let (receiver, queue) = receiver();
         let get = |path: &str, query: Option<&str>| inbound(Method::GET, path, query, &[], "");
         // The token source's URL check.
         let reply = receiver
@@ -578,7 +513,7 @@ mod tests {
             405
         );
         assert_eq!(receiver.handle(get("/healthz", None)).await.status, 200);
-        assert!(fake.queued.lock().unwrap().is_empty());
+        assert!(queue.queued.lock().unwrap().is_empty());
         // A token POST is queued with the form's type.
         let post = inbound(
             Method::POST,
@@ -588,7 +523,7 @@ mod tests {
             "type=unsubscribe&data%5Bemail%5D=a%40b.c",
         );
         assert_eq!(receiver.handle(post).await.status, 202);
-        assert_eq!(fake.queued.lock().unwrap()[0].event_type, "unsubscribe");
+        assert_eq!(queue.queued.lock().unwrap()[0].event_type, "unsubscribe");
     }
 
     fn github_request(event: &str, delivery: &str, body: &str) -> InboundRequest {
@@ -664,7 +599,7 @@ mod tests {
     /// Answers `request` and says what was queued for it.
     async fn outcome(
         receiver: &Receiver,
-        fake: &Fake,
+        fake: &RecordingQueue,
         request: InboundRequest,
     ) -> (u16, String, Option<String>) {
         let before = fake.queued.lock().unwrap().len();
@@ -676,7 +611,7 @@ mod tests {
 
     #[tokio::test]
     async fn event_types_that_are_not_header_values_are_refused_by_every_provider() {
-        let (receiver, fake) = receiver();
+        let (receiver, fake, store) = receiver_and_store();
         let refused = |reply: &(u16, String, Option<String>), detail: &str| {
             assert_eq!(reply.0, 400, "{reply:?}");
             assert!(
@@ -726,7 +661,7 @@ mod tests {
         refused(&reply, "byte 2 of 3");
         assert!(fake.queued.lock().unwrap().is_empty());
         assert!(
-            fake.dedup.lock().unwrap().is_empty(),
+            store.dedup_keys().is_empty(),
             "a refusal claims no delivery id"
         );
 
@@ -755,7 +690,7 @@ mod tests {
 
     #[tokio::test]
     async fn delivery_ids_longer_than_a_store_key_allows_are_refused() {
-        let (receiver, fake) = receiver();
+        let (receiver, fake, store) = receiver_and_store();
         let long = "d".repeat(MAX_DELIVERY_ID_BYTES + 1);
         let reply = outcome(&receiver, &fake, github_request("push", &long, "{}")).await;
         assert_eq!(reply.0, 400, "{reply:?}");
@@ -770,14 +705,14 @@ mod tests {
         let reply = outcome(&receiver, &fake, stripe_request(&body)).await;
         assert_eq!((reply.0, reply.2), (400, None), "{}", reply.1);
         assert!(
-            fake.dedup.lock().unwrap().is_empty(),
+            store.dedup_keys().is_empty(),
             "a refusal claims nothing"
         );
 
         let longest = "d".repeat(MAX_DELIVERY_ID_BYTES);
         let reply = outcome(&receiver, &fake, github_request("push", &longest, "{}")).await;
         assert_eq!(reply.0, 202, "{reply:?}");
-        assert_eq!(fake.dedup.lock().unwrap()[0].0, longest);
+        assert_eq!(store.dedup_keys()[0].1, longest);
     }
 
     #[tokio::test]

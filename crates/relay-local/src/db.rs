@@ -9,11 +9,13 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use serde::de::DeserializeOwned;
 
 /// Bumped whenever the schema changes; `open` refuses a file written by a newer relay.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for another process's lock before giving up.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
+/// Version 1, the schema a fresh file starts from; `MIGRATIONS` then bring it up to date, so a
+/// fresh file and an upgraded one take the same path.
 const SCHEMA: &str = "
 
 CREATE TABLE IF NOT EXISTS sources (
@@ -70,6 +72,24 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages (queue, visible_at, id);
 ";
+
+/// `MIGRATIONS[i]` takes a file from version `i + 1` to `i + 2`.
+const MIGRATIONS: [&str; 1] = [
+    // 2: an attempt record is keyed by (event, attempt number, subscription), the log is read in
+    // that order, and writing a key again replaces its record. Rows written by version 1 get
+    // their key from the stored document; of duplicates, the last written is kept.
+    "
+ALTER TABLE attempts ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN subscription_id TEXT NOT NULL DEFAULT '';
+UPDATE attempts SET
+    attempt = COALESCE(json_extract(doc, '$.attempt'), 0),
+    subscription_id = COALESCE(json_extract(doc, '$.subscription_id'), '');
+DELETE FROM attempts WHERE seq NOT IN
+    (SELECT MAX(seq) FROM attempts GROUP BY event_id, attempt, subscription_id);
+DROP INDEX IF EXISTS attempts_by_event;
+CREATE UNIQUE INDEX attempts_by_key ON attempts (event_id, attempt, subscription_id);
+",
+];
 
 /// Errors inside jobs and readers: SQLite's own, or one the port defines. Lets closures use `?`
 /// on both, and is mapped to `StoreError` at the boundary.
@@ -199,13 +219,10 @@ fn migrate(conn: &mut Connection) -> DbResult<()> {
         tx.query_row("SELECT MAX(version) FROM schema_version", [], |row| {
             row.get(0)
         })?;
-    match found {
+    let current = match found {
         None => {
             tx.execute_batch(SCHEMA)?;
-            tx.execute(
-                "INSERT INTO schema_version (version) VALUES (?1)",
-                [SCHEMA_VERSION],
-            )?;
+            1
         }
         Some(v) if v > SCHEMA_VERSION => {
             return Err(StoreError::Unavailable(format!(
@@ -214,8 +231,19 @@ fn migrate(conn: &mut Connection) -> DbResult<()> {
             ))
             .into());
         }
-        // Version 1 is the only one so far; later versions migrate from here, step by step.
-        Some(_) => {}
+        Some(v) => v,
+    };
+    if current < SCHEMA_VERSION {
+        // Inside the same IMMEDIATE transaction: a failed step leaves the file as it was.
+        let first = usize::try_from(current - 1).unwrap_or(0);
+        for step in MIGRATIONS.get(first..).unwrap_or_default() {
+            tx.execute_batch(step)?;
+        }
+        tx.execute("DELETE FROM schema_version", [])?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [SCHEMA_VERSION],
+        )?;
     }
     tx.commit()?;
     Ok(())

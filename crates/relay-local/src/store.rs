@@ -164,6 +164,7 @@ impl Store for LocalBackend {
     ) -> Result<DedupClaim, StoreError> {
         let (source, key, event_id) = (source.to_owned(), key.to_owned(), event_id.to_owned());
         self.write(move |tx| {
+            // Live while `now < expires_at`; free from the expiry instant on.
             let live: Option<(String, String)> = tx
                 .prepare_cached(
                     "SELECT event_id, state FROM dedup \
@@ -177,6 +178,8 @@ impl Store for LocalBackend {
                 Some((first, state)) if state == QUEUED => {
                     Ok(DedupClaim::Queued { event_id: first })
                 }
+                // Our own lease, taken by an earlier try whose answer was lost: still ours.
+                Some((holder, _)) if holder == event_id => Ok(DedupClaim::New),
                 Some(_) => Ok(DedupClaim::Pending),
                 // Absent or expired (an abandoned lease, or kept long enough): take it over.
                 None => {
@@ -308,14 +311,34 @@ impl Store for LocalBackend {
         }
         let rows = attempts
             .iter()
-            .map(|a| Ok((a.event_id.clone(), a.at, encode(a)?)))
+            .map(|a| {
+                Ok((
+                    a.event_id.clone(),
+                    a.attempt,
+                    a.subscription_id.clone(),
+                    a.at,
+                    encode(a)?,
+                ))
+            })
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.write(move |tx| {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO attempts (event_id, at, expires_at, doc) VALUES (?1, ?2, ?3, ?4)",
+            // A record written again for the same key replaces the earlier one, as DynamoDB's
+            // put by key does; in one batch the last record of a key wins.
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO attempts (event_id, attempt, subscription_id, at, expires_at, doc) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (event_id, attempt, subscription_id) DO UPDATE SET \
+                 at = excluded.at, expires_at = excluded.expires_at, doc = excluded.doc",
             )?;
-            for (event_id, at, doc) in &rows {
-                insert.execute(params![event_id, at, expires_at, doc])?;
+            for (event_id, attempt, subscription_id, at, doc) in &rows {
+                upsert.execute(params![
+                    event_id,
+                    attempt,
+                    subscription_id,
+                    at,
+                    expires_at,
+                    doc
+                ])?;
             }
             Ok(())
         })
@@ -326,7 +349,8 @@ impl Store for LocalBackend {
         self.read(|conn| {
             collect_docs(
                 &mut conn.prepare_cached(
-                    "SELECT doc FROM attempts WHERE event_id = ?1 ORDER BY at, seq",
+                    "SELECT doc FROM attempts WHERE event_id = ?1 \
+                     ORDER BY attempt, subscription_id",
                 )?,
                 [event_id],
                 "attempt",

@@ -1,0 +1,844 @@
+//! The rules every `Store` adapter keeps, written once. Each check takes a fresh, empty store;
+//! `store_contract_tests!` turns them into one `#[tokio::test]` per check, with the same names
+//! for every adapter.
+//!
+//! Dedup times are fixed numbers (the dedup methods take `now`). Event times are near the real
+//! clock, because a store may find events by the day they arrived (DynamoDB walks the last 14
+//! days); nothing here depends on how fast a store answers.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::model::{
+    AttemptRecord, BodyEncoding, DedupClaim, EventEnvelope, ProviderConfig, SigningSecret, Source,
+    Subscription,
+};
+use crate::ports::{Store, StoreError};
+
+/// A fixed "now" for dedup checks, in seconds.
+pub const NOW: i64 = 1_700_000_000;
+const LEASE_SECS: i64 = 30;
+const DAY_SECS: i64 = 86_400;
+
+/// Expands to one `#[tokio::test]` per contract check. `$fresh` is an expression evaluated once
+/// per test to a future of a fresh store fixture: anything that derefs to a `Store` (and keeps
+/// whatever the store needs, such as a temporary directory, alive for the test).
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($fresh:expr) => {
+        $crate::store_contract_tests!(@each $fresh;
+            sources_round_trip,
+            sources_listed_by_name,
+            removing_a_missing_source_is_false,
+            subscriptions_by_source,
+            subscriptions_listed_in_order,
+            subscription_moves_to_another_source,
+            subscription_removed,
+            removing_a_source_removes_its_subscriptions,
+            revision_starts_at_zero,
+            revision_create_twice_is_stale,
+            revision_update_at_read_revision,
+            revision_stale_write_is_refused,
+            revision_write_to_removed_subscription_is_stale,
+            revision_racing_writers_one_wins,
+            dedup_new_then_queued_after_confirm,
+            dedup_keys_are_per_source,
+            dedup_pending_while_another_lease_is_live,
+            dedup_lease_expires_at_its_instant,
+            dedup_same_event_reclaims_its_pending_claim,
+            dedup_confirm_after_lease_expiry,
+            dedup_confirm_after_takeover_conflicts,
+            dedup_release_frees_the_key,
+            dedup_release_by_another_event_does_nothing,
+            dedup_queued_claim_kept_until_its_ttl,
+            events_round_trip,
+            events_listed_newest_first_with_limit,
+            events_of_earlier_days_listed_newest_first,
+            attempts_in_attempt_then_subscription_order,
+            attempts_rewritten_replace_the_earlier_record,
+            attempts_of_other_events_not_mixed_in,
+            attempts_many_in_one_write,
+        );
+    };
+    (@each $fresh:expr; $($check:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test]
+            async fn $check() {
+                let fixture = $fresh.await;
+                $crate::testkit::contract::$check(&*fixture).await;
+            }
+        )+
+    };
+}
+
+fn recent_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Records kept long enough for any test, by any store's clock.
+fn far_expiry() -> i64 {
+    recent_millis() / 1000 + 30 * DAY_SECS
+}
+
+pub fn source(name: &str) -> Source {
+    Source {
+        name: name.to_owned(),
+        provider: ProviderConfig::Github,
+        secrets: vec!["s3cret".into()],
+        tolerance_secs: 300,
+        created_at: NOW,
+    }
+}
+
+pub fn subscription(id: &str, source: &str) -> Subscription {
+    Subscription {
+        id: id.to_owned(),
+        source: source.to_owned(),
+        url: format!("https://example.com/{id}"),
+        events: vec!["push".into(), "issues.*".into()],
+        secrets: vec![SigningSecret {
+            secret: "whsec_abc".into(),
+            expires_at: None,
+        }],
+        enabled: true,
+        disabled_reason: None,
+        failing_since: None,
+        headers: vec![("x-team".into(), "a".into())],
+        created_at: NOW,
+        revision: 0,
+    }
+}
+
+pub fn event(id: &str, received_at: i64) -> EventEnvelope {
+    EventEnvelope {
+        id: id.to_owned(),
+        source: "gh".into(),
+        event_type: "push".into(),
+        content_type: Some("application/json".into()),
+        received_at,
+        body: format!("{{\"id\":\"{id}\",\"text\":\"quoted \\\" é\"}}"),
+        body_encoding: BodyEncoding::Utf8,
+    }
+}
+
+pub fn attempt(event_id: &str, subscription_id: &str, number: u32, at: i64) -> AttemptRecord {
+    AttemptRecord {
+        event_id: event_id.to_owned(),
+        subscription_id: subscription_id.to_owned(),
+        attempt: number,
+        at,
+        status: Some(500),
+        outcome: "http_status".into(),
+        latency_ms: 12,
+        response_excerpt: "oops".into(),
+        next: "retry_scheduled".into(),
+    }
+}
+
+async fn create(store: &dyn Store, sub: &Subscription) -> Subscription {
+    let revision = store
+        .put_subscription(sub)
+        .await
+        .unwrap_or_else(|e| panic!("creating {}: {e}", sub.id));
+    Subscription {
+        revision,
+        ..sub.clone()
+    }
+}
+
+fn ids(subs: &[Subscription]) -> Vec<&str> {
+    subs.iter().map(|s| s.id.as_str()).collect()
+}
+
+fn assert_stale(result: Result<u64, StoreError>, what: &str) {
+    assert!(
+        matches!(result, Err(StoreError::Stale(_))),
+        "{what}: expected Stale, got {result:?}"
+    );
+}
+
+async fn claim(store: &dyn Store, key: &str, event_id: &str, now: i64) -> DedupClaim {
+    store
+        .claim_dedup("gh", key, event_id, now, now + LEASE_SECS)
+        .await
+        .unwrap_or_else(|e| panic!("claim {key} by {event_id} at {now}: {e}"))
+}
+
+fn queued(event_id: &str) -> DedupClaim {
+    DedupClaim::Queued {
+        event_id: event_id.to_owned(),
+    }
+}
+
+// --- sources -----------------------------------------------------------------------------
+
+pub async fn sources_round_trip(store: &dyn Store) {
+    assert_eq!(store.get_source("gh").await.unwrap(), None);
+    let mut gh = source("gh");
+    store.put_source(&gh).await.unwrap();
+    assert_eq!(store.get_source("gh").await.unwrap(), Some(gh.clone()));
+    // A put replaces the whole source.
+    gh.secrets.push("next".into());
+    gh.tolerance_secs = 60;
+    store.put_source(&gh).await.unwrap();
+    assert_eq!(store.get_source("gh").await.unwrap(), Some(gh));
+    assert!(store.remove_source("gh").await.unwrap());
+    assert_eq!(store.get_source("gh").await.unwrap(), None);
+}
+
+pub async fn sources_listed_by_name(store: &dyn Store) {
+    assert!(store.list_sources().await.unwrap().is_empty());
+    for name in ["gh", "alpha", "stripe"] {
+        store.put_source(&source(name)).await.unwrap();
+    }
+    let names: Vec<String> = store
+        .list_sources()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["alpha", "gh", "stripe"]);
+}
+
+pub async fn removing_a_missing_source_is_false(store: &dyn Store) {
+    assert!(!store.remove_source("nope").await.unwrap());
+    store.put_source(&source("gh")).await.unwrap();
+    assert!(store.remove_source("gh").await.unwrap());
+    assert!(!store.remove_source("gh").await.unwrap());
+}
+
+// --- subscriptions -----------------------------------------------------------------------
+
+pub async fn subscriptions_by_source(store: &dyn Store) {
+    // Written out of order; each source's subscriptions come back by id.
+    let a2 = create(store, &subscription("sub_2", "a")).await;
+    let b1 = create(store, &subscription("sub_3", "b")).await;
+    let a1 = create(store, &subscription("sub_1", "a")).await;
+    assert_eq!(
+        store.source_subscriptions("a").await.unwrap(),
+        vec![a1, a2.clone()]
+    );
+    assert_eq!(
+        store.source_subscriptions("b").await.unwrap(),
+        vec![b1.clone()]
+    );
+    assert!(store.source_subscriptions("c").await.unwrap().is_empty());
+    assert_eq!(store.get_subscription("sub_3").await.unwrap(), Some(b1));
+    assert_eq!(store.get_subscription("sub_2").await.unwrap(), Some(a2));
+    assert_eq!(store.get_subscription("sub_9").await.unwrap(), None);
+}
+
+pub async fn subscriptions_listed_in_order(store: &dyn Store) {
+    assert!(store.list_subscriptions().await.unwrap().is_empty());
+    // Ids ordered the same way as their sources: the one order both real stores agree on
+    // (SQLite lists by source then id, DynamoDB by id).
+    for (id, source) in [
+        ("sub_3", "b"),
+        ("sub_1", "a"),
+        ("sub_4", "c"),
+        ("sub_2", "a"),
+    ] {
+        create(store, &subscription(id, source)).await;
+    }
+    let listed = store.list_subscriptions().await.unwrap();
+    assert_eq!(ids(&listed), ["sub_1", "sub_2", "sub_3", "sub_4"]);
+    assert!(listed.iter().all(|s| s.revision == 1), "{listed:?}");
+}
+
+pub async fn subscription_moves_to_another_source(store: &dyn Store) {
+    let a1 = create(store, &subscription("sub_1", "a")).await;
+    let a2 = create(store, &subscription("sub_2", "a")).await;
+    let b3 = create(store, &subscription("sub_3", "b")).await;
+    let moved = Subscription {
+        source: "b".into(),
+        enabled: false,
+        disabled_reason: Some("410 Gone".into()),
+        ..a2
+    };
+    let moved = Subscription {
+        revision: store.put_subscription(&moved).await.unwrap(),
+        ..moved
+    };
+    assert_eq!(moved.revision, 2);
+    // No copy stays under the old source.
+    assert_eq!(store.source_subscriptions("a").await.unwrap(), vec![a1]);
+    assert_eq!(
+        store.source_subscriptions("b").await.unwrap(),
+        vec![moved.clone(), b3]
+    );
+    assert_eq!(store.get_subscription("sub_2").await.unwrap(), Some(moved));
+    assert_eq!(
+        ids(&store.list_subscriptions().await.unwrap()),
+        ["sub_1", "sub_2", "sub_3"]
+    );
+}
+
+pub async fn subscription_removed(store: &dyn Store) {
+    let a1 = create(store, &subscription("sub_1", "a")).await;
+    create(store, &subscription("sub_2", "a")).await;
+    assert!(store.remove_subscription("sub_2").await.unwrap());
+    assert!(!store.remove_subscription("sub_2").await.unwrap());
+    assert!(!store.remove_subscription("sub_9").await.unwrap());
+    assert_eq!(store.get_subscription("sub_2").await.unwrap(), None);
+    assert_eq!(store.source_subscriptions("a").await.unwrap(), vec![a1]);
+    assert_eq!(ids(&store.list_subscriptions().await.unwrap()), ["sub_1"]);
+}
+
+pub async fn removing_a_source_removes_its_subscriptions(store: &dyn Store) {
+    store.put_source(&source("a")).await.unwrap();
+    store.put_source(&source("b")).await.unwrap();
+    let a1 = create(store, &subscription("sub_1", "a")).await;
+    let b2 = create(store, &subscription("sub_2", "b")).await;
+    create(store, &subscription("sub_3", "b")).await;
+    assert!(store.remove_source("b").await.unwrap());
+    assert!(store.source_subscriptions("b").await.unwrap().is_empty());
+    assert_eq!(store.get_subscription("sub_2").await.unwrap(), None);
+    assert_eq!(store.get_subscription("sub_3").await.unwrap(), None);
+    assert_eq!(ids(&store.list_subscriptions().await.unwrap()), ["sub_1"]);
+    assert_eq!(store.get_subscription("sub_1").await.unwrap(), Some(a1));
+    // A removed subscription is not written back by a writer that read it before.
+    assert_stale(
+        store.put_subscription(&b2).await,
+        "write after its source was removed",
+    );
+    assert_eq!(store.get_subscription("sub_2").await.unwrap(), None);
+}
+
+// --- the revision rule -------------------------------------------------------------------
+
+pub async fn revision_starts_at_zero(store: &dyn Store) {
+    assert_eq!(
+        store
+            .put_subscription(&subscription("sub_1", "a"))
+            .await
+            .unwrap(),
+        1
+    );
+    let stored = store.get_subscription("sub_1").await.unwrap();
+    assert_eq!(stored.map(|s| s.revision), Some(1));
+    // Only 0 creates: a first write naming another revision finds nothing to update.
+    let unseen = Subscription {
+        revision: 1,
+        ..subscription("sub_2", "a")
+    };
+    assert_stale(
+        store.put_subscription(&unseen).await,
+        "update of a subscription never stored",
+    );
+    assert_eq!(store.get_subscription("sub_2").await.unwrap(), None);
+}
+
+pub async fn revision_create_twice_is_stale(store: &dyn Store) {
+    let first = create(store, &subscription("sub_1", "a")).await;
+    let again = Subscription {
+        url: "https://example.com/other".into(),
+        ..subscription("sub_1", "a")
+    };
+    assert_stale(store.put_subscription(&again).await, "second create");
+    assert_eq!(store.get_subscription("sub_1").await.unwrap(), Some(first));
+}
+
+pub async fn revision_update_at_read_revision(store: &dyn Store) {
+    create(store, &subscription("sub_1", "a")).await;
+    for expected in 1..=3 {
+        let mut read = store.get_subscription("sub_1").await.unwrap().unwrap();
+        assert_eq!(read.revision, expected);
+        read.url = format!("https://example.com/v{expected}");
+        assert_eq!(store.put_subscription(&read).await.unwrap(), expected + 1);
+        let stored = store.get_subscription("sub_1").await.unwrap().unwrap();
+        assert_eq!(
+            stored,
+            Subscription {
+                revision: expected + 1,
+                ..read
+            }
+        );
+    }
+}
+
+pub async fn revision_stale_write_is_refused(store: &dyn Store) {
+    let read = create(store, &subscription("sub_1", "a")).await;
+    let disabled = Subscription {
+        enabled: false,
+        disabled_reason: Some("410 Gone".into()),
+        ..read.clone()
+    };
+    assert_eq!(store.put_subscription(&disabled).await.unwrap(), 2);
+    // A writer still holding revision 1 must not undo the disable.
+    let late = Subscription {
+        url: "https://example.com/late".into(),
+        ..read
+    };
+    assert_stale(
+        store.put_subscription(&late).await,
+        "write at an old revision",
+    );
+    // Nor a writer naming a revision from the future.
+    let ahead = Subscription {
+        revision: 7,
+        ..late
+    };
+    assert_stale(
+        store.put_subscription(&ahead).await,
+        "write at a revision never stored",
+    );
+    let stored = store.get_subscription("sub_1").await.unwrap().unwrap();
+    assert_eq!(
+        stored,
+        Subscription {
+            revision: 2,
+            ..disabled
+        }
+    );
+}
+
+pub async fn revision_write_to_removed_subscription_is_stale(store: &dyn Store) {
+    let read = create(store, &subscription("sub_1", "a")).await;
+    assert!(store.remove_subscription("sub_1").await.unwrap());
+    assert_stale(store.put_subscription(&read).await, "write after removal");
+    assert_eq!(store.get_subscription("sub_1").await.unwrap(), None);
+    assert!(store.source_subscriptions("a").await.unwrap().is_empty());
+    assert!(store.list_subscriptions().await.unwrap().is_empty());
+    // Moving it elsewhere does not bring it back either.
+    let moved = Subscription {
+        source: "b".into(),
+        ..read
+    };
+    assert_stale(store.put_subscription(&moved).await, "move after removal");
+    assert_eq!(store.get_subscription("sub_1").await.unwrap(), None);
+    assert!(store.source_subscriptions("b").await.unwrap().is_empty());
+}
+
+pub async fn revision_racing_writers_one_wins(store: &dyn Store) {
+    let read = create(store, &subscription("sub_1", "a")).await;
+    let first = Subscription {
+        url: "https://example.com/first".into(),
+        ..read.clone()
+    };
+    let second = Subscription {
+        enabled: false,
+        ..read
+    };
+    let (a, b) = futures::join!(
+        store.put_subscription(&first),
+        store.put_subscription(&second)
+    );
+    let stored = store.get_subscription("sub_1").await.unwrap().unwrap();
+    match (a, b) {
+        (Ok(2), Err(StoreError::Stale(_))) => {
+            assert_eq!(
+                stored,
+                Subscription {
+                    revision: 2,
+                    ..first
+                }
+            );
+        }
+        (Err(StoreError::Stale(_)), Ok(2)) => {
+            assert_eq!(
+                stored,
+                Subscription {
+                    revision: 2,
+                    ..second
+                }
+            );
+        }
+        other => panic!("exactly one writer must win at revision 2: {other:?}"),
+    }
+}
+
+// --- dedup -------------------------------------------------------------------------------
+
+pub async fn dedup_new_then_queued_after_confirm(store: &dyn Store) {
+    assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
+    store
+        .confirm_dedup("gh", "d1", "evt_a", NOW + DAY_SECS)
+        .await
+        .unwrap();
+    assert_eq!(claim(store, "d1", "evt_b", NOW + 1).await, queued("evt_a"));
+    // Long after the lease, and for the first event itself too.
+    assert_eq!(
+        claim(store, "d1", "evt_c", NOW + 3600).await,
+        queued("evt_a")
+    );
+    assert_eq!(
+        claim(store, "d1", "evt_a", NOW + 3600).await,
+        queued("evt_a")
+    );
+    // Confirming again (a retried confirm) changes nothing.
+    store
+        .confirm_dedup("gh", "d1", "evt_a", NOW + DAY_SECS)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(store, "d1", "evt_d", NOW + 3601).await,
+        queued("evt_a")
+    );
+}
+
+pub async fn dedup_keys_are_per_source(store: &dyn Store) {
+    assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
+    assert_eq!(
+        store
+            .claim_dedup("other", "d1", "evt_b", NOW, NOW + LEASE_SECS)
+            .await
+            .unwrap(),
+        DedupClaim::New
+    );
+    assert_eq!(claim(store, "d2", "evt_c", NOW).await, DedupClaim::New);
+    store
+        .confirm_dedup("other", "d1", "evt_b", NOW + DAY_SECS)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(store, "d1", "evt_d", NOW + 1).await,
+        DedupClaim::Pending
+    );
+}
+
+pub async fn dedup_pending_while_another_lease_is_live(store: &dyn Store) {
+    assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
+    for (event_id, at) in [("evt_b", NOW), ("evt_c", NOW + 1), ("evt_b", NOW + 15)] {
+        assert_eq!(
+            claim(store, "d1", event_id, at).await,
+            DedupClaim::Pending,
+            "{event_id} at NOW+{}",
+            at - NOW
+        );
+    }
+    // A refused claim does not extend or take over the lease.
+    assert_eq!(
+        claim(store, "d1", "evt_b", NOW + LEASE_SECS).await,
+        DedupClaim::New
+    );
+}
+
+/// A claim with `expires_at = T` is live while `now < T` and free from `now >= T`.
+pub async fn dedup_lease_expires_at_its_instant(store: &dyn Store) {
+    assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
+    let expiry = NOW + LEASE_SECS;
+    assert_eq!(
+        claim(store, "d1", "evt_b", expiry - 1).await,
+        DedupClaim::Pending
+    );
+    assert_eq!(claim(store, "d1", "evt_b", expiry).await, DedupClaim::New);
+    // evt_b holds it now, with its own lease.
+    assert_eq!(
+        claim(store, "d1", "evt_c", expiry + 1).await,
+        DedupClaim::Pending
+    );
+}
+
+/// A claim retried by the same event (the first try landed, its answer was lost) is its own.
+pub async fn dedup_same_event_reclaims_its_pending_claim(store: &dyn Store) {
+    assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
+    assert_eq!(claim(store, "d1", "evt_a", NOW + 1).await, DedupClaim::New);
+    // Still one claim, still held by evt_a against others, and it can be confirmed.
+    assert_eq!(
+        claim(store, "d1", "evt_b", NOW + 2).await,
+        DedupClaim::Pending
+    );
+    store
+        .confirm_dedup("gh", "d1", "evt_a", NOW + DAY_SECS)
+        .await
+        .unwrap();
+    assert_eq!(claim(store, "d1", "evt_b", NOW + 3).await, queued("evt_a"));
+}
+
+pub async fn dedup_confirm_after_lease_expiry(store: &dyn Store) {
+    assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
+    // The event reached the queue after its lease ran out, and nobody took the key meanwhile:
+    // the confirm still records it, so later copies are duplicates.
+    store
+        .confirm_dedup("gh", "d1", "evt_a", NOW + DAY_SECS)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(store, "d1", "evt_b", NOW + LEASE_SECS + 5).await,
+        queued("evt_a")
+    );
+}
+
+pub async fn dedup_confirm_after_takeover_conflicts(store: &dyn Store) {
+    assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
+    assert_eq!(
+        claim(store, "d1", "evt_b", NOW + LEASE_SECS).await,
+        DedupClaim::New
+    );
+    let late = store
+        .confirm_dedup("gh", "d1", "evt_a", NOW + DAY_SECS)
+        .await;
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    // The first owner's release cannot drop what is evt_b's claim now.
+    store.release_dedup("gh", "d1", "evt_a").await.unwrap();
+    assert_eq!(
+        claim(store, "d1", "evt_c", NOW + LEASE_SECS + 1).await,
+        DedupClaim::Pending
+    );
+    store
+        .confirm_dedup("gh", "d1", "evt_b", NOW + DAY_SECS)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(store, "d1", "evt_c", NOW + LEASE_SECS + 2).await,
+        queued("evt_b")
+    );
+}
+
+pub async fn dedup_release_frees_the_key(store: &dyn Store) {
+    assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
+    store.release_dedup("gh", "d1", "evt_a").await.unwrap();
+    // The provider's retry is accepted at once, well inside the old lease.
+    assert_eq!(claim(store, "d1", "evt_b", NOW + 1).await, DedupClaim::New);
+    assert_eq!(
+        claim(store, "d1", "evt_c", NOW + 2).await,
+        DedupClaim::Pending
+    );
+    // Releasing what is not held is not an error.
+    store.release_dedup("gh", "d9", "evt_a").await.unwrap();
+}
+
+pub async fn dedup_release_by_another_event_does_nothing(store: &dyn Store) {
+    assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
+    store.release_dedup("gh", "d1", "evt_other").await.unwrap();
+    store.release_dedup("other", "d1", "evt_a").await.unwrap();
+    assert_eq!(
+        claim(store, "d1", "evt_b", NOW + 1).await,
+        DedupClaim::Pending
+    );
+    store
+        .confirm_dedup("gh", "d1", "evt_a", NOW + DAY_SECS)
+        .await
+        .unwrap();
+    assert_eq!(claim(store, "d1", "evt_b", NOW + 2).await, queued("evt_a"));
+}
+
+pub async fn dedup_queued_claim_kept_until_its_ttl(store: &dyn Store) {
+    assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
+    let expiry = NOW + DAY_SECS;
+    store
+        .confirm_dedup("gh", "d1", "evt_a", expiry)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(store, "d1", "evt_b", expiry - 1).await,
+        queued("evt_a")
+    );
+    // From its expiry instant the key is new again (whether or not it was reaped yet).
+    assert_eq!(claim(store, "d1", "evt_b", expiry).await, DedupClaim::New);
+    assert_eq!(
+        claim(store, "d1", "evt_c", expiry + 1).await,
+        DedupClaim::Pending
+    );
+}
+
+// --- events and the attempt log ----------------------------------------------------------
+
+pub async fn events_round_trip(store: &dyn Store) {
+    let base = recent_millis();
+    let text = event("evt_1", base);
+    let binary = EventEnvelope {
+        body: "AAEC/w==".into(),
+        body_encoding: BodyEncoding::Base64,
+        content_type: None,
+        ..event("evt_2", base)
+    };
+    let empty = EventEnvelope {
+        body: String::new(),
+        ..event("evt_3", base)
+    };
+    for e in [&text, &binary, &empty] {
+        store.put_event(e, far_expiry()).await.unwrap();
+    }
+    assert_eq!(store.get_event("evt_1").await.unwrap(), Some(text));
+    assert_eq!(store.get_event("evt_2").await.unwrap(), Some(binary));
+    assert_eq!(store.get_event("evt_3").await.unwrap(), Some(empty));
+    assert_eq!(store.get_event("evt_missing").await.unwrap(), None);
+}
+
+pub async fn events_listed_newest_first_with_limit(store: &dyn Store) {
+    assert!(store.list_events(10).await.unwrap().is_empty());
+    let base = recent_millis() - 60_000;
+    // Ids sort like arrival times (event ids are time-ordered); a tie goes to the larger id.
+    for (id, offset) in [
+        ("evt_1", 100),
+        ("evt_3", 300),
+        ("evt_2", 200),
+        ("evt_2b", 200),
+    ] {
+        store
+            .put_event(&event(id, base + offset), far_expiry())
+            .await
+            .unwrap();
+    }
+    let listed =
+        |events: Vec<EventEnvelope>| -> Vec<String> { events.into_iter().map(|e| e.id).collect() };
+    assert_eq!(
+        listed(store.list_events(10).await.unwrap()),
+        ["evt_3", "evt_2b", "evt_2", "evt_1"]
+    );
+    assert_eq!(
+        listed(store.list_events(2).await.unwrap()),
+        ["evt_3", "evt_2b"]
+    );
+    assert_eq!(listed(store.list_events(1).await.unwrap()), ["evt_3"]);
+    assert!(store.list_events(0).await.unwrap().is_empty());
+    assert_eq!(
+        store.list_events(1).await.unwrap(),
+        vec![event("evt_3", base + 300)]
+    );
+}
+
+pub async fn events_of_earlier_days_listed_newest_first(store: &dyn Store) {
+    let now = recent_millis();
+    let day = DAY_SECS * 1000;
+    let days_ago = [("evt_1", 10), ("evt_2", 3), ("evt_3", 1), ("evt_4", 0)];
+    for (id, days) in days_ago {
+        store
+            .put_event(&event(id, now - days * day), far_expiry())
+            .await
+            .unwrap();
+    }
+    let ids: Vec<String> = store
+        .list_events(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, ["evt_4", "evt_3", "evt_2", "evt_1"]);
+    let ids: Vec<String> = store
+        .list_events(3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, ["evt_4", "evt_3", "evt_2"]);
+}
+
+/// Ordered by attempt number, then subscription id, whatever the write order and times.
+pub async fn attempts_in_attempt_then_subscription_order(store: &dyn Store) {
+    let at = recent_millis();
+    // Times deliberately disagree with the attempt order: a retry of sub_b that started
+    // before sub_a's first attempt still comes after it.
+    let first = vec![
+        attempt("evt_1", "sub_b", 1, at + 500),
+        attempt("evt_1", "sub_a", 1, at + 900),
+    ];
+    let second = vec![
+        attempt("evt_1", "sub_b", 2, at + 100),
+        attempt("evt_1", "sub_a", 2, at + 5_000),
+    ];
+    let tenth = vec![attempt("evt_1", "sub_a", 10, at)];
+    store.put_attempts(&tenth, far_expiry()).await.unwrap();
+    store.put_attempts(&second, far_expiry()).await.unwrap();
+    store.put_attempts(&first, far_expiry()).await.unwrap();
+    store.put_attempts(&[], far_expiry()).await.unwrap();
+    let log = store.event_attempts("evt_1").await.unwrap();
+    let order: Vec<(u32, &str)> = log
+        .iter()
+        .map(|a| (a.attempt, a.subscription_id.as_str()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (1, "sub_a"),
+            (1, "sub_b"),
+            (2, "sub_a"),
+            (2, "sub_b"),
+            (10, "sub_a")
+        ]
+    );
+    assert_eq!(log[0], first[1]);
+    assert_eq!(log[3], second[0]);
+    assert_eq!(log[4], tenth[0]);
+}
+
+/// The same (event, subscription, attempt number) written again replaces the earlier record.
+pub async fn attempts_rewritten_replace_the_earlier_record(store: &dyn Store) {
+    let at = recent_millis();
+    let retrying = attempt("evt_1", "sub_a", 1, at);
+    let other = attempt("evt_1", "sub_b", 1, at);
+    store
+        .put_attempts(&[retrying.clone(), other.clone()], far_expiry())
+        .await
+        .unwrap();
+    // The fanout ran again (a redelivered message) and this time the attempt succeeded.
+    let done = AttemptRecord {
+        at: at + 2_000,
+        status: Some(200),
+        outcome: "ok".into(),
+        response_excerpt: String::new(),
+        next: "done".into(),
+        ..retrying.clone()
+    };
+    store
+        .put_attempts(std::slice::from_ref(&done), far_expiry())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.event_attempts("evt_1").await.unwrap(),
+        vec![done.clone(), other.clone()]
+    );
+    // Within one batch too, the last record of a key wins.
+    let dropped = AttemptRecord {
+        next: "dropped".into(),
+        ..other.clone()
+    };
+    store
+        .put_attempts(&[other.clone(), dropped.clone()], far_expiry())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.event_attempts("evt_1").await.unwrap(),
+        vec![done, dropped]
+    );
+}
+
+pub async fn attempts_of_other_events_not_mixed_in(store: &dyn Store) {
+    let at = recent_millis();
+    // "evt_1" is a prefix of "evt_10": neither log may pick up the other's records.
+    let mine = vec![
+        attempt("evt_1", "sub_a", 1, at),
+        attempt("evt_1", "sub_a", 2, at),
+    ];
+    let theirs = vec![
+        attempt("evt_10", "sub_a", 1, at),
+        attempt("evt_2", "sub_a", 1, at),
+    ];
+    store
+        .put_attempts(&[theirs.clone(), mine.clone()].concat(), far_expiry())
+        .await
+        .unwrap();
+    assert_eq!(store.event_attempts("evt_1").await.unwrap(), mine);
+    assert_eq!(
+        store.event_attempts("evt_10").await.unwrap(),
+        vec![theirs[0].clone()]
+    );
+    assert_eq!(
+        store.event_attempts("evt_2").await.unwrap(),
+        vec![theirs[1].clone()]
+    );
+    assert!(store.event_attempts("evt_3").await.unwrap().is_empty());
+}
+
+/// More records than one store request may carry, written out of order.
+pub async fn attempts_many_in_one_write(store: &dyn Store) {
+    let at = recent_millis();
+    let mut records = Vec::new();
+    for number in (1..=15).rev() {
+        for sub in ["sub_b", "sub_a"] {
+            records.push(attempt("evt_1", sub, number, at + i64::from(number)));
+        }
+    }
+    store.put_attempts(&records, far_expiry()).await.unwrap();
+    let log = store.event_attempts("evt_1").await.unwrap();
+    assert_eq!(log.len(), 30);
+    let mut expected = records;
+    expected.sort_by(|a, b| (a.attempt, &a.subscription_id).cmp(&(b.attempt, &b.subscription_id)));
+    assert_eq!(log, expected);
+}
