@@ -254,8 +254,7 @@ impl EventEnvelope {
     pub fn encode_body(body: &[u8]) -> (String, BodyEncoding) {
         match std::str::from_utf8(body) {
             Ok(text)
-                if json_escaped_len(text)
-                    <= base64_len(body.len()).max(TEXT_BODY_BUDGET_BYTES) =>
+                if json_escaped_len(text) <= base64_len(body.len()).max(TEXT_BODY_BUDGET_BYTES) =>
             {
                 (text.to_owned(), BodyEncoding::Utf8)
             }
@@ -466,10 +465,7 @@ mod tests {
             BodyEncoding::Utf8
         );
         assert_eq!(EventEnvelope::encode_body(b"").1, BodyEncoding::Utf8);
-        assert_eq!(
-            EventEnvelope::encode_body(&[1u8; 30]).1,
-            BodyEncoding::Utf8
-        );
+        assert_eq!(EventEnvelope::encode_body(&[1u8; 30]).1, BodyEncoding::Utf8);
         assert_eq!(
             EventEnvelope::encode_body(&vec![1u8; 60_000]).1,
             BodyEncoding::Base64

@@ -51,6 +51,7 @@ pub trait Store: Send + Sync {
     /// The copy stored carries `revision + 1`, which is returned.
     /// `StoreError::Stale` when the stored revision differs or the subscription was removed.
     async fn put_subscription(&self, subscription: &Subscription) -> Result<u64, StoreError>;
+    /// By id.
     async fn list_subscriptions(&self) -> Result<Vec<Subscription>, StoreError>;
     async fn remove_subscription(&self, id: &str) -> Result<bool, StoreError>;
 
@@ -82,7 +83,7 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Drops a claim whose event could not be queued, so the provider's retry is accepted.
     /// Does nothing when the key is claimed by another event id (a lease that expired may
-    /// already belong to another request) or not claimed at all.
+    /// already belong to another request), is already queued, or is not claimed at all.
     async fn release_dedup(
         &self,
         source: &str,

@@ -704,10 +704,7 @@ mod tests {
         let body = format!(r#"{{"id":"{long}","type":"t"}}"#);
         let reply = outcome(&receiver, &fake, stripe_request(&body)).await;
         assert_eq!((reply.0, reply.2), (400, None), "{}", reply.1);
-        assert!(
-            store.dedup_keys().is_empty(),
-            "a refusal claims nothing"
-        );
+        assert!(store.dedup_keys().is_empty(), "a refusal claims nothing");
 
         let longest = "d".repeat(MAX_DELIVERY_ID_BYTES);
         let reply = outcome(&receiver, &fake, github_request("push", &longest, "{}")).await;

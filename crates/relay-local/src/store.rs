@@ -135,7 +135,7 @@ impl Store for LocalBackend {
     async fn list_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
         self.read(|conn| {
             collect_docs(
-                &mut conn.prepare_cached("SELECT doc FROM subscriptions ORDER BY source, id")?,
+                &mut conn.prepare_cached("SELECT doc FROM subscriptions ORDER BY id")?,
                 [],
                 "subscription",
             )
@@ -252,11 +252,12 @@ impl Store for LocalBackend {
     ) -> Result<(), StoreError> {
         let (source, key, event_id) = (source.to_owned(), key.to_owned(), event_id.to_owned());
         self.write(move |tx| {
-            // Only our own claim: a lease that expired may already belong to another request.
+            // Only our own pending claim: a lease that expired may already belong to another
+            // request, and a queued one recognises the provider's later copies.
             tx.prepare_cached(
-                "DELETE FROM dedup WHERE source = ?1 AND key = ?2 AND event_id = ?3",
+                "DELETE FROM dedup WHERE source = ?1 AND key = ?2 AND event_id = ?3 AND state = ?4",
             )?
-            .execute(params![source, key, event_id])?;
+            .execute(params![source, key, event_id, PENDING])?;
             Ok(())
         })
         .await

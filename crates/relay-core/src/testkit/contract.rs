@@ -49,6 +49,7 @@ macro_rules! store_contract_tests {
             dedup_confirm_after_takeover_conflicts,
             dedup_release_frees_the_key,
             dedup_release_by_another_event_does_nothing,
+            dedup_release_leaves_a_queued_claim,
             dedup_queued_claim_kept_until_its_ttl,
             events_round_trip,
             events_listed_newest_first_with_limit,
@@ -233,13 +234,12 @@ pub async fn subscriptions_by_source(store: &dyn Store) {
 
 pub async fn subscriptions_listed_in_order(store: &dyn Store) {
     assert!(store.list_subscriptions().await.unwrap().is_empty());
-    // Ids ordered the same way as their sources: the one order both real stores agree on
-    // (SQLite lists by source then id, DynamoDB by id).
+    // Listed by id, whatever their sources (the DynamoDB index order).
     for (id, source) in [
-        ("sub_3", "b"),
-        ("sub_1", "a"),
-        ("sub_4", "c"),
-        ("sub_2", "a"),
+        ("sub_3", "a"),
+        ("sub_1", "b"),
+        ("sub_4", "a"),
+        ("sub_2", "c"),
     ] {
         create(store, &subscription(id, source)).await;
     }
@@ -614,6 +614,18 @@ pub async fn dedup_release_by_another_event_does_nothing(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(claim(store, "d1", "evt_b", NOW + 2).await, queued("evt_a"));
+}
+
+/// Only a pending claim is released: once the event is queued, its claim is what recognises the
+/// provider's later copies.
+pub async fn dedup_release_leaves_a_queued_claim(store: &dyn Store) {
+    assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
+    store
+        .confirm_dedup("gh", "d1", "evt_a", NOW + DAY_SECS)
+        .await
+        .unwrap();
+    store.release_dedup("gh", "d1", "evt_a").await.unwrap();
+    assert_eq!(claim(store, "d1", "evt_b", NOW + 1).await, queued("evt_a"));
 }
 
 pub async fn dedup_queued_claim_kept_until_its_ttl(store: &dyn Store) {
