@@ -16,12 +16,11 @@ use crate::config::{
 };
 use crate::describe_sdk_error;
 
-/// SQS caps a message's delay at 15 minutes.
-pub const MAX_DELAY_SECS: u32 = 900;
-/// SQS caps a message's visibility timeout at 12 hours.
-pub const MAX_VISIBILITY_SECS: u32 = 43_200;
+pub use relay_core::limits::{
+    SQS_MAX_DELAY_SECS as MAX_DELAY_SECS, SQS_MAX_VISIBILITY_SECS as MAX_VISIBILITY_SECS,
+};
 /// SQS caps a long poll at 20 seconds and a receive at 10 messages.
-pub const MAX_WAIT_SECS: u32 = 20;
+pub const MAX_WAIT_SECS: u32 = relay_core::limits::SQS_MAX_WAIT_SECS;
 pub const MAX_RECEIVE: u32 = 10;
 
 /// While a fallback redrive copies a message it stays hidden this long; if the copy fails it

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod delivery;
 pub mod fanout;
 pub mod ids;
+pub mod limits;
 pub mod model;
 pub mod netguard;
 pub mod patterns;

@@ -308,7 +308,7 @@ pub const fn base64_len(len: usize) -> usize {
 
 /// SQS's largest message (the queues' `MaximumMessageSize` in infra/template.yaml and
 /// relay-aws's provisioning).
-pub const SQS_MAX_MESSAGE_BYTES: usize = 1_048_576;
+pub use crate::limits::SQS_MAX_MESSAGE_BYTES;
 
 /// The most a queue message adds to its encoded body: the keys and punctuation of the larger
 /// message (a `DeliveryTask`), and every other field at the largest the receiver lets through,

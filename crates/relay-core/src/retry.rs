@@ -5,10 +5,11 @@ use std::time::Duration;
 use rand::Rng;
 
 pub const DEFAULT_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
-/// SQS hides a message for at most 12 h after a receive; keep under it.
-pub const MAX_HIDE_SECS: u32 = 43_000;
+/// SQS hides a message for at most 12 h after a receive; keep 200 s under it, since the time
+/// already spent handling the message counts too.
+pub const MAX_HIDE_SECS: u32 = crate::limits::SQS_MAX_VISIBILITY_SECS - 200;
 /// SQS delays a new message by at most 15 minutes.
-pub const MAX_SEND_DELAY_SECS: u32 = 900;
+pub const MAX_SEND_DELAY_SECS: u32 = crate::limits::SQS_MAX_DELAY_SECS;
 /// A Retry-After longer than this is not honoured beyond it.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(12 * 3600);
 

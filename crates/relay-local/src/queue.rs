@@ -12,10 +12,9 @@ use rusqlite::{Transaction, params};
 use crate::backend::LocalBackend;
 use crate::db::DbResult;
 
-/// SQS's limit on a message delay.
-pub const MAX_DELAY_SECS: u32 = 900;
-/// SQS's limit on a visibility timeout (12 hours).
-pub const MAX_VISIBILITY_SECS: u32 = 12 * 3600;
+pub use relay_core::limits::{
+    SQS_MAX_DELAY_SECS as MAX_DELAY_SECS, SQS_MAX_VISIBILITY_SECS as MAX_VISIBILITY_SECS,
+};
 /// How often `wait_for_messages` looks at the file for messages sent by other processes.
 const POLL_INTERVAL: Duration = Duration::from_millis(150);
 
