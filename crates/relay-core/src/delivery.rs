@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::model::{EventEnvelope, Subscription};
+use crate::model::{AttemptOutcome, EventEnvelope, Subscription};
 use crate::netguard::{GuardedResolver, RefusedDestination, non_global_reason};
 use crate::signing::standard_signature_header;
 
@@ -52,16 +52,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> AttemptOutcome {
         match self {
-            Outcome::Delivered { .. } => "ok",
-            Outcome::Gone => "gone",
-            Outcome::Status { status } if (300..400).contains(status) => "redirect",
-            Outcome::Status { .. } => "http_status",
-            Outcome::Timeout => "timeout",
-            Outcome::Connect(_) => "connect",
-            Outcome::Refused(_) => "refused_destination",
-            Outcome::Invalid(_) => "invalid_request",
+            Outcome::Delivered { .. } => AttemptOutcome::Ok,
+            Outcome::Gone => AttemptOutcome::Gone,
+            Outcome::Status { status } if (300..400).contains(status) => AttemptOutcome::Redirect,
+            Outcome::Status { .. } => AttemptOutcome::HttpStatus,
+            Outcome::Timeout => AttemptOutcome::Timeout,
+            Outcome::Connect(_) => AttemptOutcome::Connect,
+            Outcome::Refused(_) => AttemptOutcome::RefusedDestination,
+            Outcome::Invalid(_) => AttemptOutcome::InvalidRequest,
         }
     }
 
@@ -404,7 +404,10 @@ mod tests {
     fn outcomes_classify() {
         assert!(Outcome::Status { status: 500 }.is_retryable());
         assert!(Outcome::Status { status: 302 }.is_retryable());
-        assert_eq!(Outcome::Status { status: 302 }.kind(), "redirect");
+        assert_eq!(
+            Outcome::Status { status: 302 }.kind(),
+            AttemptOutcome::Redirect
+        );
         assert!(!Outcome::Gone.is_retryable());
         assert!(!Outcome::Refused("x".into()).is_retryable());
         assert!(Outcome::Timeout.is_retryable());

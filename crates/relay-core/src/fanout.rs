@@ -16,8 +16,8 @@ use crate::cache::TtlCache;
 use crate::clock::SharedClock;
 use crate::delivery::{Attempt, AttemptResult, DeliveryClient, Outcome};
 use crate::model::{
-    AttemptRecord, DeliveryTask, Disposition, EventEnvelope, QueueMessage, ReceivedMessage,
-    Subscription,
+    AttemptOutcome, AttemptRecord, DeliveryTask, Disposition, EventEnvelope, NextStep,
+    QueueMessage, ReceivedMessage, Subscription,
 };
 use crate::patterns::matches_any;
 use crate::ports::{Queue, Store};
@@ -250,18 +250,18 @@ impl Fanout {
             Ok(Some(sub)) if sub.enabled => sub,
             Ok(found) => {
                 let why = if found.is_some() {
-                    "disabled"
+                    AttemptOutcome::SubscriptionDisabled
                 } else {
-                    "removed"
+                    AttemptOutcome::SubscriptionRemoved
                 };
-                info!(event_id = %event.id, subscription_id = %task.subscription_id, "subscription {why}; retry dropped");
+                info!(event_id = %event.id, subscription_id = %task.subscription_id, outcome = %why, "retry dropped");
                 self.log(&[self.record(
                     event,
                     &task.subscription_id,
                     task.attempt,
                     None,
-                    &format!("subscription_{why}"),
-                    "dropped",
+                    why,
+                    NextStep::Dropped,
                 )])
                 .await;
                 return Disposition::Delete;
@@ -320,7 +320,7 @@ impl Fanout {
             event_id = %event.id,
             subscription_id = %subscription.id,
             attempt,
-            outcome = result.outcome.kind(),
+            outcome = %result.outcome.kind(),
             status = result.outcome.status(),
             latency_ms = result.latency.as_millis() as u64,
             "delivery attempt"
@@ -345,7 +345,7 @@ impl Fanout {
             attempt,
             at: started_at,
             status: result.outcome.status(),
-            outcome: result.outcome.kind().to_owned(),
+            outcome: result.outcome.kind(),
             latency_ms: result.latency.as_millis() as u64,
             response_excerpt: match &result.outcome {
                 Outcome::Refused(reason) | Outcome::Invalid(reason) | Outcome::Connect(reason) => {
@@ -353,22 +353,22 @@ impl Fanout {
                 }
                 _ => result.excerpt.clone(),
             },
-            next: String::new(),
+            next: NextStep::Done,
         };
         let mut handed_off = true;
         if self.track_health(subscription, &result.outcome).await {
             // Failing for the whole window: no more retries for this subscription.
-            record.next = "disabled".into();
+            record.next = NextStep::Disabled;
             return Settled { record, handed_off };
         }
         record.next = match &result.outcome {
-            Outcome::Delivered { .. } => "done".into(),
+            Outcome::Delivered { .. } => NextStep::Done,
             Outcome::Gone => {
                 self.disable(subscription, "the endpoint answered 410 Gone")
                     .await;
-                "disabled".into()
+                NextStep::Disabled
             }
-            Outcome::Refused(_) | Outcome::Invalid(_) => "dropped".into(),
+            Outcome::Refused(_) | Outcome::Invalid(_) => NextStep::Dropped,
             _ => {
                 let next = DeliveryTask {
                     event: event.clone(),
@@ -386,11 +386,11 @@ impl Fanout {
                         };
                         let send_delay = delay.as_secs().min(u64::from(MAX_SEND_DELAY_SECS)) as u32;
                         match self.queue.send_delivery(&task, send_delay).await {
-                            Ok(()) => "retry_scheduled".into(),
+                            Ok(()) => NextStep::RetryScheduled,
                             Err(e) => {
                                 warn!(event_id = %event.id, subscription_id = %subscription.id, error = %e, "could not schedule the retry");
                                 handed_off = false;
-                                "fanout_retry".into()
+                                NextStep::FanoutRetry
                             }
                         }
                     }
@@ -404,12 +404,12 @@ impl Fanout {
                         match self.queue.dead_letter_delivery(&parked).await {
                             Ok(()) => {
                                 warn!(event_id = %event.id, subscription_id = %subscription.id, attempt, "retries spent; delivery dead-lettered");
-                                "dead_lettered".into()
+                                NextStep::DeadLettered
                             }
                             Err(e) => {
                                 warn!(event_id = %event.id, error = %e, "could not dead-letter");
                                 handed_off = false;
-                                "fanout_retry".into()
+                                NextStep::FanoutRetry
                             }
                         }
                     }
@@ -489,8 +489,8 @@ impl Fanout {
         subscription_id: &str,
         attempt: u32,
         status: Option<u16>,
-        outcome: &str,
-        next: &str,
+        outcome: AttemptOutcome,
+        next: NextStep,
     ) -> AttemptRecord {
         AttemptRecord {
             event_id: event.id.clone(),
@@ -498,10 +498,10 @@ impl Fanout {
             attempt,
             at: self.clock.now_millis(),
             status,
-            outcome: outcome.to_owned(),
+            outcome,
             latency_ms: 0,
             response_excerpt: String::new(),
-            next: next.to_owned(),
+            next,
         }
     }
 

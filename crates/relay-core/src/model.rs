@@ -381,20 +381,89 @@ pub struct AttemptRecord {
     pub at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    /// `ok`, `http_status`, `timeout`, `connect`, `refused_destination`, `redirect`, ...
-    pub outcome: String,
+    pub outcome: AttemptOutcome,
     pub latency_ms: u64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub response_excerpt: String,
-    /// What happens next: `done`, `retry_scheduled`, `dead_lettered`, `disabled`, `dropped`.
-    pub next: String,
+    pub next: NextStep,
 }
 
 impl AttemptRecord {
     /// True when this subscription needs nothing more from the event's fanout: it succeeded, or
     /// its delivery now belongs to the deliveries queue, the DLQ, or was dropped for good.
     pub fn settles_fanout(&self) -> bool {
-        self.next != "fanout_retry"
+        self.next != NextStep::FanoutRetry
+    }
+}
+
+/// Defines a unit enum stored and printed by fixed snake_case names, with `as_str` and
+/// `Display` giving the same spelling as serde.
+macro_rules! spelled_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+    };
+}
+
+spelled_enum! {
+    /// What one attempt came to (`outcome` of an attempt record).
+    AttemptOutcome {
+        /// 2xx.
+        Ok => "ok",
+        /// 410: the subscriber asks never to be called again.
+        Gone => "gone",
+        /// 3xx (redirects are not followed).
+        Redirect => "redirect",
+        /// Any other status.
+        HttpStatus => "http_status",
+        Timeout => "timeout",
+        /// No connection, or it broke.
+        Connect => "connect",
+        /// The address guard refused the destination.
+        RefusedDestination => "refused_destination",
+        /// The request could not be built (URL, headers).
+        InvalidRequest => "invalid_request",
+        /// A retry found its subscription removed, or disabled: nothing was sent.
+        SubscriptionRemoved => "subscription_removed",
+        SubscriptionDisabled => "subscription_disabled",
+    }
+}
+
+spelled_enum! {
+    /// What follows an attempt (`next` of an attempt record).
+    NextStep {
+        /// Delivered: nothing more for this subscription.
+        Done => "done",
+        /// The next attempt is on the deliveries queue.
+        RetryScheduled => "retry_scheduled",
+        /// The follow-up could not be queued: the event message is retried, and this
+        /// subscription with it (the record does not settle it).
+        FanoutRetry => "fanout_retry",
+        /// The schedule is spent: parked in the deliveries DLQ.
+        DeadLettered => "dead_lettered",
+        /// The subscription was disabled (410, or failing for the whole health window).
+        Disabled => "disabled",
+        /// Given up for good: the destination is refused or invalid, or the subscription is gone.
+        Dropped => "dropped",
     }
 }
 
@@ -485,6 +554,33 @@ mod tests {
             panic!("not an event")
         };
         assert_eq!(&*event.body_bytes().unwrap(), &[1u8, 2]);
+    }
+
+    #[test]
+    fn attempt_outcomes_and_next_steps_keep_their_stored_spellings() {
+        for outcome in AttemptOutcome::ALL {
+            let json = serde_json::to_string(outcome).unwrap();
+            assert_eq!(json, format!("\"{outcome}\""));
+            assert_eq!(
+                &serde_json::from_str::<AttemptOutcome>(&json).unwrap(),
+                outcome
+            );
+        }
+        for next in NextStep::ALL {
+            let json = serde_json::to_string(next).unwrap();
+            assert_eq!(json, format!("\"{}\"", next.as_str()));
+            assert_eq!(&serde_json::from_str::<NextStep>(&json).unwrap(), next);
+        }
+        // A record written before these were enums reads back unchanged.
+        let stored = r#"{"event_id":"evt_1","subscription_id":"sub_1","attempt":2,"at":5,"status":503,"outcome":"http_status","latency_ms":7,"next":"fanout_retry"}"#;
+        let record: AttemptRecord = serde_json::from_str(stored).unwrap();
+        assert_eq!(
+            (record.outcome, record.next),
+            (AttemptOutcome::HttpStatus, NextStep::FanoutRetry)
+        );
+        assert!(!record.settles_fanout());
+        assert_eq!(serde_json::to_string(&record).unwrap(), stored);
+        assert_eq!(format!("{:<8}|", NextStep::Done), "done    |");
     }
 
     fn envelope(body: String, body_encoding: BodyEncoding) -> EventEnvelope {

@@ -199,10 +199,10 @@ async fn handle(backend: &LocalBackend, m: relay_core::ReceivedMessage) -> Resul
             attempt: 1,
             at: e.received_at,
             status: Some(200),
-            outcome: "ok".into(),
+            outcome: relay_core::AttemptOutcome::Ok,
             latency_ms: 3,
             response_excerpt: String::new(),
-            next: "done".into(),
+            next: relay_core::NextStep::Done,
         })
         .collect();
     backend

@@ -3,7 +3,7 @@ mod common;
 use std::time::Duration;
 
 use common::{T0, attempt, event, pinned};
-use relay_core::{DedupClaim, Store};
+use relay_core::{DedupClaim, NextStep, Store};
 use relay_local::{LocalBackend, LocalOptions};
 
 #[tokio::test]
@@ -51,7 +51,7 @@ async fn upgrades_a_version_1_file_to_keyed_attempts() {
     // A file written by version 1, which appended every record: sub_a's attempt 1 twice.
     let first = attempt("evt_1", "sub_a", 1, 5_000);
     let rewritten = relay_core::AttemptRecord {
-        next: "done".into(),
+        next: NextStep::Done,
         status: Some(200),
         ..first.clone()
     };
@@ -81,7 +81,7 @@ async fn upgrades_a_version_1_file_to_keyed_attempts() {
     );
     // Writing a key again now replaces its record.
     let gone = relay_core::AttemptRecord {
-        next: "disabled".into(),
+        next: NextStep::Disabled,
         ..other.clone()
     };
     store

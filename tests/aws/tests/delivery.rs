@@ -885,23 +885,7 @@ async fn hanging_subscriber_leaves_the_event_batch_at_the_first_attempt_timeout(
         ("RELAY_FIRST_ATTEMPT_TIMEOUT_SECS", "1"),
     ]);
     let poller = Poller::new(&stack, fanout).await;
-    let id = accepted_id(
-        invoke_receiver(
-            &stack.receiver(),
-            github_request("github", GITHUB_SECRET, &unique(), "push", b"{}", false),
-        )
-        .await,
-    )
-    .await;
-
-    let started = std::time::Instant::now();
-    let pumped = poller.pump(&poller.events_url, 2).await;
-    let held = started.elapsed();
-    assert_eq!(
-        (pumped.received, pumped.deleted.len()),
-        (1, 1),
-        "{pumped:?}"
-    );
+    let (id, held) = one_event_through(&stack, &poller).await;
     // Bounded by the first-attempt timeout (1 s) plus store and queue calls, never the 60 s
     // delivery timeout.
     assert!(
@@ -941,23 +925,7 @@ async fn attempts_fit_the_invocation_deadline() {
     let poller = Poller::new(&stack, fanout)
         .await
         .with_invocation_timeout(Duration::from_secs(7));
-    let id = accepted_id(
-        invoke_receiver(
-            &stack.receiver(),
-            github_request("github", GITHUB_SECRET, &unique(), "push", b"{}", false),
-        )
-        .await,
-    )
-    .await;
-
-    let started = std::time::Instant::now();
-    let pumped = poller.pump(&poller.events_url, 2).await;
-    let held = started.elapsed();
-    assert_eq!(
-        (pumped.received, pumped.deleted.len()),
-        (1, 1),
-        "{pumped:?}"
-    );
+    let (id, held) = one_event_through(&stack, &poller).await;
     assert!(
         held < Duration::from_secs(7),
         "the batch outlived its deadline: {held:?}"
@@ -966,4 +934,26 @@ async fn attempts_fit_the_invocation_deadline() {
         attempt_log(&stack, &id, &hanging).await,
         owned(&[(1, "timeout", "retry_scheduled")])
     );
+}
+
+/// Accepts one signed push and hands the events queue's batch to the fanout once; returns the
+/// event id and how long the handler held the batch.
+async fn one_event_through(stack: &Stack, poller: &Poller) -> (String, Duration) {
+    let id = accepted_id(
+        invoke_receiver(
+            &stack.receiver(),
+            github_request("github", GITHUB_SECRET, &unique(), "push", b"{}", false),
+        )
+        .await,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let pumped = poller.pump(&poller.events_url, 2).await;
+    let held = started.elapsed();
+    assert_eq!(
+        (pumped.received, pumped.deleted.len()),
+        (1, 1),
+        "{pumped:?}"
+    );
+    (id, held)
 }

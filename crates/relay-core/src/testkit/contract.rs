@@ -9,8 +9,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::model::{
-    AttemptRecord, BodyEncoding, DedupClaim, EventEnvelope, ProviderConfig, SigningSecret, Source,
-    Subscription,
+    AttemptOutcome, AttemptRecord, BodyEncoding, DedupClaim, EventEnvelope, NextStep,
+    ProviderConfig, SigningSecret, Source, Subscription,
 };
 use crate::ports::{Store, StoreError};
 
@@ -131,10 +131,10 @@ pub fn attempt(event_id: &str, subscription_id: &str, number: u32, at: i64) -> A
         attempt: number,
         at,
         status: Some(500),
-        outcome: "http_status".into(),
+        outcome: AttemptOutcome::HttpStatus,
         latency_ms: 12,
         response_excerpt: "oops".into(),
-        next: "retry_scheduled".into(),
+        next: NextStep::RetryScheduled,
     }
 }
 
@@ -783,9 +783,9 @@ pub async fn attempts_rewritten_replace_the_earlier_record(store: &dyn Store) {
     let done = AttemptRecord {
         at: at + 2_000,
         status: Some(200),
-        outcome: "ok".into(),
+        outcome: AttemptOutcome::Ok,
         response_excerpt: String::new(),
-        next: "done".into(),
+        next: NextStep::Done,
         ..retrying.clone()
     };
     store
@@ -798,7 +798,7 @@ pub async fn attempts_rewritten_replace_the_earlier_record(store: &dyn Store) {
     );
     // Within one batch too, the last record of a key wins.
     let dropped = AttemptRecord {
-        next: "dropped".into(),
+        next: NextStep::Dropped,
         ..other.clone()
     };
     store

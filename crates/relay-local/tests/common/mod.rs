@@ -89,9 +89,9 @@ pub fn attempt(event_id: &str, sub: &str, n: u32, at: i64) -> AttemptRecord {
         attempt: n,
         at,
         status: Some(500),
-        outcome: "http_status".into(),
+        outcome: relay_core::AttemptOutcome::HttpStatus,
         latency_ms: 12,
         response_excerpt: "oops".into(),
-        next: "retry_scheduled".into(),
+        next: relay_core::NextStep::RetryScheduled,
     }
 }

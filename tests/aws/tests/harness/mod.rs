@@ -725,7 +725,7 @@ pub async fn attempt_log(
     records
         .into_iter()
         .filter(|r| r.subscription_id == subscription)
-        .map(|r| (r.attempt, r.outcome, r.next))
+        .map(|r| (r.attempt, r.outcome.to_string(), r.next.to_string()))
         .collect()
 }
 
