@@ -30,6 +30,17 @@ impl Default for DeliveryConfig {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::ports::Deliverer for DeliveryClient {
+    fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
+    async fn deliver(&self, attempt: Attempt<'_>) -> AttemptResult {
+        self.send(attempt).await
+    }
+}
+
 /// What one attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -132,6 +143,10 @@ impl DeliveryClient {
 
     /// Sends one signed attempt and classifies the answer.
     pub async fn deliver(&self, attempt: Attempt<'_>) -> AttemptResult {
+        self.send(attempt).await
+    }
+
+    async fn send(&self, attempt: Attempt<'_>) -> AttemptResult {
         let started = Instant::now();
         let finish =
             |outcome: Outcome, excerpt: String, retry_after: Option<Duration>| AttemptResult {

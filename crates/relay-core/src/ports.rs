@@ -118,3 +118,14 @@ pub trait Queue: Send + Sync {
     /// Parks a delivery whose schedule is spent in the deliveries DLQ.
     async fn dead_letter_delivery(&self, task: &DeliveryTask) -> Result<(), QueueError>;
 }
+
+/// Makes one outbound delivery attempt (the HTTP POST) and classifies its answer.
+#[async_trait]
+pub trait Deliverer: Send + Sync {
+    /// The configured delivery timeout; an attempt may be given less.
+    fn timeout(&self) -> std::time::Duration;
+    async fn deliver(
+        &self,
+        attempt: crate::delivery::Attempt<'_>,
+    ) -> crate::delivery::AttemptResult;
+}

@@ -20,9 +20,15 @@ use crate::model::{
     QueueMessage, ReceivedMessage, Subscription,
 };
 use crate::patterns::matches_any;
-use crate::ports::{Queue, Store};
-use crate::retry::{MAX_SEND_DELAY_SECS, RetrySchedule, hide_secs};
+use crate::ports::{Deliverer, Queue, Store};
+use crate::retry::{RetrySchedule, hide_secs};
 use crate::subscriptions::modify_subscription;
+
+pub mod decide;
+#[cfg(test)]
+mod tests;
+
+use decide::{AttemptFacts, FollowUp, HealthChange, decide};
 
 #[derive(Debug, Clone)]
 pub struct FanoutConfig {
@@ -61,7 +67,7 @@ impl Default for FanoutConfig {
 pub struct Fanout {
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
-    client: DeliveryClient,
+    deliverer: Arc<dyn Deliverer>,
     clock: SharedClock,
     config: FanoutConfig,
     by_source: TtlCache<Arc<Vec<Subscription>>>,
@@ -83,12 +89,23 @@ impl Fanout {
         clock: SharedClock,
         config: FanoutConfig,
     ) -> Self {
+        Self::with_deliverer(store, queue, Arc::new(client), clock, config)
+    }
+
+    /// The fanout over any deliverer (tests script one).
+    pub fn with_deliverer(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        deliverer: Arc<dyn Deliverer>,
+        clock: SharedClock,
+        config: FanoutConfig,
+    ) -> Self {
         Self {
             by_source: TtlCache::new(config.cache_ttl),
             by_id: TtlCache::new(config.cache_ttl),
             store,
             queue,
-            client,
+            deliverer,
             clock,
             config,
         }
@@ -145,7 +162,7 @@ impl Fanout {
     /// The delivery timeout (or `preferred`, when shorter), cut to what the deadline leaves
     /// after the settle reserve.
     fn attempt_timeout(&self, preferred: Option<Duration>, deadline: Option<Instant>) -> Duration {
-        let configured = self.client.config().timeout;
+        let configured = self.deliverer.timeout();
         let mut timeout = preferred.map_or(configured, |p| p.min(configured));
         if let Some(deadline) = deadline {
             let left = deadline
@@ -306,7 +323,7 @@ impl Fanout {
         timeout: Duration,
     ) -> AttemptResult {
         let result = self
-            .client
+            .deliverer
             .deliver(Attempt {
                 event,
                 body,
@@ -328,8 +345,9 @@ impl Fanout {
         result
     }
 
-    /// Decides what follows an attempt and queues it: nothing, the next retry, the DLQ, or
-    /// disabling the subscription.
+    /// Decides what follows an attempt (`decide::decide`) and applies it: the health change,
+    /// then the follow-up on the queue. The record says `fanout_retry` and `handed_off` is false
+    /// when the follow-up could not be queued.
     async fn settle(
         &self,
         event: &EventEnvelope,
@@ -338,12 +356,22 @@ impl Fanout {
         step: u32,
         result: AttemptResult,
     ) -> Settled {
-        let started_at = self.clock.now_millis() - result.latency.as_millis() as i64;
+        let now_millis = self.clock.now_millis();
+        let decision = decide(&AttemptFacts {
+            event,
+            subscription,
+            attempt,
+            schedule_step: step,
+            outcome: &result.outcome,
+            retry_delay: self.config.retry.delay(step, result.retry_after),
+            now_millis,
+            health_window_secs: self.config.health_window_secs,
+        });
         let mut record = AttemptRecord {
             event_id: event.id.clone(),
             subscription_id: subscription.id.clone(),
             attempt,
-            at: started_at,
+            at: now_millis - result.latency.as_millis() as i64,
             status: result.outcome.status(),
             outcome: result.outcome.kind(),
             latency_ms: result.latency.as_millis() as u64,
@@ -353,111 +381,56 @@ impl Fanout {
                 }
                 _ => result.excerpt.clone(),
             },
-            next: NextStep::Done,
+            next: decision.next,
         };
-        let mut handed_off = true;
-        if self.track_health(subscription, &result.outcome).await {
-            // Failing for the whole window: no more retries for this subscription.
-            record.next = NextStep::Disabled;
-            return Settled { record, handed_off };
+        if let Some(change) = decision.health {
+            self.apply_health(subscription, change).await;
         }
-        record.next = match &result.outcome {
-            Outcome::Delivered { .. } => NextStep::Done,
-            Outcome::Gone => {
-                self.disable(subscription, "the endpoint answered 410 Gone")
-                    .await;
-                NextStep::Disabled
-            }
-            Outcome::Refused(_) | Outcome::Invalid(_) => NextStep::Dropped,
-            _ => {
-                let next = DeliveryTask {
-                    event: event.clone(),
-                    subscription_id: subscription.id.clone(),
-                    attempt: attempt + 1,
-                    schedule_step: step + 1,
-                    not_before: 0,
-                };
-                match self.config.retry.delay(step, result.retry_after) {
-                    Some(delay) => {
-                        let delay_ms = delay.as_millis() as i64;
-                        let task = DeliveryTask {
-                            not_before: self.clock.now_millis() + delay_ms,
-                            ..next
-                        };
-                        let send_delay = delay.as_secs().min(u64::from(MAX_SEND_DELAY_SECS)) as u32;
-                        match self.queue.send_delivery(&task, send_delay).await {
-                            Ok(()) => NextStep::RetryScheduled,
-                            Err(e) => {
-                                warn!(event_id = %event.id, subscription_id = %subscription.id, error = %e, "could not schedule the retry");
-                                handed_off = false;
-                                NextStep::FanoutRetry
-                            }
-                        }
-                    }
-                    None => {
-                        // Spent: park it; a redrive gives one immediate attempt, then the
-                        // schedule again, with the attempt number running on.
-                        let parked = DeliveryTask {
-                            schedule_step: 0,
-                            ..next
-                        };
-                        match self.queue.dead_letter_delivery(&parked).await {
-                            Ok(()) => {
-                                warn!(event_id = %event.id, subscription_id = %subscription.id, attempt, "retries spent; delivery dead-lettered");
-                                NextStep::DeadLettered
-                            }
-                            Err(e) => {
-                                warn!(event_id = %event.id, error = %e, "could not dead-letter");
-                                handed_off = false;
-                                NextStep::FanoutRetry
-                            }
-                        }
-                    }
+        let queued = match &decision.follow_up {
+            None => Ok(()),
+            Some(FollowUp::Retry {
+                task,
+                send_delay_secs,
+            }) => self.queue.send_delivery(task, *send_delay_secs).await,
+            Some(FollowUp::DeadLetter(task)) => {
+                let parked = self.queue.dead_letter_delivery(task).await;
+                if parked.is_ok() {
+                    warn!(event_id = %event.id, subscription_id = %subscription.id, attempt, "retries spent; delivery dead-lettered");
                 }
+                parked
+            }
+        };
+        let handed_off = match queued {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(event_id = %event.id, subscription_id = %subscription.id, error = %e, "could not queue the follow-up; the event will be retried");
+                record.next = NextStep::FanoutRetry;
+                false
             }
         };
         Settled { record, handed_off }
     }
 
-    async fn disable(&self, subscription: &Subscription, reason: &str) {
-        let reason = reason.to_owned();
-        self.update_subscription(subscription, move |sub| {
-            sub.enabled = false;
-            sub.disabled_reason = Some(reason.clone());
-        })
-        .await;
-        warn!(subscription_id = %subscription.id, "subscription disabled");
-    }
-
-    /// Keeps `failing_since` current (a write only when a run of failures starts or ends) and
-    /// disables a subscription that failed for the whole health window. True when it disabled.
-    async fn track_health(&self, subscription: &Subscription, outcome: &Outcome) -> bool {
-        let now = self.clock.now_secs();
-        match (outcome, subscription.failing_since) {
-            (Outcome::Delivered { .. }, Some(_)) => {
-                self.update_subscription(subscription, |sub| sub.failing_since = None)
-                    .await;
-                false
-            }
-            (outcome, None) if outcome.is_retryable() => {
-                self.update_subscription(subscription, move |sub| {
+    async fn apply_health(&self, subscription: &Subscription, change: HealthChange) {
+        match change {
+            HealthChange::StartFailing(now) => {
+                self.update_subscription(subscription, |sub| {
                     sub.failing_since.get_or_insert(now);
                 })
                 .await;
-                false
             }
-            (outcome, Some(since))
-                if outcome.is_retryable() && now - since >= self.config.health_window_secs =>
-            {
-                let days = (now - since) as f64 / 86_400.0;
-                self.disable(
-                    subscription,
-                    &format!("failing continuously for {days:.1} days"),
-                )
+            HealthChange::Recovered => {
+                self.update_subscription(subscription, |sub| sub.failing_since = None)
+                    .await;
+            }
+            HealthChange::Disable(reason) => {
+                self.update_subscription(subscription, |sub| {
+                    sub.enabled = false;
+                    sub.disabled_reason = Some(reason.clone());
+                })
                 .await;
-                true
+                warn!(subscription_id = %subscription.id, reason = %reason, "subscription disabled");
             }
-            _ => false,
         }
     }
 

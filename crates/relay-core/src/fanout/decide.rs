@@ -1,0 +1,134 @@
+//! What follows one delivery attempt, as a pure function of its inputs: the fanout applies the
+//! decision through the ports (`Fanout::settle`), so every rule here is tested without I/O.
+
+use std::time::Duration;
+
+use crate::delivery::Outcome;
+use crate::limits::SQS_MAX_DELAY_SECS;
+use crate::model::{DeliveryTask, EventEnvelope, NextStep, Subscription};
+
+/// One attempt's facts, as `decide` needs them.
+pub struct AttemptFacts<'a> {
+    pub event: &'a EventEnvelope,
+    pub subscription: &'a Subscription,
+    /// The number of the attempt just made.
+    pub attempt: u32,
+    /// Its index into the retry schedule.
+    pub schedule_step: u32,
+    pub outcome: &'a Outcome,
+    /// The schedule's delay after this step, with jitter and the subscriber's Retry-After
+    /// applied; None when the schedule is spent.
+    pub retry_delay: Option<Duration>,
+    pub now_millis: i64,
+    /// A subscription failing without a single success for this long is disabled.
+    pub health_window_secs: i64,
+}
+
+/// A change to the stored subscription.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HealthChange {
+    /// A run of failures starts now (seconds since the epoch).
+    StartFailing(i64),
+    /// A success ends the run of failures.
+    Recovered,
+    /// No more deliveries, for this reason.
+    Disable(String),
+}
+
+/// What must be queued so the delivery goes on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FollowUp {
+    /// The next attempt, sent with this delay (at most SQS's maximum; `task.not_before` holds the
+    /// real due time, and an early wake-up is hidden again).
+    Retry {
+        task: DeliveryTask,
+        send_delay_secs: u32,
+    },
+    /// The schedule is spent: park it in the deliveries DLQ. A redrive gives one immediate
+    /// attempt, then the schedule again, with the attempt number running on.
+    DeadLetter(DeliveryTask),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The next step once the follow-up (if any) is queued; `FanoutRetry` replaces it when the
+    /// follow-up cannot be queued.
+    pub next: NextStep,
+    pub health: Option<HealthChange>,
+    pub follow_up: Option<FollowUp>,
+}
+
+/// Decides what follows an attempt. 2xx is done (and ends a run of failures); 410 disables the
+/// subscription; a refused destination or an invalid request is dropped; any other status, a
+/// timeout or a connection error is retried on the schedule, then dead-lettered; a subscription
+/// failing for the whole health window is disabled instead.
+pub fn decide(facts: &AttemptFacts<'_>) -> Decision {
+    let now_secs = facts.now_millis.div_euclid(1000);
+    let outcome = facts.outcome;
+    let failing_since = facts.subscription.failing_since;
+    match outcome {
+        Outcome::Delivered { .. } => Decision {
+            next: NextStep::Done,
+            health: failing_since.map(|_| HealthChange::Recovered),
+            follow_up: None,
+        },
+        Outcome::Gone => Decision {
+            next: NextStep::Disabled,
+            health: Some(HealthChange::Disable(
+                "the endpoint answered 410 Gone".to_owned(),
+            )),
+            follow_up: None,
+        },
+        Outcome::Refused(_) | Outcome::Invalid(_) => Decision {
+            next: NextStep::Dropped,
+            health: None,
+            follow_up: None,
+        },
+        Outcome::Status { .. } | Outcome::Timeout | Outcome::Connect(_) => {
+            if let Some(since) = failing_since
+                && now_secs - since >= facts.health_window_secs
+            {
+                let days = (now_secs - since) as f64 / 86_400.0;
+                return Decision {
+                    next: NextStep::Disabled,
+                    health: Some(HealthChange::Disable(format!(
+                        "failing continuously for {days:.1} days"
+                    ))),
+                    follow_up: None,
+                };
+            }
+            let health = failing_since
+                .is_none()
+                .then_some(HealthChange::StartFailing(now_secs));
+            let next_task = DeliveryTask {
+                event: facts.event.clone(),
+                subscription_id: facts.subscription.id.clone(),
+                attempt: facts.attempt + 1,
+                schedule_step: facts.schedule_step + 1,
+                not_before: 0,
+            };
+            match facts.retry_delay {
+                Some(delay) => Decision {
+                    next: NextStep::RetryScheduled,
+                    health,
+                    follow_up: Some(FollowUp::Retry {
+                        task: DeliveryTask {
+                            not_before: facts.now_millis
+                                + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
+                            ..next_task
+                        },
+                        send_delay_secs: delay.as_secs().min(u64::from(SQS_MAX_DELAY_SECS)) as u32,
+                    }),
+                },
+                None => Decision {
+                    next: NextStep::DeadLettered,
+                    health,
+                    follow_up: Some(FollowUp::DeadLetter(DeliveryTask {
+                        schedule_step: 0,
+                        ..next_task
+                    })),
+                },
+            }
+        }
+    }
+}

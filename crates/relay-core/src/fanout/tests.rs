@@ -1,0 +1,495 @@
+//! The fanout's decisions (`decide`, pure) and their application through the memory ports with a
+//! scripted deliverer: every outcome class, Retry-After, a spent schedule, the health window,
+//! attempt numbering across retries and redrives, and a follow-up that cannot be queued.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::decide::{AttemptFacts, Decision, FollowUp, HealthChange, decide};
+use super::{Fanout, FanoutConfig};
+use crate::clock::FixedClock;
+use crate::delivery::{AttemptResult, Outcome};
+use crate::model::{
+    AttemptOutcome, BodyEncoding, DeliveryTask, Disposition, EventEnvelope, NextStep,
+    ProviderConfig, QueueMessage, ReceivedMessage, SigningSecret, Source, Subscription,
+};
+use crate::ports::Store;
+use crate::retry::RetrySchedule;
+use crate::testkit::{MemoryStore, RecordingQueue, ScriptedDeliverer};
+
+const NOW: i64 = 1_700_000_000;
+const NOW_MS: i64 = NOW * 1000;
+const DAY: i64 = 86_400;
+const WINDOW: i64 = 5 * DAY;
+
+fn event() -> EventEnvelope {
+    EventEnvelope {
+        id: "evt_1".into(),
+        source: "gh".into(),
+        event_type: "push".into(),
+        content_type: Some("application/json".into()),
+        received_at: NOW_MS,
+        body: "{}".into(),
+        body_encoding: BodyEncoding::Utf8,
+    }
+}
+
+fn subscription(id: &str) -> Subscription {
+    Subscription {
+        id: id.into(),
+        source: "gh".into(),
+        url: format!("https://hooks.example.com/{id}"),
+        events: vec!["*".into()],
+        secrets: vec![SigningSecret {
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            expires_at: None,
+        }],
+        enabled: true,
+        disabled_reason: None,
+        failing_since: None,
+        headers: Vec::new(),
+        created_at: 0,
+        revision: 0,
+    }
+}
+
+fn decided(sub: &Subscription, outcome: Outcome, retry_delay: Option<Duration>) -> Decision {
+    decide(&AttemptFacts {
+        event: &event(),
+        subscription: sub,
+        attempt: 3,
+        schedule_step: 2,
+        outcome: &outcome,
+        retry_delay,
+        now_millis: NOW_MS,
+        health_window_secs: WINDOW,
+    })
+}
+
+fn retried_in(decision: &Decision) -> (DeliveryTask, u32) {
+    match &decision.follow_up {
+        Some(FollowUp::Retry {
+            task,
+            send_delay_secs,
+        }) => (task.clone(), *send_delay_secs),
+        other => panic!("expected a retry, got {other:?}"),
+    }
+}
+
+// ------------------------------------------------------------------ decide: outcome classes
+
+#[test]
+fn delivered_is_done_and_ends_a_run_of_failures() {
+    let healthy = decided(&subscription("s"), Outcome::Delivered { status: 204 }, None);
+    assert_eq!(
+        (healthy.next, healthy.health, healthy.follow_up),
+        (NextStep::Done, None, None)
+    );
+    let recovering = Subscription {
+        failing_since: Some(NOW - 60),
+        ..subscription("s")
+    };
+    let decision = decided(&recovering, Outcome::Delivered { status: 200 }, None);
+    assert_eq!(decision.health, Some(HealthChange::Recovered));
+}
+
+#[test]
+fn server_errors_schedule_the_next_attempt() {
+    let decision = decided(
+        &subscription("s"),
+        Outcome::Status { status: 503 },
+        Some(Duration::from_secs(300)),
+    );
+    assert_eq!(decision.next, NextStep::RetryScheduled);
+    assert_eq!(decision.health, Some(HealthChange::StartFailing(NOW)));
+    let (task, send_delay) = retried_in(&decision);
+    assert_eq!((task.attempt, task.schedule_step), (4, 3));
+    assert_eq!(task.not_before, NOW_MS + 300_000);
+    assert_eq!(task.subscription_id, "s");
+    assert_eq!(send_delay, 300);
+}
+
+#[test]
+fn redirects_and_other_client_errors_are_retried() {
+    for status in [301, 302, 400, 404, 429] {
+        let decision = decided(
+            &subscription("s"),
+            Outcome::Status { status },
+            Some(Duration::from_secs(5)),
+        );
+        assert_eq!(decision.next, NextStep::RetryScheduled, "{status}");
+    }
+}
+
+#[test]
+fn timeouts_and_connection_errors_are_retried() {
+    for outcome in [Outcome::Timeout, Outcome::Connect("refused".into())] {
+        let decision = decided(&subscription("s"), outcome, Some(Duration::from_secs(5)));
+        assert_eq!(decision.next, NextStep::RetryScheduled);
+        assert!(matches!(decision.follow_up, Some(FollowUp::Retry { .. })));
+    }
+}
+
+#[test]
+fn gone_disables_without_retrying() {
+    let decision = decided(
+        &subscription("s"),
+        Outcome::Gone,
+        Some(Duration::from_secs(5)),
+    );
+    assert_eq!(decision.next, NextStep::Disabled);
+    assert_eq!(
+        decision.health,
+        Some(HealthChange::Disable(
+            "the endpoint answered 410 Gone".into()
+        ))
+    );
+    assert_eq!(decision.follow_up, None);
+}
+
+#[test]
+fn refused_destinations_and_invalid_requests_are_dropped() {
+    for outcome in [
+        Outcome::Refused("10.0.0.1 is a private address".into()),
+        Outcome::Invalid("invalid URL".into()),
+    ] {
+        let decision = decided(&subscription("s"), outcome, Some(Duration::from_secs(5)));
+        assert_eq!(
+            (decision.next, decision.health, decision.follow_up),
+            (NextStep::Dropped, None, None)
+        );
+    }
+}
+
+#[test]
+fn a_spent_schedule_dead_letters_with_the_schedule_reset() {
+    let decision = decided(&subscription("s"), Outcome::Status { status: 500 }, None);
+    assert_eq!(decision.next, NextStep::DeadLettered);
+    match decision.follow_up {
+        // A redrive gives one immediate attempt (step 0), numbered after this one.
+        Some(FollowUp::DeadLetter(task)) => {
+            assert_eq!((task.attempt, task.schedule_step), (4, 0));
+        }
+        other => panic!("expected a dead letter, got {other:?}"),
+    }
+}
+
+#[test]
+fn long_delays_are_sent_at_the_queue_maximum_and_held_by_not_before() {
+    let decision = decided(
+        &subscription("s"),
+        Outcome::Timeout,
+        Some(Duration::from_secs(2 * 3600)),
+    );
+    let (task, send_delay) = retried_in(&decision);
+    assert_eq!(send_delay, 900);
+    assert_eq!(task.not_before, NOW_MS + 2 * 3600 * 1000);
+}
+
+#[test]
+fn the_health_window_disables_instead_of_retrying() {
+    let within = Subscription {
+        failing_since: Some(NOW - WINDOW + 1),
+        ..subscription("s")
+    };
+    let decision = decided(&within, Outcome::Timeout, Some(Duration::from_secs(5)));
+    assert_eq!(
+        (decision.next, decision.health.clone()),
+        (NextStep::RetryScheduled, None)
+    );
+
+    let spent = Subscription {
+        failing_since: Some(NOW - WINDOW),
+        ..subscription("s")
+    };
+    let decision = decided(&spent, Outcome::Timeout, Some(Duration::from_secs(5)));
+    assert_eq!(decision.next, NextStep::Disabled);
+    assert_eq!(
+        decision.health,
+        Some(HealthChange::Disable(
+            "failing continuously for 5.0 days".into()
+        ))
+    );
+    assert_eq!(decision.follow_up, None);
+    // A 410 or a success inside a long run is not a failure of the window.
+    let decision = decided(&spent, Outcome::Delivered { status: 200 }, None);
+    assert_eq!(decision.next, NextStep::Done);
+}
+
+// ------------------------------------------------------------------ applied through the ports
+
+struct Rig {
+    store: Arc<MemoryStore>,
+    queue: Arc<RecordingQueue>,
+    deliverer: Arc<ScriptedDeliverer>,
+    fanout: Fanout,
+}
+
+async fn rig(subscriptions: &[&str], script: Vec<AttemptResult>) -> Rig {
+    let store = Arc::new(MemoryStore::with_sources([Source {
+        name: "gh".into(),
+        provider: ProviderConfig::Github,
+        secrets: vec!["github-webhook-secret".into()],
+        tolerance_secs: 300,
+        created_at: 0,
+    }]));
+    for id in subscriptions {
+        store.put_subscription(&subscription(id)).await.unwrap();
+    }
+    let queue = Arc::new(RecordingQueue::default());
+    let deliverer = Arc::new(ScriptedDeliverer::new(Duration::from_secs(15), script));
+    let fanout = Fanout::with_deliverer(
+        store.clone(),
+        queue.clone(),
+        deliverer.clone(),
+        FixedClock::at_secs(NOW),
+        FanoutConfig {
+            retry: RetrySchedule::parse("5s,5m").unwrap().with_jitter(0.0),
+            cache_ttl: Duration::ZERO,
+            first_attempt_timeout: Some(Duration::from_secs(2)),
+            ..FanoutConfig::default()
+        },
+    );
+    Rig {
+        store,
+        queue,
+        deliverer,
+        fanout,
+    }
+}
+
+fn message(body: &QueueMessage) -> ReceivedMessage {
+    ReceivedMessage {
+        id: "m-1".into(),
+        body: serde_json::to_string(body).unwrap(),
+        receive_count: 1,
+    }
+}
+
+fn answer(outcome: Outcome) -> AttemptResult {
+    ScriptedDeliverer::answer(outcome)
+}
+
+async fn log(rig: &Rig) -> Vec<(String, u32, AttemptOutcome, NextStep)> {
+    rig.store
+        .event_attempts("evt_1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.subscription_id, a.attempt, a.outcome, a.next))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_event_delivers_to_each_subscription_and_retries_only_the_failing_one() {
+    let rig = rig(
+        &["a", "b"],
+        vec![
+            answer(Outcome::Delivered { status: 200 }),
+            answer(Outcome::Status { status: 500 }),
+        ],
+    )
+    .await;
+    let disposition = rig
+        .fanout
+        .handle_message(&message(&QueueMessage::Event(event())))
+        .await;
+    assert_eq!(disposition, Disposition::Delete);
+    let mut outcomes: Vec<_> = log(&rig).await.into_iter().map(|l| (l.2, l.3)).collect();
+    outcomes.sort_by_key(|o| o.1.as_str());
+    assert_eq!(
+        outcomes,
+        [
+            (AttemptOutcome::Ok, NextStep::Done),
+            (AttemptOutcome::HttpStatus, NextStep::RetryScheduled)
+        ]
+    );
+    let scheduled = rig.queue.scheduled();
+    assert_eq!(scheduled.len(), 1);
+    assert_eq!((scheduled[0].0.attempt, scheduled[0].1), (2, 5));
+    // The first attempt ran with the first-attempt timeout.
+    assert!(
+        rig.deliverer
+            .seen()
+            .iter()
+            .all(|s| s.timeout == Duration::from_secs(2))
+    );
+    // The failure started the subscription's run of failures in the store.
+    let failing: Vec<_> = rig
+        .store
+        .list_subscriptions()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.failing_since == Some(NOW))
+        .collect();
+    assert_eq!(failing.len(), 1);
+}
+
+#[tokio::test]
+async fn retry_after_sets_the_next_attempt_time() {
+    let mut busy = answer(Outcome::Status { status: 503 });
+    busy.retry_after = Some(Duration::from_secs(3600));
+    let rig = rig(&["a"], vec![busy]).await;
+    rig.fanout
+        .handle_message(&message(&QueueMessage::Event(event())))
+        .await;
+    let (task, send_delay) = rig.queue.scheduled()[0].clone();
+    assert_eq!(task.not_before, NOW_MS + 3_600_000);
+    assert_eq!(send_delay, 900);
+}
+
+#[tokio::test]
+async fn a_follow_up_that_cannot_be_queued_retries_the_event_with_the_attempt_number_running_on() {
+    // b times out while the queue is down: its retry cannot be queued, so the event stays.
+    let rig = rig(
+        &["a", "b"],
+        vec![
+            answer(Outcome::Delivered { status: 200 }),
+            answer(Outcome::Timeout),
+        ],
+    )
+    .await;
+    rig.queue.fail_sends(true);
+    let fanout = &rig.fanout;
+    let disposition = fanout
+        .handle_message(&message(&QueueMessage::Event(event())))
+        .await;
+    assert_eq!(disposition, Disposition::Retry);
+    let first = log(&rig).await;
+    assert_eq!(
+        first,
+        [
+            ("a".to_owned(), 1, AttemptOutcome::Ok, NextStep::Done),
+            (
+                "b".to_owned(),
+                1,
+                AttemptOutcome::Timeout,
+                NextStep::FanoutRetry
+            )
+        ]
+    );
+
+    // The event comes back: only the unsettled subscription is tried, as attempt 2.
+    rig.queue.fail_sends(false);
+    let disposition = fanout
+        .handle_message(&message(&QueueMessage::Event(event())))
+        .await;
+    assert_eq!(disposition, Disposition::Delete);
+    let seen: Vec<_> = rig
+        .deliverer
+        .seen()
+        .into_iter()
+        .map(|s| (s.subscription_id, s.attempt))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("a".to_owned(), 1),
+            ("b".to_owned(), 1),
+            ("b".to_owned(), 2)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_redriven_delivery_gets_its_attempt_then_the_schedule_again() {
+    let rig = rig(&["a"], vec![answer(Outcome::Status { status: 502 })]).await;
+    // As parked by a spent schedule: attempt 5, step 0.
+    let parked = DeliveryTask {
+        event: event(),
+        subscription_id: "a".into(),
+        attempt: 5,
+        schedule_step: 0,
+        not_before: 0,
+    };
+    let disposition = rig
+        .fanout
+        .handle_message(&message(&QueueMessage::Delivery(parked)))
+        .await;
+    assert_eq!(disposition, Disposition::Delete);
+    assert_eq!(rig.deliverer.seen()[0].attempt, 5);
+    // Not the first attempt: the full delivery timeout.
+    assert_eq!(rig.deliverer.seen()[0].timeout, Duration::from_secs(15));
+    let (task, send_delay) = rig.queue.scheduled()[0].clone();
+    assert_eq!((task.attempt, task.schedule_step, send_delay), (6, 1, 5));
+    assert_eq!(
+        log(&rig).await,
+        [(
+            "a".to_owned(),
+            5,
+            AttemptOutcome::HttpStatus,
+            NextStep::RetryScheduled
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_spent_schedule_parks_the_delivery() {
+    let rig = rig(&["a"], vec![answer(Outcome::Timeout)]).await;
+    let last = DeliveryTask {
+        event: event(),
+        subscription_id: "a".into(),
+        attempt: 3,
+        schedule_step: 2,
+        not_before: 0,
+    };
+    rig.fanout
+        .handle_message(&message(&QueueMessage::Delivery(last)))
+        .await;
+    let parked = rig.queue.parked();
+    assert_eq!((parked[0].attempt, parked[0].schedule_step), (4, 0));
+    assert_eq!(log(&rig).await[0].3, NextStep::DeadLettered);
+}
+
+#[tokio::test]
+async fn gone_disables_the_stored_subscription() {
+    let rig = rig(&["a"], vec![answer(Outcome::Gone)]).await;
+    rig.fanout
+        .handle_message(&message(&QueueMessage::Event(event())))
+        .await;
+    let stored = rig.store.get_subscription("a").await.unwrap().unwrap();
+    assert!(!stored.enabled);
+    assert_eq!(
+        stored.disabled_reason.as_deref(),
+        Some("the endpoint answered 410 Gone")
+    );
+    assert!(rig.queue.scheduled().is_empty());
+    // Its pending retries are dropped without an attempt.
+    let retry = DeliveryTask {
+        event: event(),
+        subscription_id: "a".into(),
+        attempt: 2,
+        schedule_step: 1,
+        not_before: 0,
+    };
+    rig.fanout
+        .handle_message(&message(&QueueMessage::Delivery(retry)))
+        .await;
+    assert_eq!(rig.deliverer.seen().len(), 1);
+    assert!(log(&rig).await.contains(&(
+        "a".to_owned(),
+        2,
+        AttemptOutcome::SubscriptionDisabled,
+        NextStep::Dropped
+    )));
+}
+
+#[tokio::test]
+async fn an_early_wake_up_is_hidden_and_counts_no_attempt() {
+    let rig = rig(&["a"], vec![]).await;
+    let early = DeliveryTask {
+        event: event(),
+        subscription_id: "a".into(),
+        attempt: 2,
+        schedule_step: 1,
+        not_before: NOW_MS + 3_600_000,
+    };
+    let disposition = rig
+        .fanout
+        .handle_message(&message(&QueueMessage::Delivery(early)))
+        .await;
+    assert_eq!(disposition, Disposition::HideFor(3600));
+    assert!(rig.deliverer.seen().is_empty());
+    assert!(log(&rig).await.is_empty());
+}
