@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::types::{
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, WriteRequest,
 };
 use relay_core::model::{AttemptRecord, DedupClaim, EventEnvelope, Source, Subscription};
-use relay_core::ports::{Store, StoreError};
+use relay_core::ports::{Catalog, DedupLedger, EventArchive, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -394,7 +394,7 @@ fn classify_claim(pk: &str, item: &Item, event_id: &str) -> Result<DedupClaim, S
 }
 
 #[async_trait]
-impl Store for DynamoStore {
+impl Catalog for DynamoStore {
     async fn get_source(&self, name: &str) -> Result<Option<Source>, StoreError> {
         self.get(keys::source_pk(name), keys::META)
             .await?
@@ -520,7 +520,10 @@ impl Store for DynamoStore {
         .await?;
         Ok(true)
     }
+}
 
+#[async_trait]
+impl DedupLedger for DynamoStore {
     async fn claim_dedup(
         &self,
         source: &str,
@@ -605,7 +608,10 @@ impl Store for DynamoStore {
             Err(err) => Err(unavailable("DeleteItem", &err)),
         }
     }
+}
 
+#[async_trait]
+impl EventArchive for DynamoStore {
     async fn put_event(&self, event: &EventEnvelope, expires_at: i64) -> Result<(), StoreError> {
         self.put(event_item(event, expires_at)?).await
     }

@@ -12,7 +12,8 @@ use relay_aws::{
     AwsAdapters, AwsSettings, RedriveMethod, SqsAdmin, adapters_from_sdk_config, sdk_config_loader,
 };
 use relay_core::model::{BodyEncoding, DeliveryTask, EventEnvelope, QueueMessage};
-use relay_core::ports::{Queue, Store, StoreError};
+use relay_core::ports::Catalog;
+use relay_core::ports::{Queue, StoreError};
 
 struct Stack {
     adapters: AwsAdapters,

@@ -4,17 +4,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use relay_core::Disposition;
 use relay_core::delivery::{DeliveryClient, DeliveryConfig};
 use relay_core::fanout::{Fanout, FanoutConfig};
 use relay_core::model::{
     BodyEncoding, EventEnvelope, ProviderConfig, QueueMessage, ReceivedMessage, SigningSecret,
     Source, Subscription,
 };
-use relay_core::{Disposition, Store};
 use relay_local::{LocalBackend, LocalOptions};
 
 use crate::quantile;
 use crate::sink::Sink;
+use relay_core::ports::Catalog;
 
 pub async fn run(
     events: usize,

@@ -23,4 +23,6 @@ pub mod testkit;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use model::*;
-pub use ports::{Queue, QueueError, Store, StoreError};
+pub use ports::{
+    Catalog, DedupLedger, Deliverer, EventArchive, Queue, QueueError, Store, StoreError,
+};

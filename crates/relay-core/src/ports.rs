@@ -24,7 +24,14 @@ pub enum QueueError {
     Unavailable(String),
 }
 
-/// The relay's catalog (sources, subscriptions), dedup ledger, event archive and attempt log.
+/// The whole store: the catalog, the dedup ledger and the event archive, as one adapter
+/// provides them (SQLite, DynamoDB, memory). Use cases take only the parts they use; admin
+/// commands take the whole.
+pub trait Store: Catalog + DedupLedger + EventArchive {}
+
+impl<T: Catalog + DedupLedger + EventArchive + ?Sized> Store for T {}
+
+/// Sources and their subscriptions.
 ///
 /// Every adapter keeps the same rules; `testkit::contract` checks each of them against every
 /// adapter (SQLite, DynamoDB, memory). Times passed in are seconds since the epoch. Lists come
@@ -35,7 +42,7 @@ pub enum QueueError {
 /// claim with `expires_at = T` (a pending lease or a queued record) is live while `now < T` and
 /// free from `now >= T` on, whether or not the store has reaped it yet.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Catalog: Send + Sync {
     async fn get_source(&self, name: &str) -> Result<Option<Source>, StoreError>;
     async fn put_source(&self, source: &Source) -> Result<(), StoreError>;
     async fn list_sources(&self) -> Result<Vec<Source>, StoreError>;
@@ -54,7 +61,11 @@ pub trait Store: Send + Sync {
     /// By id.
     async fn list_subscriptions(&self) -> Result<Vec<Subscription>, StoreError>;
     async fn remove_subscription(&self, id: &str) -> Result<bool, StoreError>;
+}
 
+/// Provider delivery ids seen per source: claims that make a provider's retries duplicates.
+#[async_trait]
+pub trait DedupLedger: Send + Sync {
     /// Claims (source, key) for a new event unless a live claim exists. A `New` claim is a lease
     /// that expires at `lease_until` (seconds) unless confirmed.
     ///
@@ -90,7 +101,11 @@ pub trait Store: Send + Sync {
         key: &str,
         event_id: &str,
     ) -> Result<(), StoreError>;
+}
 
+/// Accepted events, kept for `events show` and replay, with the attempt log of each.
+#[async_trait]
+pub trait EventArchive: Send + Sync {
     /// Stores the event for `events show` and replay, kept until `expires_at` (seconds).
     async fn put_event(&self, event: &EventEnvelope, expires_at: i64) -> Result<(), StoreError>;
     async fn get_event(&self, id: &str) -> Result<Option<EventEnvelope>, StoreError>;

@@ -11,7 +11,7 @@ use crate::cache::TtlCache;
 use crate::clock::SharedClock;
 use crate::ids::new_event_id;
 use crate::model::{DedupClaim, EventEnvelope, Source};
-use crate::ports::{Queue, Store};
+use crate::ports::{Catalog, DedupLedger, Queue};
 use crate::providers::{self, InboundRequest, Outcome, Rejection, Verified};
 
 /// The default body limit: a body this large, in the worst case, still fits one queue message
@@ -83,7 +83,8 @@ impl Reply {
 }
 
 pub struct Receiver {
-    store: Arc<dyn Store>,
+    catalog: Arc<dyn Catalog>,
+    ledger: Arc<dyn DedupLedger>,
     queue: Arc<dyn Queue>,
     clock: SharedClock,
     config: ReceiverConfig,
@@ -91,15 +92,17 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    pub fn new(
-        store: Arc<dyn Store>,
+    /// Over a store that holds the catalog and the dedup ledger (the receiver uses nothing else).
+    pub fn new<S: Catalog + DedupLedger + 'static>(
+        store: Arc<S>,
         queue: Arc<dyn Queue>,
         clock: SharedClock,
         config: ReceiverConfig,
     ) -> Self {
         let sources = TtlCache::new(config.cache_ttl);
         Self {
-            store,
+            catalog: store.clone(),
+            ledger: store,
             queue,
             clock,
             config,
@@ -136,7 +139,7 @@ impl Receiver {
         let source = match self
             .sources
             .get_or_load(name, || async {
-                self.store.get_source(name).await.map(|s| s.map(Arc::new))
+                self.catalog.get_source(name).await.map(|s| s.map(Arc::new))
             })
             .await
         {
@@ -178,7 +181,7 @@ impl Receiver {
         let event_id = new_event_id();
         if let Some(key) = &verified.delivery_id {
             let claim = self
-                .store
+                .ledger
                 .claim_dedup(
                     name,
                     key,
@@ -223,7 +226,7 @@ impl Receiver {
         if let Err(e) = self.queue.send_event(&event).await {
             warn!(event_id = %event.id, source = name, error = %e, "enqueue failed");
             let released = match &verified.delivery_id {
-                Some(key) => self.store.release_dedup(name, key, &event.id).await,
+                Some(key) => self.ledger.release_dedup(name, key, &event.id).await,
                 None => Ok(()),
             };
             if let Err(e) = released {
@@ -235,7 +238,7 @@ impl Receiver {
         if let Some(key) = &verified.delivery_id {
             let expires = now + self.config.dedup_ttl_secs;
             if let Err(e) = self
-                .store
+                .ledger
                 .confirm_dedup(name, key, &event.id, expires)
                 .await
             {

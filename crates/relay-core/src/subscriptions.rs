@@ -2,7 +2,7 @@
 //! fanout's health tracking, operators' commands) goes through `modify_subscription`.
 
 use crate::model::Subscription;
-use crate::ports::{Store, StoreError};
+use crate::ports::{Catalog, StoreError};
 
 /// How often a change is re-read and redone when other writers keep getting in first.
 const MAX_WRITE_ROUNDS: usize = 8;
@@ -12,7 +12,7 @@ const MAX_WRITE_ROUNDS: usize = 8;
 /// there is nothing to write. `Ok(None)`: there is no such subscription (a removed one is never
 /// written back).
 pub async fn modify_subscription<F>(
-    store: &dyn Store,
+    store: &dyn Catalog,
     id: &str,
     mut change: F,
 ) -> Result<Option<Subscription>, StoreError>

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use relay_core::{AttemptRecord, BodyEncoding, EventEnvelope, Queue, QueueMessage, Store};
+use relay_core::ports::{Catalog, DedupLedger, EventArchive};
+use relay_core::{AttemptRecord, BodyEncoding, EventEnvelope, Queue, QueueMessage};
 use relay_local::{LocalBackend, LocalOptions, LocalQueueName};
 
 const VIS: Duration = Duration::from_secs(30);

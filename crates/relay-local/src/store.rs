@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use relay_core::{
-    AttemptRecord, DedupClaim, EventEnvelope, Source, Store, StoreError, Subscription,
+    AttemptRecord, Catalog, DedupClaim, DedupLedger, EventArchive, EventEnvelope, Source,
+    StoreError, Subscription,
 };
 use rusqlite::{OptionalExtension, params};
 
@@ -24,7 +25,7 @@ fn collect_docs<T: serde::de::DeserializeOwned>(
 }
 
 #[async_trait]
-impl Store for LocalBackend {
+impl Catalog for LocalBackend {
     async fn get_source(&self, name: &str) -> Result<Option<Source>, StoreError> {
         self.read(|conn| {
             let doc: Option<String> = conn
@@ -153,7 +154,10 @@ impl Store for LocalBackend {
         })
         .await
     }
+}
 
+#[async_trait]
+impl DedupLedger for LocalBackend {
     async fn claim_dedup(
         &self,
         source: &str,
@@ -262,7 +266,10 @@ impl Store for LocalBackend {
         })
         .await
     }
+}
 
+#[async_trait]
+impl EventArchive for LocalBackend {
     async fn put_event(&self, event: &EventEnvelope, expires_at: i64) -> Result<(), StoreError> {
         let doc = encode(event)?;
         let (id, source, received_at) = (event.id.clone(), event.source.clone(), event.received_at);

@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{event, source, subscription, task};
-use relay_core::{Queue, QueueMessage, Store};
+use relay_core::ports::{Catalog, EventArchive};
+use relay_core::{Queue, QueueMessage};
 use relay_local::{LocalBackend, LocalOptions, LocalQueueName as Q};
 
 const VIS: Duration = Duration::from_secs(30);

@@ -3,7 +3,8 @@ mod common;
 use std::time::Duration;
 
 use common::{T0, attempt, event, pinned};
-use relay_core::{DedupClaim, NextStep, Store};
+use relay_core::ports::{DedupLedger, EventArchive};
+use relay_core::{DedupClaim, NextStep};
 use relay_local::{LocalBackend, LocalOptions};
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use harness::*;
 use relay_core::model::QueueMessage;
-use relay_core::ports::Store;
+use relay_core::ports::{Catalog, EventArchive};
 
 #[tokio::test]
 async fn signed_push_is_delivered_byte_identical_and_verified() {

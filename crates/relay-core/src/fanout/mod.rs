@@ -20,7 +20,7 @@ use crate::model::{
     QueueMessage, ReceivedMessage, Subscription,
 };
 use crate::patterns::matches_any;
-use crate::ports::{Deliverer, Queue, Store};
+use crate::ports::{Catalog, Deliverer, EventArchive, Queue};
 use crate::retry::{RetrySchedule, hide_secs};
 use crate::subscriptions::modify_subscription;
 
@@ -65,7 +65,8 @@ impl Default for FanoutConfig {
 }
 
 pub struct Fanout {
-    store: Arc<dyn Store>,
+    catalog: Arc<dyn Catalog>,
+    archive: Arc<dyn EventArchive>,
     queue: Arc<dyn Queue>,
     deliverer: Arc<dyn Deliverer>,
     clock: SharedClock,
@@ -82,8 +83,8 @@ struct Settled {
 }
 
 impl Fanout {
-    pub fn new(
-        store: Arc<dyn Store>,
+    pub fn new<S: Catalog + EventArchive + 'static>(
+        store: Arc<S>,
         queue: Arc<dyn Queue>,
         client: DeliveryClient,
         clock: SharedClock,
@@ -93,8 +94,9 @@ impl Fanout {
     }
 
     /// The fanout over any deliverer (tests script one).
-    pub fn with_deliverer(
-        store: Arc<dyn Store>,
+    /// Over a store that holds the catalog and the event archive (the fanout uses nothing else).
+    pub fn with_deliverer<S: Catalog + EventArchive + 'static>(
+        store: Arc<S>,
         queue: Arc<dyn Queue>,
         deliverer: Arc<dyn Deliverer>,
         clock: SharedClock,
@@ -103,7 +105,8 @@ impl Fanout {
         Self {
             by_source: TtlCache::new(config.cache_ttl),
             by_id: TtlCache::new(config.cache_ttl),
-            store,
+            catalog: store.clone(),
+            archive: store,
             queue,
             deliverer,
             clock,
@@ -184,8 +187,8 @@ impl Fanout {
         let retention_until = self.clock.now_secs() + self.config.retention_secs;
         let (subscriptions, settled, stored) = tokio::join!(
             self.subscriptions_of(&event.source),
-            self.store.event_attempts(&event.id),
-            self.store.put_event(&event, retention_until),
+            self.archive.event_attempts(&event.id),
+            self.archive.put_event(&event, retention_until),
         );
         let (subscriptions, settled) = match (subscriptions, settled, stored) {
             (Ok(subs), Ok(settled), Ok(())) => (subs, settled),
@@ -236,7 +239,7 @@ impl Fanout {
                 let result = self.attempt(event, body, sub, attempt, timeout).await;
                 let settled = self.settle(event, sub, attempt, 0, result).await;
                 let logged = self
-                    .store
+                    .archive
                     .put_attempts(std::slice::from_ref(&settled.record), retention_until)
                     .await;
                 if let Err(e) = &logged {
@@ -442,7 +445,7 @@ impl Fanout {
         mut change: impl FnMut(&mut Subscription) + Send,
     ) {
         let id = &subscription.id;
-        let result = modify_subscription(self.store.as_ref(), id, |sub| {
+        let result = modify_subscription(self.catalog.as_ref(), id, |sub| {
             change(sub);
             true
         })
@@ -481,7 +484,7 @@ impl Fanout {
     /// The attempt log is for people; a failed write must not repeat a delivery.
     async fn log(&self, records: &[AttemptRecord]) {
         let until = self.clock.now_secs() + self.config.retention_secs;
-        if let Err(e) = self.store.put_attempts(records, until).await {
+        if let Err(e) = self.archive.put_attempts(records, until).await {
             warn!(error = %e, "attempt log write failed");
         }
     }
@@ -493,7 +496,7 @@ impl Fanout {
         let loaded = self
             .by_source
             .get_or_load(source, || async {
-                self.store
+                self.catalog
                     .source_subscriptions(source)
                     .await
                     .map(|subs| Some(Arc::new(subs)))
@@ -508,7 +511,7 @@ impl Fanout {
     ) -> Result<Option<Arc<Subscription>>, crate::ports::StoreError> {
         self.by_id
             .get_or_load(id, || async {
-                self.store
+                self.catalog
                     .get_subscription(id)
                     .await
                     .map(|s| s.map(Arc::new))

@@ -13,7 +13,7 @@ use crate::model::{
     AttemptOutcome, BodyEncoding, DeliveryTask, Disposition, EventEnvelope, NextStep,
     ProviderConfig, QueueMessage, ReceivedMessage, SigningSecret, Source, Subscription,
 };
-use crate::ports::Store;
+use crate::ports::{Catalog, EventArchive};
 use crate::retry::RetrySchedule;
 use crate::testkit::{MemoryStore, RecordingQueue, ScriptedDeliverer};
 

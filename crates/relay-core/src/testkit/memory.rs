@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::model::{AttemptRecord, DedupClaim, EventEnvelope, Source, Subscription};
-use crate::ports::{Store, StoreError};
+use crate::ports::{Catalog, DedupLedger, EventArchive, StoreError};
 
 #[derive(Debug, Clone, PartialEq)]
 enum DedupState {
@@ -72,7 +72,7 @@ impl MemoryStore {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl Catalog for MemoryStore {
     async fn get_source(&self, name: &str) -> Result<Option<Source>, StoreError> {
         Ok(self.lock().sources.get(name).cloned())
     }
@@ -140,7 +140,10 @@ impl Store for MemoryStore {
     async fn remove_subscription(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self.lock().subscriptions.remove(id).is_some())
     }
+}
 
+#[async_trait]
+impl DedupLedger for MemoryStore {
     async fn claim_dedup(
         &self,
         source: &str,
@@ -216,7 +219,10 @@ impl Store for MemoryStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl EventArchive for MemoryStore {
     async fn put_event(&self, event: &EventEnvelope, _expires_at: i64) -> Result<(), StoreError> {
         self.lock().events.insert(event.id.clone(), event.clone());
         Ok(())

@@ -28,7 +28,7 @@ use relay_aws::{
 use relay_core::delivery::DeliveryClient;
 use relay_core::fanout::Fanout;
 use relay_core::model::{AttemptRecord, ProviderConfig, SigningSecret, Source, Subscription};
-use relay_core::ports::Store;
+use relay_core::ports::{Catalog, EventArchive};
 use relay_core::receive::Receiver;
 use serde::Deserialize;
 use serde_json::json;
