@@ -11,7 +11,7 @@ use crate::clock::FixedClock;
 use crate::delivery::{AttemptResult, Outcome};
 use crate::model::{
     AttemptOutcome, BodyEncoding, DeliveryTask, Disposition, EventEnvelope, NextStep,
-    ProviderConfig, QueueMessage, ReceivedMessage, SigningSecret, Source, Subscription,
+    ProviderConfig, QueueMessage, ReceivedMessage, Source, Subscription,
 };
 use crate::ports::{Catalog, EventArchive};
 use crate::retry::RetrySchedule;
@@ -35,22 +35,7 @@ fn event() -> EventEnvelope {
 }
 
 fn subscription(id: &str) -> Subscription {
-    Subscription {
-        id: id.into(),
-        source: "gh".into(),
-        url: format!("https://hooks.example.com/{id}"),
-        events: vec!["*".into()],
-        secrets: vec![SigningSecret {
-            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-            expires_at: None,
-        }],
-        enabled: true,
-        disabled_reason: None,
-        failing_since: None,
-        headers: Vec::new(),
-        created_at: 0,
-        revision: 0,
-    }
+    crate::testkit::contract::subscription(id, "gh")
 }
 
 fn decided(sub: &Subscription, outcome: Outcome, retry_delay: Option<Duration>) -> Decision {

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use relay_core::{
-    AttemptRecord, BodyEncoding, DeliveryTask, EventEnvelope, FixedClock, HmacOptions,
-    ProviderConfig, SignatureEncoding, SigningSecret, Source, Subscription,
+    BodyEncoding, DeliveryTask, EventEnvelope, FixedClock, HmacOptions, ProviderConfig,
+    SignatureEncoding, Source,
 };
 use relay_local::{LocalBackend, LocalOptions};
 
@@ -63,35 +63,6 @@ pub fn source(name: &str) -> Source {
     }
 }
 
-pub fn subscription(id: &str, source: &str) -> Subscription {
-    Subscription {
-        id: id.into(),
-        source: source.into(),
-        url: format!("https://example.com/{id}"),
-        events: vec!["push".into(), "issues.*".into()],
-        secrets: vec![SigningSecret {
-            secret: "whsec_abc".into(),
-            expires_at: None,
-        }],
-        enabled: true,
-        disabled_reason: None,
-        failing_since: None,
-        headers: vec![("x-k".into(), "v".into())],
-        created_at: T0,
-        revision: 0,
-    }
-}
-
-pub fn attempt(event_id: &str, sub: &str, n: u32, at: i64) -> AttemptRecord {
-    AttemptRecord {
-        event_id: event_id.into(),
-        subscription_id: sub.into(),
-        attempt: n,
-        at,
-        status: Some(500),
-        outcome: relay_core::AttemptOutcome::HttpStatus,
-        latency_ms: 12,
-        response_excerpt: "oops".into(),
-        next: relay_core::NextStep::RetryScheduled,
-    }
-}
+/// The contract suite's fixtures, shared rather than restated (not every test binary uses both).
+#[allow(unused_imports)]
+pub use relay_core::testkit::contract::{attempt, subscription};
