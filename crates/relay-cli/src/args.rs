@@ -79,7 +79,7 @@ pub struct DevArgs {
     /// Seconds a subscriber has to answer.
     #[arg(long, default_value_t = 15)]
     pub delivery_timeout: u64,
-    #[arg(long, default_value_t = 256 * 1024)]
+    #[arg(long, default_value_t = relay_core::receive::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
     /// Seconds a client has to send a request's headers, counted from connecting (or, on a
     /// kept-alive connection, from the request's first byte); slower connections are closed.

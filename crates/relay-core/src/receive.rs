@@ -329,37 +329,11 @@ pub fn validate_source_name(name: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::clock::FixedClock;
-    use crate::model::{DeliveryTask, HmacOptions, ProviderConfig, TokenOptions};
-    use crate::ports::QueueError;
+    use crate::model::{HmacOptions, ProviderConfig, TokenOptions};
     use crate::signing::hmac_sha256;
-    use crate::testkit::MemoryStore;
-    use async_trait::async_trait;
+    use crate::testkit::{MemoryStore, RecordingQueue};
     use bytes::Bytes;
     use http::{HeaderMap, HeaderValue};
-    use std::sync::Mutex;
-
-    /// Records what the receiver queues; the receive path sends no deliveries.
-    #[derive(Default)]
-    struct RecordingQueue {
-        queued: Mutex<Vec<EventEnvelope>>,
-        deliveries: Mutex<Vec<DeliveryTask>>,
-    }
-
-    #[async_trait]
-    impl Queue for RecordingQueue {
-        async fn send_event(&self, event: &EventEnvelope) -> Result<(), QueueError> {
-            self.queued.lock().unwrap().push(event.clone());
-            Ok(())
-        }
-        async fn send_delivery(&self, task: &DeliveryTask, _: u32) -> Result<(), QueueError> {
-            self.deliveries.lock().unwrap().push(task.clone());
-            Ok(())
-        }
-        async fn dead_letter_delivery(&self, task: &DeliveryTask) -> Result<(), QueueError> {
-            self.deliveries.lock().unwrap().push(task.clone());
-            Ok(())
-        }
-    }
 
     const NOW: i64 = 1_700_000_000;
     const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -453,7 +427,7 @@ mod tests {
         let reply = receiver.handle(slack_request(NOW, body)).await;
         assert_eq!(reply.status, 200);
         assert_eq!(reply.body, r#"{"challenge":"c-123"}"#);
-        assert!(queue.queued.lock().unwrap().is_empty());
+        assert!(queue.events.lock().unwrap().is_empty());
         // Stale by the injected clock: 401, and it says why.
         let reply = receiver.handle(slack_request(NOW - 812, body)).await;
         assert_eq!(reply.status, 401);
@@ -468,8 +442,8 @@ mod tests {
         let again = receiver.handle(slack_request(NOW, body)).await;
         assert_eq!(again.status, 200);
         assert!(again.body.contains("\"duplicate\":true"));
-        assert!(queue.deliveries.lock().unwrap().is_empty());
-        let queued = queue.queued.lock().unwrap();
+        assert!(queue.scheduled().is_empty() && queue.parked().is_empty());
+        let queued = queue.events.lock().unwrap();
         assert_eq!(queued.len(), 1);
         assert_eq!(queued[0].event_type, "message");
     }
@@ -516,7 +490,7 @@ mod tests {
             405
         );
         assert_eq!(receiver.handle(get("/healthz", None)).await.status, 200);
-        assert!(queue.queued.lock().unwrap().is_empty());
+        assert!(queue.events.lock().unwrap().is_empty());
         // A token POST is queued with the form's type.
         let post = inbound(
             Method::POST,
@@ -526,7 +500,7 @@ mod tests {
             "type=unsubscribe&data%5Bemail%5D=a%40b.c",
         );
         assert_eq!(receiver.handle(post).await.status, 202);
-        assert_eq!(queue.queued.lock().unwrap()[0].event_type, "unsubscribe");
+        assert_eq!(queue.events.lock().unwrap()[0].event_type, "unsubscribe");
     }
 
     fn github_request(event: &str, delivery: &str, body: &str) -> InboundRequest {
@@ -605,9 +579,9 @@ mod tests {
         fake: &RecordingQueue,
         request: InboundRequest,
     ) -> (u16, String, Option<String>) {
-        let before = fake.queued.lock().unwrap().len();
+        let before = fake.events.lock().unwrap().len();
         let reply = receiver.handle(request).await;
-        let queued = fake.queued.lock().unwrap();
+        let queued = fake.events.lock().unwrap();
         let queued_type = (queued.len() > before).then(|| queued[before].event_type.clone());
         (reply.status, reply.body, queued_type)
     }
@@ -662,7 +636,7 @@ mod tests {
         )
         .await;
         refused(&reply, "byte 2 of 3");
-        assert!(fake.queued.lock().unwrap().is_empty());
+        assert!(fake.events.lock().unwrap().is_empty());
         assert!(
             store.dedup_keys().is_empty(),
             "a refusal claims no delivery id"
