@@ -1,0 +1,473 @@
+"""infra/template.yaml as users deploy it.
+
+The template is translated with aws-sam-translator (as `sam deploy` does), created on the moto
+server through CloudFormation and read back; then the receiver and fanout binaries run under the
+Lambda runtime API (`cargo lambda watch`) with the configuration the stack gave its functions,
+a signed event goes through to a loopback subscriber, and `relay --aws --stack NAME` shows it and
+its attempts.
+
+moto's CloudFormation cannot create everything the template holds. Each gap is one named
+adjustment of moto's copy (`MOTO_ADJUSTMENTS`), and what it takes out is asserted on the
+translated template instead (`test_what_moto_cannot_create_is_asserted_on_the_translation`).
+Between each function and moto sits a `CallRecorder`, so the AWS calls each function makes are
+compared with what its role grants.
+"""
+
+import ast
+import copy
+import io
+import json
+import os
+import subprocess
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from aws_calls import CallRecorder
+from conftest import ROOT, tail
+from lambda_support import CARGO_LAMBDA, MOTO, REGION, Watch, aws_env, boto
+
+TEMPLATE = ROOT / "infra" / "template.yaml"
+CODE_BUCKET = "relay-stack-test-code"
+CODE_KEY = "bootstrap.zip"
+RECEIVER_FIXTURE = ROOT / "events" / "receiver-github-push.json"
+FANOUT_FIXTURE = ROOT / "events" / "fanout-sqs-event.json"
+FIXTURE_SECRET = "fixture-github-secret"  # events/README.md
+BUILD_TIMEOUT = 900
+
+# What the Lambda service itself does with a function's role, not the function's code: write its
+# logs, and (fanout) poll its queues for the event source mappings.
+PLATFORM_ACTIONS = {
+    "receiver": {"logs:CreateLogStream", "logs:PutLogEvents"},
+    "fanout": {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:ReceiveMessage",
+               "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
+}
+
+needs_moto = pytest.mark.skipif(not MOTO, reason="MOTO_ENDPOINT is not set (scripts/test starts moto)")
+needs_cargo_lambda = pytest.mark.skipif(not CARGO_LAMBDA, reason="cargo-lambda is not on PATH")
+
+
+# --------------------------------------------------------------------------------------------
+# the translated template
+
+
+def translate():
+    """The CloudFormation template `sam deploy` would create, code in s3://CODE_BUCKET."""
+    from samtranslator.translator.transform import transform
+    from samtranslator.yaml_helper import yaml_parse
+
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    doc = yaml_parse(TEMPLATE.read_text())
+    for resource in doc["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = f"s3://{CODE_BUCKET}/{CODE_KEY}"
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    return transform(doc, {}, NoManagedPolicies())
+
+
+@pytest.fixture(scope="module")
+def translated():
+    return translate()
+
+
+def of_type(template, kind):
+    return {k: r for k, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def test_function_url_carries_both_public_permissions(translated):
+    """A public function URL needs lambda:InvokeFunctionUrl and, since October 2025,
+    lambda:InvokeFunction via the URL; the template writes both, so every SAM CLI deploys them."""
+    permissions = sorted(
+        (r["Properties"] for r in of_type(translated, "AWS::Lambda::Permission").values()),
+        key=lambda p: p["Action"],
+    )
+    assert permissions == [
+        {"Action": "lambda:InvokeFunction", "FunctionName": {"Ref": "ReceiverFunction"},
+         "Principal": "*", "InvokedViaFunctionUrl": True},
+        {"Action": "lambda:InvokeFunctionUrl", "FunctionName": {"Ref": "ReceiverFunction"},
+         "Principal": "*", "FunctionUrlAuthType": "NONE"},
+    ]
+    (url,) = of_type(translated, "AWS::Lambda::Url").values()
+    assert url["Properties"] == {"TargetFunctionArn": {"Ref": "ReceiverFunction"},
+                                 "AuthType": "NONE", "InvokeMode": "BUFFERED"}
+
+
+# --------------------------------------------------------------------------------------------
+# moto's copy
+
+
+def drop_function_url(template):
+    """moto's CloudFormation has no AWS::Lambda::Url; the ReceiverUrl output reads it."""
+    for name in of_type(template, "AWS::Lambda::Url"):
+        del template["Resources"][name]
+    del template["Outputs"]["ReceiverUrl"]
+
+
+def drop_alarms(template):
+    """moto's CloudFormation cannot create AWS::CloudWatch::Alarm."""
+    for name in of_type(template, "AWS::CloudWatch::Alarm"):
+        del template["Resources"][name]
+
+
+def resolve_visibility_lookup(template):
+    """moto answers 500 to Fn::FindInMap keyed by a Number parameter: the lookup is replaced by
+    the value it gives for the parameter's default."""
+    default = str(template["Parameters"]["FanoutTimeoutSeconds"]["Default"])
+    value = template["Mappings"]["FanoutTimeouts"][default]["QueueVisibilityTimeout"]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "Fn::FindInMap" in node:
+                assert node["Fn::FindInMap"] == [
+                    "FanoutTimeouts", {"Ref": "FanoutTimeoutSeconds"}, "QueueVisibilityTimeout"]
+                return value
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    template["Resources"] = walk(template["Resources"])
+
+
+MOTO_ADJUSTMENTS = [drop_function_url, drop_alarms, resolve_visibility_lookup]
+
+
+def test_what_moto_cannot_create_is_asserted_on_the_translation(translated):
+    # drop_function_url: the URL is public (NONE) on the receiver, and its address is an output.
+    (url,) = of_type(translated, "AWS::Lambda::Url").values()
+    assert url["Properties"]["AuthType"] == "NONE"
+    assert translated["Outputs"]["ReceiverUrl"]["Value"] == {
+        "Fn::GetAtt": ["ReceiverFunctionUrl", "FunctionUrl"]}
+    # drop_alarms: both DLQs alarm on any message, the events queue on a 5-minute-old one.
+    alarms = {
+        r["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]:
+            (r["Properties"]["MetricName"], r["Properties"]["Threshold"])
+        for r in of_type(translated, "AWS::CloudWatch::Alarm").values()
+    }
+    assert alarms == {
+        "EventsDlq": ("ApproximateNumberOfMessagesVisible", 0),
+        "DeliveriesDlq": ("ApproximateNumberOfMessagesVisible", 0),
+        "EventsQueue": ("ApproximateAgeOfOldestMessage", 300),
+    }
+    # resolve_visibility_lookup: every fanout timeout maps to six times itself.
+    for timeout in translated["Parameters"]["FanoutTimeoutSeconds"]["AllowedValues"]:
+        row = translated["Mappings"]["FanoutTimeouts"][str(timeout)]
+        assert row["QueueVisibilityTimeout"] == 6 * int(timeout)
+    # Not an adjustment, but not read back either: moto's CloudFormation does not pass
+    # RedriveAllowPolicy on to SQS, nor TimeToLiveSpecification on to DynamoDB.
+    resources = translated["Resources"]
+    for dlq, source in (("EventsDlq", "events"), ("DeliveriesDlq", "deliveries")):
+        policy = resources[dlq]["Properties"]["RedriveAllowPolicy"]
+        assert policy["redrivePermission"] == "byQueue"
+        assert policy["sourceQueueArns"] == [{"Fn::Sub": (
+            "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${AWS::StackName}-"
+            + source)}]
+    assert resources["Table"]["Properties"]["TimeToLiveSpecification"] == {
+        "AttributeName": "expires_at", "Enabled": True}
+
+
+@pytest.fixture(scope="module")
+def deployed(translated):
+    """The stack on moto: name, outputs, and each function's configuration."""
+    template = copy.deepcopy(translated)
+    for adjust in MOTO_ADJUSTMENTS:
+        adjust(template)
+    s3 = boto("s3")
+    if CODE_BUCKET not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+        s3.create_bucket(Bucket=CODE_BUCKET)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\n")  # replaced by `cargo lambda deploy` in real use
+    s3.put_object(Bucket=CODE_BUCKET, Key=CODE_KEY, Body=archive.getvalue())
+
+    name = f"relay-{uuid.uuid4().hex[:8]}"
+    cloudformation = boto("cloudformation")
+    cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(template),
+                                Capabilities=["CAPABILITY_IAM"])
+    deadline = time.monotonic() + 120
+    while True:
+        stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+        if not stack["StackStatus"].endswith("_IN_PROGRESS") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    events = cloudformation.describe_stack_events(StackName=name)["StackEvents"]
+    assert stack["StackStatus"] == "CREATE_COMPLETE", [
+        (e["LogicalResourceId"], e["ResourceStatus"], e.get("ResourceStatusReason")) for e in events]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    functions = {
+        kind: boto("lambda").get_function_configuration(FunctionName=outputs[key])
+        for kind, key in (("receiver", "ReceiverFunctionName"), ("fanout", "FanoutFunctionName"))
+    }
+    return {"name": name, "outputs": outputs, "functions": functions}
+
+
+def queue_attributes(url):
+    return boto("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+
+
+def role_statements(function):
+    iam = boto("iam")
+    role = function["Role"].rsplit("/", 1)[1]
+    statements = []
+    for policy in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        document = iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
+        if isinstance(document, str):
+            # moto hands back a policy that CloudFormation created as Python literal text.
+            try:
+                document = json.loads(document)
+            except json.JSONDecodeError:
+                document = ast.literal_eval(document)
+        statements += document["Statement"]
+    return statements
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def granted_actions(function):
+    return {a for st in role_statements(function) if st["Effect"] == "Allow"
+            for a in as_list(st["Action"])}
+
+
+@needs_moto
+def test_stack_reads_back_as_the_template_says(deployed):
+    out, functions = deployed["outputs"], deployed["functions"]
+    receiver, fanout = functions["receiver"], functions["fanout"]
+
+    # Queues: 14 days everywhere; the two work queues hide a message for 6 x the fanout
+    # timeout and dead-letter it after 5 (events) or 10 (deliveries) receives.
+    queues = {key: queue_attributes(out[key]) for key in
+              ("EventsQueueUrl", "EventsDlqUrl", "DeliveriesQueueUrl", "DeliveriesDlqUrl")}
+    for attributes in queues.values():
+        assert attributes["MessageRetentionPeriod"] == "1209600"
+        assert attributes["SqsManagedSseEnabled"] == "true"
+    for queue, dlq, receives in (("EventsQueueUrl", "EventsDlqUrl", 5),
+                                 ("DeliveriesQueueUrl", "DeliveriesDlqUrl", 10)):
+        assert int(queues[queue]["VisibilityTimeout"]) == 6 * fanout["Timeout"]
+        redrive = json.loads(queues[queue]["RedrivePolicy"])
+        assert redrive["deadLetterTargetArn"] == queues[dlq]["QueueArn"]
+        assert int(redrive["maxReceiveCount"]) == receives
+
+    # Functions: timeouts, and the delivery timeouts fit the fanout's.
+    assert receiver["Timeout"] == 10 and fanout["Timeout"] == 60
+    env = fanout["Environment"]["Variables"]
+    assert int(env["RELAY_FIRST_ATTEMPT_TIMEOUT_SECS"]) < int(env["RELAY_DELIVERY_TIMEOUT_SECS"])
+    assert int(env["RELAY_DELIVERY_TIMEOUT_SECS"]) <= fanout["Timeout"] - 10
+    assert env["RELAY_TABLE"] == receiver["Environment"]["Variables"]["RELAY_TABLE"] == out["TableName"]
+    assert receiver["Environment"]["Variables"]["RELAY_EVENTS_QUEUE_URL"] == out["EventsQueueUrl"]
+    assert env["RELAY_DELIVERIES_QUEUE_URL"] == out["DeliveriesQueueUrl"]
+    assert env["RELAY_DELIVERIES_DLQ_URL"] == out["DeliveriesDlqUrl"]
+
+    # Event source mappings: both queues, batches of 10 within 1 s, partial batch responses,
+    # each capped in concurrency.
+    mappings = boto("lambda").list_event_source_mappings(
+        FunctionName=out["FanoutFunctionName"])["EventSourceMappings"]
+    by_queue = {m["EventSourceArn"]: m for m in mappings}
+    assert set(by_queue) == {queues["EventsQueueUrl"]["QueueArn"],
+                             queues["DeliveriesQueueUrl"]["QueueArn"]}
+    for arn, cap in ((queues["EventsQueueUrl"]["QueueArn"], 200),
+                     (queues["DeliveriesQueueUrl"]["QueueArn"], 100)):
+        mapping = by_queue[arn]
+        assert mapping["BatchSize"] == 10
+        assert mapping["MaximumBatchingWindowInSeconds"] == 1
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert mapping["State"] == "Enabled"
+        assert mapping.get("ScalingConfig", {}).get("MaximumConcurrency") == cap, mapping
+
+    # The function URL's two public permissions, as Lambda holds them.
+    policy = json.loads(boto("lambda").get_policy(FunctionName=out["ReceiverFunctionName"])["Policy"])
+    public = sorted((st["Action"], st.get("FunctionUrlAuthType"), st.get("InvokedViaFunctionUrl"))
+                    for st in policy["Statement"] if st["Principal"] == "*")
+    assert public == [("lambda:InvokeFunction", None, True),
+                      ("lambda:InvokeFunctionUrl", "NONE", None)]
+
+    # Roles: no wildcard action or resource, every resource one of the stack's own.
+    table_arn = boto("dynamodb").describe_table(TableName=out["TableName"])["Table"]["TableArn"]
+    own = {table_arn} | {q["QueueArn"] for q in queues.values()}
+    for kind, function in functions.items():
+        for st in role_statements(function):
+            assert all("*" not in a for a in as_list(st["Action"])), (kind, st)
+            for resource in as_list(st["Resource"]):
+                assert resource in own or resource.startswith("arn:aws:logs:"), (kind, st)
+                assert "*" not in resource, (kind, st)
+
+    # The table: keys and the index the code queries.
+    table = boto("dynamodb").describe_table(TableName=out["TableName"])["Table"]
+    assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {"pk": "HASH", "sk": "RANGE"}
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["gsi1"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["DeletionProtectionEnabled"] is True
+
+
+# --------------------------------------------------------------------------------------------
+# the functions, configured as the stack configured them
+
+
+def relay_stack(relay_bin, stack_name, *args):
+    argv = [str(relay_bin), "--aws", "--stack", stack_name, *args, "--json"]
+    result = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                            env=aws_env(), timeout=120)
+    assert result.returncode == 0, f"{' '.join(argv[1:])}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    return json.loads(result.stdout) if result.stdout.strip() else None
+
+
+@pytest.fixture(scope="module")
+def function_binaries():
+    result = subprocess.run(["cargo", "build", "--quiet", "-p", "receiver", "-p", "fanout"],
+                            cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                            timeout=BUILD_TIMEOUT)
+    assert result.returncode == 0, f"cargo build failed\n{result.stderr}"
+
+
+@pytest.fixture
+def functions(deployed, function_binaries, tmp_path, request):
+    """One `cargo lambda watch` per function, its environment the one the stack gave the
+    function; the only changes are the AWS endpoint (the function's CallRecorder in front of
+    moto) and, so the test runs in seconds on loopback, a 1 s retry schedule and private
+    destinations allowed."""
+    started = {}
+    for kind, function in deployed["functions"].items():
+        recorder = CallRecorder(MOTO)
+        variables = dict(function["Environment"]["Variables"])
+        variables.update(
+            AWS_ENDPOINT_URL=recorder.url, AWS_REGION=REGION, AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true",
+            AWS_LAMBDA_LOG_LEVEL="INFO",
+        )
+        if kind == "fanout":
+            variables.update(RELAY_RETRY_SCHEDULE="1s", RELAY_ALLOW_PRIVATE_DESTINATIONS="true")
+        env_file = tmp_path / f"{kind}.env"
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in variables.items()))
+        started[kind] = (Watch(env_file, tmp_path / f"watch-{kind}.log"), recorder)
+    yield started
+    failed = getattr(getattr(request.node, "rep_call", None), "failed", False)
+    for kind, (watch, recorder) in started.items():
+        watch.stop()
+        recorder.stop()
+        if failed:
+            print(f"---- cargo lambda watch ({kind}) ----\n{tail(watch.log_path, 80)}")
+
+
+def receive_one(queue_url, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        messages = boto("sqs").receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=1, VisibilityTimeout=30,
+            AttributeNames=["All"]).get("Messages", [])
+        if messages:
+            return messages[0]
+    raise AssertionError(f"no message on {queue_url} within {timeout}s")
+
+
+def as_sqs_event(message, queue_arn):
+    record = dict(json.loads(FANOUT_FIXTURE.read_text())["Records"][0])
+    record.update(messageId=message["MessageId"], receiptHandle=message["ReceiptHandle"],
+                  body=message["Body"], eventSourceARN=queue_arn)
+    record["attributes"] = dict(record["attributes"],
+                                ApproximateReceiveCount=message["Attributes"]["ApproximateReceiveCount"])
+    return json.dumps({"Records": [record]})
+
+
+@needs_moto
+@needs_cargo_lambda
+def test_signed_event_through_the_stack(deployed, functions, relay_bin, sink_factory, sub_secret):
+    name, out = deployed["name"], deployed["outputs"]
+    receiver, receiver_calls = functions["receiver"]
+    fanout, fanout_calls = functions["fanout"]
+    events_arn = queue_attributes(out["EventsQueueUrl"])["QueueArn"]
+    deliveries_arn = queue_attributes(out["DeliveriesQueueUrl"])["QueueArn"]
+
+    relay_stack(relay_bin, name, "sources", "add", "github", "--provider", "github",
+                "--secret", FIXTURE_SECRET)
+    sink = sink_factory(secrets=[sub_secret])
+    for path in ("ok", "status/410", "status/500"):
+        relay_stack(relay_bin, name, "subscriptions", "add", "--source", "github",
+                    "--url", f"{sink.url}/{path}/stack", "--secret", sub_secret)
+    subs = {s["url"].split("/", 3)[3]: s["id"]
+            for s in relay_stack(relay_bin, name, "subscriptions", "list", "--source", "github")}
+
+    # SQS down: the receiver answers 503 and releases its dedup claim, so the provider's retry
+    # is accepted once SQS is back.
+    receiver_calls.fail("sqs:SendMessage", 10)
+    refused = receiver.invoke("receiver", data_file=RECEIVER_FIXTURE, timeout=BUILD_TIMEOUT)
+    assert refused["statusCode"] == 503, refused
+    assert "dynamodb:DeleteItem" in receiver_calls.actions()
+    receiver_calls.clear_failures()
+    accepted = receiver.invoke("receiver", data_file=RECEIVER_FIXTURE)
+    assert accepted["statusCode"] == 202, accepted
+    event_id = json.loads(accepted["body"])["id"]
+
+    # The queued event through the fanout: 200, 410 (the subscription is disabled) and 500 (a
+    # retry goes to the deliveries queue).
+    message = receive_one(out["EventsQueueUrl"])
+    response = fanout.invoke("fanout", data=as_sqs_event(message, events_arn), timeout=BUILD_TIMEOUT)
+    assert response == {"batchItemFailures": []}, response
+    for path in ("/ok/stack", "/status/410/stack", "/status/500/stack"):
+        (got,) = sink.wait_for(path, 1)
+        assert got["headers"]["webhook-id"] == event_id
+        assert got["verified_with"] == [sub_secret]
+    listed = {s["id"]: s for s in relay_stack(relay_bin, name, "subscriptions", "list", "--source", "github")}
+    assert listed[subs["status/410/stack"]]["enabled"] is False
+
+    # The retry woken before its time is hidden again, not attempted.
+    retry = receive_one(out["DeliveriesQueueUrl"])
+    task = json.loads(retry["Body"])
+    assert (task["kind"], task["attempt"]) == ("delivery", 2)
+    early = dict(task, not_before=task["not_before"] + 3_600_000)
+    boto("sqs").send_message(QueueUrl=out["DeliveriesQueueUrl"], MessageBody=json.dumps(early))
+    early_message = receive_one(out["DeliveriesQueueUrl"])
+    response = fanout.invoke("fanout", data=as_sqs_event(early_message, deliveries_arn))
+    assert response == {"batchItemFailures": [{"itemIdentifier": early_message["MessageId"]}]}
+    assert len(sink.received("/status/500/stack")) == 1
+
+    # The real retry, due now: it fails again, the 1 s schedule is spent, it is dead-lettered.
+    time.sleep(max(0.0, task["not_before"] / 1000 - time.time()) + 0.1)
+    response = fanout.invoke("fanout", data=as_sqs_event(retry, deliveries_arn))
+    assert response == {"batchItemFailures": []}, response
+    sink.wait_for("/status/500/stack", 2)
+    parked = json.loads(receive_one(out["DeliveriesDlqUrl"])["Body"])
+    # Parked as the attempt a redrive makes next.
+    assert (parked["event"]["id"], parked["attempt"]) == (event_id, 3)
+
+    # What the operator sees through the stack's outputs.
+    events = relay_stack(relay_bin, name, "events", "list")
+    assert event_id in [e["id"] for e in events], events
+    shown = relay_stack(relay_bin, name, "events", "show", event_id)
+    attempts = sorted((a["subscription_id"], a["attempt"], a["outcome"], a["next"]) for a in shown["attempts"])
+    print("attempt log:", attempts)
+    by_sub = {}
+    for sub, attempt, outcome, next_step in attempts:
+        by_sub.setdefault(sub, []).append((attempt, outcome, next_step))
+    assert by_sub[subs["ok/stack"]] == [(1, "ok", "done")]
+    assert by_sub[subs["status/410/stack"]] == [(1, "gone", "disabled")]
+    assert by_sub[subs["status/500/stack"]] == [(1, "http_status", "retry_scheduled"),
+                                                (2, "http_status", "dead_lettered")]
+
+    # Every AWS call each function made is granted to its role, and its role grants nothing the
+    # function or the Lambda service does not use.
+    for kind, calls in (("receiver", receiver_calls), ("fanout", fanout_calls)):
+        granted = granted_actions(deployed["functions"][kind])
+        made = calls.actions()
+        print(f"{kind}: calls by IAM action {dict(sorted(calls.calls.items()))}")
+        assert made <= granted, f"{kind} calls {sorted(made - granted)} without a grant"
+        assert granted - PLATFORM_ACTIONS[kind] <= made, (
+            f"{kind} is granted {sorted(granted - PLATFORM_ACTIONS[kind] - made)} it never calls")
+        assert granted & PLATFORM_ACTIONS[kind] == PLATFORM_ACTIONS[kind]
+
+
+def test_teardown_keeps_what_is_undelivered(translated):
+    resources = translated["Resources"]
+    for name in ("Table", "EventsDlq", "DeliveriesDlq"):
+        assert resources[name]["DeletionPolicy"] == "Retain", name
+        assert resources[name]["UpdateReplacePolicy"] == "Retain", name
+    assert resources["Table"]["Properties"]["DeletionProtectionEnabled"] is True
+    for name in ("EventsQueue", "DeliveriesQueue"):
+        assert resources[name]["DeletionPolicy"] == "Delete", name
