@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod fanout;
 pub mod ids;
 pub mod limits;
+pub mod metrics;
 pub mod model;
 pub mod netguard;
 pub mod patterns;
