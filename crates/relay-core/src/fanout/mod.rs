@@ -5,7 +5,7 @@
 //!   the DLQ when the schedule is spent.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use crate::cache::TtlCache;
 use crate::clock::SharedClock;
 use crate::delivery::{Attempt, AttemptResult, DeliveryClient, Outcome};
+use crate::metrics::Tally;
 use crate::model::{
     AttemptOutcome, AttemptRecord, DeliveryTask, Disposition, EventEnvelope, NextStep,
     QueueMessage, ReceivedMessage, Subscription,
@@ -73,6 +74,8 @@ pub struct Fanout {
     config: FanoutConfig,
     by_source: TtlCache<Arc<Vec<Subscription>>>,
     by_id: TtlCache<Arc<Subscription>>,
+    /// Where each attempt is counted for metrics, when the adapter emits them.
+    tally: Option<Arc<Mutex<Tally>>>,
 }
 
 /// What happened to one subscription in this handling, before it is logged.
@@ -111,7 +114,14 @@ impl Fanout {
             deliverer,
             clock,
             config,
+            tally: None,
         }
+    }
+
+    /// Counts every attempt into `tally` (the adapter renders it as EMF or Prometheus).
+    pub fn with_tally(mut self, tally: Arc<Mutex<Tally>>) -> Self {
+        self.tally = Some(tally);
+        self
     }
 
     /// Handles a batch concurrently (bounded) and says what to do with each message, by id.
@@ -411,6 +421,12 @@ impl Fanout {
                 false
             }
         };
+        if let Some(tally) = &self.tally {
+            tally
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .record_attempt(&event.source, event.received_at, &record);
+        }
         Settled { record, handed_off }
     }
 

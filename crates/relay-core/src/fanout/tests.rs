@@ -478,3 +478,38 @@ async fn an_early_wake_up_is_hidden_and_counts_no_attempt() {
     assert!(rig.deliverer.seen().is_empty());
     assert!(log(&rig).await.is_empty());
 }
+
+#[tokio::test]
+async fn every_attempt_is_counted_in_the_tally() {
+    let rig = rig(
+        &["a", "b"],
+        vec![
+            answer(Outcome::Delivered { status: 200 }),
+            answer(Outcome::Status { status: 500 }),
+        ],
+    )
+    .await;
+    let tally = Arc::new(std::sync::Mutex::new(crate::metrics::Tally::new()));
+    let fanout = rig.fanout.with_tally(tally.clone());
+    let disposition = fanout
+        .handle_message(&message(&QueueMessage::Event(event())))
+        .await;
+    assert_eq!(disposition, Disposition::Delete);
+    let text = tally.lock().unwrap().prometheus();
+    assert!(
+        text.contains("relay_delivered_total{source=\"gh\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("relay_failed_total{source=\"gh\",class=\"http_status\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("relay_retries_scheduled_total{source=\"gh\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("relay_delivery_latency_ms_count{source=\"gh\"} 2\n"),
+        "{text}"
+    );
+}
