@@ -119,6 +119,9 @@ pub const LATENCY_BUCKETS_MS: [u64; 12] = [
     5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000,
 ];
 
+/// One EMF line per (source, detail dimension name, detail value).
+type LineKey = (String, Option<&'static str>, String);
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Key {
     metric: Metric,
@@ -229,10 +232,7 @@ impl Tally {
     /// dimension set declared. Empty when nothing happened.
     pub fn drain_emf(&mut self, namespace: &str, timestamp_ms: i64) -> Vec<String> {
         // Group by (source, detail dimension name, detail value): one line each.
-        let mut groups: BTreeMap<
-            (String, Option<&'static str>, String),
-            Vec<(Metric, serde_json::Value)>,
-        > = BTreeMap::new();
+        let mut groups: BTreeMap<LineKey, Vec<(Metric, serde_json::Value)>> = BTreeMap::new();
         for (key, n) in std::mem::take(&mut self.fresh) {
             groups
                 .entry((key.source, key.metric.detail(), key.detail))
