@@ -175,27 +175,6 @@ pub enum SourcesCommand {
     },
 }
 
-impl HmacArgs {
-    /// True when any hmac option was given.
-    pub fn given(&self) -> bool {
-        [
-            &self.preset,
-            &self.header,
-            &self.algorithm,
-            &self.encoding,
-            &self.prefix,
-            &self.timestamp_header,
-            &self.signed_payload,
-            &self.type_header,
-            &self.type_pointer,
-            &self.id_header,
-            &self.id_pointer,
-        ]
-        .iter()
-        .any(|o| o.is_some())
-    }
-}
-
 /// Options of `--provider hmac` (and the base a `--preset` starts from).
 #[derive(Debug, Args)]
 pub struct HmacArgs {

@@ -2,6 +2,8 @@
 
 use serde_json::{Value, json};
 
+use relay_core::model::{HmacOptions, ProviderConfig, Source, Subscription};
+
 pub fn print_error(json_mode: bool, error: &anyhow::Error) {
     if json_mode {
         eprintln!(
@@ -22,5 +24,84 @@ pub fn emit(json_mode: bool, value: &Value, text: impl FnOnce() -> String) {
         if !text.is_empty() {
             println!("{text}");
         }
+    }
+}
+
+pub fn source_json(source: &Source) -> Value {
+    // Secrets are never printed; only how many there are.
+    // Provider options hold no secrets (a token source's token is one of its secrets).
+    let mut options = serde_json::to_value(&source.provider).unwrap_or_else(|_| json!({}));
+    if let Some(map) = options.as_object_mut() {
+        map.remove("provider");
+    }
+    json!({
+        "name": source.name,
+        "provider": source.provider.name(),
+        "options": options,
+        "secrets": source.secrets.len(),
+        "tolerance_secs": source.tolerance_secs,
+    })
+}
+
+/// `hmac (typeform)` for a preset, else the provider's name.
+pub fn provider_label(provider: &ProviderConfig) -> String {
+    match provider {
+        ProviderConfig::Hmac(HmacOptions {
+            preset: Some(preset),
+            ..
+        }) => format!("hmac ({preset})"),
+        other => other.name().to_owned(),
+    }
+}
+
+pub fn subscription_json(sub: &Subscription) -> Value {
+    json!({
+        "id": sub.id,
+        "source": sub.source,
+        "url": sub.url,
+        "events": sub.events,
+        "enabled": sub.enabled,
+        "disabled_reason": sub.disabled_reason,
+        "headers": sub.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+        "secrets": sub.secrets.len(),
+    })
+}
+
+/// Milliseconds since the epoch as an RFC 3339 UTC time.
+pub fn millis_text(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_times() {
+        assert_eq!(millis_text(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(millis_text(1_763_900_000_123), "2025-11-23T12:13:20.123Z");
     }
 }

@@ -1,7 +1,8 @@
 //! The relay's logic: provider verification, Standard Webhooks signing, routing, retry policy and
 //! delivery, written against small ports (`ports`) so that Lambda, `relay dev` and tests call the
-//! same use cases (`receive`, `fanout`) over different adapters.
+//! same use cases (`receive`, `fanout`, and the operators' `admin`) over different adapters.
 
+pub mod admin;
 pub mod cache;
 pub mod clock;
 pub mod delivery;

@@ -18,8 +18,15 @@ pub fn matches(pattern: &str, event_type: &str) -> bool {
     }
 }
 
+/// A pattern that is none of `*`, an exact type, or `prefix.*`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid event pattern {pattern:?}: use *, an exact type, or prefix.*")]
+pub struct InvalidPattern {
+    pub pattern: String,
+}
+
 /// Splits a comma list (`push,issues.*`) into trimmed, non-empty patterns, checking each.
-pub fn parse_list(list: &str) -> Result<Vec<String>, String> {
+pub fn parse_list(list: &str) -> Result<Vec<String>, InvalidPattern> {
     let mut out = Vec::new();
     for raw in list.split(',') {
         let p = raw.trim();
@@ -29,9 +36,9 @@ pub fn parse_list(list: &str) -> Result<Vec<String>, String> {
         let body = p.strip_suffix(".*").unwrap_or(p);
         let valid_star = p == "*" || !body.contains('*');
         if !valid_star || body.is_empty() || p.chars().any(char::is_whitespace) {
-            return Err(format!(
-                "invalid event pattern {p:?}: use *, an exact type, or prefix.*"
-            ));
+            return Err(InvalidPattern {
+                pattern: p.to_owned(),
+            });
         }
         out.push(p.to_string());
     }
@@ -70,7 +77,12 @@ mod tests {
         assert!(matches_any(&list, "push"));
         assert!(!matches_any(&list, "release.published"));
         assert_eq!(parse_list("").unwrap(), vec!["*"]);
-        assert!(parse_list("is*ues").is_err());
+        let err = parse_list("push, is*ues").unwrap_err();
+        assert_eq!(err.pattern, "is*ues");
+        assert_eq!(
+            err.to_string(),
+            "invalid event pattern \"is*ues\": use *, an exact type, or prefix.*"
+        );
         assert!(parse_list(".*").is_err());
     }
 }

@@ -7,8 +7,21 @@ use crate::fanout::FanoutConfig;
 use crate::receive::ReceiverConfig;
 use crate::retry::RetrySchedule;
 
+/// A `RELAY_*` variable whose value cannot be used; the message names the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    #[error("{name} must be a whole number, not {text:?}")]
+    NotANumber { name: &'static str, text: String },
+    #[error("{name} must be true or false, not {text:?}")]
+    NotABoolean { name: &'static str, text: String },
+    #[error("{name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
 /// Reads the receiver's tunables; unset variables keep their defaults.
-pub fn receiver_config(lookup: &dyn Fn(&str) -> Option<String>) -> Result<ReceiverConfig, String> {
+pub fn receiver_config(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<ReceiverConfig, SettingError> {
     let mut config = ReceiverConfig::default();
     if let Some(v) = number(lookup, "RELAY_MAX_BODY_BYTES")? {
         config.max_body_bytes = v as usize;
@@ -25,12 +38,14 @@ pub fn receiver_config(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Receiv
 /// Reads the fanout's and the delivery client's tunables.
 pub fn fanout_config(
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<(FanoutConfig, DeliveryConfig), String> {
+) -> Result<(FanoutConfig, DeliveryConfig), SettingError> {
     let mut fanout = FanoutConfig::default();
     let mut delivery = DeliveryConfig::default();
     if let Some(text) = lookup("RELAY_RETRY_SCHEDULE") {
-        fanout.retry =
-            RetrySchedule::parse(&text).map_err(|e| format!("RELAY_RETRY_SCHEDULE: {e}"))?;
+        fanout.retry = RetrySchedule::parse(&text).map_err(|reason| SettingError::Invalid {
+            name: "RELAY_RETRY_SCHEDULE",
+            reason,
+        })?;
     }
     if let Some(v) = number(lookup, "RELAY_CACHE_TTL_SECS")? {
         fanout.cache_ttl = Duration::from_secs(v);
@@ -52,24 +67,27 @@ pub fn fanout_config(
             "true" | "1" | "yes" => true,
             "false" | "0" | "no" | "" => false,
             other => {
-                return Err(format!(
-                    "RELAY_ALLOW_PRIVATE_DESTINATIONS must be true or false, not {other:?}"
-                ));
+                return Err(SettingError::NotABoolean {
+                    name: "RELAY_ALLOW_PRIVATE_DESTINATIONS",
+                    text: other.to_owned(),
+                });
             }
         };
     }
     Ok((fanout, delivery))
 }
 
-fn number(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<u64>, String> {
+fn number(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<u64>, SettingError> {
     match lookup(name) {
         None => Ok(None),
         Some(text) if text.trim().is_empty() => Ok(None),
-        Some(text) => text
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("{name} must be a whole number, not {text:?}")),
+        Some(text) => match text.trim().parse() {
+            Ok(value) => Ok(Some(value)),
+            Err(_) => Err(SettingError::NotANumber { name, text }),
+        },
     }
 }
 
@@ -93,7 +111,16 @@ mod tests {
         assert!(delivery.allow_private);
         assert_eq!(delivery.timeout, Duration::from_secs(15));
         let bad = |_: &str| Some("x".to_string());
-        assert!(receiver_config(&bad).is_err());
-        assert!(fanout_config(&bad).is_err());
+        assert_eq!(
+            receiver_config(&bad).unwrap_err().to_string(),
+            "RELAY_MAX_BODY_BYTES must be a whole number, not \"x\""
+        );
+        assert_eq!(
+            fanout_config(&bad).unwrap_err(),
+            SettingError::Invalid {
+                name: "RELAY_RETRY_SCHEDULE",
+                reason: "invalid duration \"x\": expected e.g. 5s, 10m, 2h, 1d".into()
+            }
+        );
     }
 }

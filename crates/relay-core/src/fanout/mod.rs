@@ -20,12 +20,12 @@ use crate::model::{
     AttemptOutcome, AttemptRecord, DeliveryTask, Disposition, EventEnvelope, NextStep,
     QueueMessage, ReceivedMessage, Subscription,
 };
-use crate::patterns::matches_any;
 use crate::ports::{Catalog, Deliverer, EventArchive, Queue};
 use crate::retry::{RetrySchedule, hide_secs};
 use crate::subscriptions::modify_subscription;
 
 pub mod decide;
+pub mod targets;
 #[cfg(test)]
 mod tests;
 
@@ -220,7 +220,7 @@ impl Fanout {
             .collect();
         let targets: Vec<&Subscription> = subscriptions
             .iter()
-            .filter(|s| s.enabled && matches_any(&s.events, &event.event_type))
+            .filter(|s| targets::delivers_to(s, &event.event_type))
             .filter(|s| !done.contains(s.id.as_str()))
             .collect();
         if targets.is_empty() {
@@ -230,15 +230,7 @@ impl Fanout {
 
         // Attempt numbers run on past earlier tries of this event (whose follow-up could not be
         // queued), so `x-relay-attempt` never repeats.
-        let attempt_of = |sub: &Subscription| {
-            settled
-                .iter()
-                .filter(|a| a.subscription_id == sub.id)
-                .map(|a| a.attempt)
-                .max()
-                .unwrap_or(0)
-                + 1
-        };
+        let attempt_of = |sub: &Subscription| targets::next_attempt(&settled, &sub.id);
         // Each outcome is logged as soon as it is known, not when the slowest sibling is done:
         // a crash meanwhile then re-sends the event only to the subscriptions still unsettled.
         let results = futures::future::join_all(targets.iter().map(|sub| {

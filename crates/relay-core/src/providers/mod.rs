@@ -143,7 +143,17 @@ pub fn verify(source: &Source, request: &InboundRequest, now: i64) -> Result<Out
     }
 }
 
-pub use hmac_generic::validate_new_options as validate_hmac_options;
+/// HMAC options a new source may not have; the message says which and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidHmacOptions(pub String);
+
+/// Checks the generic HMAC options of a new source (`sources add`).
+pub fn validate_hmac_options(
+    options: &crate::model::HmacOptions,
+) -> Result<(), InvalidHmacOptions> {
+    hmac_generic::validate_new_options(options).map_err(InvalidHmacOptions)
+}
 
 /// The fewest bytes a shared secret typed by a person (GitHub, hmac, token) or issued by a
 /// provider (Shopify, Slack, Twilio) may have: short keys can be guessed offline from one signed
@@ -154,8 +164,11 @@ pub const MIN_SHARED_SECRET_BYTES: usize = 16;
 /// Checks a secret given to `sources add` or `sources update --add-secret` against what
 /// `provider` issues. The message says what was wrong and where the secret is found; it never
 /// contains the secret.
-pub fn validate_source_secret(provider: &ProviderConfig, secret: &str) -> Result<(), String> {
-    match provider {
+pub fn validate_source_secret(
+    provider: &ProviderConfig,
+    secret: &str,
+) -> Result<(), WeakSourceSecret> {
+    let checked = match provider {
         ProviderConfig::Github => github::validate_secret(secret),
         ProviderConfig::Standard => standard::validate_secret(secret),
         ProviderConfig::Hmac(options) => hmac_generic::validate_secret(options, secret),
@@ -164,8 +177,15 @@ pub fn validate_source_secret(provider: &ProviderConfig, secret: &str) -> Result
         ProviderConfig::Slack => slack::validate_secret(secret),
         ProviderConfig::Twilio(_) => twilio::validate_secret(secret),
         ProviderConfig::Token(_) => token::validate_secret(secret),
-    }
+    };
+    checked.map_err(WeakSourceSecret)
 }
+
+/// A source secret weaker than (or not shaped like) what the provider issues. The message says
+/// what was wrong and where the provider shows the secret; it never contains the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct WeakSourceSecret(pub String);
 
 /// The rule of the shared-secret providers: not blank and at least `MIN_SHARED_SECRET_BYTES`
 /// (surrounding whitespace not counted); `issued` says what the provider gives out.
@@ -443,10 +463,12 @@ mod tests {
         for provider in &shared {
             let name = provider.name();
             for blank in ["", "   "] {
-                let err = validate_source_secret(provider, blank).unwrap_err();
+                let err = validate_source_secret(provider, blank).unwrap_err().0;
                 assert!(err.starts_with("the secret is empty"), "{name}: {err}");
             }
-            let err = validate_source_secret(provider, "fifteen-chars!!").unwrap_err();
+            let err = validate_source_secret(provider, "fifteen-chars!!")
+                .unwrap_err()
+                .0;
             assert!(
                 err.contains("too short: 15 of at least 16"),
                 "{name}: {err}"
@@ -466,7 +488,7 @@ mod tests {
             assert!(validate_source_secret(provider, &format!("shpss_{}", "f".repeat(32))).is_ok());
         }
         let where_found =
-            |provider: &ProviderConfig| validate_source_secret(provider, "x").unwrap_err();
+            |provider: &ProviderConfig| validate_source_secret(provider, "x").unwrap_err().0;
         assert!(where_found(&ProviderConfig::Github).contains("typed into GitHub"));
         assert!(where_found(&ProviderConfig::Slack).contains("Signing Secret"));
         assert!(where_found(&shared[4]).contains("token"));
@@ -479,7 +501,7 @@ mod tests {
             ("whsec_!!!", "base64"),
             ("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "starts with whsec_"),
         ] {
-            let err = validate_source_secret(&standard, secret).unwrap_err();
+            let err = validate_source_secret(&standard, secret).unwrap_err().0;
             assert!(err.contains(why), "{secret}: {err}");
             assert!(err.starts_with("a Standard Webhooks secret"), "{err}");
         }
@@ -491,7 +513,7 @@ mod tests {
 
         let stripe = ProviderConfig::Stripe;
         for secret in ["whsec_", "whsec_  ", "sk_live_abc", ""] {
-            let err = validate_source_secret(&stripe, secret).unwrap_err();
+            let err = validate_source_secret(&stripe, secret).unwrap_err().0;
             assert!(err.contains("Signing secret"), "{err}");
         }
         assert!(validate_source_secret(&stripe, "whsec_abc123").is_ok());

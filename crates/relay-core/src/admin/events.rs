@@ -1,0 +1,118 @@
+//! Accepted events: list, show with the attempt log, and replay. Replay reaches the
+//! subscriptions the fanout would and numbers its attempts as the fanout does
+//! (`fanout::targets`), so `x-relay-attempt` runs on and never repeats.
+
+use crate::fanout::targets::{delivers_to, next_attempt};
+use crate::model::{AttemptRecord, DeliveryTask, EventEnvelope};
+use crate::ports::{Catalog, EventArchive, Queue};
+
+use super::subscriptions::get_subscription;
+use super::{AdminError, Missing};
+
+/// An event with its attempt log (by attempt number, then subscription id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventDetail {
+    pub event: EventEnvelope,
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// The deliveries a replay queues, one per subscription, each due at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayPlan {
+    pub tasks: Vec<DeliveryTask>,
+}
+
+/// One replayed delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    pub subscription_id: String,
+    pub attempt: u32,
+}
+
+/// The newest `limit` events, newest first.
+pub async fn list_events(
+    archive: &dyn EventArchive,
+    limit: usize,
+) -> Result<Vec<EventEnvelope>, AdminError> {
+    Ok(archive.list_events(limit).await?)
+}
+
+pub async fn show_event(archive: &dyn EventArchive, id: &str) -> Result<EventDetail, AdminError> {
+    let event = archive
+        .get_event(id)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(Missing::Event(id.to_owned())))?;
+    let attempts = archive.event_attempts(id).await?;
+    Ok(EventDetail { event, attempts })
+}
+
+/// What replaying event `id` queues: to `only` (a subscription of the event's source, enabled
+/// or not) or else to every subscription the fanout delivers the event to.
+pub async fn plan_replay(
+    catalog: &dyn Catalog,
+    archive: &dyn EventArchive,
+    id: &str,
+    only: Option<&str>,
+) -> Result<ReplayPlan, AdminError> {
+    let EventDetail { event, attempts } = show_event(archive, id).await?;
+    let targets = match only {
+        Some(sub_id) => {
+            let sub = get_subscription(catalog, sub_id).await?;
+            if sub.source != event.source {
+                return Err(AdminError::invalid(
+                    "subscription",
+                    format!(
+                        "subscription {sub_id} belongs to source {}, not {}",
+                        sub.source, event.source
+                    ),
+                ));
+            }
+            vec![sub]
+        }
+        None => catalog
+            .source_subscriptions(&event.source)
+            .await?
+            .into_iter()
+            .filter(|s| delivers_to(s, &event.event_type))
+            .collect(),
+    };
+    let tasks = targets
+        .iter()
+        .map(|sub| DeliveryTask {
+            event: event.clone(),
+            subscription_id: sub.id.clone(),
+            attempt: next_attempt(&attempts, &sub.id),
+            schedule_step: 0,
+            not_before: 0,
+        })
+        .collect();
+    Ok(ReplayPlan { tasks })
+}
+
+/// Queues a replay's deliveries, in order; stops at the first that cannot be queued.
+pub async fn queue_replay(
+    queue: &dyn Queue,
+    plan: &ReplayPlan,
+) -> Result<Vec<Replayed>, AdminError> {
+    let mut queued = Vec::with_capacity(plan.tasks.len());
+    for task in &plan.tasks {
+        queue.send_delivery(task, 0).await?;
+        queued.push(Replayed {
+            subscription_id: task.subscription_id.clone(),
+            attempt: task.attempt,
+        });
+    }
+    Ok(queued)
+}
+
+/// Replays event `id`: `plan_replay`, then `queue_replay`.
+pub async fn replay(
+    catalog: &dyn Catalog,
+    archive: &dyn EventArchive,
+    queue: &dyn Queue,
+    id: &str,
+    only: Option<&str>,
+) -> Result<Vec<Replayed>, AdminError> {
+    let plan = plan_replay(catalog, archive, id, only).await?;
+    queue_replay(queue, &plan).await
+}

@@ -1,0 +1,181 @@
+//! Subscriptions: add, list, remove, enable, disable, rotate the signing secret. Every change to
+//! a stored subscription goes through `subscriptions::modify_subscription`, so no operator's
+//! change undoes the fanout's (or another operator's).
+
+use std::time::Duration;
+
+use crate::ids;
+use crate::model::{SigningSecret, Subscription};
+use crate::patterns::parse_list;
+use crate::ports::Catalog;
+use crate::signing::validate_signing_secret;
+use crate::subscriptions::modify_subscription;
+
+use super::{AdminError, Missing};
+
+/// A subscription to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSubscription {
+    pub source: String,
+    pub url: String,
+    /// Event-type patterns as a comma list (`push,issues.*`); empty means every type.
+    pub events: String,
+    /// `whsec_` + base64; generated when `None`.
+    pub secret: Option<String>,
+    /// Extra headers for every delivery, each as `Name: value`.
+    pub headers: Vec<String>,
+}
+
+/// A rotated signing secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rotated {
+    pub subscription: Subscription,
+    /// The new secret, signing from now on.
+    pub secret: String,
+    /// Seconds since the epoch until which the old secrets keep signing too.
+    pub old_secrets_expire_at: i64,
+}
+
+/// Adds a subscription to an existing source; its signing secret is `subscription.secrets[0]`.
+pub async fn add_subscription(
+    catalog: &dyn Catalog,
+    input: NewSubscription,
+    now_secs: i64,
+) -> Result<Subscription, AdminError> {
+    let source = input.source;
+    if catalog.get_source(&source).await?.is_none() {
+        return Err(AdminError::NotFound(Missing::SourceToSubscribe(source)));
+    }
+    let url = input.url;
+    let parsed = url::Url::parse(&url)
+        .map_err(|e| AdminError::invalid("url", format!("invalid --url {url}: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(AdminError::invalid(
+            "url",
+            "--url must be an http or https URL with a host",
+        ));
+    }
+    let events =
+        parse_list(&input.events).map_err(|e| AdminError::invalid("events", e.to_string()))?;
+    let secret = match input.secret {
+        Some(secret) => {
+            validate_signing_secret(&secret).map_err(|e| AdminError::invalid("secret", e))?;
+            secret
+        }
+        None => ids::new_signing_secret(),
+    };
+    let headers = input
+        .headers
+        .iter()
+        .map(|h| parse_header(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut subscription = Subscription {
+        id: ids::new_subscription_id(),
+        source,
+        url,
+        events,
+        secrets: vec![SigningSecret {
+            secret,
+            expires_at: None,
+        }],
+        enabled: true,
+        disabled_reason: None,
+        failing_since: None,
+        headers,
+        created_at: now_secs,
+        revision: 0,
+    };
+    subscription.revision = catalog.put_subscription(&subscription).await?;
+    Ok(subscription)
+}
+
+/// `Name: value`, with a valid header name.
+fn parse_header(line: &str) -> Result<(String, String), AdminError> {
+    let (name, value) = line.split_once(':').ok_or_else(|| {
+        AdminError::invalid("headers", format!("--header {line:?}: use 'Name: value'"))
+    })?;
+    let name = name.trim();
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| AdminError::invalid("headers", format!("invalid header name {name:?}")))?;
+    Ok((name.to_owned(), value.trim().to_owned()))
+}
+
+/// Every subscription (by id), or those of one source.
+pub async fn list_subscriptions(
+    catalog: &dyn Catalog,
+    source: Option<&str>,
+) -> Result<Vec<Subscription>, AdminError> {
+    Ok(match source {
+        Some(source) => catalog.source_subscriptions(source).await?,
+        None => catalog.list_subscriptions().await?,
+    })
+}
+
+pub async fn remove_subscription(catalog: &dyn Catalog, id: &str) -> Result<(), AdminError> {
+    if catalog.remove_subscription(id).await? {
+        Ok(())
+    } else {
+        Err(AdminError::NotFound(Missing::Subscription(id.to_owned())))
+    }
+}
+
+pub async fn get_subscription(catalog: &dyn Catalog, id: &str) -> Result<Subscription, AdminError> {
+    catalog
+        .get_subscription(id)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(Missing::Subscription(id.to_owned())))
+}
+
+/// Enables or disables a subscription by hand. Enabling is a fresh start: the health window
+/// counts from the next failure, so a subscription is not disabled again for an old run.
+pub async fn set_enabled(
+    catalog: &dyn Catalog,
+    id: &str,
+    enabled: bool,
+) -> Result<Subscription, AdminError> {
+    modify_subscription(catalog, id, |sub| {
+        sub.enabled = enabled;
+        sub.disabled_reason = (!enabled).then(|| "disabled by an operator".to_owned());
+        if enabled {
+            sub.failing_since = None;
+        }
+        true
+    })
+    .await?
+    .ok_or_else(|| AdminError::NotFound(Missing::Subscription(id.to_owned())))
+}
+
+/// Gives the subscription a new signing secret. The old secrets keep signing for `keep_old`
+/// (so subscribers can switch over), one already expiring sooner keeps its earlier expiry, and
+/// expired ones are dropped.
+pub async fn rotate_secret(
+    catalog: &dyn Catalog,
+    id: &str,
+    keep_old: Duration,
+    now_secs: i64,
+) -> Result<Rotated, AdminError> {
+    let until = now_secs.saturating_add(i64::try_from(keep_old.as_secs()).unwrap_or(i64::MAX));
+    let secret = ids::new_signing_secret();
+    let subscription = modify_subscription(catalog, id, |sub| {
+        sub.secrets
+            .retain(|s| s.expires_at.is_none_or(|at| at > now_secs));
+        for old in &mut sub.secrets {
+            old.expires_at = Some(old.expires_at.map_or(until, |at| at.min(until)));
+        }
+        sub.secrets.insert(
+            0,
+            SigningSecret {
+                secret: secret.clone(),
+                expires_at: None,
+            },
+        );
+        true
+    })
+    .await?
+    .ok_or_else(|| AdminError::NotFound(Missing::Subscription(id.to_owned())))?;
+    Ok(Rotated {
+        subscription,
+        secret,
+        old_secrets_expire_at: until,
+    })
+}

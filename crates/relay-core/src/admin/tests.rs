@@ -1,0 +1,522 @@
+//! The admin use cases over the memory store and recording queue: each provider's secret rule
+//! on add and update, options of other providers, rotation's grace period, enabling restarting
+//! the health window, replay's targets and attempt numbering (the fanout's), and not-found cases.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::events::{plan_replay, replay, show_event};
+use super::sources::{
+    HmacInput, NewSource, SourceChange, add_source, list_sources, remove_source, update_source,
+};
+use super::subscriptions::{
+    NewSubscription, add_subscription, get_subscription, list_subscriptions, rotate_secret,
+    set_enabled,
+};
+use super::{AdminError, Missing};
+use crate::clock::FixedClock;
+use crate::fanout::{Fanout, FanoutConfig};
+use crate::model::{Disposition, QueueMessage, ReceivedMessage, Subscription};
+use crate::ports::{Catalog, EventArchive};
+use crate::testkit::contract::{attempt, event, subscription};
+use crate::testkit::{MemoryStore, RecordingQueue, ScriptedDeliverer};
+
+const NOW: i64 = 1_700_000_000;
+
+fn new_source(name: &str, provider: &str, secret: &str) -> NewSource {
+    NewSource {
+        name: name.into(),
+        provider: provider.into(),
+        secrets: vec![secret.into()],
+        tolerance_secs: 300,
+        hmac: HmacInput::default(),
+        public_url: None,
+        token_param: None,
+        token_header: None,
+    }
+}
+
+fn invalid(error: AdminError) -> (&'static str, String) {
+    match error {
+        AdminError::Invalid { field, reason } => (field, reason),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+/// The memory store with source `gh` (github) and the given subscriptions of it.
+async fn store_with(subscriptions: impl IntoIterator<Item = Subscription>) -> Arc<MemoryStore> {
+    let store = Arc::new(MemoryStore::with_sources([
+        crate::testkit::contract::source("gh"),
+        crate::testkit::contract::source("other"),
+    ]));
+    for sub in subscriptions {
+        store.put_subscription(&sub).await.unwrap();
+    }
+    store
+}
+
+// ------------------------------------------------------------------ sources
+
+#[tokio::test]
+async fn weak_source_secrets_are_refused_per_provider_without_echoing_them() {
+    let store = MemoryStore::new();
+    let weak = [
+        ("standard", "whsec_QQ==", "holds 1"),
+        ("stripe", "sk_live_not_an_endpoint_secret", "whsec_"),
+        ("github", "s3cret", "too short: 6 of at least 16"),
+        ("shopify", "shopify-short", "too short: 13 of at least 16"),
+        ("slack", "abc123", "Signing Secret"),
+        ("twilio", "twilio-tok", "Auth Token"),
+        ("token", "Tk9", "too short: 3 of at least 16"),
+        ("typeform", "tf-Qx9z", "Typeform"),
+    ];
+    for (provider, secret, why) in weak {
+        let error = add_source(&store, new_source("weak", provider, secret), NOW)
+            .await
+            .unwrap_err();
+        let (field, reason) = invalid(error);
+        assert_eq!(field, "secrets", "{provider}");
+        assert!(reason.starts_with("--secret: "), "{provider}: {reason}");
+        assert!(reason.contains(why), "{provider}: {reason}");
+        assert!(
+            !reason.contains(secret),
+            "{provider} echoes the secret: {reason}"
+        );
+    }
+    let hmac = NewSource {
+        hmac: HmacInput {
+            header: Some("X-Sig".into()),
+            ..HmacInput::default()
+        },
+        ..new_source("weak", "hmac", "Q")
+    };
+    let (_, reason) = invalid(add_source(&store, hmac, NOW).await.unwrap_err());
+    assert!(reason.contains("too short: 1 of at least 16"), "{reason}");
+    assert!(list_sources(&store).await.unwrap().is_empty());
+
+    let added = add_source(
+        &store,
+        new_source("gh", "github", "a".repeat(16).as_str()),
+        NOW,
+    )
+    .await
+    .unwrap();
+    assert_eq!((added.created_at, added.secrets.len()), (NOW, 1));
+    let again = add_source(&store, new_source("gh", "github", &"b".repeat(16)), NOW).await;
+    assert!(matches!(again, Err(AdminError::Conflict(m)) if m.contains("exists already")));
+}
+
+#[tokio::test]
+async fn update_add_secret_keeps_the_rules_of_add() {
+    let store = MemoryStore::new();
+    add_source(
+        &store,
+        new_source("gh", "github", "gh-secret-number-1"),
+        NOW,
+    )
+    .await
+    .unwrap();
+    let change = |secrets: &[&str]| SourceChange {
+        add_secrets: secrets.iter().map(|s| s.to_string()).collect(),
+        ..SourceChange::default()
+    };
+    let (field, reason) = invalid(
+        update_source(&store, "gh", change(&["sh0rt-X"]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(field, "add_secrets");
+    assert!(
+        reason.starts_with("--add-secret: the secret is too short: 7 of at least 16"),
+        "{reason}"
+    );
+    let (_, reason) = invalid(
+        update_source(&store, "gh", change(&["gh-secret-number-2", "t1ny"]))
+            .await
+            .unwrap_err(),
+    );
+    assert!(reason.starts_with("--add-secret (number 2): "), "{reason}");
+    assert!(!reason.contains("t1ny"));
+    let stored = store.get_source("gh").await.unwrap().unwrap();
+    assert_eq!(stored.secrets, vec!["gh-secret-number-1"]);
+
+    let updated = update_source(&store, "gh", change(&["gh-secret-number-2"]))
+        .await
+        .unwrap();
+    assert_eq!(updated.secrets.len(), 2);
+    // A source keeps at least one secret.
+    let remove_all = SourceChange {
+        remove_secrets: vec!["gh-secret-number-1".into(), "gh-secret-number-2".into()],
+        ..SourceChange::default()
+    };
+    let (_, reason) = invalid(update_source(&store, "gh", remove_all).await.unwrap_err());
+    assert_eq!(reason, "a source keeps at least one secret");
+    let missing = update_source(&store, "nope", SourceChange::default()).await;
+    assert!(matches!(missing, Err(AdminError::NotFound(Missing::Source(n))) if n == "nope"));
+}
+
+#[tokio::test]
+async fn options_of_other_providers_are_refused() {
+    let store = MemoryStore::new();
+    let secret = "0123456789abcdef0123456789abcdef";
+    let github_with_header = NewSource {
+        hmac: HmacInput {
+            header: Some("X-Sig".into()),
+            ..HmacInput::default()
+        },
+        ..new_source("a", "github", secret)
+    };
+    let (field, _) = invalid(
+        add_source(&store, github_with_header, NOW)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(field, "hmac");
+    let github_with_url = NewSource {
+        public_url: Some("https://example.com/a".into()),
+        ..new_source("a", "github", secret)
+    };
+    let (_, reason) = invalid(add_source(&store, github_with_url, NOW).await.unwrap_err());
+    assert_eq!(reason, "--public-url is an option of --provider twilio");
+    let (_, reason) = invalid(
+        add_source(&store, new_source("a", "hmac", secret), NOW)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        reason,
+        "--provider hmac needs --header NAME (or a --preset)"
+    );
+    let twilio_with_query = NewSource {
+        public_url: Some("https://example.com/t?x=1".into()),
+        ..new_source("t", "twilio", secret)
+    };
+    let (field, _) = invalid(
+        add_source(&store, twilio_with_query, NOW)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(field, "public_url");
+    let (field, _) = invalid(
+        add_source(&store, new_source("healthz", "github", secret), NOW)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(field, "name");
+    assert!(list_sources(&store).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn removing_a_source_removes_its_subscriptions() {
+    let store = store_with([subscription("s1", "gh"), subscription("s2", "other")]).await;
+    remove_source(store.as_ref(), "gh").await.unwrap();
+    let left: Vec<String> = list_subscriptions(store.as_ref(), None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(left, vec!["s2"]);
+    assert!(store.get_source("gh").await.unwrap().is_none());
+    let again = remove_source(store.as_ref(), "gh").await;
+    assert!(matches!(
+        again,
+        Err(AdminError::NotFound(Missing::Source(_)))
+    ));
+}
+
+// ------------------------------------------------------------------ subscriptions
+
+#[tokio::test]
+async fn adding_a_subscription_checks_source_url_patterns_and_headers() {
+    let store = store_with([]).await;
+    let input = |source: &str, url: &str, events: &str, headers: &[&str]| NewSubscription {
+        source: source.into(),
+        url: url.into(),
+        events: events.into(),
+        secret: None,
+        headers: headers.iter().map(|h| h.to_string()).collect(),
+    };
+    let missing = add_subscription(
+        store.as_ref(),
+        input("nobody", "https://a.example/", "*", &[]),
+        NOW,
+    )
+    .await;
+    assert!(
+        matches!(missing, Err(AdminError::NotFound(Missing::SourceToSubscribe(s))) if s == "nobody")
+    );
+    for (url, events, headers, field) in [
+        ("ftp://a.example/", "*", &[][..], "url"),
+        ("https://a.example/", "is*ues", &[][..], "events"),
+        ("https://a.example/", "*", &["no colon"][..], "headers"),
+        ("https://a.example/", "*", &["bad name: v"][..], "headers"),
+    ] {
+        let error = add_subscription(store.as_ref(), input("gh", url, events, headers), NOW)
+            .await
+            .unwrap_err();
+        assert_eq!(invalid(error).0, field, "{url} {events} {headers:?}");
+    }
+    let added = add_subscription(
+        store.as_ref(),
+        input(
+            "gh",
+            "https://a.example/",
+            "push, issues.*",
+            &["Authorization: Bearer t"],
+        ),
+        NOW,
+    )
+    .await
+    .unwrap();
+    assert_eq!(added.events, vec!["push", "issues.*"]);
+    assert_eq!(
+        added.headers,
+        vec![("Authorization".to_owned(), "Bearer t".to_owned())]
+    );
+    assert!(crate::signing::validate_signing_secret(&added.secrets[0].secret).is_ok());
+    assert_eq!(
+        get_subscription(store.as_ref(), &added.id).await.unwrap(),
+        added
+    );
+}
+
+#[tokio::test]
+async fn rotation_keeps_the_old_secret_for_the_grace_period() {
+    let store = store_with([subscription("s1", "gh")]).await;
+    let hour = Duration::from_secs(3600);
+    let rotated = rotate_secret(store.as_ref(), "s1", hour, NOW)
+        .await
+        .unwrap();
+    assert_eq!(rotated.old_secrets_expire_at, NOW + 3600);
+    let stored = get_subscription(store.as_ref(), "s1").await.unwrap();
+    assert_eq!(stored, rotated.subscription);
+    assert_eq!(
+        stored.active_secrets(NOW + 3599),
+        vec![rotated.secret.as_str(), "whsec_abc"]
+    );
+    assert_eq!(
+        stored.active_secrets(NOW + 3600),
+        vec![rotated.secret.as_str()]
+    );
+
+    // A second rotation within the hour: the first old secret keeps its earlier expiry, the
+    // secret it replaces gets the new grace period.
+    let later = NOW + 60;
+    let second = rotate_secret(store.as_ref(), "s1", Duration::from_secs(7200), later)
+        .await
+        .unwrap();
+    let expiries: Vec<Option<i64>> = second
+        .subscription
+        .secrets
+        .iter()
+        .map(|s| s.expires_at)
+        .collect();
+    assert_eq!(expiries, vec![None, Some(later + 7200), Some(NOW + 3600)]);
+    // Once expired, an old secret is dropped by the next rotation.
+    let third = rotate_secret(store.as_ref(), "s1", hour, NOW + 4000)
+        .await
+        .unwrap();
+    assert_eq!(third.subscription.secrets.len(), 3);
+    assert!(
+        !third
+            .subscription
+            .secrets
+            .iter()
+            .any(|s| s.secret == "whsec_abc")
+    );
+
+    let missing = rotate_secret(store.as_ref(), "nope", hour, NOW).await;
+    assert!(matches!(
+        missing,
+        Err(AdminError::NotFound(Missing::Subscription(_)))
+    ));
+}
+
+#[tokio::test]
+async fn enabling_restarts_the_health_window() {
+    let failing = Subscription {
+        enabled: false,
+        disabled_reason: Some("failing continuously for 5.0 days".into()),
+        failing_since: Some(NOW - 6 * 86_400),
+        ..subscription("s1", "gh")
+    };
+    let store = store_with([failing]).await;
+    let enabled = set_enabled(store.as_ref(), "s1", true).await.unwrap();
+    assert!(enabled.enabled);
+    assert_eq!(
+        (enabled.disabled_reason, enabled.failing_since),
+        (None, None)
+    );
+    let stored = get_subscription(store.as_ref(), "s1").await.unwrap();
+    assert_eq!(stored.failing_since, None);
+
+    let disabled = set_enabled(store.as_ref(), "s1", false).await.unwrap();
+    assert!(!disabled.enabled);
+    assert_eq!(
+        disabled.disabled_reason.as_deref(),
+        Some("disabled by an operator")
+    );
+    let missing = set_enabled(store.as_ref(), "sub_nope", true).await;
+    assert!(
+        matches!(missing, Err(AdminError::NotFound(Missing::Subscription(id))) if id == "sub_nope")
+    );
+}
+
+// ------------------------------------------------------------------ events and replay
+
+/// Subscriptions of `gh` the fanout delivers a `push` to (s1, s2) and ones it does not.
+fn mixed_subscriptions() -> Vec<Subscription> {
+    vec![
+        subscription("s1", "gh"),
+        Subscription {
+            events: vec!["*".into()],
+            ..subscription("s2", "gh")
+        },
+        Subscription {
+            enabled: false,
+            ..subscription("s3", "gh")
+        },
+        Subscription {
+            events: vec!["issues.*".into()],
+            ..subscription("s4", "gh")
+        },
+        subscription("s5", "other"),
+    ]
+}
+
+#[tokio::test]
+async fn replay_targets_the_subscriptions_the_fanout_delivers_to_and_numbers_on() {
+    let store = store_with(mixed_subscriptions()).await;
+    let evt = event("evt_1", NOW * 1000);
+    let queue = Arc::new(RecordingQueue::default());
+    let deliverer = Arc::new(ScriptedDeliverer::new(Duration::from_secs(5), []));
+    let fanout = Fanout::with_deliverer(
+        store.clone(),
+        queue.clone(),
+        deliverer.clone(),
+        FixedClock::at_secs(NOW),
+        FanoutConfig {
+            cache_ttl: Duration::ZERO,
+            ..FanoutConfig::default()
+        },
+    );
+    let message = ReceivedMessage {
+        id: "m-1".into(),
+        body: serde_json::to_string(&QueueMessage::Event(evt.clone())).unwrap(),
+        receive_count: 1,
+    };
+    assert_eq!(fanout.handle_message(&message).await, Disposition::Delete);
+    let mut fanned: Vec<(String, u32)> = deliverer
+        .seen()
+        .into_iter()
+        .map(|a| (a.subscription_id, a.attempt))
+        .collect();
+    fanned.sort();
+    assert_eq!(fanned, vec![("s1".into(), 1), ("s2".into(), 1)]);
+
+    let replayed = replay(
+        store.as_ref(),
+        store.as_ref(),
+        queue.as_ref(),
+        "evt_1",
+        None,
+    )
+    .await
+    .unwrap();
+    let replayed: Vec<(String, u32)> = replayed
+        .into_iter()
+        .map(|r| (r.subscription_id, r.attempt))
+        .collect();
+    assert_eq!(replayed, vec![("s1".into(), 2), ("s2".into(), 2)]);
+    let scheduled = queue.scheduled();
+    assert_eq!(scheduled.len(), 2);
+    for (task, delay) in &scheduled {
+        assert_eq!((delay, task.schedule_step, task.not_before), (&0, 0, 0));
+        assert_eq!(task.event, evt);
+    }
+}
+
+#[tokio::test]
+async fn replay_numbering_continues_each_subscriptions_attempt_log() {
+    let store = store_with(mixed_subscriptions()).await;
+    store
+        .put_event(&event("evt_1", NOW * 1000), NOW + 86_400)
+        .await
+        .unwrap();
+    let log = [
+        attempt("evt_1", "s1", 1, NOW * 1000),
+        attempt("evt_1", "s1", 2, NOW * 1000 + 5),
+        attempt("evt_1", "s3", 7, NOW * 1000),
+    ];
+    store.put_attempts(&log, NOW + 86_400).await.unwrap();
+    let plan = plan_replay(store.as_ref(), store.as_ref(), "evt_1", None)
+        .await
+        .unwrap();
+    let numbered: Vec<(&str, u32)> = plan
+        .tasks
+        .iter()
+        .map(|t| (t.subscription_id.as_str(), t.attempt))
+        .collect();
+    assert_eq!(numbered, vec![("s1", 3), ("s2", 1)]);
+
+    // One subscription by id, disabled or not, numbered on from its own log.
+    let only = plan_replay(store.as_ref(), store.as_ref(), "evt_1", Some("s3"))
+        .await
+        .unwrap();
+    assert_eq!(only.tasks.len(), 1);
+    assert_eq!(
+        (
+            only.tasks[0].subscription_id.as_str(),
+            only.tasks[0].attempt
+        ),
+        ("s3", 8)
+    );
+    let (field, reason) = invalid(
+        plan_replay(store.as_ref(), store.as_ref(), "evt_1", Some("s5"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(field, "subscription");
+    assert_eq!(reason, "subscription s5 belongs to source other, not gh");
+    let unknown_sub = plan_replay(store.as_ref(), store.as_ref(), "evt_1", Some("nope")).await;
+    assert!(matches!(
+        unknown_sub,
+        Err(AdminError::NotFound(Missing::Subscription(_)))
+    ));
+}
+
+#[tokio::test]
+async fn replay_of_an_unknown_event_is_not_found_and_queues_nothing() {
+    let store = store_with(mixed_subscriptions()).await;
+    let queue = RecordingQueue::default();
+    let error = replay(store.as_ref(), store.as_ref(), &queue, "evt_gone", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(&error, AdminError::NotFound(Missing::Event(id)) if id == "evt_gone"));
+    assert_eq!(
+        error.to_string(),
+        "no event evt_gone (events are kept for a limited time)"
+    );
+    assert!(queue.scheduled().is_empty());
+    let shown = show_event(store.as_ref(), "evt_gone").await;
+    assert!(matches!(
+        shown,
+        Err(AdminError::NotFound(Missing::Event(_)))
+    ));
+}
+
+#[tokio::test]
+async fn a_queue_that_is_down_fails_the_replay_as_a_queue_error() {
+    let store = store_with(mixed_subscriptions()).await;
+    store
+        .put_event(&event("evt_1", NOW * 1000), NOW + 86_400)
+        .await
+        .unwrap();
+    let queue = RecordingQueue::default();
+    queue.fail_sends(true);
+    let error = replay(store.as_ref(), store.as_ref(), &queue, "evt_1", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, AdminError::Queue(_)), "{error:?}");
+}
