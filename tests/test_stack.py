@@ -18,6 +18,7 @@ import copy
 import io
 import json
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -145,16 +146,26 @@ def test_what_moto_cannot_create_is_asserted_on_the_translation(translated):
     assert url["Properties"]["AuthType"] == "NONE"
     assert translated["Outputs"]["ReceiverUrl"]["Value"] == {
         "Fn::GetAtt": ["ReceiverFunctionUrl", "FunctionUrl"]}
-    # drop_alarms: both DLQs alarm on any message, the events queue on a 5-minute-old one.
+    # drop_alarms: both DLQs alarm on any message, the events queue on a 5-minute-old one, both
+    # functions on any error or throttle, the fanout's metric on any retry it could not queue.
+    def subject(props):
+        dimensions = props.get("Dimensions") or [{"Value": "(total)"}]
+        value = dimensions[0]["Value"]
+        return value.get("Fn::GetAtt", [None])[0] or value.get("Ref") if isinstance(value, dict) else value
+
     alarms = {
-        r["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]:
-            (r["Properties"]["MetricName"], r["Properties"]["Threshold"])
+        (subject(r["Properties"]), r["Properties"]["MetricName"]): r["Properties"]["Threshold"]
         for r in of_type(translated, "AWS::CloudWatch::Alarm").values()
     }
     assert alarms == {
-        "EventsDlq": ("ApproximateNumberOfMessagesVisible", 0),
-        "DeliveriesDlq": ("ApproximateNumberOfMessagesVisible", 0),
-        "EventsQueue": ("ApproximateAgeOfOldestMessage", 300),
+        ("EventsDlq", "ApproximateNumberOfMessagesVisible"): 0,
+        ("DeliveriesDlq", "ApproximateNumberOfMessagesVisible"): 0,
+        ("EventsQueue", "ApproximateAgeOfOldestMessage"): 300,
+        ("ReceiverFunction", "Errors"): 0,
+        ("ReceiverFunction", "Throttles"): 0,
+        ("FanoutFunction", "Errors"): 0,
+        ("FanoutFunction", "Throttles"): 0,
+        ("(total)", "RetrySchedulingFailed"): 0,
     }
     # resolve_visibility_lookup: every fanout timeout maps to six times itself.
     for timeout in translated["Parameters"]["FanoutTimeoutSeconds"]["AllowedValues"]:
@@ -305,6 +316,21 @@ def test_stack_reads_back_as_the_template_says(deployed):
     assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["gsi1"]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     assert table["DeletionProtectionEnabled"] is True
+
+    # The dashboard: one screen, its relay metrics in the stack's own namespace, each one the
+    # functions emit (crates/relay-core/src/metrics.rs).
+    body = json.loads(boto("cloudwatch").get_dashboard(DashboardName=out["DashboardName"])["DashboardBody"])
+    titles = [w["properties"]["title"] for w in body["widgets"]]
+    assert titles == ["Inbound", "Deliveries", "Latency (ms)", "Queues: visible messages",
+                      "Queues: delayed and in flight", "Functions: errors, throttles, concurrency"]
+    namespace = f"WebhookRelay/{deployed['name']}"
+    relay_metrics = {m[1] for w in body["widgets"] for m in w["properties"]["metrics"]
+                     if m[0] == namespace}
+    emitted = set(re.findall(r'Metric::\w+ => "(\w+)"',
+                             (ROOT / "crates/relay-core/src/metrics.rs").read_text()))
+    assert relay_metrics and relay_metrics <= emitted, relay_metrics - emitted
+    assert fanout["Environment"]["Variables"]["RELAY_METRICS_NAMESPACE"] == namespace
+    assert receiver["Environment"]["Variables"]["RELAY_METRICS_NAMESPACE"] == namespace
 
 
 # --------------------------------------------------------------------------------------------
