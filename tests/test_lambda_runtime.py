@@ -119,10 +119,9 @@ def function_binaries():
     print(f"receiver and fanout built in {time.monotonic() - started:.1f}s")
 
 
-@pytest.fixture
-def watch(stack, function_binaries, tmp_path, request):
-    env_file = tmp_path / "functions.env"
-    variables = {
+def function_env(stack):
+    """The functions' environment, as the template sets it (minus what moto needs)."""
+    return {
         "RELAY_TABLE": stack["table"],
         "RELAY_EVENTS_QUEUE_URL": stack["events"],
         "RELAY_DELIVERIES_QUEUE_URL": stack["deliveries"],
@@ -137,9 +136,18 @@ def watch(stack, function_binaries, tmp_path, request):
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_LAMBDA_LOG_LEVEL": "INFO",
     }
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in variables.items()))
+
+
+def start_watch(env, tmp_path):
+    env_file = tmp_path / "functions.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    return Watch(env_file, tmp_path / "cargo-lambda-watch.log")
+
+
+@pytest.fixture
+def watch(stack, function_binaries, tmp_path, request):
     started = time.monotonic()
-    w = Watch(env_file, tmp_path / "cargo-lambda-watch.log")
+    w = start_watch(function_env(stack), tmp_path)
     print(f"cargo lambda watch listening after {time.monotonic() - started:.1f}s")
     yield w
     w.stop()
@@ -255,3 +263,105 @@ def test_receiver_and_fanout_under_the_runtime_api(stack, relay_bin, watch, sink
     assert got[2]["verified_with"] == [sub_secret]
     shown = relay_aws(relay_bin, stack, "events", "show", event_id)
     assert [(a["attempt"], a["next"]) for a in shown["attempts"]] == [(1, "done"), (2, "done")]
+
+
+LOG_EVENTS = 20
+# The functions' log budget per delivered event (receiver and fanout together).
+LOG_BYTES_PER_EVENT_TARGET = 400
+
+
+def function_log_lines(log_path):
+    """The JSON log lines the functions wrote (the watch log also holds cargo-lambda's and
+    cargo's own text lines)."""
+    lines = []
+    for raw in Path(log_path).read_bytes().splitlines(keepends=True):
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            lines.append((raw, parsed))
+    return lines
+
+
+def test_log_bytes_per_delivered_event(stack, relay_bin, function_binaries, sink_factory, sub_secret, tmp_path, request):
+    """Logs as Lambda stores them (AWS_LAMBDA_LOG_FORMAT=JSON, as infra/template.yaml sets):
+    N signed events through the receiver and the fanout (batches of 10, as the event source
+    mapping sends them); the functions' log bytes divided by N."""
+    import hashlib
+    import hmac
+
+    source = f"logs{uuid.uuid4().hex[:6]}"
+    relay_aws(relay_bin, stack, "sources", "add", source, "--provider", "github",
+              "--secret", FIXTURE_SECRET)
+    sink = sink_factory(secrets=[sub_secret])
+    relay_aws(relay_bin, stack, "subscriptions", "add", "--source", source,
+              "--url", f"{sink.url}/ok/logs", "--secret", sub_secret)
+    env = function_env(stack)
+    env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+    watch = start_watch(env, tmp_path)
+    try:
+        # One warm-up event per function, so cold-start lines are not counted per event.
+        fixture = json.loads(RECEIVER_FIXTURE.read_text())
+
+        def signed(n):
+            body = json.dumps({"ref": "refs/heads/main", "n": n, "secret_marker": "body-not-logged"})
+            payload = json.loads(json.dumps(fixture))
+            payload["rawPath"] = f"/{source}"
+            payload["requestContext"]["http"]["path"] = f"/{source}"
+            payload["body"] = body
+            payload["isBase64Encoded"] = False
+            headers = payload["headers"]
+            headers["content-length"] = str(len(body))
+            headers["x-github-delivery"] = str(uuid.uuid4())
+            mac = hmac.new(FIXTURE_SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
+            headers["x-hub-signature-256"] = f"sha256={mac}"
+            return json.dumps(payload)
+
+        def through(count, offset):
+            for n in range(count):
+                answer = watch.invoke("receiver", data=signed(offset + n), timeout=FIRST_INVOKE_TIMEOUT)
+                assert answer["statusCode"] == 202, answer
+            ours = []
+            deadline = time.monotonic() + 30
+            while len(ours) < count and time.monotonic() < deadline:
+                for m in receive_all(stack["events"]):
+                    if json.loads(m["Body"]).get("source") == source:
+                        ours.append(m)
+            assert len(ours) == count, ours
+            template = json.loads(FANOUT_FIXTURE.read_text())["Records"][0]
+            sqs = boto("sqs")
+            for start in range(0, count, 10):
+                batch = ours[start:start + 10]
+                records = []
+                for m in batch:
+                    record = dict(template)
+                    record.update(
+                        messageId=m["MessageId"], receiptHandle=m["ReceiptHandle"], body=m["Body"],
+                        eventSourceARN=f"arn:aws:sqs:{REGION}:123456789012:{stack['table']}-events",
+                    )
+                    records.append(record)
+                response = watch.invoke("fanout", data=json.dumps({"Records": records}),
+                                        timeout=FIRST_INVOKE_TIMEOUT)
+                assert response == {"batchItemFailures": []}, response
+                for m in batch:  # as the event source mapping does after a clean batch
+                    sqs.delete_message(QueueUrl=stack["events"], ReceiptHandle=m["ReceiptHandle"])
+
+        through(1, 0)
+        sink.wait_for("/ok/logs", 1)
+        before = len(function_log_lines(watch.log_path))
+        through(LOG_EVENTS, 1)
+        sink.wait_for("/ok/logs", 1 + LOG_EVENTS)
+        lines = function_log_lines(watch.log_path)[before:]
+    finally:
+        watch.stop()
+    total = sum(len(raw) for raw, _ in lines)
+    per_event = total / LOG_EVENTS
+    print(f"function log: {len(lines)} lines, {total} bytes for {LOG_EVENTS} delivered events: "
+          f"{per_event:.0f} bytes per event")
+    for raw, _ in lines[:4]:
+        print("  " + raw.decode(errors="replace").rstrip())
+    text = b"".join(raw for raw, _ in lines)
+    assert b"body-not-logged" not in text, "an event body reached the log"
+    assert FIXTURE_SECRET.encode() not in text and sub_secret.encode() not in text, "a secret reached the log"
+    assert per_event <= LOG_BYTES_PER_EVENT_TARGET, f"{per_event:.0f} bytes of log per delivered event"

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod dynamo;
+pub mod logging;
 pub mod provision;
 pub mod sqs;
 

@@ -495,7 +495,8 @@ pub enum Disposition {
     Delete,
     /// Not handled: leave it, so the queue hands it out again after its visibility timeout.
     Retry,
-    /// Woke before its time: hide it again for this many seconds, then leave it.
+    /// Hide it again for this many seconds, then leave it. (The fanout no longer answers it:
+    /// an early wake-up is sent on as a new delayed message, which holds nothing in flight.)
     HideFor(u32),
 }
 

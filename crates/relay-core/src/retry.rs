@@ -5,9 +5,6 @@ use std::time::Duration;
 use rand::Rng;
 
 pub const DEFAULT_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
-/// SQS hides a message for at most 12 h after a receive; keep 200 s under it, since the time
-/// already spent handling the message counts too.
-pub const MAX_HIDE_SECS: u32 = crate::limits::SQS_MAX_VISIBILITY_SECS - 200;
 /// SQS delays a new message by at most 15 minutes.
 pub const MAX_SEND_DELAY_SECS: u32 = crate::limits::SQS_MAX_DELAY_SECS;
 /// A Retry-After longer than this is not honoured beyond it.
@@ -58,6 +55,12 @@ impl RetrySchedule {
         self.delays.is_empty()
     }
 
+    /// The hops a delivery makes when every attempt of this schedule fails, without jitter:
+    /// the messages beyond the first of each wait.
+    pub fn hops_when_failing(&self) -> u64 {
+        self.delays.iter().map(|d| messages_for_wait(*d) - 1).sum()
+    }
+
     /// The delay before the retry at `step` (0 = first retry), jittered, or `None` when the
     /// schedule is spent. A Retry-After from the subscriber lengthens it, up to 12 h.
     pub fn delay(&self, step: u32, retry_after: Option<Duration>) -> Option<Duration> {
@@ -98,11 +101,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(value * unit_secs))
 }
 
-/// Seconds to hide a message that woke at `now_ms` but is due at `due_ms`, within SQS's cap.
-pub fn hide_secs(now_ms: i64, due_ms: i64) -> u32 {
-    let wait_ms = (due_ms - now_ms).max(0);
-    let secs = (wait_ms + 999) / 1000;
-    secs.clamp(1, i64::from(MAX_HIDE_SECS)) as u32
+/// The delay to send a delivery message with, `wait_ms` before its attempt is due: the whole
+/// wait when it fits SQS's maximum delay, else the maximum (the message then wakes early and
+/// hops on). Rounded up, so a message never wakes a fraction of a second early only to hop again.
+pub fn send_delay_secs(wait_ms: i64) -> u32 {
+    let wait_ms = u64::try_from(wait_ms).unwrap_or(0);
+    wait_ms.div_ceil(1000).min(u64::from(MAX_SEND_DELAY_SECS)) as u32
+}
+
+/// How many messages carry a delivery across a wait of `wait`: one per maximum delay, at least
+/// one. Every message after the first is a hop (an early wake-up sent on again).
+pub fn messages_for_wait(wait: Duration) -> u64 {
+    wait.as_secs()
+        .div_ceil(u64::from(MAX_SEND_DELAY_SECS))
+        .max(1)
 }
 
 #[cfg(test)]
@@ -156,11 +168,38 @@ mod tests {
     }
 
     #[test]
-    fn hides_within_the_sqs_cap() {
-        assert_eq!(hide_secs(0, 1), 1);
-        assert_eq!(hide_secs(0, 5_000), 5);
-        assert_eq!(hide_secs(0, 36_000_000), 36_000);
-        assert_eq!(hide_secs(0, 100_000_000), MAX_HIDE_SECS);
-        assert_eq!(hide_secs(10, 0), 1);
+    fn send_delays_round_up_within_the_sqs_cap() {
+        assert_eq!(send_delay_secs(0), 0);
+        assert_eq!(send_delay_secs(1), 1);
+        assert_eq!(send_delay_secs(4_001), 5);
+        assert_eq!(send_delay_secs(5_000), 5);
+        assert_eq!(send_delay_secs(900_000), 900);
+        assert_eq!(send_delay_secs(7_200_000), 900);
+        assert_eq!(send_delay_secs(-10), 0);
+    }
+
+    #[test]
+    fn long_waits_take_one_message_per_maximum_delay() {
+        let secs = |s| messages_for_wait(Duration::from_secs(s));
+        assert_eq!(secs(0), 1);
+        assert_eq!(secs(5), 1);
+        assert_eq!(secs(900), 1);
+        assert_eq!(secs(901), 2);
+        assert_eq!(secs(2 * 3600), 8);
+        assert_eq!(secs(10 * 3600), 40);
+    }
+
+    /// The figure docs/cost.md prices ("Long retry waits").
+    #[test]
+    fn the_default_schedule_hops_105_times_when_every_attempt_fails() {
+        let schedule = RetrySchedule::default();
+        let per_wait: Vec<u64> = schedule
+            .delays
+            .iter()
+            .map(|d| messages_for_wait(*d) - 1)
+            .collect();
+        println!("hops per wait of {DEFAULT_SCHEDULE}: {per_wait:?}");
+        assert_eq!(per_wait, [0, 0, 1, 7, 19, 39, 39]);
+        assert_eq!(schedule.hops_when_failing(), 105);
     }
 }

@@ -7,7 +7,8 @@ use relay_core::fanout::Fanout;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    // JSON or text per AWS_LAMBDA_LOG_FORMAT, level per AWS_LAMBDA_LOG_LEVEL.
+    relay_aws::logging::init_lambda_logging();
     let lookup = |name: &str| std::env::var(name).ok();
     let (fanout_config, delivery_config) = relay_core::settings::fanout_config(&lookup)?;
     let settings = relay_aws::AwsSettings::from_env()?;

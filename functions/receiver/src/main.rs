@@ -6,7 +6,7 @@ use relay_core::receive::Receiver;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     // JSON or text per AWS_LAMBDA_LOG_FORMAT, level per AWS_LAMBDA_LOG_LEVEL.
-    lambda_http::tracing::init_default_subscriber();
+    relay_aws::logging::init_lambda_logging();
     let lookup = |name: &str| std::env::var(name).ok();
     let config = relay_core::settings::receiver_config(&lookup)?;
     let settings = relay_aws::AwsSettings::from_env()?;

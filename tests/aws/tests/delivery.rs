@@ -651,8 +651,8 @@ async fn largest_bodies_fit_every_hop() {
 }
 
 #[tokio::test]
-async fn early_delivery_is_hidden_until_due() {
-    let Some(stack) = Stack::new("early_delivery_is_hidden_until_due").await else {
+async fn early_delivery_hops_until_due() {
+    let Some(stack) = Stack::new("early_delivery_hops_until_due").await else {
         return;
     };
     let whsec = relay_core::ids::new_signing_secret();
@@ -696,18 +696,19 @@ async fn early_delivery_is_hidden_until_due() {
 
     let first = poller.pump(&poller.deliveries_url, 1).await;
     assert_eq!(first.received, 1);
-    assert_eq!(
-        first.failed.len(),
-        1,
-        "an early record stays on the queue: {first:?}"
+    assert!(
+        first.failed.is_empty(),
+        "an early record is sent on and deleted: {first:?}"
     );
     assert!(
         sink.received().await.is_empty(),
         "delivered before its time"
     );
-    // Hidden for the rest of the wait, not for the poller's 30 s visibility timeout.
+    // Sent on as a new message delayed for the rest of the wait: nothing in flight.
+    let depth = stack.depth(&stack.queues.deliveries).await;
+    assert_eq!((depth.in_flight, depth.delayed), (0, 1), "{depth:?}");
     let again = poller.pump(&poller.deliveries_url, 1).await;
-    assert_eq!(again.received, 0, "not hidden: {again:?}");
+    assert_eq!(again.received, 0, "not delayed: {again:?}");
 
     assert!(
         poller
@@ -732,6 +733,94 @@ async fn early_delivery_is_hidden_until_due() {
         owned(&[(2, "ok", "done")])
     );
     assert_eq!(stack.depth(&stack.queues.deliveries).await.total(), 0);
+}
+
+/// Issue 9's in-flight cap: a retry due hours out must wait as a delayed message, never as one
+/// hidden after a receive (a standard queue holds about 120,000 in flight, then every receive
+/// fails). Checked on the first send and on the wake-up after SQS's 15-minute maximum delay.
+#[tokio::test]
+async fn a_retry_due_in_two_hours_holds_nothing_in_flight() {
+    let Some(stack) = Stack::new("a_retry_due_in_two_hours_holds_nothing_in_flight").await else {
+        return;
+    };
+    stack.add_github_source("github", GITHUB_SECRET).await;
+    let whsec = relay_core::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    let sub = stack
+        .add_subscription("github", &sink.url("/fail/100/far"), &whsec)
+        .await;
+    let poller = stack.poller("2h").await;
+    let (id, _) = one_event_through(&stack, &poller).await;
+    assert_eq!(
+        attempt_log(&stack, &id, &sub).await,
+        owned(&[(1, "http_status", "retry_scheduled")])
+    );
+    let after_failure = stack.depth(&stack.queues.deliveries).await;
+    println!(
+        "deliveries queue after the failing first attempt: ApproximateNumberOfMessagesNotVisible={} ApproximateNumberOfMessagesDelayed={}",
+        after_failure.in_flight, after_failure.delayed
+    );
+    assert_eq!(
+        (after_failure.in_flight, after_failure.delayed),
+        (0, 1),
+        "{after_failure:?}"
+    );
+
+    // The same retry as it wakes after its first 15 minutes (moto cannot skip the wait: a copy
+    // sent without delay stands in for it), 1 h 45 min before it is due.
+    let event = stack
+        .aws
+        .store
+        .get_event(&id)
+        .await
+        .expect("get event")
+        .expect("event stored");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let woken = relay_core::model::DeliveryTask {
+        event,
+        subscription_id: sub.clone(),
+        attempt: 2,
+        schedule_step: 1,
+        not_before: now_ms + 7_200_000 - 900_000,
+    };
+    stack
+        .admin()
+        .send_raw(
+            &stack.queues.deliveries,
+            serde_json::to_string(&QueueMessage::Delivery(woken)).expect("JSON"),
+            0,
+        )
+        .await
+        .expect("send");
+    let pumped = poller.pump(&poller.deliveries_url, 1).await;
+    assert_eq!(
+        (pumped.received, pumped.deleted.len()),
+        (1, 1),
+        "{pumped:?}"
+    );
+    let after_wake_up = stack.depth(&stack.queues.deliveries).await;
+    println!(
+        "deliveries queue after the early wake-up: ApproximateNumberOfMessagesNotVisible={} ApproximateNumberOfMessagesDelayed={} ApproximateNumberOfMessages={}",
+        after_wake_up.in_flight, after_wake_up.delayed, after_wake_up.visible
+    );
+    assert_eq!(
+        (
+            after_wake_up.in_flight,
+            after_wake_up.delayed,
+            after_wake_up.visible
+        ),
+        (0, 2, 0),
+        "the woken copy must hop, not hide: {after_wake_up:?}"
+    );
+    assert_eq!(sink.received_on("/fail/100/far").await.len(), 1);
+    assert_eq!(
+        attempt_log(&stack, &id, &sub).await,
+        owned(&[(1, "http_status", "retry_scheduled")]),
+        "the early wake-up counted as an attempt"
+    );
 }
 
 #[tokio::test]

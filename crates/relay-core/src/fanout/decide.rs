@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::delivery::Outcome;
-use crate::limits::SQS_MAX_DELAY_SECS;
 use crate::model::{DeliveryTask, EventEnvelope, NextStep, Subscription};
+use crate::retry::send_delay_secs;
 
 /// One attempt's facts, as `decide` needs them.
 pub struct AttemptFacts<'a> {
@@ -39,7 +39,7 @@ pub enum HealthChange {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FollowUp {
     /// The next attempt, sent with this delay (at most SQS's maximum; `task.not_before` holds the
-    /// real due time, and an early wake-up is hidden again).
+    /// real due time, and an early wake-up hops: see `hop_delay`).
     Retry {
         task: DeliveryTask,
         send_delay_secs: u32,
@@ -108,18 +108,20 @@ pub fn decide(facts: &AttemptFacts<'_>) -> Decision {
                 not_before: 0,
             };
             match facts.retry_delay {
-                Some(delay) => Decision {
-                    next: NextStep::RetryScheduled,
-                    health,
-                    follow_up: Some(FollowUp::Retry {
-                        task: DeliveryTask {
-                            not_before: facts.now_millis
-                                + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
-                            ..next_task
-                        },
-                        send_delay_secs: delay.as_secs().min(u64::from(SQS_MAX_DELAY_SECS)) as u32,
-                    }),
-                },
+                Some(delay) => {
+                    let wait_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+                    Decision {
+                        next: NextStep::RetryScheduled,
+                        health,
+                        follow_up: Some(FollowUp::Retry {
+                            task: DeliveryTask {
+                                not_before: facts.now_millis + wait_ms,
+                                ..next_task
+                            },
+                            send_delay_secs: send_delay_secs(wait_ms),
+                        }),
+                    }
+                }
                 None => Decision {
                     next: NextStep::DeadLettered,
                     health,
@@ -131,4 +133,13 @@ pub fn decide(facts: &AttemptFacts<'_>) -> Decision {
             }
         }
     }
+}
+
+/// A delivery message received at `now_millis`, before its task is due, is sent again with this
+/// delay (the rest of the wait, at most SQS's maximum) and the received one deleted: each hop is
+/// a new delayed message carrying the same task, so a wait of hours never holds a message in
+/// flight (a standard queue takes about 120,000 in flight, delayed ones without limit). None
+/// when the task is due: attempt it.
+pub fn hop_delay(task: &DeliveryTask, now_millis: i64) -> Option<u32> {
+    (now_millis < task.not_before).then(|| send_delay_secs(task.not_before - now_millis))
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cache::TtlCache;
 use crate::clock::SharedClock;
@@ -21,7 +21,7 @@ use crate::model::{
     QueueMessage, ReceivedMessage, Subscription,
 };
 use crate::ports::{Catalog, Deliverer, EventArchive, Queue};
-use crate::retry::{RetrySchedule, hide_secs};
+use crate::retry::RetrySchedule;
 use crate::subscriptions::modify_subscription;
 
 pub mod decide;
@@ -29,7 +29,7 @@ pub mod targets;
 #[cfg(test)]
 mod tests;
 
-use decide::{AttemptFacts, FollowUp, HealthChange, decide};
+use decide::{AttemptFacts, FollowUp, HealthChange, decide, hop_delay};
 
 #[derive(Debug, Clone)]
 pub struct FanoutConfig {
@@ -262,10 +262,8 @@ impl Fanout {
     }
 
     async fn handle_delivery(&self, task: DeliveryTask, timeout: Duration) -> Disposition {
-        let now_ms = self.clock.now_millis();
-        if now_ms < task.not_before {
-            // Early wake-up (SQS delays stop at 15 minutes): hide again, count no attempt.
-            return Disposition::HideFor(hide_secs(now_ms, task.not_before));
+        if let Some(delay_secs) = hop_delay(&task, self.clock.now_millis()) {
+            return self.hop(&task, delay_secs).await;
         }
         let event = &task.event;
         let subscription = match self.subscription(&task.subscription_id).await {
@@ -317,6 +315,22 @@ impl Fanout {
         }
         self.log(&[settled.record]).await;
         Disposition::Delete
+    }
+
+    /// An early wake-up (SQS delays stop at 15 minutes) goes on as a new delayed message with
+    /// the same task; no attempt is counted or logged. Only once the new message is queued is
+    /// the received one deleted.
+    async fn hop(&self, task: &DeliveryTask, delay_secs: u32) -> Disposition {
+        match self.queue.send_delivery(task, delay_secs).await {
+            Ok(()) => {
+                debug!(event_id = %task.event.id, subscription_id = %task.subscription_id, attempt = task.attempt, delay_secs, "delivery not due yet; sent on");
+                Disposition::Delete
+            }
+            Err(e) => {
+                warn!(event_id = %task.event.id, subscription_id = %task.subscription_id, error = %e, "could not send an early delivery on; it comes back after its visibility timeout");
+                Disposition::Retry
+            }
+        }
     }
 
     async fn attempt(

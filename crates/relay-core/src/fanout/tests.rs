@@ -1,13 +1,14 @@
 //! The fanout's decisions (`decide`, pure) and their application through the memory ports with a
 //! scripted deliverer: every outcome class, Retry-After, a spent schedule, the health window,
-//! attempt numbering across retries and redrives, and a follow-up that cannot be queued.
+//! attempt numbering across retries and redrives, a follow-up that cannot be queued, and long
+//! waits crossed by hops (early wake-ups sent on as new delayed messages).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::decide::{AttemptFacts, Decision, FollowUp, HealthChange, decide};
+use super::decide::{AttemptFacts, Decision, FollowUp, HealthChange, decide, hop_delay};
 use super::{Fanout, FanoutConfig};
-use crate::clock::FixedClock;
+use crate::clock::{Clock, FixedClock};
 use crate::delivery::{AttemptResult, Outcome};
 use crate::model::{
     AttemptOutcome, BodyEncoding, DeliveryTask, Disposition, EventEnvelope, NextStep,
@@ -172,6 +173,37 @@ fn long_delays_are_sent_at_the_queue_maximum_and_held_by_not_before() {
 }
 
 #[test]
+fn a_jittered_delay_is_sent_rounded_up_so_the_message_never_wakes_early() {
+    let decision = decided(
+        &subscription("s"),
+        Outcome::Timeout,
+        Some(Duration::from_millis(4_370)),
+    );
+    let (task, send_delay) = retried_in(&decision);
+    assert_eq!(task.not_before, NOW_MS + 4_370);
+    assert_eq!(send_delay, 5);
+    assert_eq!(hop_delay(&task, NOW_MS + 5_000), None);
+}
+
+#[test]
+fn a_task_hops_only_before_it_is_due_and_for_at_most_the_queue_maximum() {
+    let task = |not_before| DeliveryTask {
+        event: event(),
+        subscription_id: "s".into(),
+        attempt: 2,
+        schedule_step: 1,
+        not_before,
+    };
+    assert_eq!(hop_delay(&task(0), NOW_MS), None);
+    assert_eq!(hop_delay(&task(NOW_MS), NOW_MS), None);
+    assert_eq!(hop_delay(&task(NOW_MS - 1), NOW_MS), None);
+    assert_eq!(hop_delay(&task(NOW_MS + 1), NOW_MS), Some(1));
+    assert_eq!(hop_delay(&task(NOW_MS + 299_001), NOW_MS), Some(300));
+    assert_eq!(hop_delay(&task(NOW_MS + 900_000), NOW_MS), Some(900));
+    assert_eq!(hop_delay(&task(NOW_MS + 7_200_000), NOW_MS), Some(900));
+}
+
+#[test]
 fn the_health_window_disables_instead_of_retrying() {
     let within = Subscription {
         failing_since: Some(NOW - WINDOW + 1),
@@ -204,6 +236,7 @@ fn the_health_window_disables_instead_of_retrying() {
 // ------------------------------------------------------------------ applied through the ports
 
 struct Rig {
+    clock: Arc<FixedClock>,
     store: Arc<MemoryStore>,
     queue: Arc<RecordingQueue>,
     deliverer: Arc<ScriptedDeliverer>,
@@ -223,11 +256,12 @@ async fn rig(subscriptions: &[&str], script: Vec<AttemptResult>) -> Rig {
     }
     let queue = Arc::new(RecordingQueue::default());
     let deliverer = Arc::new(ScriptedDeliverer::new(Duration::from_secs(15), script));
+    let clock = FixedClock::at_secs(NOW);
     let fanout = Fanout::with_deliverer(
         store.clone(),
         queue.clone(),
         deliverer.clone(),
-        FixedClock::at_secs(NOW),
+        clock.clone(),
         FanoutConfig {
             retry: RetrySchedule::parse("5s,5m").unwrap().with_jitter(0.0),
             cache_ttl: Duration::ZERO,
@@ -236,6 +270,7 @@ async fn rig(subscriptions: &[&str], script: Vec<AttemptResult>) -> Rig {
         },
     );
     Rig {
+        clock,
         store,
         queue,
         deliverer,
@@ -460,21 +495,55 @@ async fn gone_disables_the_stored_subscription() {
     )));
 }
 
-#[tokio::test]
-async fn an_early_wake_up_is_hidden_and_counts_no_attempt() {
-    let rig = rig(&["a"], vec![]).await;
-    let early = DeliveryTask {
+fn early_task(not_before: i64) -> DeliveryTask {
+    DeliveryTask {
         event: event(),
         subscription_id: "a".into(),
         attempt: 2,
         schedule_step: 1,
-        not_before: NOW_MS + 3_600_000,
-    };
+        not_before,
+    }
+}
+
+#[tokio::test]
+async fn an_early_wake_up_hops_as_a_new_message_and_counts_no_attempt() {
+    let rig = rig(&["a"], vec![]).await;
+    for (not_before, expected_delay) in [(NOW_MS + 7_200_000, 900), (NOW_MS + 299_500, 300)] {
+        let early = early_task(not_before);
+        let disposition = rig
+            .fanout
+            .handle_message(&message(&QueueMessage::Delivery(early.clone())))
+            .await;
+        assert_eq!(
+            disposition,
+            Disposition::Delete,
+            "the woken message is deleted"
+        );
+        let sent = rig.queue.scheduled().pop().expect("one new message");
+        // The same task: attempt, step, not-before and event (so the same webhook-id).
+        assert_eq!(sent, (early, expected_delay));
+        assert_eq!(sent.0.event.id, "evt_1");
+    }
+    assert_eq!(rig.queue.scheduled().len(), 2);
+    assert!(
+        rig.deliverer.seen().is_empty(),
+        "no delivery before its time"
+    );
+    assert!(log(&rig).await.is_empty(), "no attempt logged");
+}
+
+#[tokio::test]
+async fn a_hop_that_cannot_be_queued_leaves_the_message() {
+    let rig = rig(&["a"], vec![]).await;
+    rig.queue.fail_sends(true);
     let disposition = rig
         .fanout
-        .handle_message(&message(&QueueMessage::Delivery(early)))
+        .handle_message(&message(&QueueMessage::Delivery(early_task(
+            NOW_MS + 7_200_000,
+        ))))
         .await;
-    assert_eq!(disposition, Disposition::HideFor(3600));
+    assert_eq!(disposition, Disposition::Retry, "never deleted unsent");
+    assert!(rig.queue.scheduled().is_empty());
     assert!(rig.deliverer.seen().is_empty());
     assert!(log(&rig).await.is_empty());
 }
@@ -511,5 +580,42 @@ async fn every_attempt_is_counted_in_the_tally() {
     assert!(
         text.contains("relay_delivery_latency_ms_count{source=\"gh\"} 2\n"),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_two_hour_wait_is_crossed_in_eight_messages_then_attempted_once() {
+    let rig = rig(&["a"], vec![answer(Outcome::Delivered { status: 200 })]).await;
+    // As the fanout first sends it after a failure at NOW: the queue's maximum delay.
+    let mut current = (early_task(NOW_MS + 7_200_000), 900);
+    let mut messages = 1;
+    loop {
+        // The message wakes after its delay.
+        let now = rig.clock.now_secs() + i64::from(current.1);
+        rig.clock.set_secs(now);
+        let sent_before = rig.queue.scheduled().len();
+        let disposition = rig
+            .fanout
+            .handle_message(&message(&QueueMessage::Delivery(current.0.clone())))
+            .await;
+        assert_eq!(disposition, Disposition::Delete);
+        match rig.queue.scheduled().get(sent_before) {
+            Some(next) => {
+                assert_eq!(next.0, current.0, "each hop carries the same task");
+                current = next.clone();
+                messages += 1;
+            }
+            None => break,
+        }
+        assert!(messages <= 20, "never due");
+    }
+    assert_eq!(messages, 8);
+    assert_eq!(rig.clock.now_millis(), NOW_MS + 7_200_000);
+    let seen = rig.deliverer.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].attempt, 2);
+    assert_eq!(
+        log(&rig).await,
+        [("a".to_owned(), 2, AttemptOutcome::Ok, NextStep::Done)]
     );
 }
