@@ -419,6 +419,82 @@ mod tests {
     }
 
     #[test]
+    fn every_provider_config_keeps_its_stored_json() {
+        // Sources in SQLite and DynamoDB are this JSON: each variant must write and read exactly it.
+        use crate::model::{HmacOptions, TokenOptions, TwilioOptions};
+        let stored = |rest: &str| {
+            format!(r#"{{"name":"s",{rest},"secrets":["k"],"tolerance_secs":300,"created_at":7}}"#)
+        };
+        let cases = [
+            (ProviderConfig::Github, r#""provider":"github""#),
+            (ProviderConfig::Standard, r#""provider":"standard""#),
+            (ProviderConfig::Stripe, r#""provider":"stripe""#),
+            (ProviderConfig::Shopify, r#""provider":"shopify""#),
+            (ProviderConfig::Slack, r#""provider":"slack""#),
+            (
+                ProviderConfig::Twilio(TwilioOptions::default()),
+                r#""provider":"twilio""#,
+            ),
+            (
+                ProviderConfig::Twilio(TwilioOptions {
+                    public_url: Some("https://h.example/t".into()),
+                }),
+                r#""provider":"twilio","public_url":"https://h.example/t""#,
+            ),
+            (
+                ProviderConfig::Token(TokenOptions::default()),
+                r#""provider":"token""#,
+            ),
+            (
+                ProviderConfig::Token(TokenOptions {
+                    token_param: Some("key".into()),
+                    token_header: Some("X-Token".into()),
+                }),
+                r#""provider":"token","token_param":"key","token_header":"X-Token""#,
+            ),
+            (
+                ProviderConfig::Hmac(HmacOptions {
+                    header: "X-Sig".into(),
+                    ..HmacOptions::default()
+                }),
+                r#""provider":"hmac","header":"X-Sig","algorithm":"sha256","encoding":"hex","prefix":"","type_header":null,"id_header":null"#,
+            ),
+            (
+                ProviderConfig::Hmac(HmacOptions {
+                    header: "X-Sig".into(),
+                    algorithm: crate::signing::Algorithm::Sha512,
+                    encoding: crate::model::SignatureEncoding::Base64,
+                    prefix: "v1=".into(),
+                    type_header: Some("X-Type".into()),
+                    id_header: Some("X-Id".into()),
+                    type_pointer: Some("/type".into()),
+                    id_pointer: Some("/id".into()),
+                    timestamp_header: Some("X-Ts".into()),
+                    signed_payload: Some("{timestamp}.{id}.{body}".into()),
+                    preset: None,
+                }),
+                r#""provider":"hmac","header":"X-Sig","algorithm":"sha512","encoding":"base64","prefix":"v1=","type_header":"X-Type","id_header":"X-Id","type_pointer":"/type","id_pointer":"/id","timestamp_header":"X-Ts","signed_payload":"{timestamp}.{id}.{body}""#,
+            ),
+            (
+                ProviderConfig::Hmac(HmacOptions::preset("typeform").unwrap()),
+                r#""provider":"hmac","header":"Typeform-Signature","algorithm":"sha256","encoding":"base64","prefix":"sha256=","type_header":null,"id_header":null,"type_pointer":"/event_type","id_pointer":"/event_id","preset":"typeform""#,
+            ),
+        ];
+        for (provider, fields) in cases {
+            let source = Source {
+                name: "s".into(),
+                provider,
+                secrets: vec!["k".into()],
+                tolerance_secs: 300,
+                created_at: 7,
+            };
+            let json = stored(fields);
+            assert_eq!(serde_json::to_string(&source).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Source>(&json).unwrap(), source);
+        }
+    }
+
+    #[test]
     fn only_token_sources_answer_get() {
         use crate::model::TokenOptions;
         assert!(accepts_method(&ProviderConfig::Github, &Method::POST));
