@@ -5,19 +5,17 @@ use serde_json::{Value, json};
 
 use relay_core::clock::{Clock, SystemClock};
 use relay_core::model::{
-    DeliveryTask, HmacOptions, ProviderConfig, SignatureEncoding, SigningSecret, Source,
-    Subscription, TokenOptions, TwilioOptions,
+    DeliveryTask, HmacOptions, ProviderConfig, SigningSecret, Source, Subscription, TokenOptions,
 };
 use relay_core::patterns::{matches_any, parse_list};
 use relay_core::receive::validate_source_name;
 use relay_core::retry::parse_duration;
-use relay_core::signing::{Algorithm, validate_signing_secret};
+use relay_core::signing::validate_signing_secret;
 use relay_core::subscriptions::modify_subscription;
 use relay_core::{Store, ids};
 
 use crate::args::{
-    Command, EventsCommand, Global, HmacArgs, ProviderName, RedriveQueue, SourcesCommand,
-    SubscriptionsCommand,
+    Command, EventsCommand, Global, RedriveQueue, SourcesCommand, SubscriptionsCommand,
 };
 use crate::backend::Backend;
 use crate::output::emit;
@@ -108,48 +106,8 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
             if store.get_source(&name).await?.is_some() {
                 bail!("source {name} exists already; use relay sources update");
             }
-            let uses_hmac = matches!(provider, ProviderName::Hmac | ProviderName::Typeform);
-            if !uses_hmac && hmac.given() {
-                bail!(
-                    "--preset, --header, --algorithm, --encoding, --prefix, --timestamp-header, --signed-payload, --type-*, --id-* are options of --provider hmac"
-                );
-            }
-            if provider != ProviderName::Twilio && public_url.is_some() {
-                bail!("--public-url is an option of --provider twilio");
-            }
-            if provider != ProviderName::Token && (token_param.is_some() || token_header.is_some())
-            {
-                bail!("--token-param and --token-header are options of --provider token");
-            }
-            let provider = match provider {
-                ProviderName::Github => ProviderConfig::Github,
-                ProviderName::Stripe => ProviderConfig::Stripe,
-                ProviderName::Shopify => ProviderConfig::Shopify,
-                ProviderName::Slack => ProviderConfig::Slack,
-                ProviderName::Twilio => ProviderConfig::Twilio(TwilioOptions {
-                    public_url: public_url.map(|u| check_public_url(&u)).transpose()?,
-                }),
-                ProviderName::Standard => ProviderConfig::Standard,
-                ProviderName::Hmac => ProviderConfig::Hmac(hmac_options(*hmac, None)?),
-                ProviderName::Typeform => {
-                    ProviderConfig::Hmac(hmac_options(*hmac, Some("typeform"))?)
-                }
-                ProviderName::Token => {
-                    for name in token_header.iter().chain(token_param.iter()) {
-                        if name.trim().is_empty() {
-                            bail!("--token-param and --token-header must not be empty");
-                        }
-                    }
-                    if let Some(header) = &token_header {
-                        http::HeaderName::from_bytes(header.as_bytes())
-                            .map_err(|_| anyhow!("invalid header name {header:?}"))?;
-                    }
-                    ProviderConfig::Token(TokenOptions {
-                        token_param,
-                        token_header,
-                    })
-                }
-            };
+            let given = crate::args::provider_options(*hmac, public_url, token_param, token_header);
+            let provider = provider.new_config(&given).map_err(|e| anyhow!(e))?;
             check_source_secrets(&provider, &secrets, "--secret")?;
             let source = Source {
                 name: name.clone(),
@@ -221,7 +179,7 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
                 options.public_url = if url.trim().is_empty() {
                     None
                 } else {
-                    Some(check_public_url(&url)?)
+                    Some(relay_core::providers::check_public_url(&url).map_err(|e| anyhow!(e))?)
                 };
             }
             for secret in add_secret {
@@ -262,78 +220,6 @@ fn check_source_secrets(
         })?;
     }
     Ok(())
-}
-
-/// The generic HMAC options from the flags, on top of a preset when one is named.
-fn hmac_options(args: HmacArgs, preset: Option<&str>) -> anyhow::Result<HmacOptions> {
-    let preset = match (preset, args.preset.as_deref()) {
-        (Some(a), Some(b)) if a != b => {
-            bail!("--provider {a} is the {a} preset; leave out --preset {b}")
-        }
-        (Some(p), _) | (None, Some(p)) => Some(p),
-        (None, None) => None,
-    };
-    let mut options = match preset {
-        Some(name) => HmacOptions::preset(name).with_context(|| {
-            format!(
-                "no preset {name:?}; presets: {}",
-                HmacOptions::PRESETS.join(", ")
-            )
-        })?,
-        None => HmacOptions::default(),
-    };
-    if let Some(header) = args.header {
-        options.header = header;
-    }
-    if options.header.trim().is_empty() {
-        bail!("--provider hmac needs --header NAME (or a --preset)");
-    }
-    if let Some(algorithm) = args.algorithm {
-        options.algorithm = match algorithm.as_str() {
-            "sha1" => Algorithm::Sha1,
-            "sha256" => Algorithm::Sha256,
-            "sha512" => Algorithm::Sha512,
-            other => bail!("--algorithm {other}: use sha1, sha256 or sha512"),
-        };
-    }
-    if let Some(encoding) = args.encoding {
-        options.encoding = match encoding.as_str() {
-            "hex" => SignatureEncoding::Hex,
-            "base64" => SignatureEncoding::Base64,
-            other => bail!("--encoding {other}: use hex or base64"),
-        };
-    }
-    let set = |field: &mut Option<String>, value: Option<String>| {
-        if let Some(value) = value {
-            *field = Some(value).filter(|v| !v.trim().is_empty());
-        }
-    };
-    if let Some(prefix) = args.prefix {
-        options.prefix = prefix;
-    }
-    set(&mut options.timestamp_header, args.timestamp_header);
-    set(&mut options.signed_payload, args.signed_payload);
-    set(&mut options.type_header, args.type_header);
-    set(&mut options.type_pointer, args.type_pointer);
-    set(&mut options.id_header, args.id_header);
-    set(&mut options.id_pointer, args.id_pointer);
-    relay_core::providers::validate_hmac_options(&options).map_err(|e| anyhow!(e))?;
-    Ok(options)
-}
-
-/// Checks a Twilio public URL: http(s), a host, no query or fragment.
-fn check_public_url(url: &str) -> anyhow::Result<String> {
-    let url = url.trim();
-    let parsed = url::Url::parse(url).map_err(|e| anyhow!("invalid --public-url {url}: {e}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-        bail!("--public-url must be an http or https URL with a host");
-    }
-    if url.contains('?') || url.contains('#') {
-        bail!(
-            "--public-url is the URL without its query: the query of each request is appended as received"
-        );
-    }
-    Ok(url.to_owned())
 }
 
 async fn subscriptions(
