@@ -2,21 +2,19 @@
 //! (`relay_core::admin`), calls it, and prints the result.
 
 use anyhow::anyhow;
-use clap::ValueEnum;
 use serde_json::{Value, json};
 
 use relay_core::Store;
 use relay_core::admin::events::{self as core_events, EventDetail};
 use relay_core::admin::redrive::{self as core_redrive, queues_to_redrive};
-use relay_core::admin::sources::{self as core_sources, HmacInput, NewSource, SourceChange};
+use relay_core::admin::sources::{self as core_sources, NewSource, SourceChange};
 use relay_core::admin::subscriptions::{self as core_subscriptions, NewSubscription};
 use relay_core::clock::{Clock, SystemClock};
 use relay_core::model::{ProviderConfig, TokenOptions};
 use relay_core::retry::parse_duration;
 
 use crate::args::{
-    Command, EventsCommand, Global, HmacArgs, ProviderName, RedriveQueue, SourcesCommand,
-    SubscriptionsCommand,
+    Command, EventsCommand, Global, RedriveQueue, SourcesCommand, SubscriptionsCommand,
 };
 use crate::backend::Backend;
 use crate::output::{emit, millis_text, provider_label, source_json, subscription_json};
@@ -47,30 +45,6 @@ fn now_secs() -> i64 {
     SystemClock.now_secs()
 }
 
-/// The provider as the core names it (the CLI's value spelling).
-fn provider_name(provider: ProviderName) -> String {
-    provider
-        .to_possible_value()
-        .map(|value| value.get_name().to_owned())
-        .unwrap_or_default()
-}
-
-fn hmac_input(args: HmacArgs) -> HmacInput {
-    HmacInput {
-        preset: args.preset,
-        header: args.header,
-        algorithm: args.algorithm,
-        encoding: args.encoding,
-        prefix: args.prefix,
-        timestamp_header: args.timestamp_header,
-        signed_payload: args.signed_payload,
-        type_header: args.type_header,
-        type_pointer: args.type_pointer,
-        id_header: args.id_header,
-        id_pointer: args.id_pointer,
-    }
-}
-
 async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> anyhow::Result<()> {
     match cmd {
         SourcesCommand::Add {
@@ -85,13 +59,15 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
         } => {
             let input = NewSource {
                 name,
-                provider: provider_name(provider),
+                provider: provider.name.to_owned(),
                 secrets,
                 tolerance_secs: tolerance,
-                hmac: hmac_input(*hmac),
-                public_url,
-                token_param,
-                token_header,
+                options: crate::args::provider_options(
+                    *hmac,
+                    public_url,
+                    token_param,
+                    token_header,
+                ),
             };
             let source = core_sources::add_source(store, input, now_secs()).await?;
             emit(json_mode, &source_json(&source), || {

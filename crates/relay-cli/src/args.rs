@@ -3,7 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::ffi::OsStr;
+
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use relay_core::providers::{self, GivenOptions, Provider};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -103,26 +108,35 @@ pub enum RedriveQueue {
     Deliveries,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum ProviderName {
-    /// X-Hub-Signature-256 (the webhook secret).
-    Github,
-    /// Stripe-Signature (the endpoint's whsec_ signing secret).
-    Stripe,
-    /// X-Shopify-Hmac-Sha256 (the app's client secret).
-    Shopify,
-    /// X-Slack-Signature (the app's signing secret).
-    Slack,
-    /// X-Twilio-Signature (the account's Auth Token); see --public-url.
-    Twilio,
-    /// Standard Webhooks / Svix (a whsec_ secret).
-    Standard,
-    /// Any HMAC in one header: --header, --algorithm, --encoding, --prefix, ...
-    Hmac,
-    /// A shared token in the URL (?token=...) or a header; weaker than a signature.
-    Token,
-    /// Typeform-Signature (the hmac provider with the typeform preset).
-    Typeform,
+/// Parses `--provider` into its registry entry; the choices and their help are the registry's.
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderParser;
+
+impl ProviderParser {
+    fn choices() -> impl Iterator<Item = PossibleValue> {
+        providers::PROVIDERS
+            .iter()
+            .map(|provider| PossibleValue::new(provider.name).help(provider.help))
+    }
+}
+
+impl TypedValueParser for ProviderParser {
+    type Value = &'static Provider;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let name = PossibleValuesParser::new(Self::choices()).parse_ref(cmd, arg, value)?;
+        providers::find(&name)
+            .ok_or_else(|| clap::Error::new(ErrorKind::InvalidValue).with_cmd(cmd))
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(Self::choices()))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,8 +144,8 @@ pub enum SourcesCommand {
     /// Add an inbound endpoint: providers POST to /NAME.
     Add {
         name: String,
-        #[arg(long, value_enum)]
-        provider: ProviderName,
+        #[arg(long, value_parser = ProviderParser)]
+        provider: &'static Provider,
         /// The provider's signing secret (token: the shared token). Repeat for several during
         /// rotation; any one that verifies passes.
         #[arg(long = "secret", required = true)]
@@ -173,6 +187,32 @@ pub enum SourcesCommand {
         #[arg(long)]
         public_url: Option<String>,
     },
+}
+
+/// The provider options of `sources add` by flag name, for the provider to take what is its own.
+pub fn provider_options(
+    hmac: HmacArgs,
+    public_url: Option<String>,
+    token_param: Option<String>,
+    token_header: Option<String>,
+) -> GivenOptions {
+    let mut given = GivenOptions::default();
+    given
+        .set("preset", hmac.preset)
+        .set("header", hmac.header)
+        .set("algorithm", hmac.algorithm)
+        .set("encoding", hmac.encoding)
+        .set("prefix", hmac.prefix)
+        .set("timestamp-header", hmac.timestamp_header)
+        .set("signed-payload", hmac.signed_payload)
+        .set("type-header", hmac.type_header)
+        .set("type-pointer", hmac.type_pointer)
+        .set("id-header", hmac.id_header)
+        .set("id-pointer", hmac.id_pointer)
+        .set("public-url", public_url)
+        .set("token-param", token_param)
+        .set("token-header", token_header);
+    given
 }
 
 /// Options of `--provider hmac` (and the base a `--preset` starts from).

@@ -5,8 +5,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
-use crate::signing::Algorithm;
-
 pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 /// A configured inbound endpoint: `POST /{name}`.
@@ -27,141 +25,11 @@ fn default_tolerance() -> u64 {
     DEFAULT_TOLERANCE_SECS
 }
 
-/// Which provider signs a source's requests, with that provider's options. Serialized flat into
-/// the source under `provider` (the tag) plus the variant's own fields; every option added later
-/// carries a serde default so older stored sources keep loading.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "provider", rename_all = "lowercase")]
-pub enum ProviderConfig {
-    Github,
-    Standard,
-    Hmac(HmacOptions),
-    Stripe,
-    Shopify,
-    Slack,
-    Twilio(TwilioOptions),
-    Token(TokenOptions),
-}
-
-impl ProviderConfig {
-    pub fn name(&self) -> &'static str {
-        match self {
-            ProviderConfig::Github => "github",
-            ProviderConfig::Standard => "standard",
-            ProviderConfig::Hmac(_) => "hmac",
-            ProviderConfig::Stripe => "stripe",
-            ProviderConfig::Shopify => "shopify",
-            ProviderConfig::Slack => "slack",
-            ProviderConfig::Twilio(_) => "twilio",
-            ProviderConfig::Token(_) => "token",
-        }
-    }
-}
-
-/// Options of the generic HMAC provider.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HmacOptions {
-    pub header: String,
-    pub algorithm: Algorithm,
-    pub encoding: SignatureEncoding,
-    #[serde(default)]
-    pub prefix: String,
-    /// Header naming the event type, when the sender sends one.
-    #[serde(default)]
-    pub type_header: Option<String>,
-    /// Header carrying the sender's delivery id, used for deduplication.
-    #[serde(default)]
-    pub id_header: Option<String>,
-    /// JSON pointer (`/type`, `/event/type`) to the event type in the body, when no header has it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub type_pointer: Option<String>,
-    /// JSON pointer to the sender's delivery id in the body, when no header has it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id_pointer: Option<String>,
-    /// Header carrying the signed Unix timestamp (seconds), checked against the tolerance.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timestamp_header: Option<String>,
-    /// What is signed, with `{body}`, `{timestamp}` and `{id}` placeholders. Absent: the body
-    /// alone, or `{timestamp}.{body}` when a timestamp header is configured.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signed_payload: Option<String>,
-    /// The preset these options came from (`typeform`), shown by `sources list`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preset: Option<String>,
-}
-
-impl Default for HmacOptions {
-    fn default() -> Self {
-        Self {
-            header: String::new(),
-            algorithm: Algorithm::Sha256,
-            encoding: SignatureEncoding::Hex,
-            prefix: String::new(),
-            type_header: None,
-            id_header: None,
-            type_pointer: None,
-            id_pointer: None,
-            timestamp_header: None,
-            signed_payload: None,
-            preset: None,
-        }
-    }
-}
-
-impl HmacOptions {
-    /// A named preset: the options a well-known sender needs.
-    pub fn preset(name: &str) -> Option<Self> {
-        match name {
-            // Typeform-Signature: sha256=<base64 HMAC-SHA256 of the body>; the body carries
-            // `event_id` and `event_type` (`form_response`).
-            "typeform" => Some(Self {
-                header: "Typeform-Signature".into(),
-                algorithm: Algorithm::Sha256,
-                encoding: SignatureEncoding::Base64,
-                prefix: "sha256=".into(),
-                type_pointer: Some("/event_type".into()),
-                id_pointer: Some("/event_id".into()),
-                preset: Some("typeform".into()),
-                ..Self::default()
-            }),
-            _ => None,
-        }
-    }
-
-    pub const PRESETS: &'static [&'static str] = &["typeform"];
-}
-
-/// Options of the Twilio provider.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct TwilioOptions {
-    /// The URL Twilio was told to call, without the query (the request's own query is appended),
-    /// e.g. `https://hooks.example.com/prod/twilio`. Absent: rebuilt from `X-Forwarded-Proto`,
-    /// `Host` and the request path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub public_url: Option<String>,
-}
-
-/// Options of the shared-token provider. The token itself is one of the source's secrets.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct TokenOptions {
-    /// Query parameter carrying the token; `token` when neither this nor a header is set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_param: Option<String>,
-    /// Header carrying the token instead (`Authorization: Bearer <token>` is understood).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_header: Option<String>,
-}
-
-impl TokenOptions {
-    pub const DEFAULT_PARAM: &'static str = "token";
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SignatureEncoding {
-    Hex,
-    Base64,
-}
+// Provider configs and their options live with their providers (`providers/`); re-exported here
+// because a `Source` carries them.
+pub use crate::providers::{
+    HmacOptions, ProviderConfig, SignatureEncoding, TokenOptions, TwilioOptions,
+};
 
 /// A secret a subscription's deliveries are signed with. An old secret kept during rotation has
 /// an expiry, after which it is no longer used.

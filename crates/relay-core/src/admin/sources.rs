@@ -1,73 +1,24 @@
-//! Sources: add (with each provider's options and secret rules), list, update, remove.
+//! Sources: add (with each provider's options and secret rules, from its registry entry), list,
+//! update, remove.
 
-use crate::model::{
-    HmacOptions, ProviderConfig, SignatureEncoding, Source, TokenOptions, TwilioOptions,
-};
+use crate::model::{ProviderConfig, Source};
 use crate::ports::Catalog;
-use crate::providers::{validate_hmac_options, validate_source_secret};
+use crate::providers::{GivenOptions, check_public_url, find, validate_source_secret};
 use crate::receive::validate_source_name;
-use crate::signing::Algorithm;
 
 use super::{AdminError, Missing};
-
-/// The options of the generic HMAC provider (and of the presets built on it), each as given;
-/// `None` keeps the preset's or the default value.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HmacInput {
-    pub preset: Option<String>,
-    pub header: Option<String>,
-    /// `sha1`, `sha256` or `sha512`.
-    pub algorithm: Option<String>,
-    /// `hex` or `base64`.
-    pub encoding: Option<String>,
-    pub prefix: Option<String>,
-    /// An empty value of these clears the option.
-    pub timestamp_header: Option<String>,
-    pub signed_payload: Option<String>,
-    pub type_header: Option<String>,
-    pub type_pointer: Option<String>,
-    pub id_header: Option<String>,
-    pub id_pointer: Option<String>,
-}
-
-impl HmacInput {
-    /// True when any option was given.
-    pub fn given(&self) -> bool {
-        [
-            &self.preset,
-            &self.header,
-            &self.algorithm,
-            &self.encoding,
-            &self.prefix,
-            &self.timestamp_header,
-            &self.signed_payload,
-            &self.type_header,
-            &self.type_pointer,
-            &self.id_header,
-            &self.id_pointer,
-        ]
-        .iter()
-        .any(|o| o.is_some())
-    }
-}
 
 /// A source to add.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSource {
     pub name: String,
-    /// The provider's name: github, stripe, shopify, slack, twilio, standard, hmac, token, or
-    /// typeform (the hmac provider with the typeform preset).
+    /// The provider's registry name (`providers::PROVIDERS`).
     pub provider: String,
     /// Several during rotation; any one that verifies passes.
     pub secrets: Vec<String>,
     pub tolerance_secs: u64,
-    pub hmac: HmacInput,
-    /// twilio: the URL Twilio calls, without the query.
-    pub public_url: Option<String>,
-    /// token: the query parameter carrying the token.
-    pub token_param: Option<String>,
-    /// token: the header carrying the token instead.
-    pub token_header: Option<String>,
+    /// The provider's options by flag name (`Provider::options`: `header`, `public-url`, ...).
+    pub options: GivenOptions,
 }
 
 /// A change to a stored source.
@@ -94,13 +45,12 @@ pub async fn add_source(
             "source {name} exists already; use relay sources update"
         )));
     }
-    let provider = provider_config(
-        &input.provider,
-        input.hmac,
-        input.public_url,
-        input.token_param,
-        input.token_header,
-    )?;
+    let entry = find(&input.provider).ok_or_else(|| {
+        AdminError::invalid("provider", format!("no provider {:?}", input.provider))
+    })?;
+    let provider = entry
+        .new_config(&input.options)
+        .map_err(|reason| AdminError::invalid("options", reason))?;
     check_source_secrets(&provider, &input.secrets, "secrets", "--secret")?;
     let source = Source {
         name,
@@ -153,7 +103,10 @@ pub async fn update_source(
         options.public_url = if url.trim().is_empty() {
             None
         } else {
-            Some(check_public_url(&url)?)
+            Some(
+                check_public_url(&url)
+                    .map_err(|reason| AdminError::invalid("public_url", reason))?,
+            )
         };
     }
     for secret in change.add_secrets {
@@ -177,72 +130,6 @@ pub async fn update_source(
     Ok(source)
 }
 
-/// The provider configuration for a new source, refusing options of other providers.
-fn provider_config(
-    provider: &str,
-    hmac: HmacInput,
-    public_url: Option<String>,
-    token_param: Option<String>,
-    token_header: Option<String>,
-) -> Result<ProviderConfig, AdminError> {
-    let uses_hmac = matches!(provider, "hmac" | "typeform");
-    if !uses_hmac && hmac.given() {
-        return Err(AdminError::invalid(
-            "hmac",
-            "--preset, --header, --algorithm, --encoding, --prefix, --timestamp-header, --signed-payload, --type-*, --id-* are options of --provider hmac",
-        ));
-    }
-    if provider != "twilio" && public_url.is_some() {
-        return Err(AdminError::invalid(
-            "public_url",
-            "--public-url is an option of --provider twilio",
-        ));
-    }
-    if provider != "token" && (token_param.is_some() || token_header.is_some()) {
-        return Err(AdminError::invalid(
-            "token",
-            "--token-param and --token-header are options of --provider token",
-        ));
-    }
-    Ok(match provider {
-        "github" => ProviderConfig::Github,
-        "stripe" => ProviderConfig::Stripe,
-        "shopify" => ProviderConfig::Shopify,
-        "slack" => ProviderConfig::Slack,
-        "twilio" => ProviderConfig::Twilio(TwilioOptions {
-            public_url: public_url.map(|u| check_public_url(&u)).transpose()?,
-        }),
-        "standard" => ProviderConfig::Standard,
-        "hmac" => ProviderConfig::Hmac(hmac_options(hmac, None)?),
-        "typeform" => ProviderConfig::Hmac(hmac_options(hmac, Some("typeform"))?),
-        "token" => {
-            for name in token_header.iter().chain(token_param.iter()) {
-                if name.trim().is_empty() {
-                    return Err(AdminError::invalid(
-                        "token",
-                        "--token-param and --token-header must not be empty",
-                    ));
-                }
-            }
-            if let Some(header) = &token_header {
-                http::HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
-                    AdminError::invalid("token_header", format!("invalid header name {header:?}"))
-                })?;
-            }
-            ProviderConfig::Token(TokenOptions {
-                token_param,
-                token_header,
-            })
-        }
-        other => {
-            return Err(AdminError::invalid(
-                "provider",
-                format!("no provider {other:?}"),
-            ));
-        }
-    })
-}
-
 /// Refuses secrets weaker than `provider` issues, naming the option (the message never holds
 /// the secret, so several secrets are told apart by position).
 fn check_source_secrets(
@@ -262,89 +149,4 @@ fn check_source_secrets(
         })?;
     }
     Ok(())
-}
-
-/// The generic HMAC options from the input, on top of a preset when one is named.
-fn hmac_options(input: HmacInput, preset: Option<&str>) -> Result<HmacOptions, AdminError> {
-    let invalid = |reason: String| AdminError::invalid("hmac", reason);
-    let preset = match (preset, input.preset.as_deref()) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(invalid(format!(
-                "--provider {a} is the {a} preset; leave out --preset {b}"
-            )));
-        }
-        (Some(p), _) | (None, Some(p)) => Some(p),
-        (None, None) => None,
-    };
-    let mut options = match preset {
-        Some(name) => HmacOptions::preset(name).ok_or_else(|| {
-            invalid(format!(
-                "no preset {name:?}; presets: {}",
-                HmacOptions::PRESETS.join(", ")
-            ))
-        })?,
-        None => HmacOptions::default(),
-    };
-    if let Some(header) = input.header {
-        options.header = header;
-    }
-    if options.header.trim().is_empty() {
-        return Err(invalid(
-            "--provider hmac needs --header NAME (or a --preset)".into(),
-        ));
-    }
-    if let Some(algorithm) = input.algorithm {
-        options.algorithm = match algorithm.as_str() {
-            "sha1" => Algorithm::Sha1,
-            "sha256" => Algorithm::Sha256,
-            "sha512" => Algorithm::Sha512,
-            other => {
-                return Err(invalid(format!(
-                    "--algorithm {other}: use sha1, sha256 or sha512"
-                )));
-            }
-        };
-    }
-    if let Some(encoding) = input.encoding {
-        options.encoding = match encoding.as_str() {
-            "hex" => SignatureEncoding::Hex,
-            "base64" => SignatureEncoding::Base64,
-            other => return Err(invalid(format!("--encoding {other}: use hex or base64"))),
-        };
-    }
-    let set = |field: &mut Option<String>, value: Option<String>| {
-        if let Some(value) = value {
-            *field = Some(value).filter(|v| !v.trim().is_empty());
-        }
-    };
-    if let Some(prefix) = input.prefix {
-        options.prefix = prefix;
-    }
-    set(&mut options.timestamp_header, input.timestamp_header);
-    set(&mut options.signed_payload, input.signed_payload);
-    set(&mut options.type_header, input.type_header);
-    set(&mut options.type_pointer, input.type_pointer);
-    set(&mut options.id_header, input.id_header);
-    set(&mut options.id_pointer, input.id_pointer);
-    validate_hmac_options(&options).map_err(|e| invalid(e.to_string()))?;
-    Ok(options)
-}
-
-/// Checks a Twilio public URL: http(s), a host, no query or fragment.
-fn check_public_url(url: &str) -> Result<String, AdminError> {
-    let invalid = |reason: String| AdminError::invalid("public_url", reason);
-    let url = url.trim();
-    let parsed =
-        url::Url::parse(url).map_err(|e| invalid(format!("invalid --public-url {url}: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-        return Err(invalid(
-            "--public-url must be an http or https URL with a host".into(),
-        ));
-    }
-    if url.contains('?') || url.contains('#') {
-        return Err(invalid(
-            "--public-url is the URL without its query: the query of each request is appended as received".into(),
-        ));
-    }
-    Ok(url.to_owned())
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::events::{plan_replay, replay, show_event};
 use super::sources::{
-    HmacInput, NewSource, SourceChange, add_source, list_sources, remove_source, update_source,
+    NewSource, SourceChange, add_source, list_sources, remove_source, update_source,
 };
 use super::subscriptions::{
     NewSubscription, add_subscription, get_subscription, list_subscriptions, rotate_secret,
@@ -21,6 +21,8 @@ use crate::ports::{Catalog, EventArchive};
 use crate::testkit::contract::{attempt, event, subscription};
 use crate::testkit::{MemoryStore, RecordingQueue, ScriptedDeliverer};
 
+use crate::providers::GivenOptions;
+
 const NOW: i64 = 1_700_000_000;
 
 fn new_source(name: &str, provider: &str, secret: &str) -> NewSource {
@@ -29,11 +31,16 @@ fn new_source(name: &str, provider: &str, secret: &str) -> NewSource {
         provider: provider.into(),
         secrets: vec![secret.into()],
         tolerance_secs: 300,
-        hmac: HmacInput::default(),
-        public_url: None,
-        token_param: None,
-        token_header: None,
+        options: GivenOptions::default(),
     }
+}
+
+fn options(given: &[(&str, &str)]) -> GivenOptions {
+    let mut options = GivenOptions::default();
+    for (name, value) in given {
+        options.set(name, Some((*value).to_owned()));
+    }
+    options
 }
 
 fn invalid(error: AdminError) -> (&'static str, String) {
@@ -84,10 +91,7 @@ async fn weak_source_secrets_are_refused_per_provider_without_echoing_them() {
         );
     }
     let hmac = NewSource {
-        hmac: HmacInput {
-            header: Some("X-Sig".into()),
-            ..HmacInput::default()
-        },
+        options: options(&[("header", "X-Sig")]),
         ..new_source("weak", "hmac", "Q")
     };
     let (_, reason) = invalid(add_source(&store, hmac, NOW).await.unwrap_err());
@@ -160,10 +164,7 @@ async fn options_of_other_providers_are_refused() {
     let store = MemoryStore::new();
     let secret = "0123456789abcdef0123456789abcdef";
     let github_with_header = NewSource {
-        hmac: HmacInput {
-            header: Some("X-Sig".into()),
-            ..HmacInput::default()
-        },
+        options: options(&[("header", "X-Sig")]),
         ..new_source("a", "github", secret)
     };
     let (field, _) = invalid(
@@ -171,9 +172,9 @@ async fn options_of_other_providers_are_refused() {
             .await
             .unwrap_err(),
     );
-    assert_eq!(field, "hmac");
+    assert_eq!(field, "options");
     let github_with_url = NewSource {
-        public_url: Some("https://example.com/a".into()),
+        options: options(&[("public-url", "https://example.com/a")]),
         ..new_source("a", "github", secret)
     };
     let (_, reason) = invalid(add_source(&store, github_with_url, NOW).await.unwrap_err());
@@ -188,7 +189,7 @@ async fn options_of_other_providers_are_refused() {
         "--provider hmac needs --header NAME (or a --preset)"
     );
     let twilio_with_query = NewSource {
-        public_url: Some("https://example.com/t?x=1".into()),
+        options: options(&[("public-url", "https://example.com/t?x=1")]),
         ..new_source("t", "twilio", secret)
     };
     let (field, _) = invalid(
@@ -196,7 +197,7 @@ async fn options_of_other_providers_are_refused() {
             .await
             .unwrap_err(),
     );
-    assert_eq!(field, "public_url");
+    assert_eq!(field, "options");
     let (field, _) = invalid(
         add_source(&store, new_source("healthz", "github", secret), NOW)
             .await

@@ -5,9 +5,22 @@
 //! not a header value (control characters, over 256 bytes) and a delivery id over 512 bytes.
 //! Secret: the one typed into GitHub's webhook settings, at least 16 characters.
 
-use super::{InboundRequest, Rejection, Verified, json_string_field, require_shared_secret};
+use super::{
+    InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection, Verified,
+    json_string_field, require_shared_secret,
+};
 use crate::model::Source;
 use crate::signing::{constant_time_eq, decode_hex, hmac_sha256};
+
+pub(super) const PROVIDER: Provider = Provider {
+    name: "github",
+    help: "X-Hub-Signature-256 (the webhook secret)",
+    options: &[],
+    configure: |_| Ok(ProviderConfig::Github),
+    validate_secret: |_, secret| validate_secret(secret),
+    methods: POST_ONLY,
+    verify: |source, request, _now| verify(source, request).map(Outcome::Event),
+};
 
 const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 

@@ -15,15 +15,195 @@
 //! - `sources add` refuses a timestamp header that the signed payload does not contain: a
 //!   tolerance on a timestamp nobody signed stops no replay.
 //! - Secret: at least 16 characters (a preset may say where the sender shows it).
-//! - Typeform preset: `Typeform-Signature: sha256=<base64 HMAC-SHA256 of the body>`, type
-//!   `/event_type` (`form_response`), id `/event_id`.
+//! - Presets (`PRESETS`, each in its own file: `typeform.rs`) fill these options for a
+//!   well-known sender; `--preset NAME` or the preset's own `--provider NAME` starts from them.
+
+use serde::{Deserialize, Serialize};
 
 use super::{
-    InboundRequest, Rejection, Verified, check_timestamp, parse_timestamp, require_shared_secret,
-    type_token,
+    GivenOptions, InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection,
+    Verified, check_timestamp, parse_timestamp, require_shared_secret, type_token,
 };
-use crate::model::{HmacOptions, SignatureEncoding, Source};
-use crate::signing::{constant_time_eq, decode_base64, decode_hex, hmac};
+use crate::model::Source;
+use crate::signing::{Algorithm, constant_time_eq, decode_base64, decode_hex, hmac};
+
+pub(super) const PROVIDER: Provider = Provider {
+    name: "hmac",
+    help: "Any HMAC in one header: --header, --algorithm, --encoding, --prefix, ...",
+    options: OPTIONS,
+    configure: |given| configure(given, None),
+    validate_secret,
+    methods: POST_ONLY,
+    verify: |source, request, now| {
+        let ProviderConfig::Hmac(options) = &source.provider else {
+            return Err(super::wrong_provider(source, "hmac"));
+        };
+        verify(source, options, request, now).map(Outcome::Event)
+    },
+};
+
+/// The `sources add` options of `--provider hmac` and of its presets.
+pub(super) const OPTIONS: &[&str] = &[
+    "preset",
+    "header",
+    "algorithm",
+    "encoding",
+    "prefix",
+    "timestamp-header",
+    "signed-payload",
+    "type-header",
+    "type-pointer",
+    "id-header",
+    "id-pointer",
+];
+
+/// The known senders whose options are filled in for them.
+pub(super) const PRESETS: &[&Preset] = &[&super::typeform::PRESET];
+
+/// Options of the generic HMAC provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HmacOptions {
+    pub header: String,
+    pub algorithm: Algorithm,
+    pub encoding: SignatureEncoding,
+    #[serde(default)]
+    pub prefix: String,
+    /// Header naming the event type, when the sender sends one.
+    #[serde(default)]
+    pub type_header: Option<String>,
+    /// Header carrying the sender's delivery id, used for deduplication.
+    #[serde(default)]
+    pub id_header: Option<String>,
+    /// JSON pointer (`/type`, `/event/type`) to the event type in the body, when no header has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub type_pointer: Option<String>,
+    /// JSON pointer to the sender's delivery id in the body, when no header has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_pointer: Option<String>,
+    /// Header carrying the signed Unix timestamp (seconds), checked against the tolerance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_header: Option<String>,
+    /// What is signed, with `{body}`, `{timestamp}` and `{id}` placeholders. Absent: the body
+    /// alone, or `{timestamp}.{body}` when a timestamp header is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_payload: Option<String>,
+    /// The preset these options came from (`typeform`), shown by `sources list`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+}
+
+impl Default for HmacOptions {
+    fn default() -> Self {
+        Self {
+            header: String::new(),
+            algorithm: Algorithm::Sha256,
+            encoding: SignatureEncoding::Hex,
+            prefix: String::new(),
+            type_header: None,
+            id_header: None,
+            type_pointer: None,
+            id_pointer: None,
+            timestamp_header: None,
+            signed_payload: None,
+            preset: None,
+        }
+    }
+}
+
+impl HmacOptions {
+    /// The options of the preset `name`.
+    pub fn preset(name: &str) -> Option<Self> {
+        find_preset(name).map(|preset| (preset.options)())
+    }
+
+    /// The names of the presets.
+    pub fn preset_names() -> impl Iterator<Item = &'static str> {
+        PRESETS.iter().map(|preset| preset.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    Hex,
+    Base64,
+}
+
+/// A well-known sender that is only a combination of hmac options.
+#[derive(Debug)]
+pub(super) struct Preset {
+    pub name: &'static str,
+    /// Its options, `preset` set to `name`.
+    pub options: fn() -> HmacOptions,
+    /// Where the sender shows the secret, for the refusal of a weak one.
+    pub issued: &'static str,
+}
+
+fn find_preset(name: &str) -> Option<&'static Preset> {
+    PRESETS.iter().copied().find(|preset| preset.name == name)
+}
+
+/// The options of a new hmac source from the flags, on top of `preset` (a preset's own
+/// `--provider`) or `--preset` when one is named.
+pub(super) fn configure(
+    given: &GivenOptions,
+    preset: Option<&str>,
+) -> Result<ProviderConfig, String> {
+    let preset = match (preset, given.get("preset")) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(format!(
+                "--provider {a} is the {a} preset; leave out --preset {b}"
+            ));
+        }
+        (Some(p), _) | (None, Some(p)) => Some(p),
+        (None, None) => None,
+    };
+    let mut options = match preset {
+        Some(name) => HmacOptions::preset(name).ok_or_else(|| {
+            let names: Vec<&str> = HmacOptions::preset_names().collect();
+            format!("no preset {name:?}; presets: {}", names.join(", "))
+        })?,
+        None => HmacOptions::default(),
+    };
+    if let Some(header) = given.get("header") {
+        options.header = header.to_owned();
+    }
+    if options.header.trim().is_empty() {
+        return Err("--provider hmac needs --header NAME (or a --preset)".into());
+    }
+    if let Some(algorithm) = given.get("algorithm") {
+        options.algorithm = match algorithm {
+            "sha1" => Algorithm::Sha1,
+            "sha256" => Algorithm::Sha256,
+            "sha512" => Algorithm::Sha512,
+            other => return Err(format!("--algorithm {other}: use sha1, sha256 or sha512")),
+        };
+    }
+    if let Some(encoding) = given.get("encoding") {
+        options.encoding = match encoding {
+            "hex" => SignatureEncoding::Hex,
+            "base64" => SignatureEncoding::Base64,
+            other => return Err(format!("--encoding {other}: use hex or base64")),
+        };
+    }
+    // An empty value clears what a preset set.
+    let set = |field: &mut Option<String>, name: &str| {
+        if let Some(value) = given.get(name) {
+            *field = Some(value.to_owned()).filter(|v| !v.trim().is_empty());
+        }
+    };
+    if let Some(prefix) = given.get("prefix") {
+        options.prefix = prefix.to_owned();
+    }
+    set(&mut options.timestamp_header, "timestamp-header");
+    set(&mut options.signed_payload, "signed-payload");
+    set(&mut options.type_header, "type-header");
+    set(&mut options.type_pointer, "type-pointer");
+    set(&mut options.id_header, "id-header");
+    set(&mut options.id_pointer, "id-pointer");
+    validate_new_options(&options)?;
+    Ok(ProviderConfig::Hmac(options))
+}
 
 /// One piece of a signed-payload template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,14 +301,15 @@ pub fn validate_new_options(options: &HmacOptions) -> Result<(), String> {
     Ok(())
 }
 
-pub(super) fn validate_secret(options: &HmacOptions, secret: &str) -> Result<(), String> {
-    let issued = match options.preset.as_deref() {
-        Some("typeform") => {
-            "the secret typed into the Typeform webhook's settings (Connect > Webhooks > Edit > \
-             Secret): a random string of at least 16 characters"
-        }
-        _ => "the secret the sender signs with: a random string of at least 16 characters",
+fn validate_secret(config: &ProviderConfig, secret: &str) -> Result<(), String> {
+    let preset = match config {
+        ProviderConfig::Hmac(options) => options.preset.as_deref().and_then(find_preset),
+        _ => None,
     };
+    let issued = preset.map_or(
+        "the secret the sender signs with: a random string of at least 16 characters",
+        |preset| preset.issued,
+    );
     require_shared_secret(secret, issued)
 }
 

@@ -27,11 +27,154 @@ mod standard;
 mod stripe;
 mod token;
 mod twilio;
+mod typeform;
+
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
+use serde::{Deserialize, Serialize};
 
-use crate::model::{ProviderConfig, Source};
+use crate::model::Source;
+
+pub use hmac_generic::{HmacOptions, SignatureEncoding};
+pub use token::TokenOptions;
+pub use twilio::{TwilioOptions, check_public_url};
+
+/// The registry: every `--provider` choice, in the order `relay sources add --help` lists them.
+/// Adding a provider is its file plus its line here (and its variant below when it is a new
+/// kind of source rather than a preset of one).
+pub static PROVIDERS: &[&Provider] = &[
+    &github::PROVIDER,
+    &stripe::PROVIDER,
+    &shopify::PROVIDER,
+    &slack::PROVIDER,
+    &twilio::PROVIDER,
+    &standard::PROVIDER,
+    &hmac_generic::PROVIDER,
+    &token::PROVIDER,
+    &typeform::PROVIDER,
+];
+
+/// Which provider signs a source's requests, with that provider's options. Serialized flat into
+/// the source under `provider` (the tag) plus the variant's own fields; every option added later
+/// carries a serde default so older stored sources keep loading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "lowercase")]
+pub enum ProviderConfig {
+    Github,
+    Standard,
+    Hmac(HmacOptions),
+    Stripe,
+    Shopify,
+    Slack,
+    Twilio(TwilioOptions),
+    Token(TokenOptions),
+}
+
+impl ProviderConfig {
+    /// The registry entry that verifies this config: the one place that matches on the variant.
+    /// A preset's sources belong to the provider it presets (typeform: hmac).
+    pub fn provider(&self) -> &'static Provider {
+        match self {
+            ProviderConfig::Github => &github::PROVIDER,
+            ProviderConfig::Standard => &standard::PROVIDER,
+            ProviderConfig::Hmac(_) => &hmac_generic::PROVIDER,
+            ProviderConfig::Stripe => &stripe::PROVIDER,
+            ProviderConfig::Shopify => &shopify::PROVIDER,
+            ProviderConfig::Slack => &slack::PROVIDER,
+            ProviderConfig::Twilio(_) => &twilio::PROVIDER,
+            ProviderConfig::Token(_) => &token::PROVIDER,
+        }
+    }
+
+    /// The stored tag (`provider` in a source's JSON).
+    pub fn name(&self) -> &'static str {
+        self.provider().name
+    }
+}
+
+/// One provider as the rest of the relay sees it, declared in the provider's file.
+#[derive(Debug)]
+pub struct Provider {
+    /// The `--provider` value; for a provider with its own `ProviderConfig` variant also the
+    /// stored tag.
+    pub name: &'static str,
+    /// What `relay sources add --help` says of it: where the signature is, which secret.
+    pub help: &'static str,
+    /// The `sources add` options it reads, as flag names without `--`.
+    pub options: &'static [&'static str],
+    /// The config of a new source from its options (only names in `options` reach it).
+    pub configure: fn(&GivenOptions) -> Result<ProviderConfig, String>,
+    /// The rule for the secrets `sources add` and `sources update --add-secret` accept.
+    pub validate_secret: fn(&ProviderConfig, &str) -> Result<(), String>,
+    /// The methods it answers; everything else gets 405.
+    pub methods: &'static [Method],
+    /// Verifies a request to a source of this provider at `now` (seconds since the epoch).
+    pub verify: fn(&Source, &InboundRequest, i64) -> Result<Outcome, Rejection>,
+}
+
+impl Provider {
+    /// The config of a new source: refuses options that belong to other providers, then lets
+    /// the provider build and check its own.
+    pub fn new_config(&self, given: &GivenOptions) -> Result<ProviderConfig, String> {
+        if let Some(foreign) = given.names().find(|name| !self.options.contains(name)) {
+            let owners: Vec<&str> = PROVIDERS
+                .iter()
+                .filter(|p| p.options.contains(&foreign))
+                .map(|p| p.name)
+                .collect();
+            return Err(format!(
+                "--{foreign} is an option of --provider {}",
+                owners.join(" or ")
+            ));
+        }
+        (self.configure)(given)
+    }
+}
+
+/// The registry entry for a `--provider` value.
+pub fn find(name: &str) -> Option<&'static Provider> {
+    PROVIDERS.iter().copied().find(|p| p.name == name)
+}
+
+/// Provider options given to `sources add`, by flag name without `--` (`header`, `public-url`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GivenOptions(BTreeMap<String, String>);
+
+impl GivenOptions {
+    /// Records `value` under `name` when it was given.
+    pub fn set(&mut self, name: &str, value: Option<String>) -> &mut Self {
+        if let Some(value) = value {
+            self.0.insert(name.to_owned(), value);
+        }
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+/// Only `POST`: what every provider but `token` answers.
+pub(crate) const POST_ONLY: &[Method] = &[Method::POST];
+
+/// The refusal when a registry entry is handed a source of another provider (a wiring mistake,
+/// never the sender's).
+pub(crate) fn wrong_provider(source: &Source, expected: &str) -> Rejection {
+    Rejection {
+        status: 500,
+        message: format!(
+            "source {} is a {} source, not {expected}",
+            source.name,
+            source.provider.name()
+        ),
+    }
+}
 
 /// An inbound HTTP request with its body exactly as the provider sent it.
 #[derive(Debug, Clone)]
@@ -119,28 +262,16 @@ impl Rejection {
     }
 }
 
-/// Verifies `request` for `source` at `now` (seconds since the epoch). Only `token` sources
-/// answer anything but `POST` (Mailchimp checks the URL with a `GET`); the caller answers 405
-/// to other methods before coming here.
+/// Verifies `request` for `source` at `now` (seconds since the epoch), through the source's
+/// provider. Only `token` sources answer anything but `POST` (Mailchimp checks the URL with a
+/// `GET`); the caller answers 405 to other methods (`accepts_method`) before coming here.
 pub fn verify(source: &Source, request: &InboundRequest, now: i64) -> Result<Outcome, Rejection> {
     if source.secrets.is_empty() {
         return Err(Rejection::unauthorized(
             "source has no secret configured; add one with relay sources update --add-secret",
         ));
     }
-    let event = |verified: Verified| Outcome::Event(verified);
-    match &source.provider {
-        ProviderConfig::Github => github::verify(source, request).map(event),
-        ProviderConfig::Standard => standard::verify(source, request, now).map(event),
-        ProviderConfig::Hmac(options) => {
-            hmac_generic::verify(source, options, request, now).map(event)
-        }
-        ProviderConfig::Stripe => stripe::verify(source, request, now).map(event),
-        ProviderConfig::Shopify => shopify::verify(source, request).map(event),
-        ProviderConfig::Slack => slack::verify(source, request, now),
-        ProviderConfig::Twilio(options) => twilio::verify(source, options, request).map(event),
-        ProviderConfig::Token(options) => token::verify(source, options, request),
-    }
+    (source.provider.provider().verify)(source, request, now)
 }
 
 /// HMAC options a new source may not have; the message says which and why.
@@ -168,17 +299,7 @@ pub fn validate_source_secret(
     provider: &ProviderConfig,
     secret: &str,
 ) -> Result<(), WeakSourceSecret> {
-    let checked = match provider {
-        ProviderConfig::Github => github::validate_secret(secret),
-        ProviderConfig::Standard => standard::validate_secret(secret),
-        ProviderConfig::Hmac(options) => hmac_generic::validate_secret(options, secret),
-        ProviderConfig::Stripe => stripe::validate_secret(secret),
-        ProviderConfig::Shopify => shopify::validate_secret(secret),
-        ProviderConfig::Slack => slack::validate_secret(secret),
-        ProviderConfig::Twilio(_) => twilio::validate_secret(secret),
-        ProviderConfig::Token(_) => token::validate_secret(secret),
-    };
-    checked.map_err(WeakSourceSecret)
+    (provider.provider().validate_secret)(provider, secret).map_err(WeakSourceSecret)
 }
 
 /// A source secret weaker than (or not shaped like) what the provider issues. The message says
@@ -204,8 +325,7 @@ pub(crate) fn require_shared_secret(secret: &str, issued: &str) -> Result<(), St
 
 /// True when `method` is answered by `source`'s provider; everything else gets 405.
 pub fn accepts_method(provider: &ProviderConfig, method: &Method) -> bool {
-    *method == Method::POST
-        || (*method == Method::GET && matches!(provider, ProviderConfig::Token(_)))
+    provider.provider().methods.contains(method)
 }
 
 /// Parses a signed Unix timestamp in seconds (`header` names it in the refusal).
@@ -374,17 +494,140 @@ mod tests {
         assert!(json_string_field(b"{} trailing", "action").is_err());
     }
 
-    #[test]
-    fn every_vector_has_a_provider_test() {
-        // Adding a vector to providers.json without a test here fails this test.
-        let tested = [
-            "github",
-            "standard_webhooks",
-            "slack",
-            "shopify",
-            "twilio",
+    /// Where each registered provider's official vectors are in `providers.json`, when the key
+    /// is not its `--provider` name.
+    const VECTOR_KEYS: &[(&str, &str)] = &[("standard", "standard_webhooks")];
+
+    /// Registered providers without official vectors, and why.
+    const WITHOUT_OFFICIAL_VECTORS: &[(&str, &str)] = &[
+        (
             "stripe",
-        ];
+            "Stripe publishes no fixed vector (providers.json says so); the unit tests use a \
+             header made by the stripe library and the live test signs with it",
+        ),
+        (
+            "hmac",
+            "generic: no sender to publish vectors; the unit tests sign each option combination",
+        ),
+        (
+            "token",
+            "no signature: the token is compared as given, covered by the unit and live tests",
+        ),
+        (
+            "typeform",
+            "Typeform publishes only the algorithm, which the hmac unit test follows",
+        ),
+    ];
+
+    /// What the completeness test found missing for each registered provider.
+    fn missing_pieces(docs: &str, provider_files: &str) -> Vec<String> {
+        let vectors = test_support::vectors();
+        let fuzzed = fuzzing::fuzzed_providers();
+        let mut missing = Vec::new();
+        for provider in PROVIDERS {
+            let name = provider.name;
+            let exempt = WITHOUT_OFFICIAL_VECTORS.iter().any(|(n, _)| *n == name);
+            let key = VECTOR_KEYS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(name, |(_, key)| *key);
+            if !exempt {
+                let vector = &vectors[key];
+                if vector.get("secret").or(vector.get("auth_token")).is_none() {
+                    missing.push(format!(
+                        "{name}: no official vectors under {key:?} in testdata/providers.json \
+                         (or list it in WITHOUT_OFFICIAL_VECTORS with the reason)"
+                    ));
+                } else if !provider_files.contains(&format!("vectors()[\"{key}\"]")) {
+                    missing.push(format!("{name}: no unit test uses the {key} vectors"));
+                }
+            }
+            match fuzzed.iter().find(|(n, _)| *n == name) {
+                None => missing.push(format!(
+                    "{name}: no entry in fuzzing::fuzzed_providers (the verify_request target)"
+                )),
+                Some((_, config)) if !configures(config, name) => missing.push(format!(
+                    "{name}: its fuzz entry is a {} config",
+                    config.name()
+                )),
+                Some(_) => {}
+            }
+            let heading = format!("`--provider {name}");
+            let documented = docs.lines().any(|line| {
+                line.starts_with('#')
+                    && line.match_indices(&heading).any(|(at, _)| {
+                        matches!(line[at + heading.len()..].chars().next(), Some('`' | ' '))
+                    })
+            });
+            if !documented {
+                missing.push(format!(
+                    "{name}: no section headed {heading}` in docs/providers.md"
+                ));
+            }
+        }
+        missing
+    }
+
+    /// True when `config` is what `--provider name` stores: its variant, or its hmac preset.
+    fn configures(config: &ProviderConfig, name: &str) -> bool {
+        match config {
+            ProviderConfig::Hmac(options) if options.preset.is_some() => {
+                options.preset.as_deref() == Some(name)
+            }
+            other => other.name() == name,
+        }
+    }
+
+    /// The text of every provider file, for looking up which vectors their tests use.
+    fn provider_files() -> String {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/providers");
+        let mut text = String::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            text.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+        }
+        text
+    }
+
+    fn provider_docs() -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/providers.md");
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn every_registered_provider_has_vectors_fuzzing_and_docs() {
+        let missing = missing_pieces(&provider_docs(), &provider_files());
+        assert!(
+            missing.is_empty(),
+            "registered providers lack pieces (see docs/providers.md, Adding a provider):\n{}",
+            missing.join("\n")
+        );
+        // The fuzz entries run through the fuzz target that cargo-fuzz builds.
+        let fuzz_manifest =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/Cargo.toml");
+        let manifest = std::fs::read_to_string(fuzz_manifest).unwrap();
+        assert!(manifest.contains("fuzz_targets/verify_request.rs"));
+    }
+
+    #[test]
+    fn the_completeness_check_notices_each_missing_piece() {
+        let docs = provider_docs();
+        let files = provider_files();
+        assert!(missing_pieces(&docs, &files).is_empty());
+        let undocumented = docs.replace("`--provider shopify`", "`shopify`");
+        assert_eq!(
+            missing_pieces(&undocumented, &files),
+            ["shopify: no section headed `--provider shopify` in docs/providers.md"]
+        );
+        let untested = files.replace(r#"vectors()["slack"]"#, "vectors()[SLACK]");
+        assert_eq!(
+            missing_pieces(&docs, &untested),
+            ["slack: no unit test uses the slack vectors"]
+        );
+    }
+
+    #[test]
+    fn every_vector_belongs_to_a_registered_provider() {
+        // A vector added to providers.json for no registered provider fails this test.
         let vectors = test_support::vectors();
         let names: Vec<&String> = vectors
             .as_object()
@@ -393,12 +636,56 @@ mod tests {
             .filter(|k| !k.starts_with('_'))
             .collect();
         assert!(!names.is_empty());
-        for name in names {
+        for key in names {
+            let name = VECTOR_KEYS
+                .iter()
+                .find(|(_, k)| k == key)
+                .map_or(key.as_str(), |(name, _)| *name);
             assert!(
-                tested.contains(&name.as_str()),
-                "no test uses the {name} vector"
+                find(name).is_some(),
+                "the {key} vector names no registered provider"
             );
         }
+    }
+
+    #[test]
+    fn cli_names_are_unique_and_options_refuse_other_providers() {
+        let mut names: Vec<&str> = PROVIDERS.iter().map(|p| p.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), PROVIDERS.len());
+        let mut given = GivenOptions::default();
+        given.set("public-url", Some("https://h.example/t".into()));
+        let err = find("github").unwrap().new_config(&given).unwrap_err();
+        assert_eq!(err, "--public-url is an option of --provider twilio");
+        given = GivenOptions::default();
+        given.set("header", Some("X-Sig".into()));
+        let err = find("slack").unwrap().new_config(&given).unwrap_err();
+        assert_eq!(err, "--header is an option of --provider hmac or typeform");
+        let hmac = find("hmac").unwrap().new_config(&given).unwrap();
+        assert_eq!(hmac.name(), "hmac");
+        let typeform = find("typeform")
+            .unwrap()
+            .new_config(&GivenOptions::default())
+            .unwrap();
+        assert_eq!(
+            typeform,
+            ProviderConfig::Hmac(HmacOptions::preset("typeform").unwrap())
+        );
+        given.set("preset", Some("typeform".into()));
+        assert_eq!(
+            find("hmac").unwrap().new_config(&given).unwrap().name(),
+            "hmac"
+        );
+        let mut wrong = GivenOptions::default();
+        wrong.set("preset", Some("nope".into()));
+        let err = find("typeform").unwrap().new_config(&wrong).unwrap_err();
+        assert_eq!(
+            err,
+            "--provider typeform is the typeform preset; leave out --preset nope"
+        );
+        let err = find("hmac").unwrap().new_config(&wrong).unwrap_err();
+        assert_eq!(err, r#"no preset "nope"; presets: typeform"#);
     }
 
     #[test]
@@ -436,6 +723,82 @@ mod tests {
             old.provider,
             ProviderConfig::Twilio(TwilioOptions::default())
         );
+    }
+
+    #[test]
+    fn every_provider_config_keeps_its_stored_json() {
+        // Sources in SQLite and DynamoDB are this JSON: each variant must write and read exactly it.
+        use crate::model::{HmacOptions, TokenOptions, TwilioOptions};
+        let stored = |rest: &str| {
+            format!(r#"{{"name":"s",{rest},"secrets":["k"],"tolerance_secs":300,"created_at":7}}"#)
+        };
+        let cases = [
+            (ProviderConfig::Github, r#""provider":"github""#),
+            (ProviderConfig::Standard, r#""provider":"standard""#),
+            (ProviderConfig::Stripe, r#""provider":"stripe""#),
+            (ProviderConfig::Shopify, r#""provider":"shopify""#),
+            (ProviderConfig::Slack, r#""provider":"slack""#),
+            (
+                ProviderConfig::Twilio(TwilioOptions::default()),
+                r#""provider":"twilio""#,
+            ),
+            (
+                ProviderConfig::Twilio(TwilioOptions {
+                    public_url: Some("https://h.example/t".into()),
+                }),
+                r#""provider":"twilio","public_url":"https://h.example/t""#,
+            ),
+            (
+                ProviderConfig::Token(TokenOptions::default()),
+                r#""provider":"token""#,
+            ),
+            (
+                ProviderConfig::Token(TokenOptions {
+                    token_param: Some("key".into()),
+                    token_header: Some("X-Token".into()),
+                }),
+                r#""provider":"token","token_param":"key","token_header":"X-Token""#,
+            ),
+            (
+                ProviderConfig::Hmac(HmacOptions {
+                    header: "X-Sig".into(),
+                    ..HmacOptions::default()
+                }),
+                r#""provider":"hmac","header":"X-Sig","algorithm":"sha256","encoding":"hex","prefix":"","type_header":null,"id_header":null"#,
+            ),
+            (
+                ProviderConfig::Hmac(HmacOptions {
+                    header: "X-Sig".into(),
+                    algorithm: crate::signing::Algorithm::Sha512,
+                    encoding: crate::model::SignatureEncoding::Base64,
+                    prefix: "v1=".into(),
+                    type_header: Some("X-Type".into()),
+                    id_header: Some("X-Id".into()),
+                    type_pointer: Some("/type".into()),
+                    id_pointer: Some("/id".into()),
+                    timestamp_header: Some("X-Ts".into()),
+                    signed_payload: Some("{timestamp}.{id}.{body}".into()),
+                    preset: None,
+                }),
+                r#""provider":"hmac","header":"X-Sig","algorithm":"sha512","encoding":"base64","prefix":"v1=","type_header":"X-Type","id_header":"X-Id","type_pointer":"/type","id_pointer":"/id","timestamp_header":"X-Ts","signed_payload":"{timestamp}.{id}.{body}""#,
+            ),
+            (
+                ProviderConfig::Hmac(HmacOptions::preset("typeform").unwrap()),
+                r#""provider":"hmac","header":"Typeform-Signature","algorithm":"sha256","encoding":"base64","prefix":"sha256=","type_header":null,"id_header":null,"type_pointer":"/event_type","id_pointer":"/event_id","preset":"typeform""#,
+            ),
+        ];
+        for (provider, fields) in cases {
+            let source = Source {
+                name: "s".into(),
+                provider,
+                secrets: vec!["k".into()],
+                tolerance_secs: 300,
+                created_at: 7,
+            };
+            let json = stored(fields);
+            assert_eq!(serde_json::to_string(&source).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Source>(&json).unwrap(), source);
+        }
     }
 
     #[test]

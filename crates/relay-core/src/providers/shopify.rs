@@ -10,9 +10,22 @@
 //!   else `X-Shopify-Event-Id`; the receiver refuses (400) one over 512 bytes.
 //! - Secret: at least 16 characters (Shopify issues 32 or more).
 
-use super::{InboundRequest, Rejection, Verified, require_shared_secret, type_token};
+use super::{
+    InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection, Verified,
+    require_shared_secret, type_token,
+};
 use crate::model::Source;
 use crate::signing::{constant_time_eq, decode_base64, hmac_sha256};
+
+pub(super) const PROVIDER: Provider = Provider {
+    name: "shopify",
+    help: "X-Shopify-Hmac-Sha256 (the app's client secret)",
+    options: &[],
+    configure: |_| Ok(ProviderConfig::Shopify),
+    validate_secret: |_, secret| validate_secret(secret),
+    methods: POST_ONLY,
+    verify: |source, request, _now| verify(source, request).map(Outcome::Event),
+};
 
 const SIGNATURE_HEADER: &str = "x-shopify-hmac-sha256";
 

@@ -22,11 +22,22 @@
 //! - Secret: the app's signing secret (32 hex characters); at least 16 are required.
 
 use super::{
-    Answer, InboundRequest, Outcome, Rejection, Verified, check_timestamp, form_field, form_pairs,
-    is_form, media_type_is, parse_timestamp, require_shared_secret, type_token,
+    Answer, InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection, Verified,
+    check_timestamp, form_field, form_pairs, is_form, media_type_is, parse_timestamp,
+    require_shared_secret, type_token,
 };
 use crate::model::Source;
 use crate::signing::{constant_time_eq, decode_hex, hmac_sha256};
+
+pub(super) const PROVIDER: Provider = Provider {
+    name: "slack",
+    help: "X-Slack-Signature (the app's signing secret)",
+    options: &[],
+    configure: |_| Ok(ProviderConfig::Slack),
+    validate_secret: |_, secret| validate_secret(secret),
+    methods: POST_ONLY,
+    verify,
+};
 
 const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
 const SIGNATURE_HEADER: &str = "x-slack-signature";

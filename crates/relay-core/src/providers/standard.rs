@@ -4,10 +4,23 @@
 //! receiver refuses (400) a type that is not a header value (control characters, over 256 bytes)
 //! and an id over 512 bytes. Secret: `whsec_` + base64 of 24 to 64 bytes, as the spec says.
 
-use super::{InboundRequest, Rejection, Verified, check_timestamp, json_string_field};
+use super::{
+    InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection, Verified,
+    check_timestamp, json_string_field,
+};
 use crate::model::Source;
 use crate::signing::{
     constant_time_eq, decode_base64, hmac_sha256, standard_secret_key, validate_whsec,
+};
+
+pub(super) const PROVIDER: Provider = Provider {
+    name: "standard",
+    help: "Standard Webhooks / Svix (a whsec_ secret)",
+    options: &[],
+    configure: |_| Ok(ProviderConfig::Standard),
+    validate_secret: |_, secret| validate_secret(secret),
+    methods: POST_ONLY,
+    verify: |source, request, now| verify(source, request, now).map(Outcome::Event),
 };
 
 pub(super) fn validate_secret(secret: &str) -> Result<(), String> {

@@ -13,9 +13,22 @@
 //!   256 bytes) or an id over 512 bytes (checked by the receiver for every provider).
 //! - Secret: `whsec_` followed by the rest of the endpoint's signing secret.
 
-use super::{InboundRequest, Rejection, Verified, check_timestamp, parse_timestamp};
+use super::{
+    InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection, Verified,
+    check_timestamp, parse_timestamp,
+};
 use crate::model::Source;
 use crate::signing::{constant_time_eq, decode_hex, hmac_sha256};
+
+pub(super) const PROVIDER: Provider = Provider {
+    name: "stripe",
+    help: "Stripe-Signature (the endpoint's whsec_ signing secret)",
+    options: &[],
+    configure: |_| Ok(ProviderConfig::Stripe),
+    validate_secret: |_, secret| validate_secret(secret),
+    methods: POST_ONLY,
+    verify: |source, request, now| verify(source, request, now).map(Outcome::Event),
+};
 
 const HEADER: &str = "stripe-signature";
 

@@ -15,14 +15,68 @@
 //! - Secret (the token): at least 16 characters; being in the URL, it should be random.
 
 use http::Method;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{
-    Answer, InboundRequest, Outcome, Rejection, Verified, form_field, form_pairs, is_form,
-    json_string_field, media_type_is, require_shared_secret, type_token,
+    Answer, GivenOptions, InboundRequest, Outcome, Provider, ProviderConfig, Rejection, Verified,
+    form_field, form_pairs, is_form, json_string_field, media_type_is, require_shared_secret,
+    type_token,
 };
-use crate::model::{Source, TokenOptions};
+use crate::model::Source;
 use crate::signing::constant_time_eq;
+
+pub(super) const PROVIDER: Provider = Provider {
+    name: "token",
+    help: "A shared token in the URL (?token=...) or a header; weaker than a signature",
+    options: &["token-param", "token-header"],
+    configure,
+    validate_secret: |_, secret| validate_secret(secret),
+    // Mailchimp checks the URL with a GET when the webhook is saved.
+    methods: &[Method::POST, Method::GET],
+    verify: |source, request, _now| {
+        let ProviderConfig::Token(options) = &source.provider else {
+            return Err(super::wrong_provider(source, "token"));
+        };
+        verify(source, options, request)
+    },
+};
+
+/// Options of the shared-token provider. The token itself is one of the source's secrets.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TokenOptions {
+    /// Query parameter carrying the token; `token` when neither this nor a header is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_param: Option<String>,
+    /// Header carrying the token instead (`Authorization: Bearer <token>` is understood).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_header: Option<String>,
+}
+
+impl TokenOptions {
+    pub const DEFAULT_PARAM: &'static str = "token";
+}
+
+fn configure(given: &GivenOptions) -> Result<ProviderConfig, String> {
+    let token_param = given.get("token-param").map(str::to_owned);
+    let token_header = given.get("token-header").map(str::to_owned);
+    if token_param.is_some() && token_header.is_some() {
+        return Err("--token-param and --token-header exclude each other".into());
+    }
+    for name in token_header.iter().chain(token_param.iter()) {
+        if name.trim().is_empty() {
+            return Err("--token-param and --token-header must not be empty".into());
+        }
+    }
+    if let Some(header) = &token_header {
+        http::HeaderName::from_bytes(header.as_bytes())
+            .map_err(|_| format!("invalid header name {header:?}"))?;
+    }
+    Ok(ProviderConfig::Token(TokenOptions {
+        token_param,
+        token_header,
+    }))
+}
 
 pub(super) fn validate_secret(secret: &str) -> Result<(), String> {
     require_shared_secret(

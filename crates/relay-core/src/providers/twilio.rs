@@ -24,18 +24,66 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{
-    InboundRequest, Rejection, Verified, form_field, form_pairs, is_form, json_string_field,
-    require_shared_secret, type_token,
+    GivenOptions, InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection,
+    Verified, form_field, form_pairs, is_form, json_string_field, require_shared_secret,
+    type_token,
 };
-use crate::model::{Source, TwilioOptions};
+use crate::model::Source;
 use crate::signing::{Algorithm, constant_time_eq, decode_base64, hmac};
 
 const SIGNATURE_HEADER: &str = "x-twilio-signature";
 const SETTINGS_HEADER: &str = "x-twilio-webhooks-signature-settings";
 const ID_HEADER: &str = "i-twilio-idempotency-token";
+
+pub(super) const PROVIDER: Provider = Provider {
+    name: "twilio",
+    help: "X-Twilio-Signature (the account's Auth Token); see --public-url",
+    options: &["public-url"],
+    configure,
+    validate_secret: |_, secret| validate_secret(secret),
+    methods: POST_ONLY,
+    verify: |source, request, _now| {
+        let ProviderConfig::Twilio(options) = &source.provider else {
+            return Err(super::wrong_provider(source, "twilio"));
+        };
+        verify(source, options, request).map(Outcome::Event)
+    },
+};
+
+/// Options of the Twilio provider.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TwilioOptions {
+    /// The URL Twilio was told to call, without the query (the request's own query is appended),
+    /// e.g. `https://hooks.example.com/prod/twilio`. Absent: rebuilt from `X-Forwarded-Proto`,
+    /// `Host` and the request path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+}
+
+fn configure(given: &GivenOptions) -> Result<ProviderConfig, String> {
+    let public_url = given.get("public-url").map(check_public_url).transpose()?;
+    Ok(ProviderConfig::Twilio(TwilioOptions { public_url }))
+}
+
+/// Checks a `--public-url`: http(s), a host, no query or fragment; returns it trimmed.
+pub fn check_public_url(url: &str) -> Result<String, String> {
+    let url = url.trim();
+    let parsed = url::Url::parse(url).map_err(|e| format!("invalid --public-url {url}: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err("--public-url must be an http or https URL with a host".into());
+    }
+    if url.contains('?') || url.contains('#') {
+        return Err(
+            "--public-url is the URL without its query: the query of each request is appended as received"
+                .into(),
+        );
+    }
+    Ok(url.to_owned())
+}
 
 pub(super) fn validate_secret(secret: &str) -> Result<(), String> {
     require_shared_secret(
