@@ -13,7 +13,7 @@ use relay_core::receive::validate_source_name;
 use relay_core::retry::parse_duration;
 use relay_core::signing::{Algorithm, validate_signing_secret};
 use relay_core::subscriptions::modify_subscription;
-use relay_core::{Store, ids};
+use relay_core::{EventQuery, Store, ids};
 
 use crate::args::{
     Command, EventsCommand, Global, HmacArgs, ProviderName, RedriveQueue, SourcesCommand,
@@ -510,21 +510,37 @@ async fn set_enabled(store: &dyn Store, id: &str, enabled: bool) -> anyhow::Resu
 
 async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyhow::Result<()> {
     match cmd {
-        EventsCommand::List { limit } => {
-            let list = store.list_events(limit).await?;
-            let value = Value::Array(
-                list.iter()
+        EventsCommand::List {
+            limit,
+            before,
+            source,
+            event_type,
+        } => {
+            let query = EventQuery {
+                limit: usize::try_from(limit).unwrap_or(usize::MAX),
+                before,
+                source,
+                event_type,
+                now_millis: SystemClock.now_millis(),
+            };
+            let page = store.list_events(&query).await?;
+            let next_cursor = page.next.as_ref().map(ToString::to_string);
+            let value = json!({
+                "events": page.events.iter()
                     .map(|e| {
                         json!({ "id": e.id, "source": e.source, "type": e.event_type,
-                                "received_at": e.received_at, "bytes": e.body.len() })
+                                "received_at": e.received_at, "bytes": e.body_bytes })
                     })
-                    .collect(),
-            );
+                    .collect::<Vec<_>>(),
+                "next_cursor": next_cursor,
+            });
             emit(json_mode, &value, || {
-                if list.is_empty() {
+                if page.events.is_empty() {
                     return "no events".into();
                 }
-                list.iter()
+                let mut lines: Vec<String> = page
+                    .events
+                    .iter()
                     .map(|e| {
                         format!(
                             "{}\t{}\t{}\t{}",
@@ -534,8 +550,11 @@ async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyho
                             e.event_type
                         )
                     })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                    .collect();
+                if let Some(cursor) = &next_cursor {
+                    lines.push(format!("next page: --before {cursor}"));
+                }
+                lines.join("\n")
             });
         }
         EventsCommand::Show { id } => {

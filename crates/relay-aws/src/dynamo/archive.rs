@@ -1,20 +1,21 @@
 //! `EventArchive`: event items (listed through the events index) and their attempt logs.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+use futures::future::try_join_all;
 use relay_core::model::{AttemptRecord, EventEnvelope};
-use relay_core::ports::{EventArchive, StoreError};
+use relay_core::ports::{EventArchive, EventPage, EventQuery, EventSummary, StoreError};
 
-use super::codec::{event_from_item, event_item, from_doc, n, s, to_json};
-use super::days::MILLIS_PER_DAY;
-use super::{DOC, DynamoStore, EXPIRES_AT, GSI1, Item, build_error, keys, unavailable};
-
-/// `list_events` walks back this many daily buckets before today (queues and records are kept
-/// 14 days), plus tomorrow's in case this clock is behind the receiver's.
-const EVENT_BUCKET_DAYS_BACK: i64 = 14;
+use super::codec::{
+    event_from_item, event_item, event_summary_from_item, from_doc, n, s, str_attr, to_json,
+};
+use super::days::day_of;
+use super::{
+    DOC, DynamoStore, EVENT_TYPE_ATTR, EXPIRES_AT, GSI1, GSI1SK, Item, SOURCE_ATTR, build_error,
+    keys, unavailable,
+};
 
 #[async_trait]
 impl EventArchive for DynamoStore {
@@ -29,41 +30,43 @@ impl EventArchive for DynamoStore {
             .transpose()
     }
 
-    async fn list_events(&self, limit: usize) -> Result<Vec<EventEnvelope>, StoreError> {
-        let mut events = Vec::new();
-        let now = now_millis();
-        for days_back in -1..=EVENT_BUCKET_DAYS_BACK {
-            if events.len() >= limit {
-                break;
-            }
-            let bucket = keys::events_bucket(now - days_back * MILLIS_PER_DAY);
-            let mut start_key = None;
-            loop {
-                let remaining = limit - events.len();
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(GSI1)
-                    .key_condition_expression("gsi1pk = :b")
-                    .expression_attribute_values(":b", s(&bucket))
-                    .scan_index_forward(false)
-                    .limit(i32::try_from(remaining).unwrap_or(i32::MAX))
-                    .set_exclusive_start_key(start_key)
-                    .send()
-                    .await
-                    .map_err(|e| unavailable("Query", &e))?;
-                for item in out.items.unwrap_or_default() {
-                    events.push(event_from_item(&item)?);
-                }
-                start_key = out.last_evaluated_key.filter(|k| !k.is_empty());
-                if start_key.is_none() || events.len() >= limit {
-                    break;
-                }
-            }
+    async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        if query.limit == 0 {
+            return Ok(EventPage::default());
         }
-        events.truncate(limit);
-        Ok(events)
+        // One more than the page, to learn whether a next page exists.
+        let wanted = query.limit.saturating_add(1);
+        let today = day_of(query.now_millis);
+        // From tomorrow, in case this clock is behind the receiver's, or from the cursor's day.
+        let mut day = match &query.before {
+            Some(cursor) => (today + 1).min(day_of(cursor.received_at)),
+            None => today + 1,
+        };
+        let oldest_day = today - self.event_retention_days;
+        let before_sk = query
+            .before
+            .as_ref()
+            .map(|cursor| keys::event_index_sk(cursor.received_at, &cursor.id));
+        let mut found = Vec::new();
+        // Days partition the order (every event of a day is newer than those of the day before),
+        // so each day's shards are merged and the days appended.
+        while day >= oldest_day && found.len() < wanted {
+            let need = wanted - found.len();
+            let shards = (0..keys::EVENT_INDEX_SHARDS).map(|shard| {
+                self.newest_in_partition(
+                    keys::events_partition(day, shard),
+                    before_sk.as_deref(),
+                    query,
+                    need,
+                )
+            });
+            let mut of_the_day: Vec<(String, EventSummary)> =
+                try_join_all(shards).await?.into_iter().flatten().collect();
+            of_the_day.sort_by(|a, b| b.0.cmp(&a.0));
+            found.extend(of_the_day.into_iter().take(need).map(|(_, event)| event));
+            day -= 1;
+        }
+        Ok(EventPage::from_newest(found, query.limit))
     }
 
     async fn put_attempts(
@@ -102,9 +105,68 @@ impl EventArchive for DynamoStore {
     }
 }
 
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+impl DynamoStore {
+    /// Up to `need` events of one index partition that pass the query's filters, newest first,
+    /// each with its index sort key.
+    async fn newest_in_partition(
+        &self,
+        partition: String,
+        before_sk: Option<&str>,
+        query: &EventQuery,
+        need: usize,
+    ) -> Result<Vec<(String, EventSummary)>, StoreError> {
+        let mut key_condition = "gsi1pk = :p".to_owned();
+        if before_sk.is_some() {
+            key_condition.push_str(" AND gsi1sk < :before");
+        }
+        let mut filters = Vec::new();
+        if query.source.is_some() {
+            filters.push("#source = :source");
+        }
+        if query.event_type.is_some() {
+            filters.push("#event_type = :event_type");
+        }
+        let mut events = Vec::new();
+        let mut start_key = None;
+        loop {
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI1)
+                .key_condition_expression(&key_condition)
+                .expression_attribute_values(":p", s(&partition))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start_key);
+            if let Some(before) = before_sk {
+                request = request.expression_attribute_values(":before", s(before));
+            }
+            if let Some(source) = &query.source {
+                request = request
+                    .expression_attribute_names("#source", SOURCE_ATTR)
+                    .expression_attribute_values(":source", s(source));
+            }
+            if let Some(event_type) = &query.event_type {
+                request = request
+                    .expression_attribute_names("#event_type", EVENT_TYPE_ATTR)
+                    .expression_attribute_values(":event_type", s(event_type));
+            }
+            if filters.is_empty() {
+                // Without a filter every item read is a match: read no more than needed.
+                request = request.limit(i32::try_from(need - events.len()).unwrap_or(i32::MAX));
+            } else {
+                request = request.filter_expression(filters.join(" AND "));
+            }
+            let out = request.send().await.map_err(|e| unavailable("Query", &e))?;
+            for item in out.items.unwrap_or_default() {
+                let sort_key = str_attr(&item, GSI1SK).unwrap_or_default().to_owned();
+                events.push((sort_key, event_summary_from_item(&item)?));
+            }
+            start_key = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if start_key.is_none() || events.len() >= need {
+                events.truncate(need);
+                return Ok(events);
+            }
+        }
+    }
 }

@@ -4,11 +4,14 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use relay_core::model::EventEnvelope;
-use relay_core::ports::StoreError;
+use relay_core::ports::{EventSummary, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{BODY, DOC, EXPIRES_AT, GSI1PK, GSI1SK, Item, PK, SK, keys};
+use super::{
+    BODY, BODY_BYTES, DOC, EVENT_TYPE_ATTR, EXPIRES_AT, GSI1PK, GSI1SK, Item, PK, SK, SOURCE_ATTR,
+    keys,
+};
 
 /// The event item. The body is its own string attribute rather than inside the JSON `doc`, so
 /// JSON escaping cannot push a body near the size limit over DynamoDB's 400 KB item limit.
@@ -19,13 +22,39 @@ pub(super) fn event_item(event: &EventEnvelope, expires_at: i64) -> Result<Item,
         (SK.to_owned(), s(keys::META)),
         (DOC.to_owned(), s(to_json(&head)?)),
         (EXPIRES_AT.to_owned(), n(expires_at)),
-        (GSI1PK.to_owned(), s(keys::events_bucket(event.received_at))),
-        (GSI1SK.to_owned(), s(&event.id)),
+        (
+            GSI1PK.to_owned(),
+            s(keys::event_index_pk(event.received_at, &event.id)),
+        ),
+        (
+            GSI1SK.to_owned(),
+            s(keys::event_index_sk(event.received_at, &event.id)),
+        ),
+        (SOURCE_ATTR.to_owned(), s(&event.source)),
+        (EVENT_TYPE_ATTR.to_owned(), s(&event.event_type)),
+        (BODY_BYTES.to_owned(), n(event.body.len())),
     ]);
     if !event.body.is_empty() {
         item.insert(BODY.to_owned(), s(&event.body));
     }
     Ok(item)
+}
+
+/// An event's listing line from its index item (which has no body).
+pub(super) fn event_summary_from_item(item: &Item) -> Result<EventSummary, StoreError> {
+    let head: EventEnvelope = from_doc(item)?;
+    let body_bytes = num_attr(item, BODY_BYTES)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "event item {} has no body length",
+                str_attr(item, PK).unwrap_or("?")
+            ))
+        })?;
+    Ok(EventSummary {
+        body_bytes,
+        ..EventSummary::of(&head)
+    })
 }
 
 pub(super) fn event_from_item(item: &Item) -> Result<EventEnvelope, StoreError> {
@@ -123,8 +152,27 @@ mod tests {
             body_encoding: BodyEncoding::Utf8,
         };
         let item = event_item(&event, 99).unwrap();
-        assert_eq!(str_attr(&item, GSI1PK), Some("EVENTS#2024-03-01"));
-        assert_eq!(str_attr(&item, GSI1SK), Some("evt_1"));
+        let shard = keys::event_shard("evt_1");
+        assert_eq!(
+            str_attr(&item, GSI1PK),
+            Some(format!("EVENTS#2024-03-01#{shard:02}").as_str())
+        );
+        assert_eq!(str_attr(&item, GSI1SK), Some("1709251200000#evt_1"));
+        assert_eq!(num_attr(&item, BODY_BYTES), Some(event.body.len() as i64));
+        // The index sees only the projected attributes: a listing line, never the body.
+        let projected: Item = item
+            .iter()
+            .filter(|(name, _)| {
+                [PK, SK, GSI1PK, GSI1SK].contains(&name.as_str())
+                    || super::super::GSI1_PROJECTED.contains(&name.as_str())
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert!(!projected.contains_key(BODY));
+        assert_eq!(
+            event_summary_from_item(&projected).unwrap(),
+            EventSummary::of(&event)
+        );
         assert_eq!(num_attr(&item, EXPIRES_AT), Some(99));
         assert!(!str_attr(&item, DOC).unwrap().contains("secret"));
         assert_eq!(event_from_item(&item).unwrap(), event);

@@ -2,6 +2,11 @@
 
 pub(crate) const MILLIS_PER_DAY: i64 = 86_400_000;
 
+/// The UTC day (days since 1970-01-01) containing `millis`.
+pub(crate) fn day_of(millis: i64) -> i64 {
+    millis.div_euclid(MILLIS_PER_DAY)
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
 pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;

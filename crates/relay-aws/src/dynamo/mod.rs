@@ -1,5 +1,5 @@
 //! `Store` over one DynamoDB table (`pk`/`sk` strings, TTL on `expires_at`, GSI `gsi1` on
-//! `gsi1pk`/`gsi1sk` projecting all attributes). Item layout:
+//! `gsi1pk`/`gsi1sk` projecting `GSI1_PROJECTED`, never an event's body). Item layout:
 //!
 //! | pk                         | sk                              | what                         |
 //! |----------------------------|---------------------------------|------------------------------|
@@ -7,8 +7,12 @@
 //! | `SOURCE#<source>`          | `SUB#<id>`                      | subscription (gsi1: `SUBS`)  |
 //! | `SUB#<id>`                 | `META`                          | pointer: `source`            |
 //! | `DEDUP#<source>#<key>`     | `META`                          | dedup claim, TTL             |
-//! | `EVENT#<id>`               | `META`                          | event (gsi1: `EVENTS#<day>`) |
+//! | `EVENT#<id>`               | `META`                          | event (gsi1: see below)      |
 //! | `EVENT#<id>`               | `ATTEMPT#<000001>#<sub id>`     | attempt record, TTL          |
+//!
+//! An event's gsi1 key is `EVENTS#<UTC day>#<shard>` / `<received_at ms, 13 digits>#<id>`, the
+//! shard a stable hash of the id (`keys::EVENT_INDEX_SHARDS`), so one day's writes spread over
+//! that many index partitions; a listing reads the shards of each day and merges them.
 //!
 //! Every look-up is a GetItem or a Query; nothing scans the table.
 //!
@@ -48,6 +52,11 @@ const DOC: &str = "doc";
 const BODY: &str = "body";
 const PROVIDER: &str = "provider";
 const SOURCE_ATTR: &str = "source";
+const EVENT_TYPE_ATTR: &str = "event_type";
+const BODY_BYTES: &str = "body_bytes";
+/// What `gsi1` carries besides the keys: the documents the list commands decode, and an event's
+/// source, type and body length (for the listing's filters and columns). Never the body.
+pub const GSI1_PROJECTED: [&str; 4] = [DOC, SOURCE_ATTR, EVENT_TYPE_ATTR, BODY_BYTES];
 const STATE: &str = "state";
 const EVENT_ID: &str = "event_id";
 const REVISION: &str = "rev";
@@ -63,13 +72,27 @@ const BATCH_WRITE_ROUNDS: u32 = 5;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// Days before the caller's today that `list_events` still reads.
+    event_retention_days: i64,
 }
+
+/// The fanout's default event retention (`RELAY_EVENT_RETENTION_DAYS`): 14 days, as the queues.
+pub const DEFAULT_EVENT_RETENTION_DAYS: u32 = 14;
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
             table: table.into(),
+            event_retention_days: i64::from(DEFAULT_EVENT_RETENTION_DAYS),
+        }
+    }
+
+    /// Lists events back this many days (the fanout's retention), instead of the default.
+    pub fn with_event_retention_days(self, days: u32) -> Self {
+        Self {
+            event_retention_days: i64::from(days),
+            ..self
         }
     }
 
