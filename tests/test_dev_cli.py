@@ -272,6 +272,52 @@ def test_admin_changes_reach_a_running_dev(dev, sink, sub_secret):
     assert [s["name"] for s in dev.cli("sources", "list")] == []
     wait_until(lambda: send_github(dev, two)[0].status_code == 404, timeout=10,
                message="the removed source to answer 404")
-    events = dev.cli("events", "list")
+    events = dev.cli("events", "list")["events"]
     assert len(events) >= 3
     assert all(e["source"] == "github" for e in events)
+
+
+def test_events_list_pages_and_filters(dev):
+    """`events list` pages newest first with --limit/--before and filters by --source/--type."""
+    secret = "gh-secret-number-1"
+    dev.cli("sources", "add", "github", "--provider", "github", "--secret", secret)
+    dev.cli("sources", "add", "other", "--provider", "github", "--secret", secret)
+    sent = []
+    for n in range(5):
+        source = "other" if n == 2 else "github"
+        event = "push" if n % 2 else "issues"
+        sent.append(accepted_id(send_github(dev, secret, event=event, source=source)[0]))
+    wait_until(lambda: len(dev.cli("events", "list")["events"]) == 5,
+               message="the five events to be stored")
+    everything = dev.cli("events", "list")
+    assert everything["next_cursor"] is None
+    # Event ids are time-ordered, so newest first is the reverse of the sending order.
+    assert [e["id"] for e in everything["events"]] == sent[::-1]
+
+    pages, cursor = [], None
+    while True:
+        assert len(pages) < 10, pages
+        page = dev.cli("events", "list", "--limit", "2", *(["--before", cursor] if cursor else []))
+        pages.append([e["id"] for e in page["events"]])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == [sent[4:2:-1], sent[2:0:-1], sent[0:1]]
+
+    text = dev.cli("events", "list", "--limit", "2", json=False).stdout
+    assert sent[4] in text and sent[2] not in text
+    assert f"next page: --before {dev.cli('events', 'list', '--limit', '2')['next_cursor']}" in text
+
+    by_source = dev.cli("events", "list", "--source", "other")["events"]
+    assert [e["id"] for e in by_source] == [sent[2]]
+    types = {e["id"]: e["type"] for e in everything["events"]}
+    push_type = types[sent[3]]
+    assert types[sent[1]] == push_type and types[sent[4]] != push_type
+    by_type = dev.cli("events", "list", "--source", "github", "--type", push_type, "--limit", "1")
+    assert [e["id"] for e in by_type["events"]] == [sent[3]]
+    rest = dev.cli("events", "list", "--source", "github", "--type", push_type,
+                   "--before", by_type["next_cursor"])
+    assert ([e["id"] for e in rest["events"]], rest["next_cursor"]) == ([sent[1]], None)
+
+    refused = dev.cli("events", "list", "--before", "not-a-cursor", check=False)
+    assert refused.returncode == 2, (refused.returncode, refused.stderr)

@@ -36,7 +36,7 @@ def test_same_delivery_twice_is_accepted_once(dev, sink, sub_secret):
     got = sink.wait_for("/ok/d", 2)
     ids = [g["headers"]["webhook-id"] for g in got]
     assert sorted(ids) == sorted([event_id, other_id]), ids
-    assert sorted(e["id"] for e in dev.cli("events", "list")) == sorted([event_id, other_id])
+    assert sorted(e["id"] for e in dev.cli("events", "list")["events"]) == sorted([event_id, other_id])
 
 
 def test_twenty_concurrent_copies_deliver_once(dev, sink, sub_secret):
@@ -74,7 +74,7 @@ def test_twenty_concurrent_copies_deliver_once(dev, sink, sub_secret):
     assert got["headers"]["webhook-id"] == event_id
     dev.wait_attempts(event_id, lambda a: len(a) == 1)
     # Exactly one event exists, so nothing else can be delivered.
-    assert [e["id"] for e in dev.cli("events", "list")] == [event_id]
+    assert [e["id"] for e in dev.cli("events", "list")["events"]] == [event_id]
     assert len(sink.received("/ok/c")) == 1
 
 

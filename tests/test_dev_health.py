@@ -32,7 +32,7 @@ def test_failing_for_the_window_disables(dev_factory, sink, sub_secret, monkeypa
     count = len(sink.received("/status/503/h"))
     assert count == len(nexts)
     event2 = accepted_id(send_github(dev, GITHUB_SECRET)[0])
-    wait_until(lambda: any(e["id"] == event2 for e in dev.cli("events", "list")),
+    wait_until(lambda: any(e["id"] == event2 for e in dev.cli("events", "list")["events"]),
                message="the second event to be stored")
 
     dev.cli("subscriptions", "enable", sub)

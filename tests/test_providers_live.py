@@ -87,7 +87,7 @@ class Case:
         )
         for g in got:
             assert g["verified_with"], "the relay's own delivery signature must verify"
-        events = [e for e in self.dev.cli("events", "list", "--limit", "200") if e["source"] == self.name]
+        events = [e for e in self.dev.cli("events", "list", "--limit", "200")["events"] if e["source"] == self.name]
         assert len(events) == len(self.accepted), events
 
 

@@ -9,7 +9,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "template.yaml"
-DYNAMO_RS = ROOT / "crates" / "relay-aws" / "src" / "dynamo.rs"
+DYNAMO_RS = ROOT / "crates" / "relay-aws" / "src" / "dynamo" / "keys.rs"
 
 
 class _Loader(yaml.SafeLoader):

@@ -12,15 +12,15 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use crate::config::AwsSettings;
-use crate::dynamo::{EXPIRES_AT, GSI1, GSI1PK, GSI1SK, PK, SK};
+use crate::dynamo::{EXPIRES_AT, GSI1, GSI1_PROJECTED, GSI1PK, GSI1SK, PK, SK};
 
 /// Queues keep messages this long (the maximum), so nothing expires before a redrive.
 pub const RETENTION_SECS: u32 = 1_209_600;
 pub const EVENTS_MAX_RECEIVE: u32 = 5;
 pub const DELIVERIES_MAX_RECEIVE: u32 = 10;
 
-/// Creates the table (pk/sk, GSI `gsi1` projecting everything, on-demand) and enables TTL on
-/// `expires_at`.
+/// Creates the table (pk/sk, GSI `gsi1` projecting `GSI1_PROJECTED`, on-demand) and enables TTL
+/// on `expires_at`. infra/template.yaml declares the same table.
 pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<()> {
     let string_attr = |name: &str| {
         AttributeDefinition::builder()
@@ -40,7 +40,13 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Res
         .key_schema(key(GSI1SK, KeyType::Range)?)
         .projection(
             Projection::builder()
-                .projection_type(ProjectionType::All)
+                .projection_type(ProjectionType::Include)
+                .set_non_key_attributes(Some(
+                    GSI1_PROJECTED
+                        .iter()
+                        .map(|name| (*name).to_owned())
+                        .collect(),
+                ))
                 .build(),
         )
         .build()?;
@@ -161,4 +167,31 @@ async fn create_queue(
     }
     let out = request.send().await.context("CreateQueue")?;
     out.queue_url.context("CreateQueue returned no URL")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stack's table (infra/template.yaml) projects the same attributes into gsi1 as the
+    /// table made here, so tests on moto see what production sees.
+    #[test]
+    fn template_index_projects_what_provisioning_does() {
+        let template = include_str!("../../../infra/template.yaml");
+        let index = template
+            .split("- IndexName: gsi1")
+            .nth(1)
+            .and_then(|rest| rest.split("TimeToLiveSpecification").next())
+            .expect("the template declares gsi1");
+        assert!(index.contains("ProjectionType: INCLUDE"), "{index}");
+        let listed: Vec<&str> = index
+            .split("NonKeyAttributes:")
+            .nth(1)
+            .expect("gsi1 lists its attributes")
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("- "))
+            .collect();
+        assert_eq!(listed, GSI1_PROJECTED);
+        assert!(!listed.contains(&"body"));
+    }
 }

@@ -4,6 +4,7 @@
 use anyhow::anyhow;
 use serde_json::{Value, json};
 
+use relay_core::EventQuery;
 use relay_core::Store;
 use relay_core::admin::events::{self as core_events, EventDetail};
 use relay_core::admin::redrive::{self as core_redrive, queues_to_redrive};
@@ -233,21 +234,37 @@ async fn subscriptions(
 
 async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyhow::Result<()> {
     match cmd {
-        EventsCommand::List { limit } => {
-            let list = core_events::list_events(store, limit).await?;
-            let value = Value::Array(
-                list.iter()
+        EventsCommand::List {
+            limit,
+            before,
+            source,
+            event_type,
+        } => {
+            let query = EventQuery {
+                limit: usize::try_from(limit).unwrap_or(usize::MAX),
+                before,
+                source,
+                event_type,
+                now_millis: SystemClock.now_millis(),
+            };
+            let page = core_events::list_events(store, &query).await?;
+            let next_cursor = page.next.as_ref().map(ToString::to_string);
+            let value = json!({
+                "events": page.events.iter()
                     .map(|e| {
                         json!({ "id": e.id, "source": e.source, "type": e.event_type,
-                                "received_at": e.received_at, "bytes": e.body.len() })
+                                "received_at": e.received_at, "bytes": e.body_bytes })
                     })
-                    .collect(),
-            );
+                    .collect::<Vec<_>>(),
+                "next_cursor": next_cursor,
+            });
             emit(json_mode, &value, || {
-                if list.is_empty() {
+                if page.events.is_empty() {
                     return "no events".into();
                 }
-                list.iter()
+                let mut lines: Vec<String> = page
+                    .events
+                    .iter()
                     .map(|e| {
                         format!(
                             "{}\t{}\t{}\t{}",
@@ -257,8 +274,11 @@ async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyho
                             e.event_type
                         )
                     })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                    .collect();
+                if let Some(cursor) = &next_cursor {
+                    lines.push(format!("next page: --before {cursor}"));
+                }
+                lines.join("\n")
             });
         }
         EventsCommand::Show { id } => {

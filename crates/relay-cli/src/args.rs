@@ -294,9 +294,19 @@ pub enum SubscriptionsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
+    /// Newest first, a page at a time; prints the cursor of the next page.
     List {
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        limit: u64,
+        /// Only events older than this cursor (the one a previous page printed).
+        #[arg(long)]
+        before: Option<relay_core::EventCursor>,
+        /// Only events of this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only events of exactly this type.
+        #[arg(long = "type")]
+        event_type: Option<String>,
     },
     Show {
         id: String,

@@ -26,5 +26,6 @@ pub mod testkit;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use model::*;
 pub use ports::{
-    Catalog, DedupLedger, Deliverer, EventArchive, Queue, QueueError, Store, StoreError,
+    Catalog, DedupLedger, Deliverer, EventArchive, EventCursor, EventPage, EventQuery,
+    EventSummary, Queue, QueueError, Store, StoreError,
 };

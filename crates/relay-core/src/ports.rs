@@ -109,8 +109,10 @@ pub trait EventArchive: Send + Sync {
     /// Stores the event for `events show` and replay, kept until `expires_at` (seconds).
     async fn put_event(&self, event: &EventEnvelope, expires_at: i64) -> Result<(), StoreError>;
     async fn get_event(&self, id: &str) -> Result<Option<EventEnvelope>, StoreError>;
-    /// Newest first.
-    async fn list_events(&self, limit: usize) -> Result<Vec<EventEnvelope>, StoreError>;
+    /// One page of events, newest first (by `received_at`, then id, both descending), the
+    /// page's `next` cursor set exactly when more events match. Events received up to the
+    /// archive's retention before `query.now_millis` are found; older ones may be left out.
+    async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError>;
     /// Writes attempt records, kept until `expires_at` (seconds). A record is keyed by
     /// (event id, subscription id, attempt number): writing a key again replaces the earlier
     /// record (a fanout that runs again logs the attempt's final outcome); within one call the
@@ -122,6 +124,140 @@ pub trait EventArchive: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The event's attempt log: by attempt number, then subscription id (not by time).
     async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError>;
+}
+
+/// Which events `EventArchive::list_events` returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventQuery {
+    /// At most this many events (0 gives an empty page).
+    pub limit: usize,
+    /// Only events after this position in newest-first order (a `next` cursor of an earlier page).
+    pub before: Option<EventCursor>,
+    /// Only events of this source.
+    pub source: Option<String>,
+    /// Only events of exactly this type.
+    pub event_type: Option<String>,
+    /// The caller's clock (milliseconds): a store that files events by day walks back from here.
+    pub now_millis: i64,
+}
+
+impl EventQuery {
+    /// The newest `limit` events of every source and type, as of `now_millis`.
+    pub fn newest(limit: usize, now_millis: i64) -> Self {
+        Self {
+            limit,
+            before: None,
+            source: None,
+            event_type: None,
+            now_millis,
+        }
+    }
+
+    /// Whether an event passes the source and type filters.
+    pub fn admits(&self, source: &str, event_type: &str) -> bool {
+        self.source.as_deref().is_none_or(|s| s == source)
+            && self.event_type.as_deref().is_none_or(|t| t == event_type)
+    }
+
+    /// Whether an event at this position comes after the cursor (is older than it).
+    pub fn is_after_cursor(&self, received_at: i64, id: &str) -> bool {
+        self.before
+            .as_ref()
+            .is_none_or(|cursor| (received_at, id) < (cursor.received_at, cursor.id.as_str()))
+    }
+}
+
+/// A position in the newest-first event order: `<received_at millis>.<event id>` as text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventCursor {
+    pub received_at: i64,
+    pub id: String,
+}
+
+impl EventCursor {
+    /// The cursor just past this event.
+    pub fn after(event: &EventSummary) -> Self {
+        Self {
+            received_at: event.received_at,
+            id: event.id.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for EventCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.received_at, self.id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an events cursor (expected <millis>.<event id>, as `events list` prints it)")]
+pub struct InvalidCursor;
+
+impl std::str::FromStr for EventCursor {
+    type Err = InvalidCursor;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (millis, id) = text.split_once('.').ok_or(InvalidCursor)?;
+        let all_digits = !millis.is_empty() && millis.bytes().all(|b| b.is_ascii_digit());
+        if !all_digits || id.is_empty() {
+            return Err(InvalidCursor);
+        }
+        Ok(Self {
+            received_at: millis.parse().map_err(|_| InvalidCursor)?,
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// What a listing shows of an event: everything but the body, and the body's stored length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSummary {
+    pub id: String,
+    pub source: String,
+    pub event_type: String,
+    /// Milliseconds since the epoch.
+    pub received_at: i64,
+    /// Length of the body as stored (UTF-8 bytes, or base64 characters for a binary body).
+    pub body_bytes: usize,
+}
+
+impl EventSummary {
+    pub fn of(event: &EventEnvelope) -> Self {
+        Self {
+            id: event.id.clone(),
+            source: event.source.clone(),
+            event_type: event.event_type.clone(),
+            received_at: event.received_at,
+            body_bytes: event.body.len(),
+        }
+    }
+}
+
+/// One page of `list_events`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventPage {
+    pub events: Vec<EventSummary>,
+    /// Where the next page starts; `None` when no more events match.
+    pub next: Option<EventCursor>,
+}
+
+impl EventPage {
+    /// The page from up to `limit + 1` matching events in newest-first order: the extra one
+    /// only says that there is a next page.
+    pub fn from_newest(mut events: Vec<EventSummary>, limit: usize) -> Self {
+        if limit == 0 {
+            return Self::default();
+        }
+        let more = events.len() > limit;
+        events.truncate(limit);
+        let next = if more {
+            events.last().map(EventCursor::after)
+        } else {
+            None
+        };
+        Self { events, next }
+    }
 }
 
 #[async_trait]

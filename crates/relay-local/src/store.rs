@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use relay_core::{
-    AttemptRecord, Catalog, DedupClaim, DedupLedger, EventArchive, EventEnvelope, Source,
-    StoreError, Subscription,
+    AttemptRecord, Catalog, DedupClaim, DedupLedger, EventArchive, EventEnvelope, EventPage,
+    EventQuery, EventSummary, Source, StoreError, Subscription,
 };
 use rusqlite::{OptionalExtension, params};
 
@@ -295,18 +295,34 @@ impl EventArchive for LocalBackend {
         .await
     }
 
-    async fn list_events(&self, limit: usize) -> Result<Vec<EventEnvelope>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(move |conn| {
-            collect_docs(
-                &mut conn.prepare_cached(
-                    "SELECT doc FROM events ORDER BY received_at DESC, id DESC LIMIT ?1",
-                )?,
-                [limit],
-                "event",
-            )
-        })
-        .await
+    async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        if query.limit == 0 {
+            return Ok(EventPage::default());
+        }
+        // One more than the page, to learn whether a next page exists.
+        let fetch = i64::try_from(query.limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let (before_at, before_id) = match &query.before {
+            Some(cursor) => (Some(cursor.received_at), Some(cursor.id.clone())),
+            None => (None, None),
+        };
+        let (source, event_type) = (query.source.clone(), query.event_type.clone());
+        let events: Vec<EventEnvelope> = self
+            .read(move |conn| {
+                collect_docs(
+                    &mut conn.prepare_cached(
+                        "SELECT doc FROM events \
+                         WHERE (?1 IS NULL OR source = ?1) \
+                           AND (?2 IS NULL OR json_extract(doc, '$.type') = ?2) \
+                           AND (?3 IS NULL OR (received_at, id) < (?3, ?4)) \
+                         ORDER BY received_at DESC, id DESC LIMIT ?5",
+                    )?,
+                    params![source, event_type, before_at, before_id, fetch],
+                    "event",
+                )
+            })
+            .await?;
+        let newest = events.iter().map(EventSummary::of).collect();
+        Ok(EventPage::from_newest(newest, query.limit))
     }
 
     async fn put_attempts(

@@ -32,7 +32,14 @@ async fn two_processes_see_each_others_writes() {
 
     dev.send_event(&event("evt_1", 1)).await.unwrap();
     dev.put_event(&event("evt_1", 1), i64::MAX).await.unwrap();
-    assert_eq!(cli.list_events(10).await.unwrap(), vec![event("evt_1", 1)]);
+    let listed = cli
+        .list_events(&relay_core::EventQuery::newest(10, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.events,
+        vec![relay_core::EventSummary::of(&event("evt_1", 1))]
+    );
     assert_eq!(cli.depth(Q::Events).await.unwrap(), (1, 0));
 
     let got = cli.receive(Q::Events, 10, VIS).await.unwrap();

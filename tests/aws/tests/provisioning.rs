@@ -47,7 +47,8 @@ async fn provisioned_resources_match_the_template() {
     let template = std::fs::read_to_string(repo_root().join("infra/template.yaml"))
         .expect("read infra/template.yaml");
 
-    // Table: pk/sk strings, on-demand, gsi1 on gsi1pk/gsi1sk projecting everything, TTL.
+    // Table: pk/sk strings, on-demand, gsi1 on gsi1pk/gsi1sk projecting the listed attributes
+    // (never an event body), TTL.
     for needle in [
         "BillingMode: PAY_PER_REQUEST",
         "- AttributeName: pk\n          AttributeType: S",
@@ -55,7 +56,7 @@ async fn provisioned_resources_match_the_template() {
         "- AttributeName: gsi1pk\n          AttributeType: S",
         "- AttributeName: gsi1sk\n          AttributeType: S",
         "- IndexName: gsi1",
-        "ProjectionType: ALL",
+        "ProjectionType: INCLUDE",
         "AttributeName: expires_at\n        Enabled: true",
     ] {
         assert!(template.contains(needle), "template lacks {needle:?}");
@@ -115,7 +116,11 @@ async fn provisioned_resources_match_the_template() {
     );
     assert_eq!(
         gsi.projection().and_then(|p| p.projection_type()),
-        Some(&ProjectionType::All)
+        Some(&ProjectionType::Include)
+    );
+    assert_eq!(
+        gsi.projection().map(|p| p.non_key_attributes()),
+        Some(&relay_aws::dynamo::GSI1_PROJECTED.map(str::to_owned)[..])
     );
     let ttl = dynamo
         .describe_time_to_live()

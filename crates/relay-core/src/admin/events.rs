@@ -4,7 +4,7 @@
 
 use crate::fanout::targets::{delivers_to, next_attempt};
 use crate::model::{AttemptRecord, DeliveryTask, EventEnvelope};
-use crate::ports::{Catalog, EventArchive, Queue};
+use crate::ports::{Catalog, EventArchive, EventPage, EventQuery, Queue};
 
 use super::subscriptions::get_subscription;
 use super::{AdminError, Missing};
@@ -30,11 +30,12 @@ pub struct Replayed {
 }
 
 /// The newest `limit` events, newest first.
+/// One page of the archive, newest first, with the cursor of the next page.
 pub async fn list_events(
     archive: &dyn EventArchive,
-    limit: usize,
-) -> Result<Vec<EventEnvelope>, AdminError> {
-    Ok(archive.list_events(limit).await?)
+    query: &EventQuery,
+) -> Result<EventPage, AdminError> {
+    Ok(archive.list_events(query).await?)
 }
 
 pub async fn show_event(archive: &dyn EventArchive, id: &str) -> Result<EventDetail, AdminError> {

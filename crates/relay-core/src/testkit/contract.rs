@@ -2,9 +2,10 @@
 //! `store_contract_tests!` turns them into one `#[tokio::test]` per check, with the same names
 //! for every adapter.
 //!
-//! Dedup times are fixed numbers (the dedup methods take `now`). Event times are near the real
-//! clock, because a store may find events by the day they arrived (DynamoDB walks the last 14
-//! days); nothing here depends on how fast a store answers.
+//! Dedup times are fixed numbers (the dedup methods take `now`), and so are listed events' times
+//! (`list_events` takes the caller's clock; DynamoDB walks back days from it). Expiry times are
+//! near the real clock, so no store purges a record during a test; nothing here depends on how
+//! fast a store answers.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,7 +13,7 @@ use crate::model::{
     AttemptOutcome, AttemptRecord, BodyEncoding, DedupClaim, EventEnvelope, NextStep,
     ProviderConfig, SigningSecret, Source, Subscription,
 };
-use crate::ports::{Store, StoreError};
+use crate::ports::{EventCursor, EventPage, EventQuery, EventSummary, Store, StoreError};
 
 /// A fixed "now" for dedup checks, in seconds.
 pub const NOW: i64 = 1_700_000_000;
@@ -52,8 +53,11 @@ macro_rules! store_contract_tests {
             dedup_release_leaves_a_queued_claim,
             dedup_queued_claim_kept_until_its_ttl,
             events_round_trip,
-            events_listed_newest_first_with_limit,
-            events_of_earlier_days_listed_newest_first,
+            events_listed_newest_first_across_sources,
+            events_paged_by_cursor_without_repeats_or_gaps,
+            events_filtered_by_source_and_type,
+            events_of_several_days_by_the_given_clock,
+            events_limit_bounds,
             attempts_in_attempt_then_subscription_order,
             attempts_rewritten_replace_the_earlier_record,
             attempts_of_other_events_not_mixed_in,
@@ -671,65 +675,260 @@ pub async fn events_round_trip(store: &dyn Store) {
     assert_eq!(store.get_event("evt_missing").await.unwrap(), None);
 }
 
-pub async fn events_listed_newest_first_with_limit(store: &dyn Store) {
-    assert!(store.list_events(10).await.unwrap().is_empty());
-    let base = recent_millis() - 60_000;
-    // Ids sort like arrival times (event ids are time-ordered); a tie goes to the larger id.
-    for (id, offset) in [
-        ("evt_1", 100),
-        ("evt_3", 300),
-        ("evt_2", 200),
-        ("evt_2b", 200),
-    ] {
-        store
-            .put_event(&event(id, base + offset), far_expiry())
-            .await
-            .unwrap();
+/// Where the event checks put "now": a fixed instant, passed to `list_events` as the caller's
+/// clock would (2023-11-14T22:13:20Z).
+const LIST_NOW_MILLIS: i64 = NOW * 1000;
+const DAY_MILLIS: i64 = DAY_SECS * 1000;
+
+fn event_of(id: &str, source: &str, event_type: &str, received_at: i64) -> EventEnvelope {
+    EventEnvelope {
+        source: source.to_owned(),
+        event_type: event_type.to_owned(),
+        ..event(id, received_at)
     }
-    let listed =
-        |events: Vec<EventEnvelope>| -> Vec<String> { events.into_iter().map(|e| e.id).collect() };
+}
+
+async fn put_events(store: &dyn Store, events: &[EventEnvelope]) {
+    for e in events {
+        store
+            .put_event(e, far_expiry())
+            .await
+            .unwrap_or_else(|err| panic!("storing {}: {err}", e.id));
+    }
+}
+
+async fn page(store: &dyn Store, query: &EventQuery) -> EventPage {
+    store
+        .list_events(query)
+        .await
+        .unwrap_or_else(|e| panic!("listing {query:?}: {e}"))
+}
+
+fn page_ids(page: &EventPage) -> Vec<&str> {
+    page.events.iter().map(|e| e.id.as_str()).collect()
+}
+
+/// Every page of `query` (with its limit as the page size), following the cursors; panics on a
+/// listing that does not end.
+async fn all_pages(store: &dyn Store, query: &EventQuery) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut query = query.clone();
+    loop {
+        assert!(pages.len() < 100, "paging {query:?} does not end");
+        let got = page(store, &query).await;
+        assert!(
+            got.events.len() <= query.limit,
+            "{} events on a page of {}",
+            got.events.len(),
+            query.limit
+        );
+        pages.push(page_ids(&got).into_iter().map(str::to_owned).collect());
+        match got.next {
+            Some(cursor) => query.before = Some(cursor),
+            None => return pages,
+        }
+    }
+}
+
+/// Twelve events over four days, two sources and three types, with a tie in time.
+fn mixed_events() -> Vec<EventEnvelope> {
+    let t = LIST_NOW_MILLIS - 60_000;
+    vec![
+        event_of("evt_a01", "gh", "push", t - 10 * DAY_MILLIS),
+        event_of("evt_a02", "stripe", "charge.paid", t - 3 * DAY_MILLIS),
+        event_of("evt_a03", "gh", "issues.opened", t - 3 * DAY_MILLIS + 5),
+        event_of("evt_a04", "gh", "push", t - DAY_MILLIS),
+        event_of("evt_a05", "stripe", "charge.failed", t - DAY_MILLIS + 1),
+        event_of("evt_a06", "stripe", "charge.paid", t - 500),
+        event_of("evt_a07", "gh", "push", t - 400),
+        event_of("evt_a08", "gh", "push", t - 300),
+        // Same millisecond: the larger id is the newer.
+        event_of("evt_a09", "stripe", "charge.paid", t - 200),
+        event_of("evt_a10", "gh", "issues.opened", t - 200),
+        event_of("evt_a11", "gh", "push", t - 100),
+        event_of("evt_a12", "stripe", "charge.paid", t),
+    ]
+}
+
+/// The ids of `events` that pass `keep`, newest first.
+fn newest_first(events: &[EventEnvelope], keep: impl Fn(&EventEnvelope) -> bool) -> Vec<String> {
+    let mut kept: Vec<&EventEnvelope> = events.iter().filter(|e| keep(e)).collect();
+    kept.sort_by(|a, b| (b.received_at, &b.id).cmp(&(a.received_at, &a.id)));
+    kept.into_iter().map(|e| e.id.clone()).collect()
+}
+
+pub async fn events_listed_newest_first_across_sources(store: &dyn Store) {
+    let empty = page(store, &EventQuery::newest(10, LIST_NOW_MILLIS)).await;
+    assert_eq!(empty, EventPage::default());
+    let t = LIST_NOW_MILLIS - 60_000;
+    // Written out of order, from two sources, with a tie in time.
+    let events = [
+        event_of("evt_1", "gh", "push", t + 100),
+        event_of("evt_3", "stripe", "charge.paid", t + 300),
+        event_of("evt_2", "gh", "push", t + 200),
+        event_of("evt_2b", "stripe", "charge.paid", t + 200),
+    ];
+    put_events(store, &events).await;
+    let listed = page(store, &EventQuery::newest(10, LIST_NOW_MILLIS)).await;
+    assert_eq!(page_ids(&listed), ["evt_3", "evt_2b", "evt_2", "evt_1"]);
+    assert_eq!(listed.next, None);
+    // A listing shows everything but the body, and the body's length.
+    assert_eq!(listed.events[0], EventSummary::of(&events[1]));
+    assert_eq!(listed.events[0].body_bytes, events[1].body.len());
+    assert!(listed.events[0].body_bytes > 0);
+}
+
+pub async fn events_paged_by_cursor_without_repeats_or_gaps(store: &dyn Store) {
+    let events = mixed_events();
+    put_events(store, &events).await;
+    let everything = newest_first(&events, |_| true);
+    for size in [1, 2, 3, 5, 12] {
+        let pages = all_pages(store, &EventQuery::newest(size, LIST_NOW_MILLIS)).await;
+        // Full pages until the last; no empty page at the end.
+        assert!(
+            pages.iter().all(|p| !p.is_empty()),
+            "size {size}: {pages:?}"
+        );
+        assert!(
+            pages[..pages.len() - 1].iter().all(|p| p.len() == size),
+            "size {size}: {pages:?}"
+        );
+        assert_eq!(pages.concat(), everything, "pages of {size}");
+    }
+    // The cursor is the last event shown, and its text form reads back.
+    let first = page(store, &EventQuery::newest(4, LIST_NOW_MILLIS)).await;
+    let cursor = first.next.clone().expect("more than four events");
+    assert_eq!(cursor, EventCursor::after(&first.events[3]));
     assert_eq!(
-        listed(store.list_events(10).await.unwrap()),
-        ["evt_3", "evt_2b", "evt_2", "evt_1"]
+        cursor.to_string().parse::<EventCursor>(),
+        Ok(cursor.clone())
     );
+    // A cursor of an event written meanwhile, or removed, still only bounds the position.
+    let between = EventCursor {
+        received_at: events[5].received_at,
+        id: "evt_a05z".into(),
+    };
+    let after_between = page(
+        store,
+        &EventQuery {
+            before: Some(between),
+            ..EventQuery::newest(2, LIST_NOW_MILLIS)
+        },
+    )
+    .await;
+    assert_eq!(page_ids(&after_between), ["evt_a05", "evt_a04"]);
+}
+
+pub async fn events_filtered_by_source_and_type(store: &dyn Store) {
+    let events = mixed_events();
+    put_events(store, &events).await;
+    let filters: [(Option<&str>, Option<&str>); 5] = [
+        (Some("gh"), None),
+        (None, Some("charge.paid")),
+        (Some("gh"), Some("push")),
+        (Some("stripe"), Some("push")),
+        (Some("nobody"), None),
+    ];
+    for (source, event_type) in filters {
+        let expected = newest_first(&events, |e| {
+            source.is_none_or(|s| e.source == s) && event_type.is_none_or(|t| e.event_type == t)
+        });
+        for size in [2, 50] {
+            let query = EventQuery {
+                source: source.map(str::to_owned),
+                event_type: event_type.map(str::to_owned),
+                ..EventQuery::newest(size, LIST_NOW_MILLIS)
+            };
+            let pages = all_pages(store, &query).await;
+            assert_eq!(
+                pages.concat(),
+                expected,
+                "{source:?} {event_type:?} by {size}"
+            );
+        }
+    }
+    // A type filter is exact, not a pattern or a prefix.
+    let prefix = EventQuery {
+        event_type: Some("charge".into()),
+        ..EventQuery::newest(50, LIST_NOW_MILLIS)
+    };
+    assert!(page(store, &prefix).await.events.is_empty());
+}
+
+/// Days come from the caller's clock, not the store's: the system clock is years past these
+/// events, so a store that walked back from it would find none. The same events list the same
+/// way from a clock on their last day or days later.
+pub async fn events_of_several_days_by_the_given_clock(store: &dyn Store) {
+    let day_zero = LIST_NOW_MILLIS;
+    let events = [
+        event_of("evt_d1", "gh", "push", day_zero - 10 * DAY_MILLIS),
+        event_of("evt_d2", "gh", "push", day_zero - 3 * DAY_MILLIS),
+        event_of("evt_d3", "gh", "push", day_zero - DAY_MILLIS),
+        event_of("evt_d4", "gh", "push", day_zero),
+    ];
+    put_events(store, &events).await;
+    for clock in [day_zero, day_zero + 2 * DAY_MILLIS] {
+        let listed = page(store, &EventQuery::newest(10, clock)).await;
+        assert_eq!(
+            page_ids(&listed),
+            ["evt_d4", "evt_d3", "evt_d2", "evt_d1"],
+            "clock at {clock}"
+        );
+        let pages = all_pages(store, &EventQuery::newest(3, clock)).await;
+        assert_eq!(
+            pages,
+            [vec!["evt_d4", "evt_d3", "evt_d2"], vec!["evt_d1"]],
+            "clock at {clock}"
+        );
+    }
+    // A cursor into an earlier day goes on from there.
+    let from_the_cursor = EventQuery {
+        before: Some(EventCursor::after(&EventSummary::of(&events[2]))),
+        ..EventQuery::newest(10, day_zero)
+    };
     assert_eq!(
-        listed(store.list_events(2).await.unwrap()),
-        ["evt_3", "evt_2b"]
-    );
-    assert_eq!(listed(store.list_events(1).await.unwrap()), ["evt_3"]);
-    assert!(store.list_events(0).await.unwrap().is_empty());
-    assert_eq!(
-        store.list_events(1).await.unwrap(),
-        vec![event("evt_3", base + 300)]
+        page_ids(&page(store, &from_the_cursor).await),
+        ["evt_d2", "evt_d1"]
     );
 }
 
-pub async fn events_of_earlier_days_listed_newest_first(store: &dyn Store) {
-    let now = recent_millis();
-    let day = DAY_SECS * 1000;
-    let days_ago = [("evt_1", 10), ("evt_2", 3), ("evt_3", 1), ("evt_4", 0)];
-    for (id, days) in days_ago {
-        store
-            .put_event(&event(id, now - days * day), far_expiry())
-            .await
-            .unwrap();
-    }
-    let ids: Vec<String> = store
-        .list_events(10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
-    assert_eq!(ids, ["evt_4", "evt_3", "evt_2", "evt_1"]);
-    let ids: Vec<String> = store
-        .list_events(3)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
-    assert_eq!(ids, ["evt_4", "evt_3", "evt_2"]);
+pub async fn events_limit_bounds(store: &dyn Store) {
+    let events = mixed_events();
+    put_events(store, &events).await;
+    let everything = newest_first(&events, |_| true);
+    // 0 is an empty page with no cursor.
+    assert_eq!(
+        page(store, &EventQuery::newest(0, LIST_NOW_MILLIS)).await,
+        EventPage::default()
+    );
+    let one = page(store, &EventQuery::newest(1, LIST_NOW_MILLIS)).await;
+    assert_eq!(page_ids(&one), [everything[0].as_str()]);
+    assert!(one.next.is_some());
+    // Exactly as many as there are: all of them, and no next page.
+    let exact = page(store, &EventQuery::newest(events.len(), LIST_NOW_MILLIS)).await;
+    assert_eq!(page_ids(&exact), everything);
+    assert_eq!(exact.next, None);
+    // One fewer: a next page holding the oldest.
+    let short = page(
+        store,
+        &EventQuery::newest(events.len() - 1, LIST_NOW_MILLIS),
+    )
+    .await;
+    assert_eq!(short.events.len(), events.len() - 1);
+    let rest = page(
+        store,
+        &EventQuery {
+            before: short.next,
+            ..EventQuery::newest(events.len(), LIST_NOW_MILLIS)
+        },
+    )
+    .await;
+    assert_eq!(page_ids(&rest), [everything[everything.len() - 1].as_str()]);
+    assert_eq!(rest.next, None);
+    // Far more than there are.
+    let many = page(store, &EventQuery::newest(10_000, LIST_NOW_MILLIS)).await;
+    assert_eq!(page_ids(&many), everything);
+    assert_eq!(many.next, None);
 }
 
 /// Ordered by attempt number, then subscription id, whatever the write order and times.

@@ -7,7 +7,9 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use crate::model::{AttemptRecord, DedupClaim, EventEnvelope, Source, Subscription};
-use crate::ports::{Catalog, DedupLedger, EventArchive, StoreError};
+use crate::ports::{
+    Catalog, DedupLedger, EventArchive, EventPage, EventQuery, EventSummary, StoreError,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 enum DedupState {
@@ -232,11 +234,21 @@ impl EventArchive for MemoryStore {
         Ok(self.lock().events.get(id).cloned())
     }
 
-    async fn list_events(&self, limit: usize) -> Result<Vec<EventEnvelope>, StoreError> {
+    async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
         let tables = self.lock();
-        let mut events: Vec<&EventEnvelope> = tables.events.values().collect();
+        let mut events: Vec<&EventEnvelope> = tables
+            .events
+            .values()
+            .filter(|e| query.admits(&e.source, &e.event_type))
+            .filter(|e| query.is_after_cursor(e.received_at, &e.id))
+            .collect();
         events.sort_by(|a, b| (b.received_at, b.id.as_str()).cmp(&(a.received_at, a.id.as_str())));
-        Ok(events.into_iter().take(limit).cloned().collect())
+        let newest = events
+            .into_iter()
+            .take(query.limit.saturating_add(1))
+            .map(EventSummary::of)
+            .collect();
+        Ok(EventPage::from_newest(newest, query.limit))
     }
 
     async fn put_attempts(

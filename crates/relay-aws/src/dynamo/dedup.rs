@@ -1,0 +1,213 @@
+//! `DedupLedger`: conditional puts on `DEDUP#` items, live until `expires_at`.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use relay_core::model::DedupClaim;
+use relay_core::ports::{DedupLedger, StoreError};
+
+use super::codec::{n, num_attr, s, str_attr};
+use super::{
+    DynamoStore, EVENT_ID, EXPIRES_AT, Item, STATE, STATE_PENDING, STATE_QUEUED, keys, unavailable,
+};
+
+impl DynamoStore {
+    /// One claim attempt: `Ok(None)` when the blocking item vanished or expired meanwhile and
+    /// the claim should simply be tried again.
+    async fn try_claim(
+        &self,
+        pk: &str,
+        event_id: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Option<DedupClaim>, StoreError> {
+        let mut item = self.key(pk.to_owned(), keys::META);
+        item.insert(STATE.to_owned(), s(STATE_PENDING));
+        item.insert(EVENT_ID.to_owned(), s(event_id));
+        item.insert(EXPIRES_AT.to_owned(), n(lease_until));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            // A claim is live while `now < expires_at`, free from the expiry instant on.
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+            .expression_attribute_values(":now", n(now))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Some(DedupClaim::New)),
+            Err(err) => err,
+        };
+        let conditional = err
+            .as_service_error()
+            .is_some_and(|e| e.is_conditional_check_failed_exception());
+        if !conditional {
+            return Err(unavailable("PutItem", &err));
+        }
+        let existing = match err.into_service_error() {
+            aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
+                e,
+            ) => e.item,
+            _ => None,
+        };
+        let existing = match existing {
+            Some(item) => Some(item),
+            None => self.get(pk.to_owned(), keys::META).await?,
+        };
+        let Some(existing) = existing else {
+            return Ok(None);
+        };
+        if num_attr(&existing, EXPIRES_AT).is_some_and(|at| at <= now) {
+            return Ok(None);
+        }
+        classify_claim(pk, &existing, event_id).map(Some)
+    }
+}
+
+/// What an existing, live dedup item means for a claimant holding `event_id`.
+fn classify_claim(pk: &str, item: &Item, event_id: &str) -> Result<DedupClaim, StoreError> {
+    let holder = str_attr(item, EVENT_ID);
+    match str_attr(item, STATE) {
+        Some(STATE_QUEUED) => match holder {
+            Some(id) => Ok(DedupClaim::Queued {
+                event_id: id.to_owned(),
+            }),
+            None => Err(StoreError::Corrupt(format!(
+                "dedup item {pk} has no event_id"
+            ))),
+        },
+        // Our own lease, written by an earlier try whose response was lost: it is ours.
+        Some(STATE_PENDING) if holder == Some(event_id) => Ok(DedupClaim::New),
+        Some(STATE_PENDING) => Ok(DedupClaim::Pending),
+        _ => Err(StoreError::Corrupt(format!(
+            "dedup item {pk} has no valid state"
+        ))),
+    }
+}
+
+#[async_trait]
+impl DedupLedger for DynamoStore {
+    async fn claim_dedup(
+        &self,
+        source: &str,
+        key: &str,
+        event_id: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<DedupClaim, StoreError> {
+        let pk = keys::dedup_pk(source, key);
+        for _ in 0..3 {
+            if let Some(claim) = self.try_claim(&pk, event_id, now, lease_until).await? {
+                return Ok(claim);
+            }
+        }
+        // The item keeps changing under us: someone else is accepting this delivery right now.
+        Ok(DedupClaim::Pending)
+    }
+
+    async fn confirm_dedup(
+        &self,
+        source: &str,
+        key: &str,
+        event_id: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(keys::dedup_pk(source, key), keys::META)))
+            .update_expression("SET #state = :queued, event_id = :id, expires_at = :exp")
+            // A lease that TTL already reaped is recreated: the event *was* queued.
+            .condition_expression("attribute_not_exists(pk) OR event_id = :id")
+            .expression_attribute_names("#state", STATE)
+            .expression_attribute_values(":queued", s(STATE_QUEUED))
+            .expression_attribute_values(":id", s(event_id))
+            .expression_attribute_values(":exp", n(expires_at))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict(
+                    "dedup claim expired and was taken by another event".to_owned(),
+                ))
+            }
+            Err(err) => Err(unavailable("UpdateItem", &err)),
+        }
+    }
+
+    async fn release_dedup(
+        &self,
+        source: &str,
+        key: &str,
+        event_id: &str,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(keys::dedup_pk(source, key), keys::META)))
+            .condition_expression("event_id = :id AND #state = :pending")
+            .expression_attribute_names("#state", STATE)
+            .expression_attribute_values(":id", s(event_id))
+            .expression_attribute_values(":pending", s(STATE_PENDING))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Not ours any more (or already gone): nothing to release.
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(unavailable("DeleteItem", &err)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    fn item(pairs: &[(&str, AttributeValue)]) -> Item {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn claims_classify_existing_items() {
+        let queued = item(&[(STATE, s("queued")), (EVENT_ID, s("evt_1"))]);
+        assert_eq!(
+            classify_claim("p", &queued, "evt_2").unwrap(),
+            DedupClaim::Queued {
+                event_id: "evt_1".into()
+            }
+        );
+        let pending = item(&[(STATE, s("pending")), (EVENT_ID, s("evt_1"))]);
+        assert_eq!(
+            classify_claim("p", &pending, "evt_2").unwrap(),
+            DedupClaim::Pending
+        );
+        assert_eq!(
+            classify_claim("p", &pending, "evt_1").unwrap(),
+            DedupClaim::New
+        );
+        let broken = item(&[(EVENT_ID, s("evt_1"))]);
+        assert!(matches!(
+            classify_claim("p", &broken, "evt_1"),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}
