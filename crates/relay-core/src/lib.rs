@@ -24,5 +24,6 @@ pub mod testkit;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use model::*;
 pub use ports::{
-    Catalog, DedupLedger, Deliverer, EventArchive, Queue, QueueError, Store, StoreError,
+    Catalog, DedupLedger, Deliverer, EventArchive, Queue, QueueConsumer, QueueDepth, QueueError,
+    QueueName, Settle, Store, StoreError,
 };
