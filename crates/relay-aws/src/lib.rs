@@ -8,6 +8,7 @@ pub mod config;
 pub mod dynamo;
 pub mod provision;
 pub mod sqs;
+pub mod wiring;
 
 pub use config::{
     AwsSettings, DEFAULT_OPERATION_TIMEOUT, SettingsError, load_sdk_config, sdk_config_loader,

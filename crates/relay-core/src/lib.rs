@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod clock;
+pub mod consume;
 pub mod delivery;
 pub mod fanout;
 pub mod ids;

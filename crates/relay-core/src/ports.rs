@@ -300,8 +300,12 @@ pub trait QueueConsumer: Send + Sync {
         visibility: std::time::Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError>;
     /// Applies `action` to the message received with `receipt` (stale receipts: see above).
-    async fn settle(&self, queue: QueueName, receipt: &str, action: Settle)
-    -> Result<(), QueueError>;
+    async fn settle(
+        &self,
+        queue: QueueName,
+        receipt: &str,
+        action: Settle,
+    ) -> Result<(), QueueError>;
     /// Moves every message of the DLQ `dlq` back to its source queue; returns how many moved.
     /// `QueueError::Unavailable` when `dlq` is not a DLQ.
     async fn redrive(&self, dlq: QueueName) -> Result<u64, QueueError>;

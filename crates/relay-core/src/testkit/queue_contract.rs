@@ -153,12 +153,18 @@ pub async fn queue_received_message_hidden_until_its_visibility_passes(f: &dyn Q
     send_event(f, "evt_a").await;
     assert_eq!(receive(f, QueueName::Events, 10, VISIBILITY).await.len(), 1);
     assert!(
-        receive(f, QueueName::Events, 10, VISIBILITY).await.is_empty(),
+        receive(f, QueueName::Events, 10, VISIBILITY)
+            .await
+            .is_empty(),
         "not handed out again within its visibility"
     );
     f.pass(PAST_VISIBILITY).await;
     let again = receive(f, QueueName::Events, 10, VISIBILITY).await;
-    assert_eq!(again.len(), 1, "handed out again once its visibility passed");
+    assert_eq!(
+        again.len(),
+        1,
+        "handed out again once its visibility passed"
+    );
     assert_eq!(carried_id(&again[0]), "evt_a");
 }
 
@@ -225,7 +231,10 @@ pub async fn queue_settle_delete_removes_for_good(f: &dyn QueueFixture) {
     send_event(f, "evt_b").await;
     let got = receive_all(f, QueueName::Events, 2, VISIBILITY).await;
     assert_eq!(got.len(), 2);
-    let deleted = got.iter().find(|m| carried_id(m) == "evt_a").expect("evt_a");
+    let deleted = got
+        .iter()
+        .find(|m| carried_id(m) == "evt_a")
+        .expect("evt_a");
     settle(f, QueueName::Events, &deleted.receipt, Settle::Delete).await;
     f.pass(PAST_VISIBILITY).await;
     let again = receive_all(f, QueueName::Events, 2, VISIBILITY).await;
