@@ -38,6 +38,22 @@ def test_deny_private_destinations_refuses_loopback(dev, sink, sub_secret):
     assert sink.received("") == []
 
 
+def test_relay_dev_takes_delivery_settings_from_the_environment(
+    dev_factory, sink, sub_secret, monkeypatch
+):
+    # The Lambdas' variable, read by relay dev too: loopback refused without the flag.
+    monkeypatch.setenv("RELAY_ALLOW_PRIVATE_DESTINATIONS", "false")
+    dev = dev_factory()
+    add_github_source(dev, secret=GITHUB_SECRET)
+    sub = add_subscription(dev, "github", f"{sink.url}/ok/env", secret=sub_secret)
+    response, _, _ = send_github(dev, GITHUB_SECRET)
+    event_id = accepted_id(response)
+    [attempt] = dev.wait_attempts(event_id, lambda a: len(a) >= 1)
+    assert attempt["subscription_id"] == sub["id"]
+    assert attempt["outcome"] == "refused_destination", attempt
+    assert sink.received("") == []
+
+
 def test_rotated_secret_signs_with_old_and_new(dev, sink, sub_secret):
     add_github_source(dev, secret=GITHUB_SECRET)
     sub = add_subscription(dev, "github", f"{sink.url}/ok/rot", secret=sub_secret)

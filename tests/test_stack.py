@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+import emf
 from aws_calls import CallRecorder
 from conftest import ROOT, tail
 from lambda_support import CARGO_LAMBDA, MOTO, REGION, Watch, aws_env, boto
@@ -443,7 +444,8 @@ def test_signed_event_through_the_stack(deployed, functions, relay_bin, sink_fac
     listed = {s["id"]: s for s in relay_stack(relay_bin, name, "subscriptions", "list", "--source", "github")}
     assert listed[subs["status/410/stack"]]["enabled"] is False
 
-    # The retry woken before its time is hidden again, not attempted.
+    # A retry woken before its time hops: sent again with the queue's maximum delay as a new
+    # message (nothing held in flight), not attempted.
     retry = receive_one(out["DeliveriesQueueUrl"])
     task = json.loads(retry["Body"])
     assert (task["kind"], task["attempt"]) == ("delivery", 2)
@@ -451,8 +453,10 @@ def test_signed_event_through_the_stack(deployed, functions, relay_bin, sink_fac
     boto("sqs").send_message(QueueUrl=out["DeliveriesQueueUrl"], MessageBody=json.dumps(early))
     early_message = receive_one(out["DeliveriesQueueUrl"])
     response = fanout.invoke("fanout", data=as_sqs_event(early_message, deliveries_arn))
-    assert response == {"batchItemFailures": [{"itemIdentifier": early_message["MessageId"]}]}
+    assert response == {"batchItemFailures": []}, response
     assert len(sink.received("/status/500/stack")) == 1
+    depth = queue_attributes(out["DeliveriesQueueUrl"])
+    assert depth["ApproximateNumberOfMessagesDelayed"] == "1", depth
 
     # The real retry, due now: it fails again, the 1 s schedule is spent, it is dead-lettered.
     time.sleep(max(0.0, task["not_before"] / 1000 - time.time()) + 0.1)
@@ -465,7 +469,7 @@ def test_signed_event_through_the_stack(deployed, functions, relay_bin, sink_fac
 
     # What the operator sees through the stack's outputs.
     events = relay_stack(relay_bin, name, "events", "list")
-    assert event_id in [e["id"] for e in events], events
+    assert event_id in [e["id"] for e in events["events"]], events
     shown = relay_stack(relay_bin, name, "events", "show", event_id)
     attempts = sorted((a["subscription_id"], a["attempt"], a["outcome"], a["next"]) for a in shown["attempts"])
     print("attempt log:", attempts)
@@ -476,6 +480,28 @@ def test_signed_event_through_the_stack(deployed, functions, relay_bin, sink_fac
     assert by_sub[subs["status/410/stack"]] == [(1, "gone", "disabled")]
     assert by_sub[subs["status/500/stack"]] == [(1, "http_status", "retry_scheduled"),
                                                 (2, "http_status", "dead_lettered")]
+
+    # Metrics: both functions wrote EMF lines, valid by the specification, in the stack's
+    # namespace, counting what happened above.
+    namespace = f"WebhookRelay/{name}"
+    emitted = {}
+    for kind, (watch, _) in functions.items():
+        for line in watch.log_path.read_text(errors="replace").splitlines():
+            start = line.find("{")
+            if start < 0 or '"_aws"' not in line:
+                continue
+            doc = json.loads(line[start:])
+            assert emf.problems(doc) == [], (kind, line)
+            assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == namespace
+            for metric in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                value = doc[metric["Name"]]
+                emitted[metric["Name"]] = emitted.get(metric["Name"], 0) + (
+                    len(value) if isinstance(value, list) else value)
+    print("EMF totals:", emitted)
+    assert emitted["Accepted"] == 1 and emitted["Refused"] == 1
+    assert emitted["Delivered"] == 1 and emitted["Failed"] == 3
+    assert emitted["RetriesScheduled"] == 1 and emitted["DeadLettered"] == 1
+    assert emitted["DeliveryLatency"] == 4 and emitted["AcceptToDeliver"] == 1
 
     # Every AWS call each function made is granted to its role, and its role grants nothing the
     # function or the Lambda service does not use.

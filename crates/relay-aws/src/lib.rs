@@ -7,8 +7,10 @@
 pub mod config;
 pub mod dynamo;
 pub mod logging;
+pub mod metrics;
 pub mod provision;
 pub mod sqs;
+pub mod wiring;
 
 pub use config::{
     AwsSettings, DEFAULT_OPERATION_TIMEOUT, SettingsError, load_sdk_config, sdk_config_loader,

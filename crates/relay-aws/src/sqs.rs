@@ -1,18 +1,22 @@
-//! `Queue` over SQS, and the consumer/operator side (receive, delete, hide, depth, redrive) that
-//! the CLI and the tests' poller use. Lambda consumes through its SQS event source instead.
+//! `Queue` and `QueueConsumer` over SQS (`SqsQueue`), and the operator side (`SqsAdmin`: receive,
+//! delete, hide, depth, redrive with progress) the CLI uses. Lambda consumes through its SQS
+//! event source instead of `QueueConsumer::receive`.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use relay_core::model::{DeliveryTask, EventEnvelope, ReceivedMessage};
-use relay_core::ports::{Queue, QueueError};
+pub use relay_core::ports::QueueDepth;
+use relay_core::ports::{Queue, QueueConsumer, QueueError, QueueName, Settle};
 use serde::Serialize;
 
 use crate::config::{
-    AwsSettings, ENV_DELIVERIES_DLQ_URL, ENV_DELIVERIES_QUEUE_URL, ENV_EVENTS_QUEUE_URL,
+    AwsSettings, ENV_DELIVERIES_DLQ_URL, ENV_DELIVERIES_QUEUE_URL, ENV_EVENTS_DLQ_URL,
+    ENV_EVENTS_QUEUE_URL,
 };
 use crate::describe_sdk_error;
 
@@ -30,12 +34,14 @@ const MOVE_TASK_POLL: Duration = Duration::from_secs(1);
 
 use relay_core::model::QueueMessageRef as OutgoingMessage;
 
-/// The relay's `Queue` over SQS. Queue URLs that a function does not need may be absent; using
-/// one that is absent fails with an error naming its variable.
+/// The relay's `Queue` and `QueueConsumer` over SQS. Queue URLs that a function does not need
+/// may be absent; using one that is absent fails with an error naming its variable.
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
     client: Client,
+    admin: SqsAdmin,
     events_url: Option<String>,
+    events_dlq_url: Option<String>,
     deliveries_url: Option<String>,
     deliveries_dlq_url: Option<String>,
 }
@@ -43,10 +49,24 @@ pub struct SqsQueue {
 impl SqsQueue {
     pub fn new(client: Client, settings: &AwsSettings) -> Self {
         Self {
+            admin: SqsAdmin::new(client.clone(), settings.operation_timeout),
             client,
             events_url: settings.events_queue_url.clone(),
+            events_dlq_url: settings.events_dlq_url.clone(),
             deliveries_url: settings.deliveries_queue_url.clone(),
             deliveries_dlq_url: settings.deliveries_dlq_url.clone(),
+        }
+    }
+
+    /// The URL of one of the four queues.
+    pub fn url(&self, queue: QueueName) -> Result<&str, QueueError> {
+        match queue {
+            QueueName::Events => configured(&self.events_url, ENV_EVENTS_QUEUE_URL),
+            QueueName::EventsDlq => configured(&self.events_dlq_url, ENV_EVENTS_DLQ_URL),
+            QueueName::Deliveries => configured(&self.deliveries_url, ENV_DELIVERIES_QUEUE_URL),
+            QueueName::DeliveriesDlq => {
+                configured(&self.deliveries_dlq_url, ENV_DELIVERIES_DLQ_URL)
+            }
         }
     }
 
@@ -93,6 +113,91 @@ impl Queue for SqsQueue {
     }
 }
 
+/// SQS's rules are the port's; stale receipts: an outdated receipt's delete may be ignored (moto
+/// applies it), and a receipt of a message that is gone answers `ReceiptHandleIsInvalid` or
+/// `MessageNotInflight`, which settle takes as done.
+#[async_trait]
+impl QueueConsumer for SqsQueue {
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let url = self.url(queue)?;
+        let max = u32::try_from(max.clamp(1, MAX_RECEIVE as usize)).unwrap_or(MAX_RECEIVE);
+        let wait = u32::try_from(wait.as_secs()).unwrap_or(MAX_WAIT_SECS);
+        let visibility = u32::try_from(visibility.as_secs()).unwrap_or(MAX_VISIBILITY_SECS);
+        let messages = self.admin.receive(url, max, wait, visibility).await?;
+        Ok(messages.iter().map(SqsMessage::to_received).collect())
+    }
+
+    async fn settle(
+        &self,
+        queue: QueueName,
+        receipt: &str,
+        action: Settle,
+    ) -> Result<(), QueueError> {
+        let url = self.url(queue)?;
+        match action {
+            Settle::Leave => Ok(()),
+            Settle::Delete => {
+                let sent = self
+                    .client
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_stale_receipt(&e) => Ok(()),
+                    Err(e) => Err(unavailable("DeleteMessage", &e)),
+                }
+            }
+            Settle::HideFor(secs) => {
+                let sent = self
+                    .client
+                    .change_message_visibility()
+                    .queue_url(url)
+                    .receipt_handle(receipt)
+                    .visibility_timeout(to_i32(secs.min(MAX_VISIBILITY_SECS)))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_stale_receipt(&e) => Ok(()),
+                    Err(e) => Err(unavailable("ChangeMessageVisibility", &e)),
+                }
+            }
+        }
+    }
+
+    async fn redrive(&self, dlq: QueueName) -> Result<u64, QueueError> {
+        let target = dlq
+            .source_queue()
+            .ok_or_else(|| QueueError::Unavailable(format!("{dlq} is not a dead-letter queue")))?;
+        let (from, to) = (self.url(dlq)?, self.url(target)?);
+        self.admin.redrive(from, to, |_: &RedriveProgress| {}).await
+    }
+
+    async fn depth(&self, queue: QueueName) -> Result<QueueDepth, QueueError> {
+        self.admin.queue_depth(self.url(queue)?).await
+    }
+}
+
+/// A receipt that no longer names a message in flight: it was deleted, moved or received again.
+fn is_stale_receipt<E: ProvideErrorMetadata>(
+    err: &aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
+) -> bool {
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| {
+            code.contains("ReceiptHandleIsInvalid") || code.contains("MessageNotInflight")
+        })
+}
+
 /// Returns the new message's id.
 async fn send_message(
     client: &Client,
@@ -123,27 +228,14 @@ pub struct SqsMessage {
 }
 
 impl SqsMessage {
-    /// The core's view of the message (identified by its message id, as Lambda reports it).
+    /// The core's view of the message: settled by its receipt handle, named by its message id.
     pub fn to_received(&self) -> ReceivedMessage {
         ReceivedMessage {
-            id: self.message_id.clone(),
+            receipt: self.receipt_handle.clone(),
+            message_id: Some(self.message_id.clone()),
             body: self.body.clone(),
             receive_count: self.receive_count,
         }
-    }
-}
-
-/// Approximate message counts of a queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct QueueDepth {
-    pub visible: u64,
-    pub in_flight: u64,
-    pub delayed: u64,
-}
-
-impl QueueDepth {
-    pub fn total(&self) -> u64 {
-        self.visible + self.in_flight + self.delayed
     }
 }
 

@@ -102,7 +102,10 @@ async fn queue_round_trips() {
         serde_json::from_str::<QueueMessage>(&got[0].body).unwrap(),
         QueueMessage::Event(evt.clone())
     );
-    assert_eq!(got[0].to_received().id, got[0].message_id);
+    assert_eq!(
+        got[0].to_received().message_id,
+        Some(got[0].message_id.clone())
+    );
     // Hidden messages come back early when their visibility is cut, counted again.
     admin
         .change_visibility(&q.events, &got[0].receipt_handle, 0)

@@ -1,17 +1,16 @@
 //! Fanout wall time: N events × M subscriptions in one batch, the subscriber answering after a
 //! fixed delay. Ideal is one delay: every delivery in flight at once.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use relay_core::Disposition;
-use relay_core::delivery::{DeliveryClient, DeliveryConfig};
-use relay_core::fanout::{Fanout, FanoutConfig};
+use relay_core::delivery::DeliveryConfig;
+use relay_core::fanout::FanoutConfig;
 use relay_core::model::{
     BodyEncoding, EventEnvelope, ProviderConfig, QueueMessage, ReceivedMessage, SigningSecret,
     Source, Subscription,
 };
-use relay_local::{LocalBackend, LocalOptions};
+use relay_local::{LocalBackend, LocalOptions, LocalSettings};
 
 use crate::quantile;
 use crate::sink::Sink;
@@ -55,20 +54,20 @@ pub async fn run(
             })
             .await?;
     }
-    let fanout = Fanout::new(
-        Arc::new(backend.clone()),
-        Arc::new(backend.clone()),
-        DeliveryClient::new(DeliveryConfig {
-            timeout: Duration::from_secs(15),
-            allow_private: true,
-        })
-        .map_err(anyhow::Error::msg)?,
-        relay_core::clock::system(),
-        FanoutConfig {
+    let settings = LocalSettings {
+        fanout: FanoutConfig {
             cache_ttl: Duration::from_secs(60),
             ..FanoutConfig::default()
         },
-    );
+        delivery: DeliveryConfig {
+            timeout: Duration::from_secs(15),
+            allow_private: true,
+        },
+        ..LocalSettings::default()
+    };
+    let relay = relay_local::wire(&backend, settings, relay_core::clock::system())
+        .map_err(anyhow::Error::msg)?;
+    let fanout = relay.fanout;
     let body = "x".repeat(1024);
     let mut walls = Vec::new();
     // One warm-up run opens the connections, as a warm Lambda has them.
@@ -85,7 +84,8 @@ pub async fn run(
                     body_encoding: BodyEncoding::Utf8,
                 };
                 ReceivedMessage {
-                    id: format!("m{i}"),
+                    receipt: format!("r{i}"),
+                    message_id: Some(format!("m{i}")),
                     body: serde_json::to_string(&QueueMessage::Event(event)).unwrap_or_default(),
                     receive_count: 1,
                 }

@@ -81,9 +81,9 @@ pub struct DevArgs {
     /// Refuse loopback and private destinations, as the Lambdas do.
     #[arg(long)]
     pub deny_private_destinations: bool,
-    /// Seconds a subscriber has to answer.
-    #[arg(long, default_value_t = 15)]
-    pub delivery_timeout: u64,
+    /// Seconds a subscriber has to answer [default: RELAY_DELIVERY_TIMEOUT_SECS, else 15].
+    #[arg(long)]
+    pub delivery_timeout: Option<u64>,
     #[arg(long, default_value_t = relay_core::receive::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
     /// Seconds a client has to send a request's headers, counted from connecting (or, on a

@@ -37,6 +37,10 @@ impl FixedClock {
     pub fn set_secs(&self, secs: i64) {
         self.0.store(secs * 1000, Ordering::SeqCst);
     }
+
+    pub fn set_millis(&self, millis: i64) {
+        self.0.store(millis, Ordering::SeqCst);
+    }
 }
 
 impl Clock for FixedClock {

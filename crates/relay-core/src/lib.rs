@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod cache;
 pub mod clock;
+pub mod consume;
 pub mod delivery;
 pub mod fanout;
 pub mod ids;
@@ -27,5 +28,6 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use model::*;
 pub use ports::{
     Catalog, DedupLedger, Deliverer, EventArchive, EventCursor, EventPage, EventQuery,
-    EventSummary, Queue, QueueError, Store, StoreError,
+    EventSummary, Queue, QueueConsumer, QueueDepth, QueueError, QueueName, Settle, Store,
+    StoreError,
 };

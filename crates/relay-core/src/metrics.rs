@@ -190,13 +190,14 @@ impl Tally {
         samples.count += 1;
     }
 
-    /// The receiver's answer to one request for `source`: 202 accepted, 200 duplicate, else
-    /// refused with its status.
-    pub fn record_reply(&mut self, source: &str, status: u16) {
+    /// The receiver's answer to one request for `source`: 202 accepted, a duplicate, 4xx/5xx
+    /// refused with its status; other answers (a provider's URL check) count nothing.
+    pub fn record_reply(&mut self, source: &str, status: u16, duplicate: bool) {
         match status {
+            _ if duplicate => self.add(Metric::Duplicates, source, "", 1),
             202 => self.add(Metric::Accepted, source, "", 1),
-            200 => self.add(Metric::Duplicates, source, "", 1),
-            other => self.add(Metric::Refused, source, &other.to_string(), 1),
+            400.. => self.add(Metric::Refused, source, &status.to_string(), 1),
+            _ => {}
         }
     }
 
@@ -370,10 +371,11 @@ mod tests {
     #[test]
     fn replies_count_as_accepted_duplicate_or_refused_by_status() {
         let mut tally = Tally::new();
-        tally.record_reply("github", 202);
-        tally.record_reply("github", 202);
-        tally.record_reply("github", 200);
-        tally.record_reply("github", 401);
+        tally.record_reply("github", 202, false);
+        tally.record_reply("github", 202, false);
+        tally.record_reply("github", 200, true);
+        tally.record_reply("github", 200, false);
+        tally.record_reply("github", 401, false);
         let text = tally.prometheus();
         assert!(
             text.contains("relay_accepted_total{source=\"github\"} 2\n"),
@@ -466,8 +468,8 @@ mod tests {
     #[test]
     fn emf_lines_declare_every_member_they_carry() {
         let mut tally = Tally::new();
-        tally.record_reply("stripe", 202);
-        tally.record_reply("stripe", 400);
+        tally.record_reply("stripe", 202, false);
+        tally.record_reply("stripe", 400, false);
         tally.record_attempt(
             "stripe",
             0,
@@ -492,10 +494,10 @@ mod tests {
     #[test]
     fn drained_counts_are_not_written_twice_but_stay_cumulative_for_prometheus() {
         let mut tally = Tally::new();
-        tally.record_reply("a", 202);
+        tally.record_reply("a", 202, false);
         assert_eq!(tally.drain_emf("N", 0).len(), 1);
         assert!(tally.drain_emf("N", 0).is_empty());
-        tally.record_reply("a", 202);
+        tally.record_reply("a", 202, false);
         assert_eq!(tally.drain_emf("N", 0).len(), 1);
         assert!(
             tally
@@ -531,7 +533,7 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         let mut tally = Tally::new();
-        tally.record_reply("we\"ird\\", 202);
+        tally.record_reply("we\"ird\\", 202, false);
         assert!(tally.prometheus().contains("source=\"we\\\"ird\\\\\""));
     }
 }

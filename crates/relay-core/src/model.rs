@@ -349,11 +349,22 @@ pub enum DedupClaim {
 /// A message as a queue consumer receives it (SQS record or local queue row).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceivedMessage {
-    /// Identifies this receive of the message (SQS message id / local receipt handle).
-    pub id: String,
+    /// The receipt handle of this receive: what `QueueConsumer::settle` takes. Each receive of a
+    /// message hands out a new one.
+    pub receipt: String,
+    /// The queue's id of the message, the same on every receive, where the adapter has one (SQS
+    /// and Lambda report it; batch item failures name it).
+    pub message_id: Option<String>,
     pub body: String,
     /// How many times the queue has handed this message out, this time included.
     pub receive_count: u32,
+}
+
+impl ReceivedMessage {
+    /// The message id where there is one, else the receipt: what logs name the message by.
+    pub fn name(&self) -> &str {
+        self.message_id.as_deref().unwrap_or(&self.receipt)
+    }
 }
 
 /// What the consumer must do with a message after the fanout handled it.

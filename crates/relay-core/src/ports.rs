@@ -3,7 +3,10 @@
 
 use async_trait::async_trait;
 
-use crate::model::{AttemptRecord, DedupClaim, DeliveryTask, EventEnvelope, Source, Subscription};
+use crate::model::{
+    AttemptRecord, DedupClaim, DeliveryTask, Disposition, EventEnvelope, ReceivedMessage, Source,
+    Subscription,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -279,4 +282,168 @@ pub trait Deliverer: Send + Sync {
         &self,
         attempt: crate::delivery::Attempt<'_>,
     ) -> crate::delivery::AttemptResult;
+}
+
+/// The relay's four queues: the two it consumes and their dead-letter queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueueName {
+    Events,
+    EventsDlq,
+    Deliveries,
+    DeliveriesDlq,
+}
+
+impl QueueName {
+    pub const ALL: [QueueName; 4] = [
+        QueueName::Events,
+        QueueName::EventsDlq,
+        QueueName::Deliveries,
+        QueueName::DeliveriesDlq,
+    ];
+
+    /// The queue's short name (`events`, `events-dlq`, `deliveries`, `deliveries-dlq`), also
+    /// what `FromStr` accepts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueName::Events => "events",
+            QueueName::EventsDlq => "events-dlq",
+            QueueName::Deliveries => "deliveries",
+            QueueName::DeliveriesDlq => "deliveries-dlq",
+        }
+    }
+
+    /// The dead-letter queue of a main queue; `None` for a DLQ.
+    pub fn dlq(self) -> Option<QueueName> {
+        match self {
+            QueueName::Events => Some(QueueName::EventsDlq),
+            QueueName::Deliveries => Some(QueueName::DeliveriesDlq),
+            QueueName::EventsDlq | QueueName::DeliveriesDlq => None,
+        }
+    }
+
+    /// The main queue a DLQ is redriven to; `None` for a main queue.
+    pub fn source_queue(self) -> Option<QueueName> {
+        match self {
+            QueueName::EventsDlq => Some(QueueName::Events),
+            QueueName::DeliveriesDlq => Some(QueueName::Deliveries),
+            QueueName::Events | QueueName::Deliveries => None,
+        }
+    }
+
+    /// Its position in `ALL`, for per-queue arrays.
+    pub fn index(self) -> usize {
+        match self {
+            QueueName::Events => 0,
+            QueueName::EventsDlq => 1,
+            QueueName::Deliveries => 2,
+            QueueName::DeliveriesDlq => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for QueueName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for QueueName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        QueueName::ALL
+            .into_iter()
+            .find(|q| q.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown queue {s:?}: expected events, events-dlq, deliveries or deliveries-dlq"
+                )
+            })
+    }
+}
+
+/// What a consumer does with a message it received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Remove it from the queue for good.
+    Delete,
+    /// Hide it for this many seconds from now (at most SQS's 12 h; 0 makes it visible at once).
+    HideFor(u32),
+    /// Do nothing: it comes back when the visibility timeout of its receive ends.
+    Leave,
+}
+
+impl Settle {
+    /// How a fanout disposition is applied to the message it was given.
+    pub fn for_disposition(disposition: Disposition) -> Settle {
+        match disposition {
+            Disposition::Delete => Settle::Delete,
+            Disposition::Retry => Settle::Leave,
+            Disposition::HideFor(secs) => Settle::HideFor(secs),
+        }
+    }
+}
+
+/// Approximate message counts of one queue; the three are disjoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct QueueDepth {
+    /// Ready to be received.
+    pub visible: u64,
+    /// Received and not yet visible again (deleted, hidden or left).
+    pub in_flight: u64,
+    /// Sent with a delay that has not passed.
+    pub delayed: u64,
+}
+
+impl QueueDepth {
+    pub fn total(&self) -> u64 {
+        self.visible + self.in_flight + self.delayed
+    }
+}
+
+/// The consumer and operator side of the queues: receive, settle, redrive, depth. Every adapter
+/// keeps the same rules; `testkit::queue_contract` checks each against every adapter (SQLite,
+/// SQS, memory).
+///
+/// - Visibility: a received message is not handed out again until the visibility of that receive
+///   has passed, and is afterwards (unless settled).
+/// - Receive counts: `receive_count` counts every receive of the message, this one included; it
+///   starts again at 1 after a redrive.
+/// - Dead letters: a main queue hands a message out at most its maximum receive count of times;
+///   a receive after that moves it to the queue's DLQ instead. DLQs keep their messages.
+/// - Delays: a message sent with a delay is not received before the delay has passed, and is
+///   counted as delayed meanwhile.
+/// - Receipt handles: each receive hands out a new receipt; settling with the receipt of the
+///   latest receive acts on the message. A stale receipt (the message was received again since,
+///   or is gone: deleted, dead-lettered, redriven) is not an error: `settle` answers `Ok`, and it
+///   may or may not act on the message (SQLite and memory ignore it, SQS documents that it may
+///   ignore an outdated handle, moto applies it). Either way the latest receipt still settles the
+///   message, and a deleted message is never handed out again. Consumers therefore only settle
+///   what is safe whether or not it takes effect: a delete after the work is done for good (the
+///   fanout skips what its attempt log shows settled), a hide, or leave.
+/// - Redrive moves every message of a DLQ back to its source queue, visible at once with its
+///   receive count started again, and returns how many moved.
+#[async_trait]
+pub trait QueueConsumer: Send + Sync {
+    /// Takes up to `max` visible messages (an adapter may cap it: SQS at 10), waiting up to `wait`
+    /// for the first (SQS caps a long poll at 20 s), and hides each for `visibility` (at most
+    /// 12 h). An empty answer when nothing came within `wait`.
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        wait: std::time::Duration,
+        visibility: std::time::Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError>;
+    /// Applies `action` to the message received with `receipt` (stale receipts: see above).
+    async fn settle(
+        &self,
+        queue: QueueName,
+        receipt: &str,
+        action: Settle,
+    ) -> Result<(), QueueError>;
+    /// Moves every message of the DLQ `dlq` back to its source queue; returns how many moved.
+    /// `QueueError::Unavailable` when `dlq` is not a DLQ.
+    async fn redrive(&self, dlq: QueueName) -> Result<u64, QueueError>;
+    async fn depth(&self, queue: QueueName) -> Result<QueueDepth, QueueError>;
 }

@@ -1,7 +1,7 @@
 //! The receive use case: `POST /{source}` → verify over the raw bytes → deduplicate → enqueue →
 //! answer. Never answers 2xx before the queue holds the event.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::Method;
@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use crate::cache::TtlCache;
 use crate::clock::SharedClock;
 use crate::ids::new_event_id;
+use crate::metrics::Tally;
 use crate::model::{DedupClaim, EventEnvelope, Source};
 use crate::ports::{Catalog, DedupLedger, Queue};
 use crate::providers::{self, InboundRequest, Outcome, Rejection, Verified};
@@ -82,6 +83,16 @@ impl Reply {
     }
 }
 
+/// The metrics dimension of requests to a path that names no stored source.
+pub const UNKNOWN_SOURCE: &str = "(unknown)";
+
+/// What the answer to one request came from, for the tally.
+#[derive(Default)]
+struct Seen {
+    source_known: bool,
+    duplicate: bool,
+}
+
 pub struct Receiver {
     catalog: Arc<dyn Catalog>,
     ledger: Arc<dyn DedupLedger>,
@@ -89,6 +100,7 @@ pub struct Receiver {
     clock: SharedClock,
     config: ReceiverConfig,
     sources: TtlCache<Arc<Source>>,
+    tally: Option<Arc<Mutex<Tally>>>,
 }
 
 impl Receiver {
@@ -107,6 +119,7 @@ impl Receiver {
             clock,
             config,
             sources,
+            tally: None,
         }
     }
 
@@ -114,7 +127,35 @@ impl Receiver {
         &self.config
     }
 
+    /// Counts every answer into `tally` (the adapter renders it as EMF or Prometheus).
+    pub fn with_tally(mut self, tally: Arc<Mutex<Tally>>) -> Self {
+        self.tally = Some(tally);
+        self
+    }
+
     pub async fn handle(&self, request: InboundRequest) -> Reply {
+        let Some(tally) = &self.tally else {
+            return self.answer(request, &mut Seen::default()).await;
+        };
+        let health_check = request.path == "/healthz";
+        let name = source_name(&request.path).map(str::to_owned);
+        let mut seen = Seen::default();
+        let reply = self.answer(request, &mut seen).await;
+        if !health_check {
+            // Only a stored source is a dimension: request paths are anyone's to choose.
+            let source = match &name {
+                Some(name) if seen.source_known => name.as_str(),
+                _ => UNKNOWN_SOURCE,
+            };
+            let mut tally = tally
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            tally.record_reply(source, reply.status, seen.duplicate);
+        }
+        reply
+    }
+
+    async fn answer(&self, request: InboundRequest, seen: &mut Seen) -> Reply {
         if request.path == "/healthz" && request.method == Method::GET {
             return Reply::json(200, serde_json::json!({ "status": "ok" }));
         }
@@ -143,7 +184,10 @@ impl Receiver {
             })
             .await
         {
-            Ok(Some(source)) => source,
+            Ok(Some(source)) => {
+                seen.source_known = true;
+                source
+            }
             Ok(None) => return Reply::error(404, &format!("no such source: {name}")),
             Err(e) => {
                 warn!(source = name, error = %e, "source lookup failed");
@@ -194,6 +238,7 @@ impl Receiver {
                 Ok(DedupClaim::New) => {}
                 Ok(DedupClaim::Queued { event_id: first }) => {
                     info!(event_id = %first, source = name, delivery_id = %key, "duplicate delivery answered");
+                    seen.duplicate = true;
                     return Reply::json(200, serde_json::json!({ "id": first, "duplicate": true }));
                 }
                 Ok(DedupClaim::Pending) => {
@@ -520,6 +565,55 @@ mod tests {
             ],
             body,
         )
+    }
+
+    #[tokio::test]
+    async fn every_answer_is_counted_and_only_stored_sources_are_dimensions() {
+        let (receiver, _queue) = receiver();
+        let tally = Arc::new(Mutex::new(Tally::new()));
+        let receiver = receiver.with_tally(tally.clone());
+        let body = r#"{"a":1}"#;
+        assert_eq!(
+            receiver
+                .handle(github_request("push", "d-1", body))
+                .await
+                .status,
+            202
+        );
+        assert_eq!(
+            receiver
+                .handle(github_request("push", "d-1", body))
+                .await
+                .status,
+            200
+        );
+        let mut forged = github_request("push", "d-2", body);
+        forged.body = Bytes::from_static(b"{}");
+        assert_eq!(receiver.handle(forged).await.status, 401);
+        for path in ["/random-1", "/random-2"] {
+            let unknown = inbound(Method::POST, path, None, &[], body);
+            assert_eq!(receiver.handle(unknown).await.status, 404);
+        }
+        let health = inbound(Method::GET, "/healthz", None, &[], "");
+        assert_eq!(receiver.handle(health).await.status, 200);
+        let text = tally.lock().unwrap().prometheus();
+        assert!(
+            text.contains("relay_accepted_total{source=\"gh\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("relay_duplicates_total{source=\"gh\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("relay_refused_total{source=\"gh\",status=\"401\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("relay_refused_total{source=\"(unknown)\",status=\"404\"} 2\n"),
+            "{text}"
+        );
+        assert!(!text.contains("random"), "{text}");
     }
 
     fn standard_request(id: &str, body: &str) -> InboundRequest {

@@ -138,7 +138,7 @@ async fn run(mode: String, total: u64, producers: u64) -> Result<(), Box<dyn std
                     continue;
                 }
                 if !pipeline {
-                    let handles: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
+                    let handles: Vec<&str> = got.iter().map(|m| m.receipt.as_str()).collect();
                     let n = backend
                         .delete_many(LocalQueueName::Events, &handles)
                         .await
@@ -211,7 +211,7 @@ async fn handle(backend: &LocalBackend, m: relay_core::ReceivedMessage) -> Resul
         .await
         .map_err(|e| e.to_string())?;
     backend
-        .delete(LocalQueueName::Events, &m.id)
+        .delete(LocalQueueName::Events, &m.receipt)
         .await
         .map_err(|e| e.to_string())?;
     Ok(())

@@ -10,8 +10,10 @@ mod backend;
 mod db;
 mod queue;
 mod store;
+pub mod wiring;
 mod writer;
 
 pub use backend::{DB_FILE, LocalBackend, LocalOptions};
 pub use queue::{LocalQueueName, MAX_DELAY_SECS, MAX_VISIBILITY_SECS};
+pub use wiring::{LocalRelay, LocalSettings, wire};
 pub use writer::WriterStats;

@@ -1,12 +1,13 @@
 //! Four SQS-like queues in one `messages` table: visibility timeouts, receive counts, redrive to
 //! a DLQ after too many receives, receipt handles that go stale on the next receive.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use relay_core::{DeliveryTask, EventEnvelope, Queue, QueueError, ReceivedMessage, StoreError};
+use relay_core::{
+    DeliveryTask, EventEnvelope, Queue, QueueConsumer, QueueDepth, QueueError, ReceivedMessage,
+    Settle, StoreError,
+};
 use rusqlite::{Transaction, params};
 
 use crate::backend::LocalBackend;
@@ -18,81 +19,8 @@ pub use relay_core::limits::{
 /// How often `wait_for_messages` looks at the file for messages sent by other processes.
 const POLL_INTERVAL: Duration = Duration::from_millis(150);
 
-/// One of the four local queues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LocalQueueName {
-    Events,
-    EventsDlq,
-    Deliveries,
-    DeliveriesDlq,
-}
-
-impl LocalQueueName {
-    pub const ALL: [LocalQueueName; 4] = [
-        LocalQueueName::Events,
-        LocalQueueName::EventsDlq,
-        LocalQueueName::Deliveries,
-        LocalQueueName::DeliveriesDlq,
-    ];
-
-    /// The name stored in the `queue` column (and accepted by `FromStr`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LocalQueueName::Events => "events",
-            LocalQueueName::EventsDlq => "events-dlq",
-            LocalQueueName::Deliveries => "deliveries",
-            LocalQueueName::DeliveriesDlq => "deliveries-dlq",
-        }
-    }
-
-    /// The dead-letter queue of a main queue; `None` for a DLQ.
-    pub fn dlq(self) -> Option<LocalQueueName> {
-        match self {
-            LocalQueueName::Events => Some(LocalQueueName::EventsDlq),
-            LocalQueueName::Deliveries => Some(LocalQueueName::DeliveriesDlq),
-            LocalQueueName::EventsDlq | LocalQueueName::DeliveriesDlq => None,
-        }
-    }
-
-    /// The main queue a DLQ is redriven to; `None` for a main queue.
-    pub fn source_queue(self) -> Option<LocalQueueName> {
-        match self {
-            LocalQueueName::EventsDlq => Some(LocalQueueName::Events),
-            LocalQueueName::DeliveriesDlq => Some(LocalQueueName::Deliveries),
-            LocalQueueName::Events | LocalQueueName::Deliveries => None,
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        match self {
-            LocalQueueName::Events => 0,
-            LocalQueueName::EventsDlq => 1,
-            LocalQueueName::Deliveries => 2,
-            LocalQueueName::DeliveriesDlq => 3,
-        }
-    }
-}
-
-impl fmt::Display for LocalQueueName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for LocalQueueName {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        LocalQueueName::ALL
-            .into_iter()
-            .find(|q| q.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown queue {s:?}: expected events, events-dlq, deliveries or deliveries-dlq"
-                )
-            })
-    }
-}
+/// The four local queues are the core's four queues.
+pub use relay_core::ports::QueueName as LocalQueueName;
 
 use relay_core::model::QueueMessageRef;
 
@@ -231,7 +159,8 @@ impl LocalBackend {
                                 take.execute(params![id, hidden_until, receipt])?;
                                 taken_ids.push(id);
                                 received.push(ReceivedMessage {
-                                    id: format!("{id}:{receipt}"),
+                                    receipt: format!("{id}:{receipt}"),
+                                    message_id: Some(id.to_string()),
                                     body,
                                     receive_count: u32::try_from(count.saturating_add(1))
                                         .unwrap_or(u32::MAX),
@@ -394,24 +323,96 @@ impl LocalBackend {
         Ok(moved)
     }
 
-    /// `(visible, in flight or delayed)` message counts of a queue.
-    pub async fn depth(&self, queue: LocalQueueName) -> Result<(u64, u64), StoreError> {
+    /// Message counts of a queue. A hidden message never received is delayed; one received is
+    /// in flight (a redrive starts its receive count again, visible at once).
+    pub async fn queue_depth(&self, queue: LocalQueueName) -> Result<QueueDepth, StoreError> {
         let now = self.now_millis();
         self.read(move |conn| {
-            let (visible, hidden): (i64, i64) = conn
+            let (visible, in_flight, delayed): (i64, i64, i64) = conn
                 .prepare_cached(
-                    "SELECT COALESCE(SUM(visible_at <= ?2), 0), COALESCE(SUM(visible_at > ?2), 0) \
+                    "SELECT COALESCE(SUM(visible_at <= ?2), 0), \
+                     COALESCE(SUM(visible_at > ?2 AND receive_count > 0), 0), \
+                     COALESCE(SUM(visible_at > ?2 AND receive_count = 0), 0) \
                      FROM messages WHERE queue = ?1",
                 )?
                 .query_row(params![queue.as_str(), now], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                 })?;
-            Ok((
-                u64::try_from(visible).unwrap_or(0),
-                u64::try_from(hidden).unwrap_or(0),
-            ))
+            let count = |n: i64| u64::try_from(n).unwrap_or(0);
+            Ok(QueueDepth {
+                visible: count(visible),
+                in_flight: count(in_flight),
+                delayed: count(delayed),
+            })
         })
         .await
+    }
+
+    /// `(visible, in flight or delayed)` message counts of a queue.
+    pub async fn depth(&self, queue: LocalQueueName) -> Result<(u64, u64), StoreError> {
+        let depth = self.queue_depth(queue).await?;
+        Ok((depth.visible, depth.in_flight + depth.delayed))
+    }
+}
+
+/// Waits are served by `wait_for_messages`; a stale receipt settles nothing (`delete` and
+/// `change_visibility` match the receipt of the latest receive only).
+#[async_trait]
+impl QueueConsumer for LocalBackend {
+    async fn receive(
+        &self,
+        queue: LocalQueueName,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let received = LocalBackend::receive(self, queue, max, visibility)
+                .await
+                .map_err(to_queue_error)?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !received.is_empty() || left.is_zero() {
+                return Ok(received);
+            }
+            if !self
+                .wait_for_messages(queue, left)
+                .await
+                .map_err(to_queue_error)?
+            {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn settle(
+        &self,
+        queue: LocalQueueName,
+        receipt: &str,
+        action: Settle,
+    ) -> Result<(), QueueError> {
+        let settled = match action {
+            Settle::Delete => self.delete(queue, receipt).await.map(|_| ()),
+            Settle::HideFor(secs) => self
+                .change_visibility(queue, receipt, secs.min(MAX_VISIBILITY_SECS))
+                .await
+                .map(|_| ()),
+            Settle::Leave => Ok(()),
+        };
+        settled.map_err(to_queue_error)
+    }
+
+    async fn redrive(&self, dlq: LocalQueueName) -> Result<u64, QueueError> {
+        let target = dlq
+            .source_queue()
+            .ok_or_else(|| QueueError::Unavailable(format!("{dlq} is not a dead-letter queue")))?;
+        LocalBackend::redrive(self, dlq, target)
+            .await
+            .map_err(to_queue_error)
+    }
+
+    async fn depth(&self, queue: LocalQueueName) -> Result<QueueDepth, QueueError> {
+        self.queue_depth(queue).await.map_err(to_queue_error)
     }
 }
 

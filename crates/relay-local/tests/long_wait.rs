@@ -74,7 +74,12 @@ async fn a_two_hour_wait_hops_through_fresh_delayed_messages() {
         assert_eq!(carried, QueueMessage::Delivery(retry.clone()));
         let disposition = fanout.handle_message(&got[0]).await;
         assert_eq!(disposition, Disposition::Delete, "at wake-up {wakes}");
-        assert!(backend.delete(Q::Deliveries, &got[0].id).await.unwrap());
+        assert!(
+            backend
+                .delete(Q::Deliveries, &got[0].receipt)
+                .await
+                .unwrap()
+        );
         wakes += 1;
     }
     assert_eq!(wakes, 8, "2 h in 15-minute hops");

@@ -29,10 +29,10 @@ async fn send_receive_delete() {
     // Hidden while in flight.
     assert!(queue.receive(Q::Events, 10, VIS).await.unwrap().is_empty());
 
-    assert!(queue.delete(Q::Events, &got[0].id).await.unwrap());
-    assert!(!queue.delete(Q::Events, &got[0].id).await.unwrap());
+    assert!(queue.delete(Q::Events, &got[0].receipt).await.unwrap());
+    assert!(!queue.delete(Q::Events, &got[0].receipt).await.unwrap());
     // A handle only works on its own queue.
-    assert!(!queue.delete(Q::Deliveries, &got[1].id).await.unwrap());
+    assert!(!queue.delete(Q::Deliveries, &got[1].receipt).await.unwrap());
     assert_eq!(queue.depth(Q::Events).await.unwrap(), (0, 1));
     assert!(queue.delete(Q::Events, "not-a-handle").await.is_err());
 }
@@ -75,18 +75,18 @@ async fn visibility_timeout_and_stale_handles() {
     let second = queue.receive(Q::Events, 1, VIS).await.unwrap();
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].receive_count, 2);
-    assert_ne!(first[0].id, second[0].id);
+    assert_ne!(first[0].receipt, second[0].receipt);
 
     // The first consumer's handle went stale with the second receive.
-    assert!(!queue.delete(Q::Events, &first[0].id).await.unwrap());
+    assert!(!queue.delete(Q::Events, &first[0].receipt).await.unwrap());
     assert!(
         !queue
-            .change_visibility(Q::Events, &first[0].id, 0)
+            .change_visibility(Q::Events, &first[0].receipt, 0)
             .await
             .unwrap()
     );
     assert_eq!(queue.depth(Q::Events).await.unwrap(), (0, 1));
-    assert!(queue.delete(Q::Events, &second[0].id).await.unwrap());
+    assert!(queue.delete(Q::Events, &second[0].receipt).await.unwrap());
     assert_eq!(queue.depth(Q::Events).await.unwrap(), (0, 0));
 }
 
@@ -106,7 +106,7 @@ async fn too_many_receives_move_to_the_dlq() {
         // evt_2 is handled at once each round, so only evt_1 keeps failing.
         if round == 1 {
             let other = queue.receive(Q::Events, 1, VIS).await.unwrap();
-            assert!(queue.delete(Q::Events, &other[0].id).await.unwrap());
+            assert!(queue.delete(Q::Events, &other[0].receipt).await.unwrap());
         }
         now += 30;
         clock.set_secs(now);
@@ -186,7 +186,7 @@ async fn change_visibility_hides_and_reveals() {
     let (queue, clock) = pinned(dir.path());
     queue.send_event(&event("evt_1", 1)).await.unwrap();
     let got = queue.receive(Q::Events, 1, VIS).await.unwrap();
-    let handle = &got[0].id;
+    let handle = &got[0].receipt;
 
     // An early wake-up hides itself for longer than the receive's visibility.
     assert!(
@@ -213,7 +213,7 @@ async fn change_visibility_hides_and_reveals() {
     let got = queue.receive(Q::Events, 1, VIS).await.unwrap();
     assert!(
         queue
-            .change_visibility(Q::Events, &got[0].id, 0)
+            .change_visibility(Q::Events, &got[0].receipt, 0)
             .await
             .unwrap()
     );
@@ -241,8 +241,18 @@ async fn redrive_moves_everything_back_with_fresh_counts() {
     assert_eq!(queue.depth(Q::DeliveriesDlq).await.unwrap(), (0, 0));
     // Even the one in flight in the DLQ moved, and is visible now.
     assert_eq!(queue.depth(Q::Deliveries).await.unwrap(), (3, 0));
-    assert!(!queue.delete(Q::DeliveriesDlq, &peeked[0].id).await.unwrap());
-    assert!(!queue.delete(Q::Deliveries, &peeked[0].id).await.unwrap());
+    assert!(
+        !queue
+            .delete(Q::DeliveriesDlq, &peeked[0].receipt)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !queue
+            .delete(Q::Deliveries, &peeked[0].receipt)
+            .await
+            .unwrap()
+    );
 
     let back = queue.receive(Q::Deliveries, 10, VIS).await.unwrap();
     assert_eq!(back.len(), 3);
@@ -268,7 +278,7 @@ async fn delete_many_in_one_call() {
             .unwrap();
     }
     let got = queue.receive(Q::Events, 10, VIS).await.unwrap();
-    let mut handles: Vec<String> = got.iter().take(3).map(|m| m.id.clone()).collect();
+    let mut handles: Vec<String> = got.iter().take(3).map(|m| m.receipt.clone()).collect();
     handles.push("999999:1".into());
     assert_eq!(queue.delete_many(Q::Events, &handles).await.unwrap(), 3);
     assert_eq!(queue.depth(Q::Events).await.unwrap(), (0, 1));
@@ -276,7 +286,7 @@ async fn delete_many_in_one_call() {
     // A malformed handle is a caller bug, reported as such before anything is deleted.
     assert!(
         queue
-            .delete_many(Q::Events, &[got[3].id.as_str(), "garbage"])
+            .delete_many(Q::Events, &[got[3].receipt.as_str(), "garbage"])
             .await
             .is_err()
     );

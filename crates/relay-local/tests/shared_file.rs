@@ -46,7 +46,7 @@ async fn two_processes_see_each_others_writes() {
     assert_eq!(got.len(), 1);
     // The other process's receive hides the message here too.
     assert!(dev.receive(Q::Events, 10, VIS).await.unwrap().is_empty());
-    assert!(dev.delete(Q::Events, &got[0].id).await.unwrap());
+    assert!(dev.delete(Q::Events, &got[0].receipt).await.unwrap());
     assert_eq!(cli.depth(Q::Events).await.unwrap(), (0, 0));
 
     // `relay redrive` from the CLI while `relay dev` runs.
@@ -130,7 +130,7 @@ async fn group_commit_keeps_every_concurrent_send() {
             fresh
                 .delete_many(
                     Q::Events,
-                    &got.iter().map(|m| m.id.as_str()).collect::<Vec<_>>()
+                    &got.iter().map(|m| m.receipt.as_str()).collect::<Vec<_>>()
                 )
                 .await
                 .unwrap(),

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use relay_aws::SqsAdmin;
 use relay_core::fanout::Fanout;
-use relay_core::{Disposition, ReceivedMessage};
+use relay_core::{ReceivedMessage, Settle};
 use tracing::warn;
 
-/// Handles one batch. Records answered `HideFor` (a retry that woke early) get their
-/// visibility extended and are reported as failures, so SQS keeps them without counting an
-/// attempt.
+/// Handles one batch. Dispositions are applied as the core maps them (`Settle::for_disposition`),
+/// the way the event source mapping allows: a delete is a record not reported, a leave is a
+/// batch item failure, a hide is a visibility change plus a failure (so SQS keeps the record
+/// hidden for that long).
 /// `deadline` is the invocation's: attempts are cut short so that the batch is answered in time.
 pub async fn handle(
     fanout: &Fanout,
@@ -21,7 +22,8 @@ pub async fn handle(
     event: SqsEvent,
     deadline: Option<Instant>,
 ) -> SqsBatchResponse {
-    let mut receipts = HashMap::with_capacity(event.records.len());
+    // By receipt (what the fanout answers by): the message id and the queue URL.
+    let mut records = HashMap::with_capacity(event.records.len());
     let mut messages = Vec::with_capacity(event.records.len());
     let mut failures = Vec::new();
     for record in event.records {
@@ -38,25 +40,35 @@ pub async fn handle(
             .as_deref()
             .and_then(|arn| arn.rsplit(':').next())
             .and_then(|name| queue_urls.get(name));
-        receipts.insert(id.clone(), (record.receipt_handle, queue_url.cloned()));
+        // Without a receipt handle the record cannot be hidden (no queue URL to hide it on);
+        // its message id still names it.
+        let (receipt, queue_url) = match record.receipt_handle {
+            Some(receipt) => (receipt, queue_url.cloned()),
+            None => (id.clone(), None),
+        };
+        records.insert(receipt.clone(), (id.clone(), queue_url));
         messages.push(ReceivedMessage {
-            id,
+            receipt,
+            message_id: Some(id),
             body,
             receive_count,
         });
     }
-    for (id, disposition) in fanout.handle_batch_by(messages, deadline).await {
-        match disposition {
-            Disposition::Delete => {}
-            Disposition::Retry => failures.push(id),
-            Disposition::HideFor(secs) => {
-                if let Some((Some(receipt), Some(url))) = receipts.get(&id)
-                    && let Err(e) = admin.change_visibility(url, receipt, secs).await
+    for (receipt, disposition) in fanout.handle_batch_by(messages, deadline).await {
+        let Some((id, url)) = records.get(&receipt) else {
+            continue;
+        };
+        match Settle::for_disposition(disposition) {
+            Settle::Delete => {}
+            Settle::Leave => failures.push(id.clone()),
+            Settle::HideFor(secs) => {
+                if let Some(url) = url
+                    && let Err(e) = admin.change_visibility(url, &receipt, secs).await
                 {
                     // Left as is, it comes back after the queue's visibility timeout.
                     warn!(message_id = %id, error = %e, "could not hide an early delivery");
                 }
-                failures.push(id);
+                failures.push(id.clone());
             }
         }
     }

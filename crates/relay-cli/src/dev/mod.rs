@@ -1,11 +1,10 @@
 //! `relay dev`: the receiver on an HTTP listener and the fanout on the local queues, in one
 //! process, over the same core use cases the Lambdas run.
 
-mod consumer;
 mod server;
 mod supervisor;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -13,12 +12,12 @@ use axum::body::{Body, Bytes};
 use axum::response::Response;
 use hyper::body::Incoming;
 use relay_core::clock;
-use relay_core::delivery::{DeliveryClient, DeliveryConfig};
-use relay_core::fanout::{Fanout, FanoutConfig};
+use relay_core::consume::{ConsumeOptions, consume};
+use relay_core::metrics::Tally;
 use relay_core::providers::InboundRequest;
-use relay_core::receive::{Receiver, ReceiverConfig};
+use relay_core::receive::Receiver;
 use relay_core::retry::RetrySchedule;
-use relay_local::{LocalBackend, LocalOptions, LocalQueueName};
+use relay_local::{LocalBackend, LocalOptions, LocalQueueName, LocalSettings};
 use tokio::task::JoinSet;
 use tracing::{error, info};
 
@@ -28,45 +27,47 @@ use supervisor::{RestartPolicy, Supervised};
 
 /// Long enough for the slowest attempt (delivery timeout) plus writing its outcome.
 const VISIBILITY_MARGIN: Duration = Duration::from_secs(30);
+/// Short caches: admin commands from another process take effect within a second.
+const DEV_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// The same `RELAY_*` tunables as the Lambdas, then the command line on top. Unlike the
+/// Lambdas, deliveries to private addresses are allowed unless `--deny-private-destinations` or
+/// `RELAY_ALLOW_PRIVATE_DESTINATIONS` says otherwise.
+fn dev_settings(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    args: &DevArgs,
+) -> anyhow::Result<LocalSettings> {
+    let mut settings = LocalSettings::from_lookup(lookup).map_err(|e| anyhow!(e))?;
+    settings.fanout.retry =
+        RetrySchedule::parse(&args.retry_schedule).map_err(|e| anyhow!("--retry-schedule: {e}"))?;
+    settings.fanout.cache_ttl = DEV_CACHE_TTL;
+    settings.receiver.cache_ttl = DEV_CACHE_TTL;
+    settings.receiver.max_body_bytes = args.max_body_bytes;
+    if let Some(secs) = args.delivery_timeout {
+        settings.delivery.timeout = Duration::from_secs(secs.max(1));
+    }
+    let private_from_env =
+        lookup("RELAY_ALLOW_PRIVATE_DESTINATIONS").is_some_and(|v| !v.trim().is_empty());
+    settings.delivery.allow_private = if args.deny_private_destinations {
+        false
+    } else if private_from_env {
+        settings.delivery.allow_private
+    } else {
+        true
+    };
+    Ok(settings)
+}
 
 pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
     init_logging();
-    let retry =
-        RetrySchedule::parse(&args.retry_schedule).map_err(|e| anyhow!("--retry-schedule: {e}"))?;
+    let lookup = |name: &str| std::env::var(name).ok();
+    let settings = dev_settings(&lookup, &args)?;
     let backend = LocalBackend::open(&global.data_dir, LocalOptions::default())
         .with_context(|| format!("cannot open the store in {}", global.data_dir.display()))?;
-    // Short caches: admin commands from another process take effect within a second.
-    let cache_ttl = Duration::from_secs(1);
-    let receiver = Arc::new(Receiver::new(
-        Arc::new(backend.clone()),
-        Arc::new(backend.clone()),
-        clock::system(),
-        ReceiverConfig {
-            max_body_bytes: args.max_body_bytes,
-            cache_ttl,
-            ..ReceiverConfig::default()
-        },
-    ));
-    // The same RELAY_* tunables as the Lambdas, then the command line on top.
-    let lookup = |name: &str| std::env::var(name).ok();
-    let (fanout_config, _) =
-        relay_core::settings::fanout_config(&lookup).map_err(|e| anyhow!(e))?;
-    let delivery = DeliveryConfig {
-        timeout: Duration::from_secs(args.delivery_timeout.max(1)),
-        allow_private: !args.deny_private_destinations,
-    };
-    let visibility = delivery.timeout + VISIBILITY_MARGIN;
-    let fanout = Arc::new(Fanout::new(
-        Arc::new(backend.clone()),
-        Arc::new(backend.clone()),
-        DeliveryClient::new(delivery).map_err(|e| anyhow!(e))?,
-        clock::system(),
-        FanoutConfig {
-            retry,
-            cache_ttl,
-            ..fanout_config
-        },
-    ));
+    let visibility = settings.delivery.timeout + VISIBILITY_MARGIN;
+    let allow_private = settings.delivery.allow_private;
+    let relay = relay_local::wire(&backend, settings, clock::system()).map_err(|e| anyhow!(e))?;
+    let receiver = Arc::clone(&relay.receiver);
 
     let limits = ServerLimits {
         header_timeout: Duration::from_secs(args.header_timeout_secs),
@@ -82,17 +83,15 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     let mut consumers = JoinSet::new();
     for queue in [LocalQueueName::Events, LocalQueueName::Deliveries] {
-        let backend = backend.clone();
-        let fanout = Arc::clone(&fanout);
+        let consumer = Arc::clone(&relay.consumer);
+        let fanout = Arc::clone(&relay.fanout);
         consumers.spawn(async move {
             let supervised =
                 supervisor::supervise(queue.as_str(), RestartPolicy::default(), move || {
-                    consumer::consume(
-                        backend.clone(),
+                    consume(
+                        Arc::clone(&consumer),
                         Arc::clone(&fanout),
-                        queue,
-                        visibility,
-                        consumer::MAX_IN_FLIGHT,
+                        ConsumeOptions::new(queue, visibility),
                     )
                 })
                 .await;
@@ -102,13 +101,14 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
     let handler = ReceiveHandler {
         receiver,
         body_timeout: limits.body_timeout,
+        tally: Arc::clone(&relay.tally),
     };
 
     println!(
         "relay dev listening on http://{address} (store: {})",
         global.data_dir.display()
     );
-    if args.deny_private_destinations {
+    if !allow_private {
         println!("deliveries to loopback and private addresses are refused, as on Lambda");
     } else {
         println!(
@@ -146,10 +146,24 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
 struct ReceiveHandler {
     receiver: Arc<Receiver>,
     body_timeout: Duration,
+    tally: Arc<Mutex<Tally>>,
 }
 
 impl server::Handler for ReceiveHandler {
     async fn handle(&self, request: http::Request<Incoming>) -> Response {
+        // GET /metrics is the Prometheus scrape; POST /metrics stays a source's path.
+        if request.method() == http::Method::GET && request.uri().path() == "/metrics" {
+            let text = self
+                .tally
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .prometheus();
+            return response(
+                200,
+                vec![("content-type", "text/plain; version=0.0.4".into())],
+                text,
+            );
+        }
         receive(&self.receiver, self.body_timeout, request.map(Body::new)).await
     }
 }
@@ -252,5 +266,53 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::args::{Cli, Command};
+
+    fn dev_args(argv: &[&str]) -> DevArgs {
+        let cli = Cli::try_parse_from(["relay", "dev"].iter().chain(argv)).expect("arguments");
+        match cli.command {
+            Command::Dev(args) => args,
+            _ => unreachable!("parsed as relay dev"),
+        }
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn delivery_settings_come_from_the_environment_unless_the_command_line_says() {
+        let vars = [
+            ("RELAY_DELIVERY_TIMEOUT_SECS", "3"),
+            ("RELAY_ALLOW_PRIVATE_DESTINATIONS", "false"),
+        ];
+        let from_env = dev_settings(&env(&vars), &dev_args(&[])).unwrap();
+        assert_eq!(from_env.delivery.timeout, Duration::from_secs(3));
+        assert!(!from_env.delivery.allow_private);
+
+        let flags = dev_args(&["--delivery-timeout", "7"]);
+        let overridden = dev_settings(&env(&vars), &flags).unwrap();
+        assert_eq!(overridden.delivery.timeout, Duration::from_secs(7));
+
+        let defaults = dev_settings(&env(&[]), &dev_args(&[])).unwrap();
+        assert_eq!(defaults.delivery.timeout, Duration::from_secs(15));
+        assert!(
+            defaults.delivery.allow_private,
+            "relay dev allows private by default"
+        );
+        let denied = dev_settings(&env(&[]), &dev_args(&["--deny-private-destinations"])).unwrap();
+        assert!(!denied.delivery.allow_private);
     }
 }

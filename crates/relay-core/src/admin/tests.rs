@@ -403,7 +403,8 @@ async fn replay_targets_the_subscriptions_the_fanout_delivers_to_and_numbers_on(
         },
     );
     let message = ReceivedMessage {
-        id: "m-1".into(),
+        receipt: "m-1".into(),
+        message_id: None,
         body: serde_json::to_string(&QueueMessage::Event(evt.clone())).unwrap(),
         receive_count: 1,
     };

@@ -124,7 +124,7 @@ impl Fanout {
         self
     }
 
-    /// Handles a batch concurrently (bounded) and says what to do with each message, by id.
+    /// Handles a batch concurrently (bounded) and says what to do with each message, by receipt.
     pub async fn handle_batch(&self, messages: Vec<ReceivedMessage>) -> Vec<(String, Disposition)> {
         self.handle_batch_by(messages, None).await
     }
@@ -139,7 +139,7 @@ impl Fanout {
         futures::stream::iter(messages)
             .map(|message| async move {
                 let disposition = self.handle_message_by(&message, deadline).await;
-                (message.id, disposition)
+                (message.receipt, disposition)
             })
             .buffer_unordered(self.config.record_concurrency.max(1))
             .collect()
@@ -166,7 +166,7 @@ impl Fanout {
             }
             Err(e) => {
                 // Not ours or damaged: leave it, so maxReceiveCount moves it to the DLQ intact.
-                warn!(message_id = %message.id, error = %e, "unreadable queue message left for the DLQ");
+                warn!(message_id = %message.name(), error = %e, "unreadable queue message left for the DLQ");
                 Disposition::Retry
             }
         }

@@ -280,7 +280,8 @@ async fn rig(subscriptions: &[&str], script: Vec<AttemptResult>) -> Rig {
 
 fn message(body: &QueueMessage) -> ReceivedMessage {
     ReceivedMessage {
-        id: "m-1".into(),
+        receipt: "r-1".into(),
+        message_id: Some("m-1".into()),
         body: serde_json::to_string(body).unwrap(),
         receive_count: 1,
     }

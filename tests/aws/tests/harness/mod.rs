@@ -1,6 +1,6 @@
 //! What the end-to-end tests share: a fresh table and queue set on moto per test, the receiver
-//! and fanout built the way the Lambda mains build them, a poller that stands in for Lambda's
-//! SQS event source, the Python sink (`tests/sink.py`) that checks every delivery with the
+//! and fanout built by the Lambda mains' wiring (`relay_aws::wiring`), a poller that stands in
+//! for Lambda's SQS event source (the core's `consume::pump` over the SQS consumer port), the Python sink (`tests/sink.py`) that checks every delivery with the
 //! official Standard Webhooks library, and function URL requests in payload format 2.0.
 //!
 //! Everything talks to loopback only: moto at `MOTO_ENDPOINT`, the sink on 127.0.0.1.
@@ -8,15 +8,14 @@
 // Each test uses a different part of the harness.
 #![allow(dead_code)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aws_config::{Region, SdkConfig};
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::config::Credentials;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -25,7 +24,8 @@ use relay_aws::{
     AwsAdapters, AwsSettings, DEFAULT_OPERATION_TIMEOUT, DynamoStore, QueueDepth, SqsAdmin,
     SqsQueue, adapters_from_sdk_config, sdk_config_loader,
 };
-use relay_core::delivery::DeliveryClient;
+use relay_core::QueueName;
+use relay_core::consume::pump;
 use relay_core::fanout::Fanout;
 use relay_core::model::{AttemptRecord, ProviderConfig, SigningSecret, Source, Subscription};
 use relay_core::ports::{Catalog, EventArchive};
@@ -146,16 +146,14 @@ impl Stack {
     /// The same receiver over other adapters.
     pub fn receiver_over(&self, store: DynamoStore, queue: SqsQueue) -> Receiver {
         let no_env = |_: &str| None;
-        let config = relay_core::settings::receiver_config(&no_env).expect("receiver config");
-        self.settings
-            .require_events_queue_url()
-            .expect("events queue URL");
-        Receiver::new(
-            Arc::new(store),
-            Arc::new(queue),
+        relay_aws::wiring::receiver(
+            store,
+            queue,
+            &self.settings,
+            &no_env,
             relay_core::clock::system(),
-            config,
         )
+        .expect("receiver wiring")
     }
 
     /// The fanout as `functions/fanout/src/main.rs` builds it, with `RELAY_RETRY_SCHEDULE` and
@@ -177,21 +175,14 @@ impl Stack {
     pub fn fanout_over(&self, queue: SqsQueue, env: &[(&str, &str)]) -> Fanout {
         let env: HashMap<&str, &str> = env.iter().copied().collect();
         let lookup = |name: &str| env.get(name).map(|v| (*v).to_owned());
-        let (fanout_config, delivery_config) =
-            relay_core::settings::fanout_config(&lookup).expect("fanout config");
-        self.settings
-            .require_deliveries_queue_url()
-            .expect("deliveries queue URL");
-        self.settings
-            .require_deliveries_dlq_url()
-            .expect("deliveries DLQ URL");
-        Fanout::new(
-            Arc::new(self.aws.store.clone()),
-            Arc::new(queue),
-            DeliveryClient::new(delivery_config).expect("delivery client"),
+        relay_aws::wiring::fanout(
+            self.aws.store.clone(),
+            queue,
+            &self.settings,
+            &lookup,
             relay_core::clock::system(),
-            fanout_config,
         )
+        .expect("fanout wiring")
     }
 
     /// A poller over the events and deliveries queues feeding `fanout::handle`.
@@ -279,9 +270,9 @@ impl Stack {
 #[derive(Debug, Default, Clone)]
 pub struct Pumped {
     pub received: usize,
-    /// Message ids the handler reported in `batchItemFailures` (left on the queue).
+    /// Message ids left on the queue (left for their visibility timeout, or hidden again).
     pub failed: Vec<String>,
-    /// Message ids deleted after the handler returned.
+    /// Message ids deleted after the fanout handled them.
     pub deleted: Vec<String>,
 }
 
@@ -293,16 +284,13 @@ pub struct PollStats {
     pub failures: usize,
 }
 
-/// Stands in for Lambda's SQS event source with `ReportBatchItemFailures`: receives up to 10
-/// messages from one queue, hands them to `fanout::handle` as an `SqsEvent` in the wire format
-/// Lambda uses, deletes the records not reported as failures and leaves the failures to come
-/// back after their visibility timeout.
+/// Stands in for Lambda's SQS event source: receives up to 10 messages from one queue through
+/// the SQS consumer port, hands them to the fanout as one batch (under Lambda's deadline when
+/// set) and settles each as the core maps its disposition (`relay_core::consume::pump`): deleted,
+/// hidden again, or left to come back after its visibility timeout.
 pub struct Poller {
     fanout: Fanout,
-    admin: SqsAdmin,
-    /// The queue-name → URL map the fanout main builds (the deliveries queue only).
-    urls: HashMap<String, String>,
-    arns: HashMap<String, String>,
+    queue: SqsQueue,
     pub events_url: String,
     pub deliveries_url: String,
     visibility_secs: u32,
@@ -313,21 +301,11 @@ pub struct Poller {
 
 impl Poller {
     pub async fn new(stack: &Stack, fanout: Fanout) -> Self {
-        let admin = stack.aws.admin.clone();
-        let events_url = stack.queues.events.clone();
-        let deliveries_url = stack.queues.deliveries.clone();
-        let mut arns = HashMap::new();
-        for url in [&events_url, &deliveries_url] {
-            let arn = admin.queue_arn(url).await.expect("queue ARN");
-            arns.insert(url.clone(), arn);
-        }
         Self {
             fanout,
-            urls: fanout::queue_urls([deliveries_url.as_str()]),
-            admin,
-            arns,
-            events_url,
-            deliveries_url,
+            queue: stack.aws.queue.clone(),
+            events_url: stack.queues.events.clone(),
+            deliveries_url: stack.queues.deliveries.clone(),
             visibility_secs: POLLER_VISIBILITY_SECS,
             invocation_timeout: None,
             stats: Mutex::new(PollStats::default()),
@@ -350,76 +328,50 @@ impl Poller {
         self.stats.lock().expect("stats").clone()
     }
 
-    /// One receive (long-polling up to `wait_secs`) and one handler call on `queue_url`.
+    /// One receive (long-polling up to `wait_secs`) and one batch on `queue_url`.
     pub async fn pump(&self, queue_url: &str, wait_secs: u32) -> Pumped {
-        let messages = self
-            .admin
-            .receive(queue_url, 10, wait_secs, self.visibility_secs)
-            .await
-            .expect("ReceiveMessage");
-        if messages.is_empty() {
-            return Pumped::default();
-        }
-        let arn = &self.arns[queue_url];
-        let records: Vec<serde_json::Value> = messages
-            .iter()
-            .map(|m| {
-                json!({
-                    "messageId": m.message_id,
-                    "receiptHandle": m.receipt_handle,
-                    "body": m.body,
-                    "attributes": {
-                        "ApproximateReceiveCount": m.receive_count.to_string(),
-                        "SentTimestamp": "0",
-                        "SenderId": "AIDAEXAMPLE",
-                        "ApproximateFirstReceiveTimestamp": "0"
-                    },
-                    "messageAttributes": {},
-                    "md5OfBody": "",
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": arn,
-                    "awsRegion": REGION
-                })
-            })
-            .collect();
-        let event: SqsEvent =
-            serde_json::from_value(json!({ "Records": records })).expect("SqsEvent from JSON");
+        let queue = if queue_url == self.events_url {
+            QueueName::Events
+        } else {
+            assert_eq!(queue_url, self.deliveries_url, "not a queue of this stack");
+            QueueName::Deliveries
+        };
         let deadline = self
             .invocation_timeout
             .map(|timeout| std::time::Instant::now() + timeout);
-        let response = fanout::handle(&self.fanout, &self.admin, &self.urls, event, deadline).await;
-        let failed = reported_failures(&response);
-        // Lambda fails the whole batch when a failure names no record of it.
-        for id in &failed {
-            assert!(
-                messages.iter().any(|m| &m.message_id == id),
-                "batchItemFailures names {id:?}, which is not in the batch"
-            );
-        }
-        let mut deleted = Vec::new();
-        for message in &messages {
-            if !failed.contains(&message.message_id) {
-                self.admin
-                    .delete(queue_url, &message.receipt_handle)
-                    .await
-                    .expect("DeleteMessage");
-                deleted.push(message.message_id.clone());
+        let handled = pump(
+            &self.queue,
+            &self.fanout,
+            queue,
+            10,
+            Duration::from_secs(u64::from(wait_secs)),
+            Duration::from_secs(u64::from(self.visibility_secs)),
+            deadline,
+        )
+        .await
+        .expect("ReceiveMessage");
+        let mut pumped = Pumped {
+            received: handled.len(),
+            ..Pumped::default()
+        };
+        for one in &handled {
+            let id = one.message.message_id.clone().unwrap_or_default();
+            match one.settled {
+                Some(relay_core::Settle::Delete) => pumped.deleted.push(id),
+                Some(_) => pumped.failed.push(id),
+                None => panic!("settling {id} failed"),
             }
         }
         {
             let mut stats = self.stats.lock().expect("stats");
-            if queue_url == self.events_url {
-                stats.events_handled += messages.len();
+            if queue == QueueName::Events {
+                stats.events_handled += handled.len();
             } else {
-                stats.deliveries_handled += messages.len();
+                stats.deliveries_handled += handled.len();
             }
-            stats.failures += failed.len();
+            stats.failures += pumped.failed.len();
         }
-        Pumped {
-            received: messages.len(),
-            failed: failed.into_iter().collect(),
-            deleted,
-        }
+        pumped
     }
 
     /// Polls both queues (as Lambda runs one poller per event source mapping) until `done`
@@ -444,14 +396,6 @@ impl Poller {
     pub async fn run_for(&self, duration: Duration) {
         self.run_until(duration, async || false).await;
     }
-}
-
-fn reported_failures(response: &SqsBatchResponse) -> HashSet<String> {
-    response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect()
 }
 
 /// One request the sink recorded.
