@@ -138,7 +138,20 @@ def resolve_visibility_lookup(template):
     template["Resources"] = walk(template["Resources"])
 
 
-MOTO_ADJUSTMENTS = [drop_function_url, drop_alarms, resolve_visibility_lookup]
+def stringify_number_environment(template):
+    """CloudFormation passes a Number parameter to a function's environment as text; moto keeps it
+    a JSON number, and then its GetFunction answer is one no AWS SDK can parse (cargo lambda
+    deploy fails on it). Each such value becomes an Fn::Sub of the parameter, text in both."""
+    numbers = {k for k, p in template["Parameters"].items() if p["Type"] == "Number"}
+    for resource in of_type(template, "AWS::Lambda::Function").values():
+        variables = resource["Properties"].get("Environment", {}).get("Variables", {})
+        for key, value in variables.items():
+            if isinstance(value, dict) and value.get("Ref") in numbers:
+                variables[key] = {"Fn::Sub": "${%s}" % value["Ref"]}
+
+
+MOTO_ADJUSTMENTS = [drop_function_url, drop_alarms, resolve_visibility_lookup,
+                    stringify_number_environment]
 
 
 def test_what_moto_cannot_create_is_asserted_on_the_translation(translated):
@@ -523,3 +536,27 @@ def test_teardown_keeps_what_is_undelivered(translated):
     assert resources["Table"]["Properties"]["DeletionProtectionEnabled"] is True
     for name in ("EventsQueue", "DeliveriesQueue"):
         assert resources[name]["DeletionPolicy"] == "Delete", name
+
+
+@needs_moto
+@needs_cargo_lambda
+def test_cargo_lambda_deploy_replaces_the_code_of_a_stack_function(deployed, function_binaries):
+    """README: `cargo lambda deploy --binary-name receiver <ReceiverFunctionName>` replaces one
+    function's code in a deployed stack. Here the binary is the debug build already made (the
+    README builds `--release --arm64`, which only changes what is uploaded), found by path."""
+    name = deployed["outputs"]["ReceiverFunctionName"]
+    before = boto("lambda").get_function_configuration(FunctionName=name)
+    result = subprocess.run(
+        [CARGO_LAMBDA, "lambda", "deploy", "--endpoint-url", MOTO, "--region", REGION,
+         "--binary-path", str(ROOT / "target" / "debug" / "receiver"), "--output-format", "json",
+         name],
+        cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=aws_env(),
+        timeout=300)
+    assert result.returncode == 0, f"stdout: {result.stdout}\nstderr: {result.stderr}"
+    # Progress lines come first on stdout; the JSON answer ends it.
+    deployed_arn = json.loads(result.stdout[result.stdout.index("{"):])["function_arn"]
+    assert deployed_arn.split(":")[6] == name, deployed_arn
+    after = boto("lambda").get_function_configuration(FunctionName=name)
+    assert after["CodeSha256"] != before["CodeSha256"]
+    assert after["CodeSize"] > 1_000_000  # the relay's binary, not the stack's placeholder
+    assert after["Environment"] == before["Environment"]
