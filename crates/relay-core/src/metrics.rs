@@ -203,6 +203,13 @@ impl Tally {
 
     /// One attempt record of an event of `source` accepted at `received_at_ms`.
     pub fn record_attempt(&mut self, source: &str, received_at_ms: i64, record: &AttemptRecord) {
+        if record.outcome == AttemptOutcome::Deferred {
+            // Handed to the deliveries queue untried: the attempt there is what counts.
+            if record.next == NextStep::FanoutRetry {
+                self.add(Metric::RetrySchedulingFailed, source, "", 1);
+            }
+            return;
+        }
         match record.outcome {
             AttemptOutcome::Ok => {
                 self.add(Metric::Delivered, source, "", 1);

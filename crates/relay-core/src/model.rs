@@ -313,6 +313,9 @@ spelled_enum! {
         /// A retry found its subscription removed, or disabled: nothing was sent.
         SubscriptionRemoved => "subscription_removed",
         SubscriptionDisabled => "subscription_disabled",
+        /// Not attempted from the events queue: the subscription was failing, so its attempt
+        /// went to the deliveries queue at once (the record is replaced by that attempt's).
+        Deferred => "deferred",
     }
 }
 

@@ -238,8 +238,12 @@ impl Fanout {
             let event = &event;
             let attempt = attempt_of(sub);
             async move {
-                let result = self.attempt(event, body, sub, attempt, timeout).await;
-                let settled = self.settle(event, sub, attempt, 0, result).await;
+                let settled = if sub.failing_since.is_some() {
+                    self.hand_off(event, sub, attempt).await
+                } else {
+                    let result = self.attempt(event, body, sub, attempt, timeout).await;
+                    self.settle(event, sub, attempt, 0, result).await
+                };
                 let logged = self
                     .archive
                     .put_attempts(std::slice::from_ref(&settled.record), retention_until)
@@ -259,6 +263,37 @@ impl Fanout {
         } else {
             Disposition::Retry
         }
+    }
+
+    /// A subscription already failing gets even its first attempt from the deliveries queue, so
+    /// the event's batch, and every other subscription in it, never waits for a subscriber
+    /// that may hang. The schedule is the same as after a failed inline attempt (step 0 next),
+    /// and the attempt there overwrites this record (same event, subscription and number).
+    async fn hand_off(&self, event: &EventEnvelope, sub: &Subscription, attempt: u32) -> Settled {
+        let task = DeliveryTask {
+            event: event.clone(),
+            subscription_id: sub.id.clone(),
+            attempt,
+            schedule_step: 0,
+            not_before: self.clock.now_millis(),
+        };
+        let mut record = self.record(
+            event,
+            &sub.id,
+            attempt,
+            None,
+            AttemptOutcome::Deferred,
+            NextStep::RetryScheduled,
+        );
+        let handed_off = match self.queue.send_delivery(&task, 0).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(event_id = %event.id, subscription_id = %sub.id, error = %e, "could not hand a failing subscription to the deliveries queue; the event will be retried");
+                record.next = NextStep::FanoutRetry;
+                false
+            }
+        };
+        Settled { record, handed_off }
     }
 
     async fn handle_delivery(&self, task: DeliveryTask, timeout: Duration) -> Disposition {

@@ -391,7 +391,8 @@ async fn a_follow_up_that_cannot_be_queued_retries_the_event_with_the_attempt_nu
         ]
     );
 
-    // The event comes back: only the unsettled subscription is tried, as attempt 2.
+    // The event comes back: only the unsettled subscription is served, as attempt 2 — and since
+    // its timeout marked it failing, from the deliveries queue rather than inline.
     rig.queue.fail_sends(false);
     let disposition = fanout
         .handle_message(&message(&QueueMessage::Event(event())))
@@ -403,13 +404,15 @@ async fn a_follow_up_that_cannot_be_queued_retries_the_event_with_the_attempt_nu
         .into_iter()
         .map(|s| (s.subscription_id, s.attempt))
         .collect();
+    assert_eq!(seen, [("a".to_owned(), 1), ("b".to_owned(), 1)]);
+    let scheduled = rig.queue.scheduled();
+    assert_eq!(scheduled.len(), 1);
     assert_eq!(
-        seen,
-        [
-            ("a".to_owned(), 1),
-            ("b".to_owned(), 1),
-            ("b".to_owned(), 2)
-        ]
+        (
+            scheduled[0].0.subscription_id.as_str(),
+            scheduled[0].0.attempt
+        ),
+        ("b", 2)
     );
 }
 
@@ -618,5 +621,127 @@ async fn a_two_hour_wait_is_crossed_in_eight_messages_then_attempted_once() {
     assert_eq!(
         log(&rig).await,
         [("a".to_owned(), 2, AttemptOutcome::Ok, NextStep::Done)]
+    );
+}
+
+async fn mark_failing(rig: &Rig, id: &str, since: i64) {
+    let mut sub = rig.store.get_subscription(id).await.unwrap().unwrap();
+    sub.failing_since = Some(since);
+    rig.store.put_subscription(&sub).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_subscription_gets_its_first_attempt_from_the_deliveries_queue() {
+    let rig = rig(
+        &["healthy", "failing"],
+        vec![
+            answer(Outcome::Delivered { status: 200 }),
+            answer(Outcome::Delivered { status: 200 }),
+        ],
+    )
+    .await;
+    mark_failing(&rig, "failing", NOW - 60).await;
+    let disposition = rig
+        .fanout
+        .handle_message(&message(&QueueMessage::Event(event())))
+        .await;
+    assert_eq!(disposition, Disposition::Delete);
+    // Only the healthy one was attempted inline; the failing one waits on no batch.
+    let seen = rig.deliverer.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].subscription_id, "healthy");
+    let scheduled = rig.queue.scheduled();
+    assert_eq!(scheduled.len(), 1);
+    let (task, delay) = &scheduled[0];
+    assert_eq!(
+        (
+            task.subscription_id.as_str(),
+            task.attempt,
+            task.schedule_step,
+            *delay
+        ),
+        ("failing", 1, 0, 0)
+    );
+    assert_eq!(task.not_before, NOW_MS);
+    let mut logged = log(&rig).await;
+    logged.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        logged,
+        [
+            (
+                "failing".to_owned(),
+                1,
+                AttemptOutcome::Deferred,
+                NextStep::RetryScheduled
+            ),
+            ("healthy".to_owned(), 1, AttemptOutcome::Ok, NextStep::Done),
+        ]
+    );
+    // The deliveries queue makes attempt 1, with the full timeout; its record replaces the
+    // deferred one.
+    let disposition = rig
+        .fanout
+        .handle_message(&message(&QueueMessage::Delivery(task.clone())))
+        .await;
+    assert_eq!(disposition, Disposition::Delete);
+    let seen = rig.deliverer.seen();
+    assert_eq!(
+        (seen[1].subscription_id.as_str(), seen[1].attempt),
+        ("failing", 1)
+    );
+    assert_eq!(seen[1].timeout, Duration::from_secs(15));
+    let mut logged = log(&rig).await;
+    logged.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        logged[0],
+        ("failing".to_owned(), 1, AttemptOutcome::Ok, NextStep::Done)
+    );
+}
+
+#[tokio::test]
+async fn a_hand_off_that_cannot_be_queued_retries_the_event_without_the_settled_sibling() {
+    let rig = rig(
+        &["healthy", "failing"],
+        vec![answer(Outcome::Delivered { status: 200 })],
+    )
+    .await;
+    mark_failing(&rig, "failing", NOW - 60).await;
+    rig.queue.fail_sends(true);
+    let disposition = rig
+        .fanout
+        .handle_message(&message(&QueueMessage::Event(event())))
+        .await;
+    assert_eq!(disposition, Disposition::Retry, "never deleted unqueued");
+    let mut logged = log(&rig).await;
+    logged.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        logged,
+        [
+            (
+                "failing".to_owned(),
+                1,
+                AttemptOutcome::Deferred,
+                NextStep::FanoutRetry
+            ),
+            ("healthy".to_owned(), 1, AttemptOutcome::Ok, NextStep::Done),
+        ]
+    );
+    // The retried event hands off again (attempt 2 after the unsettled try) and skips the
+    // delivered sibling.
+    rig.queue.fail_sends(false);
+    let disposition = rig
+        .fanout
+        .handle_message(&message(&QueueMessage::Event(event())))
+        .await;
+    assert_eq!(disposition, Disposition::Delete);
+    assert_eq!(rig.deliverer.seen().len(), 1);
+    let scheduled = rig.queue.scheduled();
+    assert_eq!(scheduled.len(), 1);
+    assert_eq!(
+        (
+            scheduled[0].0.subscription_id.as_str(),
+            scheduled[0].0.attempt
+        ),
+        ("failing", 2)
     );
 }
