@@ -44,9 +44,8 @@ pub fn fanout(
         relay_core::settings::fanout_config(lookup).map_err(anyhow::Error::msg)?;
     settings.require_deliveries_queue_url()?;
     settings.require_deliveries_dlq_url()?;
-    let client = DeliveryClient::new(delivery_config)
-        .map_err(anyhow::Error::msg)
-        .context("cannot build the delivery client")?;
+    let client =
+        DeliveryClient::new(delivery_config).context("cannot build the delivery client")?;
     Ok(Fanout::new(
         Arc::new(store),
         Arc::new(queue),

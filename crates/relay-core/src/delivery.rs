@@ -113,13 +113,18 @@ pub struct Attempt<'a> {
     pub timeout: Duration,
 }
 
+/// The HTTP client of the delivery client could not be built (TLS or resolver setup).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct DeliveryClientError(pub reqwest::Error);
+
 pub struct DeliveryClient {
     http: reqwest::Client,
     config: DeliveryConfig,
 }
 
 impl DeliveryClient {
-    pub fn new(config: DeliveryConfig) -> Result<Self, String> {
+    pub fn new(config: DeliveryConfig) -> Result<Self, DeliveryClientError> {
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .timeout(config.timeout)
@@ -131,9 +136,7 @@ impl DeliveryClient {
         if !config.allow_private {
             builder = builder.dns_resolver(std::sync::Arc::new(GuardedResolver));
         }
-        let http = builder
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = builder.build().map_err(DeliveryClientError)?;
         Ok(Self { http, config })
     }
 
@@ -170,7 +173,7 @@ impl DeliveryClient {
         }
         let headers = match delivery_headers(&attempt) {
             Ok(headers) => headers,
-            Err(e) => return finish(Outcome::Invalid(e), String::new(), None),
+            Err(e) => return finish(Outcome::Invalid(e.to_string()), String::new(), None),
         };
         let response = self
             .http
@@ -232,23 +235,25 @@ impl DeliveryClient {
 
 /// The headers of one attempt: Standard Webhooks signature over the exact body, the relay's own
 /// headers, then the subscription's extra headers (which cannot override the relay's).
-pub fn delivery_headers(attempt: &Attempt<'_>) -> Result<HeaderMap, String> {
+pub fn delivery_headers(attempt: &Attempt<'_>) -> Result<HeaderMap, InvalidDeliveryHeader> {
     let event = attempt.event;
     let secrets = attempt.subscription.active_secrets(attempt.now_secs);
     let signature = standard_signature_header(&secrets, &event.id, attempt.now_secs, &attempt.body);
     let mut headers = HeaderMap::with_capacity(8 + attempt.subscription.headers.len());
     for (name, value) in &attempt.subscription.headers {
         let name = HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| format!("invalid header name {name:?} in subscription"))?;
+            .map_err(|_| InvalidDeliveryHeader::SubscriptionName { name: name.clone() })?;
         if is_reserved(&name) {
             continue;
         }
         let value = HeaderValue::from_str(value.trim())
-            .map_err(|_| format!("invalid value for header {name} in subscription"))?;
+            .map_err(|_| InvalidDeliveryHeader::SubscriptionValue { name: name.clone() })?;
         headers.append(name, value);
     }
     let text = |value: &str| {
-        HeaderValue::from_str(value).map_err(|_| format!("invalid header value {value:?}"))
+        HeaderValue::from_str(value).map_err(|_| InvalidDeliveryHeader::Value {
+            value: value.to_owned(),
+        })
     };
     if let Some(content_type) = &event.content_type {
         headers.insert(http::header::CONTENT_TYPE, text(content_type)?);
@@ -260,6 +265,17 @@ pub fn delivery_headers(attempt: &Attempt<'_>) -> Result<HeaderMap, String> {
     headers.insert("x-relay-event-type", text(&event.event_type)?);
     headers.insert("x-relay-attempt", HeaderValue::from(attempt.attempt));
     Ok(headers)
+}
+
+/// A header of an attempt that HTTP cannot carry: the attempt is invalid, not retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidDeliveryHeader {
+    #[error("invalid header name {name:?} in subscription")]
+    SubscriptionName { name: String },
+    #[error("invalid value for header {name} in subscription")]
+    SubscriptionValue { name: HeaderName },
+    #[error("invalid header value {value:?}")]
+    Value { value: String },
 }
 
 fn is_reserved(name: &HeaderName) -> bool {

@@ -131,16 +131,21 @@ impl EventEnvelope {
     }
 
     /// The original bytes of the body.
-    pub fn body_bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+    pub fn body_bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>, BodyDecodeError> {
         match self.body_encoding {
             BodyEncoding::Utf8 => Ok(std::borrow::Cow::Borrowed(self.body.as_bytes())),
             BodyEncoding::Base64 => STANDARD
                 .decode(&self.body)
                 .map(std::borrow::Cow::Owned)
-                .map_err(|e| format!("event body is not valid base64: {e}")),
+                .map_err(BodyDecodeError),
         }
     }
 }
+
+/// A base64-carried event body that does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event body is not valid base64: {0}")]
+pub struct BodyDecodeError(pub base64::DecodeError);
 
 /// The length of `text` as a JSON string the way `serde_json` writes it, without the quotes:
 /// `"`, `\` and the short escapes take 2 bytes, other control characters 6 (`\u001f`), every

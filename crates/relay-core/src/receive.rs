@@ -357,16 +357,25 @@ fn source_name(path: &str) -> Option<&str> {
     valid.then_some(name)
 }
 
+/// A name `sources add` refuses: reserved, or not 1-64 of the characters a path segment carries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSourceName {
+    #[error("healthz is reserved")]
+    Reserved,
+    #[error("invalid source name {name:?}: use 1-64 letters, digits, '-', '_' or '.'")]
+    Malformed { name: String },
+}
+
 /// Checks a name given to `sources add`.
-pub fn validate_source_name(name: &str) -> Result<(), String> {
+pub fn validate_source_name(name: &str) -> Result<(), InvalidSourceName> {
     if name == "healthz" {
-        return Err("healthz is reserved".into());
+        return Err(InvalidSourceName::Reserved);
     }
     match source_name(&format!("/{name}")) {
         Some(n) if n == name => Ok(()),
-        _ => Err(format!(
-            "invalid source name {name:?}: use 1-64 letters, digits, '-', '_' or '.'"
-        )),
+        _ => Err(InvalidSourceName::Malformed {
+            name: name.to_owned(),
+        }),
     }
 }
 

@@ -29,13 +29,14 @@ impl Default for RetrySchedule {
 impl RetrySchedule {
     /// Parses `5s,5m,30m,2h` (units s, m, h, d; a bare number is seconds). An empty string means
     /// no retries.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, InvalidSchedule> {
         let delays = text
             .split(',')
             .map(str::trim)
             .filter(|part| !part.is_empty())
             .map(parse_duration)
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(InvalidSchedule)?;
         Ok(Self {
             delays,
             jitter: 0.2,
@@ -78,24 +79,38 @@ impl RetrySchedule {
     }
 }
 
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// A retry schedule with a delay that is not a duration; the message is the delay's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(transparent)]
+pub struct InvalidSchedule(pub InvalidDuration);
+
+/// A duration that is not a number with an optional unit of s, m, h or d.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidDuration {
+    #[error("invalid duration {text:?}: expected e.g. 5s, 10m, 2h, 1d")]
+    NotANumber { text: String },
+    #[error("invalid duration unit in {text:?}: use s, m, h or d")]
+    UnknownUnit { text: String },
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 5s, 10m, 2h, 1d"))?;
+    let value: u64 = number.parse().map_err(|_| InvalidDuration::NotANumber {
+        text: text.to_owned(),
+    })?;
     let unit_secs = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
         _ => {
-            return Err(format!(
-                "invalid duration unit in {text:?}: use s, m, h or d"
-            ));
+            return Err(InvalidDuration::UnknownUnit {
+                text: text.to_owned(),
+            });
         }
     };
     Ok(Duration::from_secs(value * unit_secs))

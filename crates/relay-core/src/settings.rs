@@ -44,7 +44,7 @@ pub fn fanout_config(
     if let Some(text) = lookup("RELAY_RETRY_SCHEDULE") {
         fanout.retry = RetrySchedule::parse(&text).map_err(|reason| SettingError::Invalid {
             name: "RELAY_RETRY_SCHEDULE",
-            reason,
+            reason: reason.to_string(),
         })?;
     }
     if let Some(v) = number(lookup, "RELAY_CACHE_TTL_SECS")? {

@@ -65,25 +65,40 @@ pub fn standard_secret_key(secret: &str) -> Option<Vec<u8>> {
 pub const WHSEC_KEY_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
 
 /// Checks a secret given for a subscription: `whsec_` + base64 of 24 to 64 bytes.
-pub fn validate_signing_secret(secret: &str) -> Result<(), String> {
+pub fn validate_signing_secret(secret: &str) -> Result<(), InvalidSigningSecret> {
     validate_whsec(secret, "a signing secret")
+}
+
+/// A secret that is not `whsec_` + base64 of `WHSEC_KEY_BYTES` bytes. `what` names the secret in
+/// the message, which never contains the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSigningSecret {
+    #[error("{what} starts with whsec_")]
+    MissingPrefix { what: String },
+    #[error(
+        "{what} holds {} to {} bytes, this one holds {key_bytes}",
+        WHSEC_KEY_BYTES.start(),
+        WHSEC_KEY_BYTES.end()
+    )]
+    WrongKeyLength { what: String, key_bytes: usize },
+    #[error("{what} is whsec_ followed by base64")]
+    NotBase64 { what: String },
 }
 
 /// Checks `whsec_` + base64 of `WHSEC_KEY_BYTES` bytes; `what` names the secret in the message,
 /// which never contains the secret.
-pub fn validate_whsec(secret: &str, what: &str) -> Result<(), String> {
+pub fn validate_whsec(secret: &str, what: &str) -> Result<(), InvalidSigningSecret> {
+    let named = || what.to_owned();
     let Some(encoded) = secret.strip_prefix("whsec_") else {
-        return Err(format!("{what} starts with whsec_"));
+        return Err(InvalidSigningSecret::MissingPrefix { what: named() });
     };
     match STANDARD.decode(encoded) {
         Ok(key) if WHSEC_KEY_BYTES.contains(&key.len()) => Ok(()),
-        Ok(key) => Err(format!(
-            "{what} holds {} to {} bytes, this one holds {}",
-            WHSEC_KEY_BYTES.start(),
-            WHSEC_KEY_BYTES.end(),
-            key.len()
-        )),
-        Err(_) => Err(format!("{what} is whsec_ followed by base64")),
+        Ok(key) => Err(InvalidSigningSecret::WrongKeyLength {
+            what: named(),
+            key_bytes: key.len(),
+        }),
+        Err(_) => Err(InvalidSigningSecret::NotBase64 { what: named() }),
     }
 }
 
@@ -155,7 +170,7 @@ mod tests {
         assert!(validate_signing_secret("whsec_!!!").is_err());
         // An empty key (anyone could sign) and a one-byte key.
         assert_eq!(
-            validate_signing_secret("whsec_").unwrap_err(),
+            validate_signing_secret("whsec_").unwrap_err().to_string(),
             "a signing secret holds 24 to 64 bytes, this one holds 0"
         );
         assert!(validate_signing_secret("whsec_AA==").is_err());

@@ -71,7 +71,7 @@ pub fn wire(
         Fanout::new(
             store,
             Arc::clone(&producer),
-            DeliveryClient::new(settings.delivery)?,
+            DeliveryClient::new(settings.delivery).map_err(|e| e.to_string())?,
             clock,
             settings.fanout,
         )

@@ -62,10 +62,10 @@ impl std::fmt::Display for Missing {
 }
 
 impl AdminError {
-    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: &'static str, reason: impl std::fmt::Display) -> Self {
         AdminError::Invalid {
             field,
-            reason: reason.into(),
+            reason: reason.to_string(),
         }
     }
 }

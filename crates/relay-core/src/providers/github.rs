@@ -5,6 +5,7 @@
 //! not a header value (control characters, over 256 bytes) and a delivery id over 512 bytes.
 //! Secret: the one typed into GitHub's webhook settings, at least 16 characters.
 
+use super::WeakSourceSecret;
 use super::{
     InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection, Verified,
     json_string_field, require_shared_secret,
@@ -17,7 +18,7 @@ pub(super) const PROVIDER: Provider = Provider {
     help: "X-Hub-Signature-256 (the webhook secret)",
     options: &[],
     configure: |_| Ok(ProviderConfig::Github),
-    validate_secret: |_, secret| validate_secret(secret),
+    validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     methods: POST_ONLY,
     verify: |source, request, _now| verify(source, request).map(Outcome::Event),
 };

@@ -24,6 +24,7 @@ use super::{
     GivenOptions, InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection,
     Verified, check_timestamp, parse_timestamp, require_shared_secret, type_token,
 };
+use super::{InvalidProviderOptions, WeakSourceSecret};
 use crate::model::Source;
 use crate::signing::{Algorithm, constant_time_eq, decode_base64, decode_hex, hmac};
 
@@ -31,8 +32,8 @@ pub(super) const PROVIDER: Provider = Provider {
     name: "hmac",
     help: "Any HMAC in one header: --header, --algorithm, --encoding, --prefix, ...",
     options: OPTIONS,
-    configure: |given| configure(given, None),
-    validate_secret,
+    configure: |given| configure(given, None).map_err(InvalidProviderOptions),
+    validate_secret: |config, secret| validate_secret(config, secret).map_err(WeakSourceSecret),
     methods: POST_ONLY,
     verify: |source, request, now| {
         let ProviderConfig::Hmac(options) = &source.provider else {

@@ -39,7 +39,7 @@ use crate::model::Source;
 
 pub use hmac_generic::{HmacOptions, SignatureEncoding};
 pub use token::TokenOptions;
-pub use twilio::{TwilioOptions, check_public_url};
+pub use twilio::{InvalidPublicUrl, TwilioOptions, check_public_url};
 
 /// The registry: every `--provider` choice, in the order `relay sources add --help` lists them.
 /// Adding a provider is its file plus its line here (and its variant below when it is a new
@@ -105,9 +105,9 @@ pub struct Provider {
     /// The `sources add` options it reads, as flag names without `--`.
     pub options: &'static [&'static str],
     /// The config of a new source from its options (only names in `options` reach it).
-    pub configure: fn(&GivenOptions) -> Result<ProviderConfig, String>,
+    pub configure: fn(&GivenOptions) -> Result<ProviderConfig, InvalidProviderOptions>,
     /// The rule for the secrets `sources add` and `sources update --add-secret` accept.
-    pub validate_secret: fn(&ProviderConfig, &str) -> Result<(), String>,
+    pub validate_secret: fn(&ProviderConfig, &str) -> Result<(), WeakSourceSecret>,
     /// The methods it answers; everything else gets 405.
     pub methods: &'static [Method],
     /// Verifies a request to a source of this provider at `now` (seconds since the epoch).
@@ -117,21 +117,30 @@ pub struct Provider {
 impl Provider {
     /// The config of a new source: refuses options that belong to other providers, then lets
     /// the provider build and check its own.
-    pub fn new_config(&self, given: &GivenOptions) -> Result<ProviderConfig, String> {
+    pub fn new_config(
+        &self,
+        given: &GivenOptions,
+    ) -> Result<ProviderConfig, InvalidProviderOptions> {
         if let Some(foreign) = given.names().find(|name| !self.options.contains(name)) {
             let owners: Vec<&str> = PROVIDERS
                 .iter()
                 .filter(|p| p.options.contains(&foreign))
                 .map(|p| p.name)
                 .collect();
-            return Err(format!(
+            return Err(InvalidProviderOptions(format!(
                 "--{foreign} is an option of --provider {}",
                 owners.join(" or ")
-            ));
+            )));
         }
         (self.configure)(given)
     }
 }
+
+/// Options of a new source that its provider refuses: another provider's option, or a value
+/// the provider cannot use. The message names the option.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidProviderOptions(pub String);
 
 /// The registry entry for a `--provider` value.
 pub fn find(name: &str) -> Option<&'static Provider> {
@@ -299,7 +308,7 @@ pub fn validate_source_secret(
     provider: &ProviderConfig,
     secret: &str,
 ) -> Result<(), WeakSourceSecret> {
-    (provider.provider().validate_secret)(provider, secret).map_err(WeakSourceSecret)
+    (provider.provider().validate_secret)(provider, secret)
 }
 
 /// A source secret weaker than (or not shaped like) what the provider issues. The message says
@@ -657,11 +666,17 @@ mod tests {
         let mut given = GivenOptions::default();
         given.set("public-url", Some("https://h.example/t".into()));
         let err = find("github").unwrap().new_config(&given).unwrap_err();
-        assert_eq!(err, "--public-url is an option of --provider twilio");
+        assert_eq!(
+            err.to_string(),
+            "--public-url is an option of --provider twilio"
+        );
         given = GivenOptions::default();
         given.set("header", Some("X-Sig".into()));
         let err = find("slack").unwrap().new_config(&given).unwrap_err();
-        assert_eq!(err, "--header is an option of --provider hmac or typeform");
+        assert_eq!(
+            err.to_string(),
+            "--header is an option of --provider hmac or typeform"
+        );
         let hmac = find("hmac").unwrap().new_config(&given).unwrap();
         assert_eq!(hmac.name(), "hmac");
         let typeform = find("typeform")
@@ -681,11 +696,11 @@ mod tests {
         wrong.set("preset", Some("nope".into()));
         let err = find("typeform").unwrap().new_config(&wrong).unwrap_err();
         assert_eq!(
-            err,
+            err.to_string(),
             "--provider typeform is the typeform preset; leave out --preset nope"
         );
         let err = find("hmac").unwrap().new_config(&wrong).unwrap_err();
-        assert_eq!(err, r#"no preset "nope"; presets: typeform"#);
+        assert_eq!(err.to_string(), r#"no preset "nope"; presets: typeform"#);
     }
 
     #[test]

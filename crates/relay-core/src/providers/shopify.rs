@@ -10,6 +10,7 @@
 //!   else `X-Shopify-Event-Id`; the receiver refuses (400) one over 512 bytes.
 //! - Secret: at least 16 characters (Shopify issues 32 or more).
 
+use super::WeakSourceSecret;
 use super::{
     InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection, Verified,
     require_shared_secret, type_token,
@@ -22,7 +23,7 @@ pub(super) const PROVIDER: Provider = Provider {
     help: "X-Shopify-Hmac-Sha256 (the app's client secret)",
     options: &[],
     configure: |_| Ok(ProviderConfig::Shopify),
-    validate_secret: |_, secret| validate_secret(secret),
+    validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     methods: POST_ONLY,
     verify: |source, request, _now| verify(source, request).map(Outcome::Event),
 };

@@ -21,6 +21,7 @@
 //!   bytes (checked by the receiver for every provider).
 //! - Secret: the app's signing secret (32 hex characters); at least 16 are required.
 
+use super::WeakSourceSecret;
 use super::{
     Answer, InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection, Verified,
     check_timestamp, form_field, form_pairs, is_form, media_type_is, parse_timestamp,
@@ -34,7 +35,7 @@ pub(super) const PROVIDER: Provider = Provider {
     help: "X-Slack-Signature (the app's signing secret)",
     options: &[],
     configure: |_| Ok(ProviderConfig::Slack),
-    validate_secret: |_, secret| validate_secret(secret),
+    validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     methods: POST_ONLY,
     verify,
 };

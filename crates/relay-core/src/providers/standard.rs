@@ -4,6 +4,7 @@
 //! receiver refuses (400) a type that is not a header value (control characters, over 256 bytes)
 //! and an id over 512 bytes. Secret: `whsec_` + base64 of 24 to 64 bytes, as the spec says.
 
+use super::WeakSourceSecret;
 use super::{
     InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection, Verified,
     check_timestamp, json_string_field,
@@ -18,13 +19,14 @@ pub(super) const PROVIDER: Provider = Provider {
     help: "Standard Webhooks / Svix (a whsec_ secret)",
     options: &[],
     configure: |_| Ok(ProviderConfig::Standard),
-    validate_secret: |_, secret| validate_secret(secret),
+    validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     methods: POST_ONLY,
     verify: |source, request, now| verify(source, request, now).map(Outcome::Event),
 };
 
 pub(super) fn validate_secret(secret: &str) -> Result<(), String> {
     validate_whsec(secret, "a Standard Webhooks secret")
+        .map_err(|e| e.to_string())
         .map_err(|e| format!("{e} (copy the whsec_... secret the sender shows for this endpoint)"))
 }
 

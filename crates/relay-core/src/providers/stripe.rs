@@ -13,6 +13,7 @@
 //!   256 bytes) or an id over 512 bytes (checked by the receiver for every provider).
 //! - Secret: `whsec_` followed by the rest of the endpoint's signing secret.
 
+use super::WeakSourceSecret;
 use super::{
     InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection, Verified,
     check_timestamp, parse_timestamp,
@@ -25,7 +26,7 @@ pub(super) const PROVIDER: Provider = Provider {
     help: "Stripe-Signature (the endpoint's whsec_ signing secret)",
     options: &[],
     configure: |_| Ok(ProviderConfig::Stripe),
-    validate_secret: |_, secret| validate_secret(secret),
+    validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     methods: POST_ONLY,
     verify: |source, request, now| verify(source, request, now).map(Outcome::Event),
 };

@@ -23,6 +23,7 @@ use super::{
     form_field, form_pairs, is_form, json_string_field, media_type_is, require_shared_secret,
     type_token,
 };
+use super::{InvalidProviderOptions, WeakSourceSecret};
 use crate::model::Source;
 use crate::signing::constant_time_eq;
 
@@ -30,8 +31,8 @@ pub(super) const PROVIDER: Provider = Provider {
     name: "token",
     help: "A shared token in the URL (?token=...) or a header; weaker than a signature",
     options: &["token-param", "token-header"],
-    configure,
-    validate_secret: |_, secret| validate_secret(secret),
+    configure: |given| configure(given).map_err(InvalidProviderOptions),
+    validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     // Mailchimp checks the URL with a GET when the webhook is saved.
     methods: &[Method::POST, Method::GET],
     verify: |source, request, _now| {

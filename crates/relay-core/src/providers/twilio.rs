@@ -32,6 +32,7 @@ use super::{
     Verified, form_field, form_pairs, is_form, json_string_field, require_shared_secret,
     type_token,
 };
+use super::{InvalidProviderOptions, WeakSourceSecret};
 use crate::model::Source;
 use crate::signing::{Algorithm, constant_time_eq, decode_base64, hmac};
 
@@ -44,7 +45,7 @@ pub(super) const PROVIDER: Provider = Provider {
     help: "X-Twilio-Signature (the account's Auth Token); see --public-url",
     options: &["public-url"],
     configure,
-    validate_secret: |_, secret| validate_secret(secret),
+    validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     methods: POST_ONLY,
     verify: |source, request, _now| {
         let ProviderConfig::Twilio(options) = &source.provider else {
@@ -64,23 +65,43 @@ pub struct TwilioOptions {
     pub public_url: Option<String>,
 }
 
-fn configure(given: &GivenOptions) -> Result<ProviderConfig, String> {
-    let public_url = given.get("public-url").map(check_public_url).transpose()?;
+fn configure(given: &GivenOptions) -> Result<ProviderConfig, InvalidProviderOptions> {
+    let public_url = given
+        .get("public-url")
+        .map(check_public_url)
+        .transpose()
+        .map_err(|e| InvalidProviderOptions(e.to_string()))?;
     Ok(ProviderConfig::Twilio(TwilioOptions { public_url }))
 }
 
+/// A `--public-url` that is not an http(s) URL with a host and without a query or fragment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidPublicUrl {
+    #[error("invalid --public-url {url}: {reason}")]
+    Unparsable {
+        url: String,
+        reason: url::ParseError,
+    },
+    #[error("--public-url must be an http or https URL with a host")]
+    NotHttpWithHost,
+    #[error(
+        "--public-url is the URL without its query: the query of each request is appended as received"
+    )]
+    HasQuery,
+}
+
 /// Checks a `--public-url`: http(s), a host, no query or fragment; returns it trimmed.
-pub fn check_public_url(url: &str) -> Result<String, String> {
+pub fn check_public_url(url: &str) -> Result<String, InvalidPublicUrl> {
     let url = url.trim();
-    let parsed = url::Url::parse(url).map_err(|e| format!("invalid --public-url {url}: {e}"))?;
+    let parsed = url::Url::parse(url).map_err(|reason| InvalidPublicUrl::Unparsable {
+        url: url.to_owned(),
+        reason,
+    })?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-        return Err("--public-url must be an http or https URL with a host".into());
+        return Err(InvalidPublicUrl::NotHttpWithHost);
     }
     if url.contains('?') || url.contains('#') {
-        return Err(
-            "--public-url is the URL without its query: the query of each request is appended as received"
-                .into(),
-        );
+        return Err(InvalidPublicUrl::HasQuery);
     }
     Ok(url.to_owned())
 }

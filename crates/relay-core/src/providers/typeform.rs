@@ -5,15 +5,17 @@
 //! - Event type: the body's `/event_type` (`form_response`). Delivery id: `/event_id`.
 //! - Secret: the one typed into the webhook's settings; at least 16 characters.
 
-use super::Provider;
 use super::hmac_generic::{self, HmacOptions, Preset, SignatureEncoding};
+use super::{InvalidProviderOptions, Provider};
 use crate::signing::Algorithm;
 
 pub(super) const PROVIDER: Provider = Provider {
     name: "typeform",
     help: "Typeform-Signature (the hmac provider with the typeform preset)",
     options: hmac_generic::OPTIONS,
-    configure: |given| hmac_generic::configure(given, Some(PRESET.name)),
+    configure: |given| {
+        hmac_generic::configure(given, Some(PRESET.name)).map_err(InvalidProviderOptions)
+    },
     ..hmac_generic::PROVIDER
 };
 
