@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod dynamo;
+pub mod lambda;
 pub mod logging;
 pub mod metrics;
 pub mod provision;

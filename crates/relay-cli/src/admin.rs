@@ -20,6 +20,30 @@ use crate::args::{
 use crate::backend::Backend;
 use crate::output::{emit, millis_text, provider_label, source_json, subscription_json};
 
+/// Prints a listing: a JSON array, or one line per item (`empty` when there is none).
+fn emit_list<T>(
+    json_mode: bool,
+    items: &[T],
+    to_json: impl Fn(&T) -> Value,
+    empty: &str,
+    line: impl Fn(&T) -> String,
+) {
+    let value = Value::Array(items.iter().map(&to_json).collect());
+    emit(json_mode, &value, || {
+        if items.is_empty() {
+            return empty.into();
+        }
+        items.iter().map(line).collect::<Vec<_>>().join("\n")
+    });
+}
+
+/// Prints that `what` named `name` was removed.
+fn emit_removed(json_mode: bool, what: &str, name: &str) {
+    emit(json_mode, &json!({ "removed": name }), || {
+        format!("removed {what} {name}")
+    });
+}
+
 pub async fn run(backend: &Backend, global: &Global, command: Command) -> anyhow::Result<()> {
     let json_mode = global.json;
     let store = backend.store();
@@ -89,29 +113,18 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
         }
         SourcesCommand::List => {
             let list = core_sources::list_sources(store).await?;
-            let value = Value::Array(list.iter().map(source_json).collect());
-            emit(json_mode, &value, || {
-                if list.is_empty() {
-                    return "no sources".into();
-                }
-                list.iter()
-                    .map(|s| {
-                        format!(
-                            "{}\t{}\t{} secret(s)",
-                            s.name,
-                            provider_label(&s.provider),
-                            s.secrets.len()
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+            emit_list(json_mode, &list, source_json, "no sources", |s| {
+                format!(
+                    "{}\t{}\t{} secret(s)",
+                    s.name,
+                    provider_label(&s.provider),
+                    s.secrets.len()
+                )
             });
         }
         SourcesCommand::Remove { name } => {
             core_sources::remove_source(store, &name).await?;
-            emit(json_mode, &json!({ "removed": name }), || {
-                format!("removed source {name}")
-            });
+            emit_removed(json_mode, "source", &name);
         }
         SourcesCommand::Update {
             name,
@@ -172,38 +185,33 @@ async fn subscriptions(
         }
         SubscriptionsCommand::List { source } => {
             let list = core_subscriptions::list_subscriptions(store, source.as_deref()).await?;
-            let value = Value::Array(list.iter().map(subscription_json).collect());
-            emit(json_mode, &value, || {
-                if list.is_empty() {
-                    return "no subscriptions".into();
-                }
-                list.iter()
-                    .map(|s| {
-                        let state = if s.enabled {
-                            "enabled".to_owned()
-                        } else {
-                            format!(
-                                "disabled ({})",
-                                s.disabled_reason.as_deref().unwrap_or("by hand")
-                            )
-                        };
+            emit_list(
+                json_mode,
+                &list,
+                subscription_json,
+                "no subscriptions",
+                |s| {
+                    let state = if s.enabled {
+                        "enabled".to_owned()
+                    } else {
                         format!(
-                            "{}\t{}\t{}\t{}\t{state}",
-                            s.id,
-                            s.source,
-                            s.url,
-                            s.events.join(",")
+                            "disabled ({})",
+                            s.disabled_reason.as_deref().unwrap_or("by hand")
                         )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
+                    };
+                    format!(
+                        "{}\t{}\t{}\t{}\t{state}",
+                        s.id,
+                        s.source,
+                        s.url,
+                        s.events.join(",")
+                    )
+                },
+            );
         }
         SubscriptionsCommand::Remove { id } => {
             core_subscriptions::remove_subscription(store, &id).await?;
-            emit(json_mode, &json!({ "removed": id }), || {
-                format!("removed subscription {id}")
-            });
+            emit_removed(json_mode, "subscription", &id);
         }
         SubscriptionsCommand::Disable { id } => {
             let sub = core_subscriptions::set_enabled(store, &id, false).await?;

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod civil;
 pub mod clock;
 pub mod consume;
 pub mod delivery;

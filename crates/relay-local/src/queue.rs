@@ -416,14 +416,31 @@ impl QueueConsumer for LocalBackend {
     }
 }
 
+impl LocalBackend {
+    /// Encodes `message` and sends it; `what` names it when it cannot be encoded.
+    async fn send_message(
+        &self,
+        queue: LocalQueueName,
+        message: &QueueMessageRef<'_>,
+        what: &str,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        let body = serde_json::to_string(message)
+            .map_err(|e| QueueError::Unavailable(format!("cannot encode the {what}: {e}")))?;
+        self.send(queue, body, delay).await.map_err(to_queue_error)
+    }
+}
+
 #[async_trait]
 impl Queue for LocalBackend {
     async fn send_event(&self, event: &EventEnvelope) -> Result<(), QueueError> {
-        let body = serde_json::to_string(&QueueMessageRef::Event(event))
-            .map_err(|e| QueueError::Unavailable(format!("cannot encode the event: {e}")))?;
-        self.send(LocalQueueName::Events, body, Duration::ZERO)
-            .await
-            .map_err(to_queue_error)
+        self.send_message(
+            LocalQueueName::Events,
+            &QueueMessageRef::Event(event),
+            "event",
+            Duration::ZERO,
+        )
+        .await
     }
 
     async fn send_delivery(&self, task: &DeliveryTask, delay_secs: u32) -> Result<(), QueueError> {
@@ -433,23 +450,23 @@ impl Queue for LocalBackend {
                 "delay {delay_secs} s is over the SQS limit of {MAX_DELAY_SECS} s"
             )));
         }
-        let body = serde_json::to_string(&QueueMessageRef::Delivery(task))
-            .map_err(|e| QueueError::Unavailable(format!("cannot encode the delivery: {e}")))?;
-        self.send(
+        self.send_message(
             LocalQueueName::Deliveries,
-            body,
+            &QueueMessageRef::Delivery(task),
+            "delivery",
             Duration::from_secs(u64::from(delay_secs)),
         )
         .await
-        .map_err(to_queue_error)
     }
 
     async fn dead_letter_delivery(&self, task: &DeliveryTask) -> Result<(), QueueError> {
-        let body = serde_json::to_string(&QueueMessageRef::Delivery(task))
-            .map_err(|e| QueueError::Unavailable(format!("cannot encode the delivery: {e}")))?;
-        self.send(LocalQueueName::DeliveriesDlq, body, Duration::ZERO)
-            .await
-            .map_err(to_queue_error)
+        self.send_message(
+            LocalQueueName::DeliveriesDlq,
+            &QueueMessageRef::Delivery(task),
+            "delivery",
+            Duration::ZERO,
+        )
+        .await
     }
 }
 

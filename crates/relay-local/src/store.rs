@@ -14,25 +14,42 @@ const PENDING: &str = "pending";
 const QUEUED: &str = "queued";
 
 fn collect_docs<T: serde::de::DeserializeOwned>(
-    stmt: &mut rusqlite::CachedStatement<'_>,
+    conn: &rusqlite::Connection,
+    sql: &str,
     params: impl rusqlite::Params,
     what: &str,
 ) -> DbResult<Vec<T>> {
-    let docs = stmt
+    let docs = conn
+        .prepare_cached(sql)?
         .query_map(params, |row| row.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
     docs.iter().map(|doc| decode(doc, what)).collect()
+}
+
+/// The document of the row keyed `key`, if there is one; `what` names it in a decoding error.
+fn find_doc<T: serde::de::DeserializeOwned>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    key: &str,
+    what: &str,
+) -> DbResult<Option<T>> {
+    let doc: Option<String> = conn
+        .prepare_cached(sql)?
+        .query_row([key], |row| row.get(0))
+        .optional()?;
+    doc.map(|doc| decode(&doc, what)).transpose()
 }
 
 #[async_trait]
 impl Catalog for LocalBackend {
     async fn get_source(&self, name: &str) -> Result<Option<Source>, StoreError> {
         self.read(|conn| {
-            let doc: Option<String> = conn
-                .prepare_cached("SELECT doc FROM sources WHERE name = ?1")?
-                .query_row([name], |row| row.get(0))
-                .optional()?;
-            doc.map(|doc| decode(&doc, "source")).transpose()
+            find_doc(
+                conn,
+                "SELECT doc FROM sources WHERE name = ?1",
+                name,
+                "source",
+            )
         })
         .await
     }
@@ -49,14 +66,8 @@ impl Catalog for LocalBackend {
     }
 
     async fn list_sources(&self) -> Result<Vec<Source>, StoreError> {
-        self.read(|conn| {
-            collect_docs(
-                &mut conn.prepare_cached("SELECT doc FROM sources ORDER BY name")?,
-                [],
-                "source",
-            )
-        })
-        .await
+        self.read(|conn| collect_docs(conn, "SELECT doc FROM sources ORDER BY name", [], "source"))
+            .await
     }
 
     async fn remove_source(&self, name: &str) -> Result<bool, StoreError> {
@@ -77,9 +88,8 @@ impl Catalog for LocalBackend {
     async fn source_subscriptions(&self, source: &str) -> Result<Vec<Subscription>, StoreError> {
         self.read(|conn| {
             collect_docs(
-                &mut conn.prepare_cached(
-                    "SELECT doc FROM subscriptions WHERE source = ?1 ORDER BY id",
-                )?,
+                conn,
+                "SELECT doc FROM subscriptions WHERE source = ?1 ORDER BY id",
                 [source],
                 "subscription",
             )
@@ -89,11 +99,12 @@ impl Catalog for LocalBackend {
 
     async fn get_subscription(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
         self.read(|conn| {
-            let doc: Option<String> = conn
-                .prepare_cached("SELECT doc FROM subscriptions WHERE id = ?1")?
-                .query_row([id], |row| row.get(0))
-                .optional()?;
-            doc.map(|doc| decode(&doc, "subscription")).transpose()
+            find_doc(
+                conn,
+                "SELECT doc FROM subscriptions WHERE id = ?1",
+                id,
+                "subscription",
+            )
         })
         .await
     }
@@ -136,7 +147,8 @@ impl Catalog for LocalBackend {
     async fn list_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
         self.read(|conn| {
             collect_docs(
-                &mut conn.prepare_cached("SELECT doc FROM subscriptions ORDER BY id")?,
+                conn,
+                "SELECT doc FROM subscriptions ORDER BY id",
                 [],
                 "subscription",
             )
@@ -285,14 +297,8 @@ impl EventArchive for LocalBackend {
     }
 
     async fn get_event(&self, id: &str) -> Result<Option<EventEnvelope>, StoreError> {
-        self.read(|conn| {
-            let doc: Option<String> = conn
-                .prepare_cached("SELECT doc FROM events WHERE id = ?1")?
-                .query_row([id], |row| row.get(0))
-                .optional()?;
-            doc.map(|doc| decode(&doc, "event")).transpose()
-        })
-        .await
+        self.read(|conn| find_doc(conn, "SELECT doc FROM events WHERE id = ?1", id, "event"))
+            .await
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
@@ -309,13 +315,12 @@ impl EventArchive for LocalBackend {
         let events: Vec<EventEnvelope> = self
             .read(move |conn| {
                 collect_docs(
-                    &mut conn.prepare_cached(
-                        "SELECT doc FROM events \
-                         WHERE (?1 IS NULL OR source = ?1) \
-                           AND (?2 IS NULL OR json_extract(doc, '$.type') = ?2) \
-                           AND (?3 IS NULL OR (received_at, id) < (?3, ?4)) \
-                         ORDER BY received_at DESC, id DESC LIMIT ?5",
-                    )?,
+                    conn,
+                    "SELECT doc FROM events \
+                     WHERE (?1 IS NULL OR source = ?1) \
+                       AND (?2 IS NULL OR json_extract(doc, '$.type') = ?2) \
+                       AND (?3 IS NULL OR (received_at, id) < (?3, ?4)) \
+                     ORDER BY received_at DESC, id DESC LIMIT ?5",
                     params![source, event_type, before_at, before_id, fetch],
                     "event",
                 )
@@ -372,10 +377,9 @@ impl EventArchive for LocalBackend {
     async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
         self.read(|conn| {
             collect_docs(
-                &mut conn.prepare_cached(
-                    "SELECT doc FROM attempts WHERE event_id = ?1 \
-                     ORDER BY attempt, subscription_id",
-                )?,
+                conn,
+                "SELECT doc FROM attempts WHERE event_id = ?1 \
+                 ORDER BY attempt, subscription_id",
                 [event_id],
                 "attempt",
             )

@@ -1,6 +1,10 @@
 //! `DedupLedger`: conditional puts on `DEDUP#` items, live until `expires_at`.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use relay_core::model::DedupClaim;
 use relay_core::ports::{DedupLedger, StoreError};
@@ -127,19 +131,16 @@ impl DedupLedger for DynamoStore {
             .expression_attribute_values(":exp", n(expires_at))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
+        settle_conditional(
+            result,
+            "UpdateItem",
+            UpdateItemError::is_conditional_check_failed_exception,
+            || {
                 Err(StoreError::Conflict(
                     "dedup claim expired and was taken by another event".to_owned(),
                 ))
-            }
-            Err(err) => Err(unavailable("UpdateItem", &err)),
-        }
+            },
+        )
     }
 
     async fn release_dedup(
@@ -159,18 +160,30 @@ impl DedupLedger for DynamoStore {
             .expression_attribute_values(":pending", s(STATE_PENDING))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Not ours any more (or already gone): nothing to release.
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(unavailable("DeleteItem", &err)),
+        // Not ours any more (or already gone): nothing to release.
+        settle_conditional(
+            result,
+            "DeleteItem",
+            DeleteItemError::is_conditional_check_failed_exception,
+            || Ok(()),
+        )
+    }
+}
+
+/// The outcome of a conditional write: success, `on_condition_failed` when the condition did
+/// not hold, or the service unavailable.
+fn settle_conditional<T, E: ProvideErrorMetadata>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+    operation: &str,
+    is_condition_failed: impl Fn(&E) -> bool,
+    on_condition_failed: impl FnOnce() -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if err.as_service_error().is_some_and(&is_condition_failed) => {
+            on_condition_failed()
         }
+        Err(err) => Err(unavailable(operation, &err)),
     }
 }
 

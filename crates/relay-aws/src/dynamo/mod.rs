@@ -131,35 +131,27 @@ impl DynamoStore {
 
     /// Every item of one partition whose sort key starts with `prefix`.
     async fn query_prefix(&self, pk: String, prefix: &str) -> Result<Vec<Item>, StoreError> {
-        self.client
+        let query = self
+            .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":prefix", s(prefix))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| unavailable("Query", &e))
+            .consistent_read(true);
+        query_all(query).await
     }
 
     /// Every item of one GSI bucket, in `gsi1sk` order.
     async fn query_gsi_bucket(&self, bucket: &str) -> Result<Vec<Item>, StoreError> {
-        self.client
+        let query = self
+            .client
             .query()
             .table_name(&self.table)
             .index_name(GSI1)
             .key_condition_expression("gsi1pk = :b")
-            .expression_attribute_values(":b", s(bucket))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| unavailable("Query", &e))
+            .expression_attribute_values(":b", s(bucket));
+        query_all(query).await
     }
 
     /// Writes requests 25 at a time, resubmitting what DynamoDB leaves unprocessed a few times.
@@ -258,6 +250,19 @@ impl DynamoStore {
             .map_err(|_| build_error("DeleteRequest"))?;
         Ok(WriteRequest::builder().delete_request(delete).build())
     }
+}
+
+/// Every item a query matches, across all its pages.
+async fn query_all(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+) -> Result<Vec<Item>, StoreError> {
+    query
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| unavailable("Query", &e))
 }
 
 fn unavailable<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(

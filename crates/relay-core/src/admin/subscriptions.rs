@@ -111,11 +111,15 @@ pub async fn list_subscriptions(
     })
 }
 
+fn subscription_not_found(id: &str) -> AdminError {
+    AdminError::NotFound(Missing::Subscription(id.to_owned()))
+}
+
 pub async fn remove_subscription(catalog: &dyn Catalog, id: &str) -> Result<(), AdminError> {
     if catalog.remove_subscription(id).await? {
         Ok(())
     } else {
-        Err(AdminError::NotFound(Missing::Subscription(id.to_owned())))
+        Err(subscription_not_found(id))
     }
 }
 
@@ -123,7 +127,7 @@ pub async fn get_subscription(catalog: &dyn Catalog, id: &str) -> Result<Subscri
     catalog
         .get_subscription(id)
         .await?
-        .ok_or_else(|| AdminError::NotFound(Missing::Subscription(id.to_owned())))
+        .ok_or_else(|| subscription_not_found(id))
 }
 
 /// Enables or disables a subscription by hand. Enabling is a fresh start: the health window
@@ -142,7 +146,7 @@ pub async fn set_enabled(
         true
     })
     .await?
-    .ok_or_else(|| AdminError::NotFound(Missing::Subscription(id.to_owned())))
+    .ok_or_else(|| subscription_not_found(id))
 }
 
 /// Gives the subscription a new signing secret. The old secrets keep signing for `keep_old`
@@ -172,7 +176,7 @@ pub async fn rotate_secret(
         true
     })
     .await?
-    .ok_or_else(|| AdminError::NotFound(Missing::Subscription(id.to_owned())))?;
+    .ok_or_else(|| subscription_not_found(id))?;
     Ok(Rotated {
         subscription,
         secret,

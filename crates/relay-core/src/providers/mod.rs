@@ -199,12 +199,7 @@ pub struct InboundRequest {
 impl InboundRequest {
     /// The first value of a header, trimmed; `None` when absent or not visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::trim)
-            .find(|v| !v.is_empty())
+        self.header_values(name).next()
     }
 
     /// Every value of a repeated header, each as sent: a value that a proxy joined with commas
@@ -216,6 +211,27 @@ impl InboundRequest {
             .filter_map(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|v| !v.is_empty())
+    }
+
+    /// Every value of a signature header decoded from base64; refused with `missing` when the
+    /// header is absent and with `not_base64` when no value decodes.
+    pub(crate) fn base64_signatures(
+        &self,
+        name: &str,
+        missing: &str,
+        not_base64: &str,
+    ) -> Result<Vec<Vec<u8>>, Rejection> {
+        if self.header(name).is_none() {
+            return Err(Rejection::unauthorized(missing));
+        }
+        let given: Vec<Vec<u8>> = self
+            .header_values(name)
+            .filter_map(crate::signing::decode_base64)
+            .collect();
+        if given.is_empty() {
+            return Err(Rejection::unauthorized(not_base64));
+        }
+        Ok(given)
     }
 
     pub fn content_type(&self) -> Option<&str> {

@@ -16,7 +16,7 @@ use super::{
     require_shared_secret, type_token,
 };
 use crate::model::Source;
-use crate::signing::{constant_time_eq, decode_base64, hmac_sha256};
+use crate::signing::{constant_time_eq, hmac_sha256};
 
 pub(super) const PROVIDER: Provider = Provider {
     name: "shopify",
@@ -39,18 +39,11 @@ pub(super) fn validate_secret(secret: &str) -> Result<(), String> {
 }
 
 pub(super) fn verify(source: &Source, request: &InboundRequest) -> Result<Verified, Rejection> {
-    if request.header(SIGNATURE_HEADER).is_none() {
-        return Err(Rejection::unauthorized("no X-Shopify-Hmac-Sha256 header"));
-    }
-    let given: Vec<Vec<u8>> = request
-        .header_values(SIGNATURE_HEADER)
-        .filter_map(decode_base64)
-        .collect();
-    if given.is_empty() {
-        return Err(Rejection::unauthorized(
-            "X-Shopify-Hmac-Sha256 is not base64",
-        ));
-    }
+    let given = request.base64_signatures(
+        SIGNATURE_HEADER,
+        "no X-Shopify-Hmac-Sha256 header",
+        "X-Shopify-Hmac-Sha256 is not base64",
+    )?;
     let matched = source.secrets.iter().any(|secret| {
         let expected = hmac_sha256(secret.as_bytes(), &[&request.body]);
         given.iter().any(|g| constant_time_eq(&expected, g))

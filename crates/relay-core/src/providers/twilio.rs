@@ -34,7 +34,7 @@ use super::{
 };
 use super::{InvalidProviderOptions, WeakSourceSecret};
 use crate::model::Source;
-use crate::signing::{Algorithm, constant_time_eq, decode_base64, hmac};
+use crate::signing::{Algorithm, constant_time_eq, hmac};
 
 const SIGNATURE_HEADER: &str = "x-twilio-signature";
 const SETTINGS_HEADER: &str = "x-twilio-webhooks-signature-settings";
@@ -226,19 +226,11 @@ pub(super) fn verify(
     options: &TwilioOptions,
     request: &InboundRequest,
 ) -> Result<Verified, Rejection> {
-    let given: Vec<Vec<u8>> = request
-        .header_values(SIGNATURE_HEADER)
-        .filter_map(decode_base64)
-        .collect();
-    if given.is_empty() {
-        return Err(Rejection::unauthorized(
-            if request.header(SIGNATURE_HEADER).is_some() {
-                "X-Twilio-Signature is not base64"
-            } else {
-                "no X-Twilio-Signature header"
-            },
-        ));
-    }
+    let given = request.base64_signatures(
+        SIGNATURE_HEADER,
+        "no X-Twilio-Signature header",
+        "X-Twilio-Signature is not base64",
+    )?;
     let algorithm = signature_algorithm(request.header(SETTINGS_HEADER))?;
     let url = called_url(options, request)?;
 

@@ -1,0 +1,63 @@
+//! The cold start both Lambda mains share: logging, settings, adapters, the use case and, where
+//! enabled, EMF metrics counting into it.
+
+use std::sync::{Arc, Mutex};
+
+use relay_core::clock::SharedClock;
+use relay_core::metrics::Tally;
+
+use crate::metrics::EmfMetrics;
+use crate::{AwsSettings, DynamoStore, SqsAdmin, SqsQueue, connect, logging};
+
+/// The error a Lambda main returns (the runtime's own `Error` type).
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a cold start builds; it lives for the whole warm container.
+pub struct LambdaStart<T> {
+    pub use_case: Arc<T>,
+    pub settings: AwsSettings,
+    pub admin: SqsAdmin,
+    pub metrics: Option<Arc<EmfMetrics>>,
+}
+
+/// Reads the process environment, as the `RELAY_*` settings do on Lambda.
+pub fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Builds the use case with `build` (a `wiring` function) over the adapters and the system
+/// clock and, when metrics are enabled, attaches their tally with `with_tally`.
+pub async fn start<T>(
+    build: impl FnOnce(
+        DynamoStore,
+        SqsQueue,
+        &AwsSettings,
+        &dyn Fn(&str) -> Option<String>,
+        SharedClock,
+    ) -> anyhow::Result<T>,
+    with_tally: impl FnOnce(T, Arc<Mutex<Tally>>) -> T,
+) -> Result<LambdaStart<T>, StartError> {
+    // JSON or text per AWS_LAMBDA_LOG_FORMAT, level per AWS_LAMBDA_LOG_LEVEL.
+    logging::init_lambda_logging();
+    let settings = AwsSettings::from_env()?;
+    // Clients, the HTTP connection pool and the caches are built once per cold start.
+    let aws = connect(&settings).await;
+    let use_case = build(
+        aws.store,
+        aws.queue,
+        &settings,
+        &env_lookup,
+        relay_core::clock::system(),
+    )?;
+    let metrics = EmfMetrics::from_lookup(&env_lookup).map(Arc::new);
+    let use_case = match &metrics {
+        Some(metrics) => with_tally(use_case, metrics.tally()),
+        None => use_case,
+    };
+    Ok(LambdaStart {
+        use_case: Arc::new(use_case),
+        settings,
+        admin: aws.admin,
+        metrics,
+    })
+}
