@@ -1,6 +1,6 @@
-//! The sharded events index on moto (`MOTO_ENDPOINT`): events of several days spread over
-//! several shards, listed back merged newest first; the index holds no bodies; items written
-//! under the earlier unsharded key are still found by id.
+//! Sharded event items on moto (`MOTO_ENDPOINT`): events of several days spread over the
+//! shards' partitions, listed back merged newest first past the attempt records that share
+//! their partitions; an event stored with its records is one item.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -11,6 +11,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use relay_aws::dynamo::keys::{EVENT_INDEX_SHARDS, event_shard, events_partition};
 use relay_aws::provision::create_table;
 use relay_aws::{DynamoStore, sdk_config_loader};
+use relay_core::ids::event_id_at;
+use relay_core::model::{AttemptOutcome, AttemptRecord, NextStep};
 use relay_core::model::{BodyEncoding, EventEnvelope};
 use relay_core::{EventArchive, EventQuery, EventSummary};
 
@@ -39,7 +41,11 @@ async fn fresh_store() -> DynamoStore {
 
 fn event(id: String, received_at: i64) -> EventEnvelope {
     EventEnvelope {
-        body: format!("{{\"id\":\"{id}\",\"secret\":\"body text\"}}"),
+        // About 1 KiB of JSON, as a typical webhook.
+        body: format!(
+            "{{\"id\":\"{id}\",\"items\":[{}]}}",
+            vec!["{\"name\":\"widget\",\"quantity\":1,\"price\":1999}"; 20].join(",")
+        ),
         id,
         source: "gh".into(),
         event_type: "push".into(),
@@ -49,16 +55,31 @@ fn event(id: String, received_at: i64) -> EventEnvelope {
     }
 }
 
-/// 16 events on each of three days (today, yesterday, five days ago), a second apart.
+/// 16 events on each of three days (today, yesterday, five days ago), a second apart, with
+/// ids minted from their arrival as the receiver mints them.
 fn three_days() -> Vec<EventEnvelope> {
     let mut events = Vec::new();
     for days_ago in [0, 1, 5] {
         for n in 0..16 {
             let at = NOW_MILLIS - days_ago * DAY_MILLIS - 60_000 + n * 1000;
-            events.push(event(format!("evt_d{days_ago}_{n:02}"), at));
+            events.push(event(event_id_at(at), at));
         }
     }
     events
+}
+
+fn record(event_id: &str, subscription_id: &str, attempt: u32) -> AttemptRecord {
+    AttemptRecord {
+        event_id: event_id.to_owned(),
+        subscription_id: subscription_id.to_owned(),
+        attempt,
+        at: NOW_MILLIS,
+        status: Some(503),
+        outcome: AttemptOutcome::HttpStatus,
+        latency_ms: 3,
+        response_excerpt: String::new(),
+        next: NextStep::RetryScheduled,
+    }
 }
 
 async fn index_items(
@@ -69,8 +90,7 @@ async fn index_items(
         .client()
         .query()
         .table_name(store.table())
-        .index_name("gsi1")
-        .key_condition_expression("gsi1pk = :p")
+        .key_condition_expression("pk = :p")
         .expression_attribute_values(":p", AttributeValue::S(partition))
         .send()
         .await
@@ -86,45 +106,57 @@ async fn index_items(
 async fn events_of_several_days_and_shards_list_merged_newest_first() {
     let store = fresh_store().await;
     let events = three_days();
-    for e in &events {
-        store
-            .put_event(e, NOW_MILLIS / 1000 + 30 * 86_400)
-            .await
-            .unwrap();
-    }
-    // The fixture does spread over shards: each day uses several of them.
-    for days_ago in [0, 1, 5] {
-        let shards: BTreeSet<u32> = events
-            .iter()
-            .filter(|e| e.id.starts_with(&format!("evt_d{days_ago}_")))
-            .map(|e| event_shard(&e.id))
-            .collect();
-        assert!(shards.len() >= 4, "day -{days_ago}: shards {shards:?}");
-    }
-    // On the table too: every day's events sit in the partitions of their shards, and no index
-    // item carries the body.
-    let today = NOW_MILLIS.div_euclid(DAY_MILLIS);
-    let mut in_index = 0;
-    let mut partitions_used = 0;
-    for day in [today, today - 1, today - 5] {
-        for shard in 0..EVENT_INDEX_SHARDS {
-            let items = index_items(&store, events_partition(day, shard)).await;
-            partitions_used += usize::from(!items.is_empty());
-            for item in &items {
-                let AttributeValue::M(item) = item else {
-                    unreachable!()
-                };
-                assert!(
-                    !item.contains_key("body"),
-                    "index item with a body: {item:?}"
-                );
-                assert!(item.contains_key("doc") && item.contains_key("body_bytes"));
-                in_index += 1;
-            }
+    let expires = NOW_MILLIS / 1000 + 30 * 86_400;
+    for (n, e) in events.iter().enumerate() {
+        // Every third event failed once: its later attempt records share its partition.
+        let first = [record(&e.id, "sub_a", 1)];
+        store.record_event(e, &first, expires).await.unwrap();
+        if n % 3 == 0 {
+            store
+                .put_attempts(
+                    &[record(&e.id, "sub_a", 2), record(&e.id, "sub_b", 2)],
+                    expires,
+                )
+                .await
+                .unwrap();
         }
     }
-    assert_eq!(in_index, events.len());
-    assert!(partitions_used >= 12, "{partitions_used} partitions used");
+    let shards: BTreeSet<u32> = events.iter().map(|e| event_shard(&e.id)).collect();
+    assert!(shards.len() >= 12, "shards {shards:?}");
+    // On the table: each event is one item in its shard's partition, plus its later records;
+    // the body is stored deflated, not as text.
+    let mut event_items = 0;
+    let mut record_items = 0;
+    for shard in 0..EVENT_INDEX_SHARDS {
+        for item in &index_items(&store, events_partition(shard)).await {
+            let AttributeValue::M(item) = item else {
+                unreachable!()
+            };
+            let AttributeValue::S(sk) = &item["sk"] else {
+                panic!("sort key is not text: {item:?}")
+            };
+            if sk.contains('#') {
+                record_items += 1;
+                continue;
+            }
+            assert_eq!(event_shard(sk), shard);
+            assert!(!item.contains_key("body"), "body stored as text: {item:?}");
+            assert!(item.contains_key("body_z") && item.contains_key("attempts"));
+            event_items += 1;
+        }
+    }
+    assert_eq!(event_items, events.len());
+    assert_eq!(record_items, 2 * events.len().div_ceil(3));
+    let later = store.event_attempts(&events[0].id).await.unwrap();
+    let keys: Vec<(u32, &str)> = later
+        .iter()
+        .map(|r| (r.attempt, r.subscription_id.as_str()))
+        .collect();
+    assert_eq!(keys, [(1, "sub_a"), (2, "sub_a"), (2, "sub_b")]);
+    assert_eq!(
+        store.get_event(&events[0].id).await.unwrap().as_ref(),
+        Some(&events[0])
+    );
 
     let mut expected: Vec<EventSummary> = events.iter().map(EventSummary::of).collect();
     expected.sort_by(|a, b| (b.received_at, &b.id).cmp(&(a.received_at, &a.id)));
@@ -146,46 +178,4 @@ async fn events_of_several_days_and_shards_list_merged_newest_first() {
         }
         assert_eq!(listed, expected, "pages of {size}");
     }
-}
-
-/// Events written before the index was sharded (`gsi1pk = EVENTS#<day>`) are not listed, but
-/// `events show` and replay, which read the event item by id, still find them.
-#[tokio::test]
-async fn events_under_the_unsharded_key_are_found_by_id() {
-    let store = fresh_store().await;
-    let old = event("evt_old".into(), NOW_MILLIS - 1000);
-    let head = EventEnvelope {
-        body: String::new(),
-        ..old.clone()
-    };
-    let s = |v: &str| AttributeValue::S(v.to_owned());
-    store
-        .client()
-        .put_item()
-        .table_name(store.table())
-        .item("pk", s("EVENT#evt_old"))
-        .item("sk", s("META"))
-        .item("doc", s(&serde_json::to_string(&head).unwrap()))
-        .item("body", s(&old.body))
-        .item(
-            "expires_at",
-            AttributeValue::N((NOW_MILLIS / 1000 + 86_400).to_string()),
-        )
-        .item("gsi1pk", s("EVENTS#2023-11-14"))
-        .item("gsi1sk", s("evt_old"))
-        .send()
-        .await
-        .unwrap();
-    let new = event("evt_new".into(), NOW_MILLIS - 500);
-    store
-        .put_event(&new, NOW_MILLIS / 1000 + 86_400)
-        .await
-        .unwrap();
-
-    let page = store
-        .list_events(&EventQuery::newest(10, NOW_MILLIS))
-        .await
-        .unwrap();
-    assert_eq!(page.events, vec![EventSummary::of(&new)]);
-    assert_eq!(store.get_event("evt_old").await.unwrap(), Some(old));
 }

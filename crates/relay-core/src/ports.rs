@@ -111,6 +111,18 @@ pub trait DedupLedger: Send + Sync {
 pub trait EventArchive: Send + Sync {
     /// Stores the event for `events show` and replay, kept until `expires_at` (seconds).
     async fn put_event(&self, event: &EventEnvelope, expires_at: i64) -> Result<(), StoreError>;
+    /// Stores the event together with its attempt records so far (the fanout calls it once per
+    /// round on the events queue, after the round's attempts), in one write where the store can:
+    /// an event delivered at the first try then costs this one write. Writing the event again
+    /// replaces it; a record whose key is logged already (by an earlier call or by
+    /// `put_attempts`, which may have written a later outcome meanwhile) is kept as logged, so
+    /// the caller passes every record it read as well as the round's new ones.
+    async fn record_event(
+        &self,
+        event: &EventEnvelope,
+        attempts: &[AttemptRecord],
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
     async fn get_event(&self, id: &str) -> Result<Option<EventEnvelope>, StoreError>;
     /// One page of events, newest first (by `received_at`, then id, both descending), the
     /// page's `next` cursor set exactly when more events match. Events received up to the

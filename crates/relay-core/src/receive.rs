@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use crate::cache::TtlCache;
 use crate::clock::SharedClock;
-use crate::ids::new_event_id;
+use crate::ids::event_id_at;
 use crate::metrics::Tally;
 use crate::model::{DedupClaim, EventEnvelope, Source};
 use crate::ports::{Catalog, DedupLedger, Queue};
@@ -42,6 +42,8 @@ pub struct ReceiverConfig {
     /// How long a queued delivery id is remembered (longer than providers retry).
     pub dedup_ttl_secs: i64,
     pub cache_ttl: Duration,
+    /// Off: every authentic request is queued, copies included (no dedup writes).
+    pub dedup: bool,
 }
 
 impl Default for ReceiverConfig {
@@ -51,6 +53,7 @@ impl Default for ReceiverConfig {
             dedup_lease_secs: 30,
             dedup_ttl_secs: 7 * 86_400,
             cache_ttl: Duration::from_secs(10),
+            dedup: true,
         }
     }
 }
@@ -222,8 +225,10 @@ impl Receiver {
             return Reply::error(rejection.status, &rejection.message);
         }
 
-        let event_id = new_event_id();
-        if let Some(key) = &verified.delivery_id {
+        let event_id = event_id_at(now_ms);
+        // The key copies of one delivery share; none when dedup is off.
+        let dedup_key = verified.delivery_id.as_ref().filter(|_| self.config.dedup);
+        if let Some(key) = dedup_key {
             let claim = self
                 .ledger
                 .claim_dedup(
@@ -270,7 +275,7 @@ impl Receiver {
         };
         if let Err(e) = self.queue.send_event(&event).await {
             warn!(event_id = %event.id, source = name, error = %e, "enqueue failed");
-            let released = match &verified.delivery_id {
+            let released = match dedup_key {
                 Some(key) => self.ledger.release_dedup(name, key, &event.id).await,
                 None => Ok(()),
             };
@@ -280,7 +285,7 @@ impl Receiver {
             }
             return Reply::error(503, "queue unavailable; nothing was accepted, retry later");
         }
-        if let Some(key) = &verified.delivery_id {
+        if let Some(key) = dedup_key {
             let expires = now + self.config.dedup_ttl_secs;
             if let Err(e) = self
                 .ledger

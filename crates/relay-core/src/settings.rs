@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::delivery::DeliveryConfig;
-use crate::fanout::FanoutConfig;
+use crate::fanout::{ArchiveMode, FanoutConfig};
 use crate::receive::ReceiverConfig;
 use crate::retry::RetrySchedule;
 
@@ -31,6 +31,9 @@ pub fn receiver_config(
     }
     if let Some(v) = number(lookup, "RELAY_CACHE_TTL_SECS")? {
         config.cache_ttl = Duration::from_secs(v);
+    }
+    if let Some(on) = boolean(lookup, "RELAY_DEDUP")? {
+        config.dedup = on;
     }
     Ok(config)
 }
@@ -62,19 +65,34 @@ pub fn fanout_config(
     if let Some(v) = number(lookup, "RELAY_FIRST_ATTEMPT_TIMEOUT_SECS")? {
         fanout.first_attempt_timeout = Some(Duration::from_secs(v.max(1)));
     }
-    if let Some(text) = lookup("RELAY_ALLOW_PRIVATE_DESTINATIONS") {
-        delivery.allow_private = match text.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => true,
-            "false" | "0" | "no" | "" => false,
-            other => {
-                return Err(SettingError::NotABoolean {
-                    name: "RELAY_ALLOW_PRIVATE_DESTINATIONS",
-                    text: other.to_owned(),
-                });
-            }
-        };
+    if let Some(allow) = boolean(lookup, "RELAY_ALLOW_PRIVATE_DESTINATIONS")? {
+        delivery.allow_private = allow;
+    }
+    if let Some(text) = lookup("RELAY_EVENT_ARCHIVE") {
+        fanout.archive = ArchiveMode::parse(&text).ok_or_else(|| SettingError::Invalid {
+            name: "RELAY_EVENT_ARCHIVE",
+            reason: format!("must be all, failures or off, not {:?}", text.trim()),
+        })?;
     }
     Ok((fanout, delivery))
+}
+
+/// An unset variable is None; an empty one is false.
+fn boolean(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<bool>, SettingError> {
+    let Some(text) = lookup(name) else {
+        return Ok(None);
+    };
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(Some(true)),
+        "false" | "0" | "no" | "off" | "" => Ok(Some(false)),
+        other => Err(SettingError::NotABoolean {
+            name,
+            text: other.to_owned(),
+        }),
+    }
 }
 
 fn number(
@@ -121,6 +139,31 @@ mod tests {
                 name: "RELAY_RETRY_SCHEDULE",
                 reason: "invalid duration \"x\": expected e.g. 5s, 10m, 2h, 1d".into()
             }
+        );
+    }
+
+    #[test]
+    fn dedup_and_archive_mode() {
+        let env = |name: &str| match name {
+            "RELAY_DEDUP" => Some("off".to_string()),
+            "RELAY_EVENT_ARCHIVE" => Some("Failures".to_string()),
+            _ => None,
+        };
+        assert!(!receiver_config(&env).unwrap().dedup);
+        assert!(receiver_config(&|_: &str| None).unwrap().dedup);
+        assert_eq!(
+            fanout_config(&env).unwrap().0.archive,
+            ArchiveMode::Failures
+        );
+        let bad = |name: &str| (name == "RELAY_EVENT_ARCHIVE").then(|| "some".to_string());
+        assert_eq!(
+            fanout_config(&bad).unwrap_err().to_string(),
+            "RELAY_EVENT_ARCHIVE: must be all, failures or off, not \"some\""
+        );
+        let bad = |name: &str| (name == "RELAY_DEDUP").then(|| "maybe".to_string());
+        assert_eq!(
+            receiver_config(&bad).unwrap_err().to_string(),
+            "RELAY_DEDUP must be true or false, not \"maybe\""
         );
     }
 }

@@ -296,6 +296,42 @@ impl EventArchive for LocalBackend {
         .await
     }
 
+    async fn record_event(
+        &self,
+        event: &EventEnvelope,
+        attempts: &[AttemptRecord],
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let doc = encode(event)?;
+        let (id, source, received_at) = (event.id.clone(), event.source.clone(), event.received_at);
+        let rows = attempt_rows(attempts)?;
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO events (id, source, received_at, expires_at, doc) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![id, source, received_at, expires_at, doc])?;
+            // A key logged already keeps its record: it may be a later outcome.
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO attempts (event_id, attempt, subscription_id, at, expires_at, doc) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (event_id, attempt, subscription_id) DO NOTHING",
+            )?;
+            for (event_id, attempt, subscription_id, at, doc) in &rows {
+                insert.execute(params![
+                    event_id,
+                    attempt,
+                    subscription_id,
+                    at,
+                    expires_at,
+                    doc
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn get_event(&self, id: &str) -> Result<Option<EventEnvelope>, StoreError> {
         self.read(|conn| find_doc(conn, "SELECT doc FROM events WHERE id = ?1", id, "event"))
             .await
@@ -338,18 +374,7 @@ impl EventArchive for LocalBackend {
         if attempts.is_empty() {
             return Ok(());
         }
-        let rows = attempts
-            .iter()
-            .map(|a| {
-                Ok((
-                    a.event_id.clone(),
-                    a.attempt,
-                    a.subscription_id.clone(),
-                    a.at,
-                    encode(a)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let rows = attempt_rows(attempts)?;
         self.write(move |tx| {
             // A record written again for the same key replaces the earlier one, as DynamoDB's
             // put by key does; in one batch the last record of a key wins.
@@ -386,4 +411,21 @@ impl EventArchive for LocalBackend {
         })
         .await
     }
+}
+
+type AttemptRow = (String, u32, String, i64, String);
+
+fn attempt_rows(attempts: &[AttemptRecord]) -> Result<Vec<AttemptRow>, StoreError> {
+    attempts
+        .iter()
+        .map(|a| {
+            Ok((
+                a.event_id.clone(),
+                a.attempt,
+                a.subscription_id.clone(),
+                a.at,
+                encode(a)?,
+            ))
+        })
+        .collect()
 }

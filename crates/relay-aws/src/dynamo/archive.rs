@@ -1,5 +1,7 @@
-//! `EventArchive`: event items (listed through the events index) and their attempt logs.
+//! `EventArchive`: event items, spread over `keys::EVENT_INDEX_SHARDS` partitions and listed by
+//! merging them, each with the attempt records stored with it and the later ones after it.
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -9,22 +11,44 @@ use relay_core::model::{AttemptRecord, EventEnvelope};
 use relay_core::ports::{EventArchive, EventPage, EventQuery, EventSummary, StoreError};
 
 use super::codec::{
-    event_from_item, event_item, event_summary_from_item, from_doc, n, s, str_attr, to_json,
+    attempts_of_event_item, event_from_item, event_item, event_summary_from_item, from_doc, n, s,
+    str_attr, to_json,
 };
-use super::days::day_of;
 use super::{
-    DOC, DynamoStore, EVENT_TYPE_ATTR, EXPIRES_AT, GSI1, GSI1SK, Item, SOURCE_ATTR, build_error,
-    keys, unavailable,
+    DOC, DynamoStore, EVENT_TYPE_ATTR, EXPIRES_AT, Item, SK, SOURCE_ATTR, build_error, keys,
+    unavailable,
 };
+
+/// Above this, an event's records are written as items of their own instead of inside the
+/// event item, which must stay under DynamoDB's 400 KB item limit (a 256 KB body and the
+/// outcomes of a source with many subscriptions could pass it).
+const FOLDED_ITEM_BUDGET_BYTES: usize = 300_000;
 
 #[async_trait]
 impl EventArchive for DynamoStore {
     async fn put_event(&self, event: &EventEnvelope, expires_at: i64) -> Result<(), StoreError> {
-        self.put(event_item(event, expires_at)?).await
+        self.put(event_item(event, &[], expires_at)?).await
+    }
+
+    async fn record_event(
+        &self,
+        event: &EventEnvelope,
+        attempts: &[AttemptRecord],
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let folded_bytes: usize = attempts
+            .iter()
+            .map(|a| a.response_excerpt.len() + 256)
+            .sum();
+        if event.body.len() + folded_bytes <= FOLDED_ITEM_BUDGET_BYTES {
+            return self.put(event_item(event, attempts, expires_at)?).await;
+        }
+        self.put(event_item(event, &[], expires_at)?).await?;
+        self.put_attempts(attempts, expires_at).await
     }
 
     async fn get_event(&self, id: &str) -> Result<Option<EventEnvelope>, StoreError> {
-        self.get(keys::event_pk(id), keys::META)
+        self.get(keys::event_partition(id), id)
             .await?
             .map(|item| event_from_item(&item))
             .transpose()
@@ -36,37 +60,16 @@ impl EventArchive for DynamoStore {
         }
         // One more than the page, to learn whether a next page exists.
         let wanted = query.limit.saturating_add(1);
-        let today = day_of(query.now_millis);
-        // From tomorrow, in case this clock is behind the receiver's, or from the cursor's day.
-        let mut day = match &query.before {
-            Some(cursor) => (today + 1).min(day_of(cursor.received_at)),
-            None => today + 1,
-        };
-        let oldest_day = today - self.event_retention_days;
-        let before_sk = query
-            .before
-            .as_ref()
-            .map(|cursor| keys::event_index_sk(cursor.received_at, &cursor.id));
-        let mut found = Vec::new();
-        // Days partition the order (every event of a day is newer than those of the day before),
-        // so each day's shards are merged and the days appended.
-        while day >= oldest_day && found.len() < wanted {
-            let need = wanted - found.len();
-            let shards = (0..keys::EVENT_INDEX_SHARDS).map(|shard| {
-                self.newest_in_partition(
-                    keys::events_partition(day, shard),
-                    before_sk.as_deref(),
-                    query,
-                    need,
-                )
-            });
-            let mut of_the_day: Vec<(String, EventSummary)> =
-                try_join_all(shards).await?.into_iter().flatten().collect();
-            of_the_day.sort_by(|a, b| b.0.cmp(&a.0));
-            found.extend(of_the_day.into_iter().take(need).map(|(_, event)| event));
-            day -= 1;
-        }
-        Ok(EventPage::from_newest(found, query.limit))
+        let before = query.before.as_ref().map(|cursor| cursor.id.as_str());
+        let shards = (0..keys::EVENT_INDEX_SHARDS).map(|shard| {
+            self.newest_in_partition(keys::events_partition(shard), before, query, wanted)
+        });
+        let mut found: Vec<(String, EventSummary)> =
+            try_join_all(shards).await?.into_iter().flatten().collect();
+        // Ids are time-ordered: the largest sort key is the newest event.
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        let events = found.into_iter().take(wanted).map(|(_, e)| e).collect();
+        Ok(EventPage::from_newest(events, query.limit))
     }
 
     async fn put_attempts(
@@ -77,8 +80,8 @@ impl EventArchive for DynamoStore {
         // One batch must not name a key twice; the last record of a key wins.
         let mut by_key: HashMap<(String, String), Item> = HashMap::new();
         for attempt in attempts {
-            let pk = keys::event_pk(&attempt.event_id);
-            let sk = keys::attempt_sk(attempt.attempt, &attempt.subscription_id);
+            let pk = keys::event_partition(&attempt.event_id);
+            let sk = keys::attempt_sk(&attempt.event_id, attempt.attempt, &attempt.subscription_id);
             let mut item = self.key(pk.clone(), &sk);
             item.insert(DOC.to_owned(), s(to_json(attempt)?));
             item.insert(EXPIRES_AT.to_owned(), n(expires_at));
@@ -98,28 +101,44 @@ impl EventArchive for DynamoStore {
     }
 
     async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        let (low, high) = keys::event_items_range(event_id);
         let items = self
-            .query_prefix(keys::event_pk(event_id), keys::ATTEMPT_PREFIX)
+            .query_range(keys::event_partition(event_id), &low, &high)
             .await?;
-        items.iter().map(from_doc).collect()
+        // Records stored with the event first; a later record of the same key replaces one.
+        let mut log: BTreeMap<(u32, String), AttemptRecord> = BTreeMap::new();
+        let (event_items, record_items): (Vec<&Item>, Vec<&Item>) = items
+            .iter()
+            .partition(|item| str_attr(item, SK) == Some(event_id));
+        for item in event_items {
+            for record in attempts_of_event_item(item)? {
+                log.insert((record.attempt, record.subscription_id.clone()), record);
+            }
+        }
+        for item in record_items {
+            let record: AttemptRecord = from_doc(item)?;
+            log.insert((record.attempt, record.subscription_id.clone()), record);
+        }
+        Ok(log.into_values().collect())
     }
 }
 
 impl DynamoStore {
-    /// Up to `need` events of one index partition that pass the query's filters, newest first,
-    /// each with its index sort key.
+    /// Up to `need` events of one partition that pass the query's filters and come before the
+    /// cursor's id, newest first, each with its sort key. Later attempt records share the
+    /// partition; the filter on `doc`'s companions (`source`) leaves them out.
     async fn newest_in_partition(
         &self,
         partition: String,
-        before_sk: Option<&str>,
+        before: Option<&str>,
         query: &EventQuery,
         need: usize,
     ) -> Result<Vec<(String, EventSummary)>, StoreError> {
-        let mut key_condition = "gsi1pk = :p".to_owned();
-        if before_sk.is_some() {
-            key_condition.push_str(" AND gsi1sk < :before");
+        let mut key_condition = "pk = :p".to_owned();
+        if before.is_some() {
+            key_condition.push_str(" AND sk < :before");
         }
-        let mut filters = Vec::new();
+        let mut filters = vec!["attribute_exists(#source)"];
         if query.source.is_some() {
             filters.push("#source = :source");
         }
@@ -133,33 +152,31 @@ impl DynamoStore {
                 .client
                 .query()
                 .table_name(&self.table)
-                .index_name(GSI1)
                 .key_condition_expression(&key_condition)
                 .expression_attribute_values(":p", s(&partition))
+                .expression_attribute_names("#source", SOURCE_ATTR)
+                .filter_expression(filters.join(" AND "))
                 .scan_index_forward(false)
                 .set_exclusive_start_key(start_key);
-            if let Some(before) = before_sk {
+            if let Some(before) = before {
                 request = request.expression_attribute_values(":before", s(before));
             }
             if let Some(source) = &query.source {
-                request = request
-                    .expression_attribute_names("#source", SOURCE_ATTR)
-                    .expression_attribute_values(":source", s(source));
+                request = request.expression_attribute_values(":source", s(source));
             }
             if let Some(event_type) = &query.event_type {
                 request = request
                     .expression_attribute_names("#event_type", EVENT_TYPE_ATTR)
                     .expression_attribute_values(":event_type", s(event_type));
             }
-            if filters.is_empty() {
-                // Without a filter every item read is a match: read no more than needed.
+            if query.source.is_none() && query.event_type.is_none() {
+                // Nearly every item read is a match (attempt records are the exception): read
+                // about what is needed.
                 request = request.limit(i32::try_from(need - events.len()).unwrap_or(i32::MAX));
-            } else {
-                request = request.filter_expression(filters.join(" AND "));
             }
             let out = request.send().await.map_err(|e| unavailable("Query", &e))?;
             for item in out.items.unwrap_or_default() {
-                let sort_key = str_attr(&item, GSI1SK).unwrap_or_default().to_owned();
+                let sort_key = str_attr(&item, SK).unwrap_or_default().to_owned();
                 events.push((sort_key, event_summary_from_item(&item)?));
             }
             start_key = out.last_evaluated_key.filter(|k| !k.is_empty());

@@ -2,45 +2,63 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use relay_core::model::EventEnvelope;
+use relay_core::model::{AttemptRecord, EventEnvelope};
 use relay_core::ports::{EventSummary, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    BODY, BODY_BYTES, DOC, EVENT_TYPE_ATTR, EXPIRES_AT, GSI1PK, GSI1SK, Item, PK, SK, SOURCE_ATTR,
-    keys,
+    ATTEMPTS, BODY, BODY_BYTES, BODY_DEFLATED, DOC, EVENT_TYPE_ATTR, EXPIRES_AT, Item, PK, SK,
+    SOURCE_ATTR, keys,
 };
 
-/// The event item. The body is its own string attribute rather than inside the JSON `doc`, so
-/// JSON escaping cannot push a body near the size limit over DynamoDB's 400 KB item limit.
-pub(super) fn event_item(event: &EventEnvelope, expires_at: i64) -> Result<Item, StoreError> {
+/// The event item: the event's head in `doc`, its body deflated in `body_z` when that is
+/// smaller (else as text in `body`, so JSON escaping cannot push a body near the limit over
+/// DynamoDB's 400 KB item limit), and the attempt records known when it was written in
+/// `attempts`. A 1 KiB JSON body deflates to about half, which keeps the whole item of an event
+/// delivered at the first try under 1 KB: one write unit.
+pub(super) fn event_item(
+    event: &EventEnvelope,
+    attempts: &[AttemptRecord],
+    expires_at: i64,
+) -> Result<Item, StoreError> {
     let head = without_body(event);
     let mut item = HashMap::from([
-        (PK.to_owned(), s(keys::event_pk(&event.id))),
-        (SK.to_owned(), s(keys::META)),
+        (PK.to_owned(), s(keys::event_partition(&event.id))),
+        (SK.to_owned(), s(&event.id)),
         (DOC.to_owned(), s(to_json(&head)?)),
         (EXPIRES_AT.to_owned(), n(expires_at)),
-        (
-            GSI1PK.to_owned(),
-            s(keys::event_index_pk(event.received_at, &event.id)),
-        ),
-        (
-            GSI1SK.to_owned(),
-            s(keys::event_index_sk(event.received_at, &event.id)),
-        ),
         (SOURCE_ATTR.to_owned(), s(&event.source)),
         (EVENT_TYPE_ATTR.to_owned(), s(&event.event_type)),
         (BODY_BYTES.to_owned(), n(event.body.len())),
     ]);
     if !event.body.is_empty() {
-        item.insert(BODY.to_owned(), s(&event.body));
+        let deflated = miniz_oxide::deflate::compress_to_vec(event.body.as_bytes(), DEFLATE_LEVEL);
+        if deflated.len() < event.body.len() {
+            item.insert(
+                BODY_DEFLATED.to_owned(),
+                AttributeValue::B(Blob::new(deflated)),
+            );
+        } else {
+            item.insert(BODY.to_owned(), s(&event.body));
+        }
+    }
+    if !attempts.is_empty() {
+        let docs = attempts
+            .iter()
+            .map(|a| to_json(a).map(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        item.insert(ATTEMPTS.to_owned(), AttributeValue::L(docs));
     }
     Ok(item)
 }
 
-/// An event's listing line from its index item (which has no body).
+/// Fastest of miniz's levels that still halves ordinary JSON; the hot path pays it per event.
+const DEFLATE_LEVEL: u8 = 1;
+
+/// An event's listing line from its item, without decoding the body.
 pub(super) fn event_summary_from_item(item: &Item) -> Result<EventSummary, StoreError> {
     let head: EventEnvelope = from_doc(item)?;
     let body_bytes = num_attr(item, BODY_BYTES)
@@ -48,7 +66,7 @@ pub(super) fn event_summary_from_item(item: &Item) -> Result<EventSummary, Store
         .ok_or_else(|| {
             StoreError::Corrupt(format!(
                 "event item {} has no body length",
-                str_attr(item, PK).unwrap_or("?")
+                str_attr(item, SK).unwrap_or("?")
             ))
         })?;
     Ok(EventSummary {
@@ -59,10 +77,46 @@ pub(super) fn event_summary_from_item(item: &Item) -> Result<EventSummary, Store
 
 pub(super) fn event_from_item(item: &Item) -> Result<EventEnvelope, StoreError> {
     let mut event: EventEnvelope = from_doc(item)?;
+    let corrupt = |why: &str| {
+        StoreError::Corrupt(format!(
+            "event item {}: {why}",
+            str_attr(item, SK).unwrap_or("?")
+        ))
+    };
     if let Some(body) = str_attr(item, BODY) {
         event.body = body.to_owned();
+    } else if let Some(AttributeValue::B(deflated)) = item.get(BODY_DEFLATED) {
+        // The stored length bounds what inflating may produce.
+        let limit = num_attr(item, BODY_BYTES)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| corrupt("no body length"))?;
+        let bytes = miniz_oxide::inflate::decompress_to_vec_with_limit(deflated.as_ref(), limit)
+            .map_err(|_| corrupt("the deflated body does not inflate"))?;
+        event.body = String::from_utf8(bytes).map_err(|_| corrupt("the body is not text"))?;
     }
     Ok(event)
+}
+
+/// The attempt records stored with an event item.
+pub(super) fn attempts_of_event_item(item: &Item) -> Result<Vec<AttemptRecord>, StoreError> {
+    let Some(AttributeValue::L(docs)) = item.get(ATTEMPTS) else {
+        return Ok(Vec::new());
+    };
+    docs.iter()
+        .map(|doc| match doc {
+            AttributeValue::S(text) => serde_json::from_str(text).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "event item {} has an invalid attempt record ({:?} error)",
+                    str_attr(item, SK).unwrap_or("?"),
+                    e.classify()
+                ))
+            }),
+            _ => Err(StoreError::Corrupt(format!(
+                "event item {} has an attempt record that is not text",
+                str_attr(item, SK).unwrap_or("?")
+            ))),
+        })
+        .collect()
 }
 
 /// A copy of the envelope's small fields, with an empty body.
@@ -151,39 +205,61 @@ mod tests {
             body: "{\"secret\":\"\\\"quoted\\\"\"}".into(),
             body_encoding: BodyEncoding::Utf8,
         };
-        let item = event_item(&event, 99).unwrap();
+        let item = event_item(&event, &[], 99).unwrap();
         let shard = keys::event_shard("evt_1");
         assert_eq!(
-            str_attr(&item, GSI1PK),
-            Some(format!("EVENTS#2024-03-01#{shard:02}").as_str())
+            str_attr(&item, PK),
+            Some(format!("EVENTS#{shard:02}").as_str())
         );
-        assert_eq!(str_attr(&item, GSI1SK), Some("1709251200000#evt_1"));
+        assert_eq!(str_attr(&item, SK), Some("evt_1"));
         assert_eq!(num_attr(&item, BODY_BYTES), Some(event.body.len() as i64));
-        // The index sees only the projected attributes: a listing line, never the body.
-        let projected: Item = item
-            .iter()
-            .filter(|(name, _)| {
-                [PK, SK, GSI1PK, GSI1SK].contains(&name.as_str())
-                    || super::super::GSI1_PROJECTED.contains(&name.as_str())
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        assert!(!projected.contains_key(BODY));
         assert_eq!(
-            event_summary_from_item(&projected).unwrap(),
+            event_summary_from_item(&item).unwrap(),
             EventSummary::of(&event)
         );
         assert_eq!(num_attr(&item, EXPIRES_AT), Some(99));
         assert!(!str_attr(&item, DOC).unwrap().contains("secret"));
         assert_eq!(event_from_item(&item).unwrap(), event);
+        assert!(attempts_of_event_item(&item).unwrap().is_empty());
 
         let empty = EventEnvelope {
             body: String::new(),
             ..event
         };
-        let item = event_item(&empty, 99).unwrap();
-        assert!(!item.contains_key(BODY));
+        let item = event_item(&empty, &[], 99).unwrap();
+        assert!(!item.contains_key(BODY) && !item.contains_key(BODY_DEFLATED));
         assert_eq!(event_from_item(&item).unwrap(), empty);
+    }
+
+    #[test]
+    fn bodies_that_deflate_are_stored_deflated() {
+        let body = format!(
+            "{{\"data\":[{}]}}",
+            vec!["{\"id\":\"ch_1\",\"amount\":100}"; 40].join(",")
+        );
+        let event = EventEnvelope {
+            id: "evt_1".into(),
+            source: "stripe".into(),
+            event_type: "charge.succeeded".into(),
+            content_type: None,
+            received_at: 5,
+            body,
+            body_encoding: BodyEncoding::Utf8,
+        };
+        let item = event_item(&event, &[], 99).unwrap();
+        let Some(AttributeValue::B(deflated)) = item.get(BODY_DEFLATED) else {
+            panic!("no deflated body");
+        };
+        assert!(deflated.as_ref().len() < event.body.len() / 4);
+        assert!(!item.contains_key(BODY));
+        assert_eq!(event_from_item(&item).unwrap(), event);
+        // A length that does not match what inflates is reported, not trusted.
+        let mut short = item.clone();
+        short.insert(BODY_BYTES.to_owned(), n(3));
+        assert!(matches!(
+            event_from_item(&short),
+            Err(StoreError::Corrupt(message)) if !message.contains("ch_1")
+        ));
     }
 
     #[test]

@@ -1,12 +1,9 @@
 //! Key and bucket naming, kept pure so it can be unit-tested and shared with tooling.
 
-use super::days::{civil_from_days, day_of};
-
 pub const META: &str = "META";
 pub const SOURCES_BUCKET: &str = "SOURCES";
 pub const SUBS_BUCKET: &str = "SUBS";
 pub const SUB_PREFIX: &str = "SUB#";
-pub const ATTEMPT_PREFIX: &str = "ATTEMPT#";
 
 pub fn source_pk(name: &str) -> String {
     format!("SOURCE#{name}")
@@ -25,25 +22,33 @@ pub fn dedup_pk(source: &str, key: &str) -> String {
     format!("DEDUP#{source}#{key}")
 }
 
-pub fn event_pk(id: &str) -> String {
-    format!("EVENT#{id}")
+/// The partition of an event's items: its shard.
+pub fn event_partition(id: &str) -> String {
+    events_partition(event_shard(id))
 }
 
-/// Zero-padded so the sort key orders attempts numerically.
-pub fn attempt_sk(attempt: u32, subscription_id: &str) -> String {
-    format!("{ATTEMPT_PREFIX}{attempt:06}#{subscription_id}")
+/// A later attempt record's sort key: after its event's (`#` follows the id), zero-padded so
+/// attempts order numerically.
+pub fn attempt_sk(event_id: &str, attempt: u32, subscription_id: &str) -> String {
+    format!("{event_id}#{attempt:06}#{subscription_id}")
 }
 
-/// Shards of each day's partition of the events index, so no index partition takes more than
-/// its share of the writes. The target is 10,000 events/s. An index item is the keys, the event's
-/// head (`doc`, without the body), source, type and body length: well under 1 KB, so one write
-/// unit per event, 10,000 WCU/s in all. DynamoDB gives one partition at most 1,000 WCU/s
+/// The bounds of an event's items within its partition: its own sort key and every
+/// `<id>#...` after it, but not a longer id that starts with this one (`evt_1` and `evt_10`):
+/// `$` sorts right after `#` and before every character an id is made of.
+pub fn event_items_range(event_id: &str) -> (String, String) {
+    (event_id.to_owned(), format!("{event_id}$"))
+}
+
+/// Partitions the event items are spread over, so no partition takes more than its share of
+/// the writes. The target is 10,000 events/s. The item of an event delivered at the first try
+/// is under 1 KB (`codec::event_item`), so one write unit per event, 10,000 WCU/s in all. DynamoDB gives one partition at most 1,000 WCU/s
 /// (Amazon DynamoDB Developer Guide, "Understanding DynamoDB warm throughput in different
 /// scenarios" and "Best practices for designing and using partition keys effectively": "each
 /// individual partition is limited to 1000 write units per second and 3000 read units per
 /// second"), which makes 10 partitions the least that can hold the target, with no headroom.
 /// 16 leaves 60% headroom for a hash that is not perfectly even and for bursts; a listing then
-/// reads 16 partitions per day, in parallel.
+/// reads the 16 partitions in parallel.
 pub const EVENT_INDEX_SHARDS: u32 = 16;
 
 /// The shard of an event: FNV-1a of its id, so every writer and reader agrees on it without
@@ -57,28 +62,14 @@ pub fn event_shard(id: &str) -> u32 {
     hash % EVENT_INDEX_SHARDS
 }
 
-/// The events index partition of one shard of a UTC day (days since 1970-01-01).
-pub fn events_partition(day: i64, shard: u32) -> String {
-    let (y, m, d) = civil_from_days(day);
-    format!("EVENTS#{y:04}-{m:02}-{d:02}#{shard:02}")
-}
-
-/// The events index partition an event is written to: its arrival day, its shard.
-pub fn event_index_pk(received_at: i64, id: &str) -> String {
-    events_partition(day_of(received_at), event_shard(id))
-}
-
-/// The events index sort key: arrival time, zero-padded so text order is time order, then the
-/// id, so reading a partition backwards gives newest first (ties: the larger id first).
-pub fn event_index_sk(received_at: i64, id: &str) -> String {
-    // Arrival times are never before 1970; clamped so the padding keeps the order.
-    format!("{:013}#{id}", received_at.max(0))
+/// One shard's partition of event items.
+pub fn events_partition(shard: u32) -> String {
+    format!("EVENTS#{shard:02}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dynamo::days::MILLIS_PER_DAY;
 
     #[test]
     fn keys_are_prefixed() {
@@ -86,49 +77,37 @@ mod tests {
         assert_eq!(subscription_sk("sub_1"), "SUB#sub_1");
         assert_eq!(subscription_pointer_pk("sub_1"), "SUB#sub_1");
         assert_eq!(dedup_pk("gh", "abc-123"), "DEDUP#gh#abc-123");
-        assert_eq!(event_pk("evt_1"), "EVENT#evt_1");
+        assert_eq!(events_partition(7), "EVENTS#07");
+        assert_eq!(event_partition("a"), events_partition(event_shard("a")));
     }
 
     #[test]
-    fn attempt_sort_keys_order_numerically() {
-        assert_eq!(attempt_sk(1, "sub_a"), "ATTEMPT#000001#sub_a");
+    fn attempt_sort_keys_follow_their_event_in_number_order() {
+        assert_eq!(attempt_sk("evt_1", 1, "sub_a"), "evt_1#000001#sub_a");
         let mut keys = vec![
-            attempt_sk(10, "sub_a"),
-            attempt_sk(2, "sub_b"),
-            attempt_sk(2, "sub_a"),
-            attempt_sk(1, "sub_z"),
+            attempt_sk("evt_1", 10, "sub_a"),
+            "evt_10".to_owned(),
+            attempt_sk("evt_1", 2, "sub_b"),
+            "evt_1".to_owned(),
+            attempt_sk("evt_1", 2, "sub_a"),
+            attempt_sk("evt_1", 1, "sub_z"),
         ];
         keys.sort();
         assert_eq!(
             keys,
             vec![
-                attempt_sk(1, "sub_z"),
-                attempt_sk(2, "sub_a"),
-                attempt_sk(2, "sub_b"),
-                attempt_sk(10, "sub_a"),
+                "evt_1".to_owned(),
+                attempt_sk("evt_1", 1, "sub_z"),
+                attempt_sk("evt_1", 2, "sub_a"),
+                attempt_sk("evt_1", 2, "sub_b"),
+                attempt_sk("evt_1", 10, "sub_a"),
+                "evt_10".to_owned(),
             ]
         );
-    }
-
-    #[test]
-    fn day_partitions_are_utc_dates_and_shards() {
-        let day = |millis| events_partition(day_of(millis), 0);
-        assert_eq!(day(0), "EVENTS#1970-01-01#00");
-        assert_eq!(day(MILLIS_PER_DAY - 1), "EVENTS#1970-01-01#00");
-        assert_eq!(day(MILLIS_PER_DAY), "EVENTS#1970-01-02#00");
-        assert_eq!(day(-1), "EVENTS#1969-12-31#00");
-        // 2024-02-29T23:59:59.999Z and the next millisecond.
-        assert_eq!(day(1_709_251_199_999), "EVENTS#2024-02-29#00");
-        assert_eq!(day(1_709_251_200_000), "EVENTS#2024-03-01#00");
-        // 2000-12-31T12:00:00Z (a leap century's last day).
-        assert_eq!(day(978_264_000_000), "EVENTS#2000-12-31#00");
-        assert_eq!(day(1_767_225_600_000), "EVENTS#2026-01-01#00");
-        assert_eq!(events_partition(0, 15), "EVENTS#1970-01-01#15");
-        let id = "evt_0190f5a2b7c87d2e9a3b4c5d6e7f8091";
-        assert_eq!(
-            event_index_pk(1_709_251_200_000, id),
-            events_partition(day_of(1_709_251_200_000), event_shard(id))
-        );
+        let (low, high) = event_items_range("evt_1");
+        let within = |k: &str| low.as_str() <= k && k <= high.as_str();
+        assert!(within("evt_1") && within(&attempt_sk("evt_1", 999_999, "sub_z")));
+        assert!(!within("evt_10") && !within("evt_0") && !within("evt_2"));
     }
 
     #[test]
@@ -146,26 +125,5 @@ mod tests {
             counts.iter().all(|&c| (700..=1300).contains(&c)),
             "{counts:?}"
         );
-    }
-
-    #[test]
-    fn index_sort_keys_order_by_time_then_id() {
-        let mut keys = vec![
-            event_index_sk(10_000, "evt_b"),
-            event_index_sk(9_999, "evt_z"),
-            event_index_sk(10_000, "evt_a"),
-            event_index_sk(1_709_251_200_000, "evt_a"),
-        ];
-        keys.sort();
-        assert_eq!(
-            keys,
-            vec![
-                event_index_sk(9_999, "evt_z"),
-                event_index_sk(10_000, "evt_a"),
-                event_index_sk(10_000, "evt_b"),
-                event_index_sk(1_709_251_200_000, "evt_a"),
-            ]
-        );
-        assert_eq!(event_index_sk(5, "evt_1"), "0000000000005#evt_1");
     }
 }

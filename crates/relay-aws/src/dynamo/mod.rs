@@ -1,5 +1,6 @@
 //! `Store` over one DynamoDB table (`pk`/`sk` strings, TTL on `expires_at`, GSI `gsi1` on
-//! `gsi1pk`/`gsi1sk` projecting `GSI1_PROJECTED`, never an event's body). Item layout:
+//! `gsi1pk`/`gsi1sk` projecting `GSI1_PROJECTED`, used by the catalog's listings only). Item
+//! layout:
 //!
 //! | pk                         | sk                              | what                         |
 //! |----------------------------|---------------------------------|------------------------------|
@@ -7,12 +8,14 @@
 //! | `SOURCE#<source>`          | `SUB#<id>`                      | subscription (gsi1: `SUBS`)  |
 //! | `SUB#<id>`                 | `META`                          | pointer: `source`            |
 //! | `DEDUP#<source>#<key>`     | `META`                          | dedup claim, TTL             |
-//! | `EVENT#<id>`               | `META`                          | event (gsi1: see below)      |
-//! | `EVENT#<id>`               | `ATTEMPT#<000001>#<sub id>`     | attempt record, TTL          |
+//! | `EVENTS#<shard>`           | `<event id>`                    | event + its first records    |
+//! | `EVENTS#<shard>`           | `<event id>#<000001>#<sub id>`  | later attempt record, TTL    |
 //!
-//! An event's gsi1 key is `EVENTS#<UTC day>#<shard>` / `<received_at ms, 13 digits>#<id>`, the
-//! shard a stable hash of the id (`keys::EVENT_INDEX_SHARDS`), so one day's writes spread over
-//! that many index partitions; a listing reads the shards of each day and merges them.
+//! The shard is a stable hash of the event id (`keys::EVENT_INDEX_SHARDS`), so the writes spread
+//! over that many partitions. Event ids are time-ordered (UUIDv7 of their arrival), so each
+//! shard, read backwards, lists its events newest first, and a listing merges the shards. An
+//! event costs no index write: its item is its own listing entry, and an event delivered at the
+//! first try is one item written once (`record_event`).
 //!
 //! Every look-up is a GetItem or a Query; nothing scans the table.
 //!
@@ -23,7 +26,6 @@
 mod archive;
 mod catalog;
 mod codec;
-mod days;
 mod dedup;
 pub mod keys;
 
@@ -50,6 +52,8 @@ pub const GSI1SK: &str = "gsi1sk";
 pub const EXPIRES_AT: &str = "expires_at";
 const DOC: &str = "doc";
 const BODY: &str = "body";
+const BODY_DEFLATED: &str = "body_z";
+const ATTEMPTS: &str = "attempts";
 const PROVIDER: &str = "provider";
 const SOURCE_ATTR: &str = "source";
 const EVENT_TYPE_ATTR: &str = "event_type";
@@ -72,27 +76,13 @@ const BATCH_WRITE_ROUNDS: u32 = 5;
 pub struct DynamoStore {
     client: Client,
     table: String,
-    /// Days before the caller's today that `list_events` still reads.
-    event_retention_days: i64,
 }
-
-/// The fanout's default event retention (`RELAY_EVENT_RETENTION_DAYS`): 14 days, as the queues.
-pub const DEFAULT_EVENT_RETENTION_DAYS: u32 = 14;
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
             table: table.into(),
-            event_retention_days: i64::from(DEFAULT_EVENT_RETENTION_DAYS),
-        }
-    }
-
-    /// Lists events back this many days (the fanout's retention), instead of the default.
-    pub fn with_event_retention_days(self, days: u32) -> Self {
-        Self {
-            event_retention_days: i64::from(days),
-            ..self
         }
     }
 
@@ -138,6 +128,25 @@ impl DynamoStore {
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":prefix", s(prefix))
+            .consistent_read(true);
+        query_all(query).await
+    }
+
+    /// Every item of one partition with a sort key from `low` to `high`, both included.
+    async fn query_range(
+        &self,
+        pk: String,
+        low: &str,
+        high: &str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":low", s(low))
+            .expression_attribute_values(":high", s(high))
             .consistent_read(true);
         query_all(query).await
     }

@@ -45,6 +45,42 @@ pub struct FanoutConfig {
     /// Shorter, so a hanging subscriber moves to the deliveries queue instead of holding its
     /// whole event batch.
     pub first_attempt_timeout: Option<Duration>,
+    /// Which events are stored, with their attempt log, for `events show` and replay.
+    pub archive: ArchiveMode,
+}
+
+/// Which events the fanout stores with their attempt log (`RELAY_EVENT_ARCHIVE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArchiveMode {
+    /// Every event: any of them can be shown and replayed.
+    #[default]
+    All,
+    /// Only events with an attempt that did not succeed at once: an event delivered to every
+    /// subscription at the first try costs no write.
+    Failures,
+    /// None: nothing to show or replay, and a retried event is delivered again to
+    /// subscriptions that already have it (they see the same `webhook-id`).
+    Off,
+}
+
+impl ArchiveMode {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "all" => Some(Self::All),
+            "failures" => Some(Self::Failures),
+            "off" => Some(Self::Off),
+            _ => None,
+        }
+    }
+
+    /// Whether a round that produced `records` stores the event.
+    pub fn keeps(self, records: &[AttemptRecord]) -> bool {
+        match self {
+            Self::All => true,
+            Self::Failures => records.iter().any(|r| r.outcome != AttemptOutcome::Ok),
+            Self::Off => false,
+        }
+    }
 }
 
 /// Time kept back from a batch's deadline for writing outcomes and queuing follow-ups.
@@ -61,6 +97,7 @@ impl Default for FanoutConfig {
             cache_ttl: Duration::from_secs(10),
             health_window_secs: 5 * 86_400,
             first_attempt_timeout: None,
+            archive: ArchiveMode::All,
         }
     }
 }
@@ -195,18 +232,16 @@ impl Fanout {
             }
         };
         let retention_until = self.clock.now_secs() + self.config.retention_secs;
-        let (subscriptions, settled, stored) = tokio::join!(
+        let (subscriptions, settled) = tokio::join!(
             self.subscriptions_of(&event.source),
-            self.archive.event_attempts(&event.id),
-            self.archive.put_event(&event, retention_until),
+            self.past_attempts(&event.id),
         );
-        let (subscriptions, settled) = match (subscriptions, settled, stored) {
-            (Ok(subs), Ok(settled), Ok(())) => (subs, settled),
-            (subs, settled, stored) => {
+        let (subscriptions, settled) = match (subscriptions, settled) {
+            (Ok(subs), Ok(settled)) => (subs, settled),
+            (subs, settled) => {
                 let error = [
                     subs.err().map(|e| e.to_string()),
                     settled.err().map(|e| e.to_string()),
-                    stored.err().map(|e| e.to_string()),
                 ];
                 warn!(event_id = %event.id, error = ?error, "store unavailable; event will be retried");
                 return Disposition::Retry;
@@ -225,44 +260,76 @@ impl Fanout {
             .collect();
         if targets.is_empty() {
             info!(event_id = %event.id, source = %event.source, event_type = %event.event_type, "no subscription to deliver to");
-            return Disposition::Delete;
+            return match self
+                .store_round(&event, &settled, &[], retention_until)
+                .await
+            {
+                Ok(()) => Disposition::Delete,
+                Err(()) => Disposition::Retry,
+            };
         }
 
         // Attempt numbers run on past earlier tries of this event (whose follow-up could not be
         // queued), so `x-relay-attempt` never repeats.
         let attempt_of = |sub: &Subscription| targets::next_attempt(&settled, &sub.id);
-        // Each outcome is logged as soon as it is known, not when the slowest sibling is done:
-        // a crash meanwhile then re-sends the event only to the subscriptions still unsettled.
-        let results = futures::future::join_all(targets.iter().map(|sub| {
+        let round = futures::future::join_all(targets.iter().map(|sub| {
             let body = body.clone();
             let event = &event;
             let attempt = attempt_of(sub);
             async move {
-                let settled = if sub.failing_since.is_some() {
+                if sub.failing_since.is_some() {
                     self.hand_off(event, sub, attempt).await
                 } else {
                     let result = self.attempt(event, body, sub, attempt, timeout).await;
                     self.settle(event, sub, attempt, 0, result).await
-                };
-                let logged = self
-                    .archive
-                    .put_attempts(std::slice::from_ref(&settled.record), retention_until)
-                    .await;
-                if let Err(e) = &logged {
-                    warn!(event_id = %event.id, subscription_id = %sub.id, error = %e, "attempt log write failed; event will be retried");
                 }
-                settled.handed_off && logged.is_ok()
             }
         }))
         .await;
-
+        let records: Vec<AttemptRecord> = round.iter().map(|s| s.record.clone()).collect();
+        // The round's outcomes are stored in one write with the event, after the round: the
+        // first attempt's timeout bounds how long a crash could make the event go out again to
+        // a subscription of this round that already has it.
+        let stored = self
+            .store_round(&event, &settled, &records, retention_until)
+            .await;
         // Without a record a retry could not tell who already has it: retry the event, which
-        // skips the subscriptions whose outcome was logged.
-        if results.iter().all(|done| *done) {
+        // skips the subscriptions whose outcome was stored.
+        if stored.is_ok() && round.iter().all(|s| s.handed_off) {
             Disposition::Delete
         } else {
             Disposition::Retry
         }
+    }
+
+    /// The attempt records of earlier rounds and retries; none when nothing is archived.
+    async fn past_attempts(
+        &self,
+        event_id: &str,
+    ) -> Result<Vec<AttemptRecord>, crate::ports::StoreError> {
+        if self.config.archive == ArchiveMode::Off {
+            return Ok(Vec::new());
+        }
+        self.archive.event_attempts(event_id).await
+    }
+
+    /// Stores the event with every record known for it, when the archive mode keeps it.
+    async fn store_round(
+        &self,
+        event: &EventEnvelope,
+        past: &[AttemptRecord],
+        round: &[AttemptRecord],
+        until: i64,
+    ) -> Result<(), ()> {
+        // An event stored before stays stored, with its log, whatever this round did.
+        if !past.is_empty() || self.config.archive.keeps(round) {
+            let all: Vec<AttemptRecord> = past.iter().chain(round).cloned().collect();
+            if let Err(e) = self.archive.record_event(event, &all, until).await {
+                warn!(event_id = %event.id, error = %e, "event and attempt log write failed; event will be retried");
+                return Err(());
+            }
+        }
+        Ok(())
     }
 
     /// A subscription already failing gets even its first attempt from the deliveries queue, so
@@ -540,6 +607,9 @@ impl Fanout {
 
     /// The attempt log is for people; a failed write must not repeat a delivery.
     async fn log(&self, records: &[AttemptRecord]) {
+        if self.config.archive == ArchiveMode::Off {
+            return;
+        }
         let until = self.clock.now_secs() + self.config.retention_secs;
         if let Err(e) = self.archive.put_attempts(records, until).await {
             warn!(error = %e, "attempt log write failed");

@@ -62,6 +62,7 @@ macro_rules! store_contract_tests {
             attempts_rewritten_replace_the_earlier_record,
             attempts_of_other_events_not_mixed_in,
             attempts_many_in_one_write,
+            events_recorded_with_their_attempts,
         );
     };
     (@each $fresh:expr; $($check:ident),+ $(,)?) => {
@@ -1052,4 +1053,70 @@ pub async fn attempts_many_in_one_write(store: &dyn Store) {
     let mut expected = records;
     expected.sort_by(|a, b| (a.attempt, &a.subscription_id).cmp(&(b.attempt, &b.subscription_id)));
     assert_eq!(log, expected);
+}
+
+/// `record_event` stores the event with its records; storing it again replaces those records
+/// (the caller passes every record it knows), and a record written later by `put_attempts`
+/// wins over one of the same key stored with the event.
+pub async fn events_recorded_with_their_attempts(store: &dyn Store) {
+    let at = recent_millis();
+    let stored = event("evt_1", at);
+    let handed_off = AttemptRecord {
+        outcome: AttemptOutcome::Deferred,
+        next: NextStep::RetryScheduled,
+        ..attempt("evt_1", "sub_b", 1, at)
+    };
+    let delivered = AttemptRecord {
+        status: Some(200),
+        outcome: AttemptOutcome::Ok,
+        next: NextStep::Done,
+        ..attempt("evt_1", "sub_a", 1, at)
+    };
+    store
+        .record_event(
+            &stored,
+            &[handed_off.clone(), delivered.clone()],
+            far_expiry(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_event("evt_1").await.unwrap(),
+        Some(stored.clone())
+    );
+    assert_eq!(
+        store.event_attempts("evt_1").await.unwrap(),
+        vec![delivered.clone(), handed_off.clone()]
+    );
+    // The deliveries queue's attempt replaces the hand-off's record.
+    let retried = AttemptRecord {
+        at: at + 5_000,
+        status: Some(200),
+        outcome: AttemptOutcome::Ok,
+        next: NextStep::Done,
+        ..handed_off.clone()
+    };
+    store
+        .put_attempts(std::slice::from_ref(&retried), far_expiry())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.event_attempts("evt_1").await.unwrap(),
+        vec![delivered.clone(), retried.clone()]
+    );
+    // A later round stores the event again with every record known.
+    let third = attempt("evt_1", "sub_c", 2, at + 9_000);
+    store
+        .record_event(
+            &stored,
+            &[delivered.clone(), handed_off, third.clone()],
+            far_expiry(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.event_attempts("evt_1").await.unwrap(),
+        vec![delivered, retried, third]
+    );
+    assert_eq!(store.get_event("evt_1").await.unwrap(), Some(stored));
 }

@@ -230,6 +230,28 @@ impl EventArchive for MemoryStore {
         Ok(())
     }
 
+    async fn record_event(
+        &self,
+        event: &EventEnvelope,
+        attempts: &[AttemptRecord],
+        _expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut tables = self.lock();
+        tables.events.insert(event.id.clone(), event.clone());
+        for attempt in attempts {
+            let key = (
+                attempt.event_id.clone(),
+                attempt.attempt,
+                attempt.subscription_id.clone(),
+            );
+            tables
+                .attempts
+                .entry(key)
+                .or_insert_with(|| attempt.clone());
+        }
+        Ok(())
+    }
+
     async fn get_event(&self, id: &str) -> Result<Option<EventEnvelope>, StoreError> {
         Ok(self.lock().events.get(id).cloned())
     }
