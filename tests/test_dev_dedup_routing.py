@@ -25,7 +25,7 @@ def test_same_delivery_twice_is_accepted_once(dev, sink, sub_secret):
     first, body, headers = send_github(dev, GITHUB_SECRET, delivery=delivery)
     event_id = accepted_id(first)
 
-    again = dev.post("/github", body, headers)
+    again = dev.post_copy("/github", body, headers)
     assert again.status_code == 200, again.text
     assert again.json() == {"id": event_id, "duplicate": True}
 
@@ -67,7 +67,7 @@ def test_twenty_concurrent_copies_deliver_once(dev, sink, sub_secret):
           f"{codes.count(409)} x 409")
 
     # A provider retrying after 409 gets the duplicate answer.
-    again = dev.post("/github", body, headers)
+    again = dev.post_copy("/github", body, headers)
     assert again.status_code == 200 and again.json() == {"id": event_id, "duplicate": True}
 
     [got] = sink.wait_for("/ok/c", 1)

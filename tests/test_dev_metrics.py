@@ -23,9 +23,9 @@ def test_metrics_count_answers_and_attempts(dev, sink):
     secret = add_github_source(dev)
     add_subscription(dev, "github", f"{sink.url}/ok/m")
     add_subscription(dev, "github", f"{sink.url}/status/500/m")
-    first, _, _ = send_github(dev, secret, delivery="d-1")
+    first, body, headers = send_github(dev, secret, delivery="d-1")
     accepted_id(first)
-    duplicate, _, _ = send_github(dev, secret, delivery="d-1")
+    duplicate = dev.post_copy("/github", body, headers)
     assert duplicate.status_code == 200
     forged, _, _ = send_github(dev, "not-the-secret-at-all", delivery="d-2")
     assert forged.status_code == 401

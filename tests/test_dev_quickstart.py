@@ -132,6 +132,6 @@ def test_standard_webhooks_source(dev, sink, sub_secret):
     assert got["verified_with"] == [sub_secret]
 
     # The sender's webhook-id is its delivery id: the same message again is a duplicate.
-    again = dev.post("/std", body.encode(), headers)
+    again = dev.post_copy("/std", body.encode(), headers)
     assert again.status_code == 200, again.text
     assert again.json() == {"id": event_id, "duplicate": True}

@@ -21,6 +21,20 @@ pub fn event_id_at(received_at: i64) -> String {
     format!("evt_{}", uuid::Uuid::new_v7(timestamp).simple())
 }
 
+/// The time (milliseconds since the epoch) in an event id the relay minted: `evt_` and a
+/// UUIDv7, whose first 48 bits are the time. None for any other id.
+pub fn event_time_millis(event_id: &str) -> Option<i64> {
+    let hex = event_id.strip_prefix("evt_")?;
+    let uuid = uuid::Uuid::try_parse(hex).ok()?;
+    if uuid.get_version_num() != 7 {
+        return None;
+    }
+    let (secs, nanos) = uuid.get_timestamp()?.to_unix();
+    i64::try_from(secs)
+        .ok()
+        .map(|s| s * 1000 + i64::from(nanos / 1_000_000))
+}
+
 pub fn new_subscription_id() -> String {
     format!("sub_{}", uuid::Uuid::now_v7().simple())
 }
@@ -45,5 +59,12 @@ mod tests {
         assert_eq!(&early[4..16], format!("{:012x}", 1_709_251_200_000_u64));
         assert_eq!(early.len(), 36);
         assert!(event_id_at(-5).starts_with("evt_000000000000"));
+        assert_eq!(event_time_millis(&early), Some(1_709_251_200_000));
+        assert_eq!(
+            event_time_millis(&new_event_id()).map(|t| t > 0),
+            Some(true)
+        );
+        assert_eq!(event_time_millis("evt_1"), None);
+        assert_eq!(event_time_millis(&new_subscription_id()), None);
     }
 }

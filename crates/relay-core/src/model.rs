@@ -348,8 +348,9 @@ spelled_enum! {
 pub enum DedupClaim {
     /// First time seen: the caller owns it and must confirm or release it.
     New,
-    /// Another copy is being accepted right now.
-    Pending,
+    /// Another copy holds a live pending claim: being accepted right now, or (when claims are
+    /// left unconfirmed, `ReceiverConfig::confirm_dedup`) queued and not stored yet.
+    Pending { event_id: String },
     /// Already queued as this event.
     Queued { event_id: String },
 }

@@ -12,7 +12,7 @@ use crate::clock::SharedClock;
 use crate::ids::event_id_at;
 use crate::metrics::Tally;
 use crate::model::{DedupClaim, EventEnvelope, Source};
-use crate::ports::{Catalog, DedupLedger, Queue};
+use crate::ports::{Catalog, DedupLedger, EventArchive, Queue};
 use crate::providers::{self, InboundRequest, Outcome, Rejection, Verified};
 
 /// The default body limit: a body this large, in the worst case, still fits one queue message
@@ -44,6 +44,11 @@ pub struct ReceiverConfig {
     pub cache_ttl: Duration,
     /// Off: every authentic request is queued, copies included (no dedup writes).
     pub dedup: bool,
+    /// Confirm a claim once its event is queued (a second write). Off when the fanout stores
+    /// every event (`ArchiveMode::All`): the stored event then confirms the claim.
+    pub confirm_dedup: bool,
+    /// How long an unconfirmed claim whose event is not stored holds off copies.
+    pub unstored_claim_secs: i64,
 }
 
 impl Default for ReceiverConfig {
@@ -54,6 +59,8 @@ impl Default for ReceiverConfig {
             dedup_ttl_secs: 7 * 86_400,
             cache_ttl: Duration::from_secs(10),
             dedup: true,
+            confirm_dedup: true,
+            unstored_claim_secs: 900,
         }
     }
 }
@@ -99,6 +106,8 @@ struct Seen {
 pub struct Receiver {
     catalog: Arc<dyn Catalog>,
     ledger: Arc<dyn DedupLedger>,
+    /// Stored events confirm unconfirmed claims (`ReceiverConfig::confirm_dedup`).
+    archive: Arc<dyn EventArchive>,
     queue: Arc<dyn Queue>,
     clock: SharedClock,
     config: ReceiverConfig,
@@ -108,7 +117,7 @@ pub struct Receiver {
 
 impl Receiver {
     /// Over a store that holds the catalog and the dedup ledger (the receiver uses nothing else).
-    pub fn new<S: Catalog + DedupLedger + 'static>(
+    pub fn new<S: Catalog + DedupLedger + EventArchive + 'static>(
         store: Arc<S>,
         queue: Arc<dyn Queue>,
         clock: SharedClock,
@@ -117,7 +126,8 @@ impl Receiver {
         let sources = TtlCache::new(config.cache_ttl);
         Self {
             catalog: store.clone(),
-            ledger: store,
+            ledger: store.clone(),
+            archive: store,
             queue,
             clock,
             config,
@@ -156,6 +166,51 @@ impl Receiver {
             tally.record_reply(source, reply.status, seen.duplicate);
         }
         reply
+    }
+
+    /// Claims the delivery id for `event_id`. Confirmed claims say at once whether a copy was
+    /// queued. An unconfirmed claim (`confirm_dedup` off: the fanout's stored event is the
+    /// confirmation, which saves a write per event) is a duplicate once its event is stored, and
+    /// is taken over when its event was not stored within `unstored_claim_secs` (the receiver
+    /// that claimed it never queued it, or the event is stuck), so a copy is then queued.
+    async fn claim(&self, source: &str, key: &str, event_id: &str, now: i64) -> ClaimVerdict {
+        let lease_until = if self.config.confirm_dedup {
+            now + self.config.dedup_lease_secs
+        } else {
+            now + self.config.dedup_ttl_secs
+        };
+        let mut taken_over = false;
+        loop {
+            let holder = match self
+                .ledger
+                .claim_dedup(source, key, event_id, now, lease_until)
+                .await
+            {
+                Ok(DedupClaim::New) => return ClaimVerdict::Proceed,
+                Ok(DedupClaim::Queued { event_id: first }) => {
+                    return ClaimVerdict::Duplicate(first);
+                }
+                Ok(DedupClaim::Pending { event_id: holder }) => holder,
+                Err(e) => return ClaimVerdict::Unavailable(e),
+            };
+            if self.config.confirm_dedup || holder.is_empty() || taken_over {
+                return ClaimVerdict::Busy;
+            }
+            match self.archive.get_event(&holder).await {
+                Ok(Some(_)) => return ClaimVerdict::Duplicate(holder),
+                Ok(None) => {}
+                Err(e) => return ClaimVerdict::Unavailable(e),
+            }
+            let claimed_at = event_time_secs(&holder);
+            if claimed_at.is_none_or(|at| now - at < self.config.unstored_claim_secs) {
+                return ClaimVerdict::Busy;
+            }
+            warn!(source, delivery_id = %key, event_id = %holder, "claim of an event never stored taken over");
+            if let Err(e) = self.ledger.release_dedup(source, key, &holder).await {
+                return ClaimVerdict::Unavailable(e);
+            }
+            taken_over = true;
+        }
     }
 
     async fn answer(&self, request: InboundRequest, seen: &mut Seen) -> Reply {
@@ -229,31 +284,21 @@ impl Receiver {
         // The key copies of one delivery share; none when dedup is off.
         let dedup_key = verified.delivery_id.as_ref().filter(|_| self.config.dedup);
         if let Some(key) = dedup_key {
-            let claim = self
-                .ledger
-                .claim_dedup(
-                    name,
-                    key,
-                    &event_id,
-                    now,
-                    now + self.config.dedup_lease_secs,
-                )
-                .await;
-            match claim {
-                Ok(DedupClaim::New) => {}
-                Ok(DedupClaim::Queued { event_id: first }) => {
+            match self.claim(name, key, &event_id, now).await {
+                ClaimVerdict::Proceed => {}
+                ClaimVerdict::Duplicate(first) => {
                     info!(event_id = %first, source = name, delivery_id = %key, "duplicate delivery answered");
                     seen.duplicate = true;
                     return Reply::json(200, serde_json::json!({ "id": first, "duplicate": true }));
                 }
-                Ok(DedupClaim::Pending) => {
+                ClaimVerdict::Busy => {
                     return Reply::error(
                         409,
                         "this delivery id is being accepted right now; retry shortly",
                     )
                     .with_header("retry-after", "5".into());
                 }
-                Err(e) => {
+                ClaimVerdict::Unavailable(e) => {
                     warn!(source = name, error = %e, "dedup claim failed");
                     return Reply::error(
                         503,
@@ -285,7 +330,7 @@ impl Receiver {
             }
             return Reply::error(503, "queue unavailable; nothing was accepted, retry later");
         }
-        if let Some(key) = dedup_key {
+        if let Some(key) = dedup_key.filter(|_| self.config.confirm_dedup) {
             let expires = now + self.config.dedup_ttl_secs;
             if let Err(e) = self
                 .ledger
@@ -305,6 +350,22 @@ impl Receiver {
             body: format!("{{\"id\":\"{}\"}}", event.id),
         }
     }
+}
+
+/// What a delivery id's claim means for the request holding it.
+enum ClaimVerdict {
+    /// Ours: queue the event.
+    Proceed,
+    /// A copy of the event with this id was queued.
+    Duplicate(String),
+    /// Another copy is being accepted, or was queued and not stored yet: retry later.
+    Busy,
+    Unavailable(crate::ports::StoreError),
+}
+
+/// Seconds since the epoch when the relay minted `event_id` (its UUIDv7 time).
+fn event_time_secs(event_id: &str) -> Option<i64> {
+    crate::ids::event_time_millis(event_id).map(|ms| ms.div_euclid(1000))
 }
 
 /// Refuses (400) an authentic request carrying something the relay could not deliver or store,
@@ -403,6 +464,18 @@ mod tests {
     }
 
     fn receiver_and_store() -> (Receiver, Arc<RecordingQueue>, Arc<MemoryStore>) {
+        let (receiver, queue, store, _) = receiver_with(ReceiverConfig::default());
+        (receiver, queue, store)
+    }
+
+    fn receiver_with(
+        config: ReceiverConfig,
+    ) -> (
+        Receiver,
+        Arc<RecordingQueue>,
+        Arc<MemoryStore>,
+        Arc<FixedClock>,
+    ) {
         let source = |name: &str, provider| Source {
             name: name.into(),
             provider,
@@ -429,13 +502,71 @@ mod tests {
             },
         ]));
         let queue = Arc::new(RecordingQueue::default());
-        let receiver = Receiver::new(
-            store.clone(),
-            queue.clone(),
-            FixedClock::at_secs(NOW),
-            ReceiverConfig::default(),
+        let clock = FixedClock::at_secs(NOW);
+        let receiver = Receiver::new(store.clone(), queue.clone(), clock.clone(), config);
+        (receiver, queue, store, clock)
+    }
+
+    fn unconfirmed() -> ReceiverConfig {
+        ReceiverConfig {
+            confirm_dedup: false,
+            ..ReceiverConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn unconfirmed_claims_are_confirmed_by_the_stored_event() {
+        let (receiver, queue, store, clock) = receiver_with(unconfirmed());
+        let copy = || github_request("push", "d-1", r#"{"zen":"hi"}"#);
+        assert_eq!(receiver.handle(copy()).await.status, 202);
+        let event = queue.events.lock().unwrap()[0].clone();
+        // Queued, not stored by the fanout yet: a copy is told to come back.
+        let early = receiver.handle(copy()).await;
+        assert_eq!(early.status, 409, "{}", early.body);
+        // Stored: every copy is a duplicate of it, for as long as claims are kept.
+        store.record_event(&event, &[], NOW + 86_400).await.unwrap();
+        for at in [NOW + 1, NOW + 6 * 86_400] {
+            clock.set_secs(at);
+            let again = receiver.handle(copy()).await;
+            assert_eq!(again.status, 200, "{}", again.body);
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&again.body).unwrap(),
+                serde_json::json!({"id": event.id, "duplicate": true})
+            );
+        }
+        assert_eq!(queue.events.lock().unwrap().len(), 1);
+        // Nothing was confirmed: the claim is the pending one of the first copy.
+        assert_eq!(
+            store
+                .claim_dedup("gh", "d-1", "evt_other", NOW + 2, NOW + 3)
+                .await
+                .unwrap(),
+            DedupClaim::Pending { event_id: event.id }
         );
-        (receiver, queue, store)
+    }
+
+    #[tokio::test]
+    async fn an_unconfirmed_claim_whose_event_was_never_stored_is_taken_over() {
+        let (receiver, queue, store, clock) = receiver_with(unconfirmed());
+        // A receiver claimed the id and stopped before queuing anything.
+        let lost = crate::ids::event_id_at(NOW * 1000);
+        let claim = store
+            .claim_dedup("gh", "d-2", &lost, NOW, NOW + 7 * 86_400)
+            .await
+            .unwrap();
+        assert_eq!(claim, DedupClaim::New);
+        let copy = || github_request("push", "d-2", r#"{"zen":"hi"}"#);
+        clock.set_secs(NOW + 899);
+        assert_eq!(receiver.handle(copy()).await.status, 409);
+        assert!(queue.events.lock().unwrap().is_empty());
+        // Past `unstored_claim_secs` the copy is queued, under a claim of its own.
+        clock.set_secs(NOW + 900);
+        let taken = receiver.handle(copy()).await;
+        assert_eq!(taken.status, 202, "{}", taken.body);
+        let queued = queue.events.lock().unwrap()[0].id.clone();
+        assert_ne!(queued, lost);
+        assert_eq!(receiver.handle(copy()).await.status, 409);
+        assert_eq!(queue.events.lock().unwrap().len(), 1);
     }
 
     fn inbound(

@@ -35,6 +35,8 @@ pub fn receiver_config(
     if let Some(on) = boolean(lookup, "RELAY_DEDUP")? {
         config.dedup = on;
     }
+    // The fanout's stored event confirms a claim when every event is stored.
+    config.confirm_dedup = archive_mode(lookup)? != ArchiveMode::All;
     Ok(config)
 }
 
@@ -68,13 +70,20 @@ pub fn fanout_config(
     if let Some(allow) = boolean(lookup, "RELAY_ALLOW_PRIVATE_DESTINATIONS")? {
         delivery.allow_private = allow;
     }
-    if let Some(text) = lookup("RELAY_EVENT_ARCHIVE") {
-        fanout.archive = ArchiveMode::parse(&text).ok_or_else(|| SettingError::Invalid {
+    fanout.archive = archive_mode(lookup)?;
+    Ok((fanout, delivery))
+}
+
+/// `RELAY_EVENT_ARCHIVE`, read by both: the receiver leaves claims to be confirmed by the
+/// fanout's stored events only when the fanout stores them all.
+fn archive_mode(lookup: &dyn Fn(&str) -> Option<String>) -> Result<ArchiveMode, SettingError> {
+    match lookup("RELAY_EVENT_ARCHIVE") {
+        None => Ok(ArchiveMode::default()),
+        Some(text) => ArchiveMode::parse(&text).ok_or_else(|| SettingError::Invalid {
             name: "RELAY_EVENT_ARCHIVE",
             reason: format!("must be all, failures or off, not {:?}", text.trim()),
-        })?;
+        }),
     }
-    Ok((fanout, delivery))
 }
 
 /// An unset variable is None; an empty one is false.
@@ -150,7 +159,9 @@ mod tests {
             _ => None,
         };
         assert!(!receiver_config(&env).unwrap().dedup);
-        assert!(receiver_config(&|_: &str| None).unwrap().dedup);
+        assert!(receiver_config(&env).unwrap().confirm_dedup);
+        let defaults = receiver_config(&|_: &str| None).unwrap();
+        assert!(defaults.dedup && !defaults.confirm_dedup);
         assert_eq!(
             fanout_config(&env).unwrap().0.archive,
             ArchiveMode::Failures

@@ -196,7 +196,7 @@ impl DedupLedger for LocalBackend {
                 }
                 // Our own lease, taken by an earlier try whose answer was lost: still ours.
                 Some((holder, _)) if holder == event_id => Ok(DedupClaim::New),
-                Some(_) => Ok(DedupClaim::Pending),
+                Some((holder, _)) => Ok(DedupClaim::Pending { event_id: holder }),
                 // Absent or expired (an abandoned lease, or kept long enough): take it over.
                 None => {
                     tx.prepare_cached(

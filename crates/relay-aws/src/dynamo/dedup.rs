@@ -83,7 +83,14 @@ fn classify_claim(pk: &str, item: &Item, event_id: &str) -> Result<DedupClaim, S
         },
         // Our own lease, written by an earlier try whose response was lost: it is ours.
         Some(STATE_PENDING) if holder == Some(event_id) => Ok(DedupClaim::New),
-        Some(STATE_PENDING) => Ok(DedupClaim::Pending),
+        Some(STATE_PENDING) => match holder {
+            Some(id) => Ok(DedupClaim::Pending {
+                event_id: id.to_owned(),
+            }),
+            None => Err(StoreError::Corrupt(format!(
+                "dedup item {pk} has no event_id"
+            ))),
+        },
         _ => Err(StoreError::Corrupt(format!(
             "dedup item {pk} has no valid state"
         ))),
@@ -106,8 +113,11 @@ impl DedupLedger for DynamoStore {
                 return Ok(claim);
             }
         }
-        // The item keeps changing under us: someone else is accepting this delivery right now.
-        Ok(DedupClaim::Pending)
+        // The item keeps changing under us: someone else is accepting this delivery right now
+        // (who is not known: an empty id).
+        Ok(DedupClaim::Pending {
+            event_id: String::new(),
+        })
     }
 
     async fn confirm_dedup(
@@ -211,7 +221,9 @@ mod tests {
         let pending = item(&[(STATE, s("pending")), (EVENT_ID, s("evt_1"))]);
         assert_eq!(
             classify_claim("p", &pending, "evt_2").unwrap(),
-            DedupClaim::Pending
+            DedupClaim::Pending {
+                event_id: "evt_1".into()
+            }
         );
         assert_eq!(
             classify_claim("p", &pending, "evt_1").unwrap(),

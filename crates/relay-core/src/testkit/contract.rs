@@ -172,6 +172,12 @@ async fn claim(store: &dyn Store, key: &str, event_id: &str, now: i64) -> DedupC
         .unwrap_or_else(|e| panic!("claim {key} by {event_id} at {now}: {e}"))
 }
 
+fn pending(event_id: &str) -> DedupClaim {
+    DedupClaim::Pending {
+        event_id: event_id.to_owned(),
+    }
+}
+
 fn queued(event_id: &str) -> DedupClaim {
     DedupClaim::Queued {
         event_id: event_id.to_owned(),
@@ -498,10 +504,7 @@ pub async fn dedup_keys_are_per_source(store: &dyn Store) {
         .confirm_dedup("other", "d1", "evt_b", NOW + DAY_SECS)
         .await
         .unwrap();
-    assert_eq!(
-        claim(store, "d1", "evt_d", NOW + 1).await,
-        DedupClaim::Pending
-    );
+    assert_eq!(claim(store, "d1", "evt_d", NOW + 1).await, pending("evt_a"));
 }
 
 pub async fn dedup_pending_while_another_lease_is_live(store: &dyn Store) {
@@ -509,7 +512,7 @@ pub async fn dedup_pending_while_another_lease_is_live(store: &dyn Store) {
     for (event_id, at) in [("evt_b", NOW), ("evt_c", NOW + 1), ("evt_b", NOW + 15)] {
         assert_eq!(
             claim(store, "d1", event_id, at).await,
-            DedupClaim::Pending,
+            pending("evt_a"),
             "{event_id} at NOW+{}",
             at - NOW
         );
@@ -527,13 +530,13 @@ pub async fn dedup_lease_expires_at_its_instant(store: &dyn Store) {
     let expiry = NOW + LEASE_SECS;
     assert_eq!(
         claim(store, "d1", "evt_b", expiry - 1).await,
-        DedupClaim::Pending
+        pending("evt_a")
     );
     assert_eq!(claim(store, "d1", "evt_b", expiry).await, DedupClaim::New);
     // evt_b holds it now, with its own lease.
     assert_eq!(
         claim(store, "d1", "evt_c", expiry + 1).await,
-        DedupClaim::Pending
+        pending("evt_b")
     );
 }
 
@@ -542,10 +545,7 @@ pub async fn dedup_same_event_reclaims_its_pending_claim(store: &dyn Store) {
     assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
     assert_eq!(claim(store, "d1", "evt_a", NOW + 1).await, DedupClaim::New);
     // Still one claim, still held by evt_a against others, and it can be confirmed.
-    assert_eq!(
-        claim(store, "d1", "evt_b", NOW + 2).await,
-        DedupClaim::Pending
-    );
+    assert_eq!(claim(store, "d1", "evt_b", NOW + 2).await, pending("evt_a"));
     store
         .confirm_dedup("gh", "d1", "evt_a", NOW + DAY_SECS)
         .await
@@ -581,7 +581,7 @@ pub async fn dedup_confirm_after_takeover_conflicts(store: &dyn Store) {
     store.release_dedup("gh", "d1", "evt_a").await.unwrap();
     assert_eq!(
         claim(store, "d1", "evt_c", NOW + LEASE_SECS + 1).await,
-        DedupClaim::Pending
+        pending("evt_b")
     );
     store
         .confirm_dedup("gh", "d1", "evt_b", NOW + DAY_SECS)
@@ -598,10 +598,7 @@ pub async fn dedup_release_frees_the_key(store: &dyn Store) {
     store.release_dedup("gh", "d1", "evt_a").await.unwrap();
     // The provider's retry is accepted at once, well inside the old lease.
     assert_eq!(claim(store, "d1", "evt_b", NOW + 1).await, DedupClaim::New);
-    assert_eq!(
-        claim(store, "d1", "evt_c", NOW + 2).await,
-        DedupClaim::Pending
-    );
+    assert_eq!(claim(store, "d1", "evt_c", NOW + 2).await, pending("evt_b"));
     // Releasing what is not held is not an error.
     store.release_dedup("gh", "d9", "evt_a").await.unwrap();
 }
@@ -610,10 +607,7 @@ pub async fn dedup_release_by_another_event_does_nothing(store: &dyn Store) {
     assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
     store.release_dedup("gh", "d1", "evt_other").await.unwrap();
     store.release_dedup("other", "d1", "evt_a").await.unwrap();
-    assert_eq!(
-        claim(store, "d1", "evt_b", NOW + 1).await,
-        DedupClaim::Pending
-    );
+    assert_eq!(claim(store, "d1", "evt_b", NOW + 1).await, pending("evt_a"));
     store
         .confirm_dedup("gh", "d1", "evt_a", NOW + DAY_SECS)
         .await
@@ -648,7 +642,7 @@ pub async fn dedup_queued_claim_kept_until_its_ttl(store: &dyn Store) {
     assert_eq!(claim(store, "d1", "evt_b", expiry).await, DedupClaim::New);
     assert_eq!(
         claim(store, "d1", "evt_c", expiry + 1).await,
-        DedupClaim::Pending
+        pending("evt_b")
     );
 }
 

@@ -163,7 +163,9 @@ impl DedupLedger for MemoryStore {
                 },
                 // Our own lease, taken by an earlier try whose answer was lost.
                 DedupState::Pending if entry.event_id == event_id => DedupClaim::New,
-                DedupState::Pending => DedupClaim::Pending,
+                DedupState::Pending => DedupClaim::Pending {
+                    event_id: entry.event_id.clone(),
+                },
             });
         }
         tables.dedup.insert(
