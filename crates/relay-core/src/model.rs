@@ -355,6 +355,25 @@ pub enum DedupClaim {
     Queued { event_id: String },
 }
 
+impl DedupClaim {
+    /// What a live claim on a key, held by `holder` and queued or pending, means for a
+    /// claimant holding `claimant`: every store answers by this one rule.
+    pub fn of_live_claim(holder: &str, queued: bool, claimant: &str) -> Self {
+        if queued {
+            Self::Queued {
+                event_id: holder.to_owned(),
+            }
+        } else if holder == claimant {
+            // Our own lease, taken by an earlier try whose answer was lost: still ours.
+            Self::New
+        } else {
+            Self::Pending {
+                event_id: holder.to_owned(),
+            }
+        }
+    }
+}
+
 /// A message as a queue consumer receives it (SQS record or local queue row).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceivedMessage {

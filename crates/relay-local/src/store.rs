@@ -191,12 +191,11 @@ impl DedupLedger for LocalBackend {
                 })
                 .optional()?;
             match live {
-                Some((first, state)) if state == QUEUED => {
-                    Ok(DedupClaim::Queued { event_id: first })
-                }
-                // Our own lease, taken by an earlier try whose answer was lost: still ours.
-                Some((holder, _)) if holder == event_id => Ok(DedupClaim::New),
-                Some((holder, _)) => Ok(DedupClaim::Pending { event_id: holder }),
+                Some((holder, state)) => Ok(DedupClaim::of_live_claim(
+                    &holder,
+                    state == QUEUED,
+                    &event_id,
+                )),
                 // Absent or expired (an abandoned lease, or kept long enough): take it over.
                 None => {
                     tx.prepare_cached(

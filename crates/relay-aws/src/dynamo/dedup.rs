@@ -71,30 +71,14 @@ impl DynamoStore {
 
 /// What an existing, live dedup item means for a claimant holding `event_id`.
 fn classify_claim(pk: &str, item: &Item, event_id: &str) -> Result<DedupClaim, StoreError> {
-    let holder = str_attr(item, EVENT_ID);
-    match str_attr(item, STATE) {
-        Some(STATE_QUEUED) => match holder {
-            Some(id) => Ok(DedupClaim::Queued {
-                event_id: id.to_owned(),
-            }),
-            None => Err(StoreError::Corrupt(format!(
-                "dedup item {pk} has no event_id"
-            ))),
-        },
-        // Our own lease, written by an earlier try whose response was lost: it is ours.
-        Some(STATE_PENDING) if holder == Some(event_id) => Ok(DedupClaim::New),
-        Some(STATE_PENDING) => match holder {
-            Some(id) => Ok(DedupClaim::Pending {
-                event_id: id.to_owned(),
-            }),
-            None => Err(StoreError::Corrupt(format!(
-                "dedup item {pk} has no event_id"
-            ))),
-        },
-        _ => Err(StoreError::Corrupt(format!(
-            "dedup item {pk} has no valid state"
-        ))),
-    }
+    let corrupt = |what: &str| StoreError::Corrupt(format!("dedup item {pk} has no {what}"));
+    let holder = str_attr(item, EVENT_ID).ok_or_else(|| corrupt("event_id"))?;
+    let queued = match str_attr(item, STATE) {
+        Some(STATE_QUEUED) => true,
+        Some(STATE_PENDING) => false,
+        _ => return Err(corrupt("valid state")),
+    };
+    Ok(DedupClaim::of_live_claim(holder, queued, event_id))
 }
 
 #[async_trait]

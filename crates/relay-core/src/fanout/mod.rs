@@ -116,6 +116,14 @@ pub struct Fanout {
 }
 
 /// What happened to one subscription in this handling, before it is logged.
+/// What a round on the events queue has stored so far.
+#[derive(Default)]
+struct RoundLog {
+    event_stored: bool,
+    /// Outcomes not stored yet: successes, while the archive keeps only failed events.
+    held: Vec<AttemptRecord>,
+}
+
 struct Settled {
     record: AttemptRecord,
     /// False when the follow-up (retry message, DLQ) could not be queued.
@@ -261,7 +269,7 @@ impl Fanout {
         if targets.is_empty() {
             info!(event_id = %event.id, source = %event.source, event_type = %event.event_type, "no subscription to deliver to");
             return match self
-                .store_round(&event, &settled, &[], retention_until)
+                .store_untargeted(&event, &settled, retention_until)
                 .await
             {
                 Ok(()) => Disposition::Delete,
@@ -272,34 +280,75 @@ impl Fanout {
         // Attempt numbers run on past earlier tries of this event (whose follow-up could not be
         // queued), so `x-relay-attempt` never repeats.
         let attempt_of = |sub: &Subscription| targets::next_attempt(&settled, &sub.id);
+        // Each outcome is stored as soon as it is known, not when the slowest sibling is done:
+        // a crash meanwhile then re-sends the event only to the subscriptions still unsettled.
+        // The first outcome stored writes the event item with it (for one subscription, the
+        // event's only write); later ones are records of their own.
+        let round_log = tokio::sync::Mutex::new(RoundLog::default());
         let round = futures::future::join_all(targets.iter().map(|sub| {
             let body = body.clone();
             let event = &event;
             let attempt = attempt_of(sub);
+            let (settled, round_log) = (&settled, &round_log);
             async move {
-                if sub.failing_since.is_some() {
+                let outcome = if sub.failing_since.is_some() {
                     self.hand_off(event, sub, attempt).await
                 } else {
                     let result = self.attempt(event, body, sub, attempt, timeout).await;
                     self.settle(event, sub, attempt, 0, result).await
-                }
+                };
+                let logged = self
+                    .log_outcome(event, settled, outcome.record, round_log, retention_until)
+                    .await;
+                outcome.handed_off && logged.is_ok()
             }
         }))
         .await;
-        let records: Vec<AttemptRecord> = round.iter().map(|s| s.record.clone()).collect();
-        // The round's outcomes are stored in one write with the event, after the round: the
-        // first attempt's timeout bounds how long a crash could make the event go out again to
-        // a subscription of this round that already has it.
-        let stored = self
-            .store_round(&event, &settled, &records, retention_until)
-            .await;
         // Without a record a retry could not tell who already has it: retry the event, which
         // skips the subscriptions whose outcome was stored.
-        if stored.is_ok() && round.iter().all(|s| s.handed_off) {
+        if round.iter().all(|done| *done) {
             Disposition::Delete
         } else {
             Disposition::Retry
         }
+    }
+
+    /// Stores one outcome of a round on the events queue, as the archive mode says: with the
+    /// event, when it is the first of the event to be stored (and with the outcomes held back
+    /// before it: `failures` holds successes until one attempt fails), else as a record.
+    async fn log_outcome(
+        &self,
+        event: &EventEnvelope,
+        past: &[AttemptRecord],
+        record: AttemptRecord,
+        round_log: &tokio::sync::Mutex<RoundLog>,
+        until: i64,
+    ) -> Result<(), ()> {
+        if self.config.archive == ArchiveMode::Off {
+            return Ok(());
+        }
+        // The round's writes go one at a time, so only one of them writes the event item.
+        let mut log = round_log.lock().await;
+        let written = if log.event_stored {
+            self.archive
+                .put_attempts(std::slice::from_ref(&record), until)
+                .await
+        } else {
+            log.held.push(record);
+            if past.is_empty() && !self.config.archive.keeps(&log.held) {
+                return Ok(());
+            }
+            let all: Vec<AttemptRecord> = past.iter().chain(&log.held).cloned().collect();
+            let written = self.archive.record_event(event, &all, until).await;
+            if written.is_ok() {
+                log.event_stored = true;
+                log.held.clear();
+            }
+            written
+        };
+        written.map_err(|e| {
+            warn!(event_id = %event.id, error = %e, "attempt log write failed; event will be retried");
+        })
     }
 
     /// The attempt records of earlier rounds and retries; none when nothing is archived.
@@ -313,23 +362,23 @@ impl Fanout {
         self.archive.event_attempts(event_id).await
     }
 
-    /// Stores the event with every record known for it, when the archive mode keeps it.
-    async fn store_round(
+    /// Stores an event no subscription takes (archive `all`, or stored before), so it is
+    /// listed and can be replayed.
+    async fn store_untargeted(
         &self,
         event: &EventEnvelope,
         past: &[AttemptRecord],
-        round: &[AttemptRecord],
         until: i64,
     ) -> Result<(), ()> {
-        // An event stored before stays stored, with its log, whatever this round did.
-        if !past.is_empty() || self.config.archive.keeps(round) {
-            let all: Vec<AttemptRecord> = past.iter().chain(round).cloned().collect();
-            if let Err(e) = self.archive.record_event(event, &all, until).await {
-                warn!(event_id = %event.id, error = %e, "event and attempt log write failed; event will be retried");
-                return Err(());
-            }
+        if past.is_empty() && !self.config.archive.keeps(&[]) {
+            return Ok(());
         }
-        Ok(())
+        self.archive
+            .record_event(event, past, until)
+            .await
+            .map_err(|e| {
+                warn!(event_id = %event.id, error = %e, "event write failed; event will be retried");
+            })
     }
 
     /// A subscription already failing gets even its first attempt from the deliveries queue, so

@@ -157,16 +157,11 @@ impl DedupLedger for MemoryStore {
         let mut tables = self.lock();
         let slot = (source.to_owned(), key.to_owned());
         if let Some(entry) = tables.dedup.get(&slot).filter(|e| now < e.expires_at) {
-            return Ok(match entry.state {
-                DedupState::Queued => DedupClaim::Queued {
-                    event_id: entry.event_id.clone(),
-                },
-                // Our own lease, taken by an earlier try whose answer was lost.
-                DedupState::Pending if entry.event_id == event_id => DedupClaim::New,
-                DedupState::Pending => DedupClaim::Pending {
-                    event_id: entry.event_id.clone(),
-                },
-            });
+            return Ok(DedupClaim::of_live_claim(
+                &entry.event_id,
+                entry.state == DedupState::Queued,
+                event_id,
+            ));
         }
         tables.dedup.insert(
             slot,
