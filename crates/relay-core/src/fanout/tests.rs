@@ -248,7 +248,13 @@ struct Rig {
     fanout: Fanout,
 }
 
-async fn rig(subscriptions: &[&str], script: Vec<AttemptResult>) -> Rig {
+/// The fanout over subscriptions `subscriptions` of source `gh`, its deliverer answering
+/// `outcomes` in turn.
+async fn rig(subscriptions: &[&str], outcomes: impl IntoIterator<Item = Outcome>) -> Rig {
+    rig_scripted(subscriptions, outcomes.into_iter().map(answer).collect()).await
+}
+
+async fn rig_scripted(subscriptions: &[&str], script: Vec<AttemptResult>) -> Rig {
     let store = Arc::new(MemoryStore::with_sources([Source {
         name: "gh".into(),
         provider: ProviderConfig::Github,
@@ -345,9 +351,9 @@ async fn log_by_subscription(rig: &Rig) -> Vec<(String, u32, AttemptOutcome, Nex
 async fn an_event_delivers_to_each_subscription_and_retries_only_the_failing_one() {
     let rig = rig(
         &["a", "b"],
-        vec![
-            answer(Outcome::Delivered { status: 200 }),
-            answer(Outcome::Status { status: 500 }),
+        [
+            Outcome::Delivered { status: 200 },
+            Outcome::Status { status: 500 },
         ],
     )
     .await;
@@ -388,7 +394,7 @@ async fn an_event_delivers_to_each_subscription_and_retries_only_the_failing_one
 async fn retry_after_sets_the_next_attempt_time() {
     let mut busy = answer(Outcome::Status { status: 503 });
     busy.retry_after = Some(Duration::from_secs(3600));
-    let rig = rig(&["a"], vec![busy]).await;
+    let rig = rig_scripted(&["a"], vec![busy]).await;
     rig.handle_event().await;
     let (task, send_delay) = rig.queue.scheduled()[0].clone();
     assert_eq!(task.not_before, NOW_MS + 3_600_000);
@@ -400,10 +406,7 @@ async fn a_follow_up_that_cannot_be_queued_retries_the_event_with_the_attempt_nu
     // b times out while the queue is down: its retry cannot be queued, so the event stays.
     let rig = rig(
         &["a", "b"],
-        vec![
-            answer(Outcome::Delivered { status: 200 }),
-            answer(Outcome::Timeout),
-        ],
+        [Outcome::Delivered { status: 200 }, Outcome::Timeout],
     )
     .await;
     rig.queue.fail_sends(true);
@@ -440,7 +443,7 @@ async fn a_follow_up_that_cannot_be_queued_retries_the_event_with_the_attempt_nu
 
 #[tokio::test]
 async fn a_redriven_delivery_gets_its_attempt_then_the_schedule_again() {
-    let rig = rig(&["a"], vec![answer(Outcome::Status { status: 502 })]).await;
+    let rig = rig(&["a"], [Outcome::Status { status: 502 }]).await;
     // As parked by a spent schedule: attempt 5, step 0.
     let disposition = rig.handle_delivery(task("a", 5, 0, 0)).await;
     assert_eq!(disposition, Disposition::Delete);
@@ -462,7 +465,7 @@ async fn a_redriven_delivery_gets_its_attempt_then_the_schedule_again() {
 
 #[tokio::test]
 async fn a_spent_schedule_parks_the_delivery() {
-    let rig = rig(&["a"], vec![answer(Outcome::Timeout)]).await;
+    let rig = rig(&["a"], [Outcome::Timeout]).await;
     // The last step of the rig's two-step schedule.
     rig.handle_delivery(task("a", 3, 2, 0)).await;
     let parked = rig.queue.parked();
@@ -472,7 +475,7 @@ async fn a_spent_schedule_parks_the_delivery() {
 
 #[tokio::test]
 async fn gone_disables_the_stored_subscription() {
-    let rig = rig(&["a"], vec![answer(Outcome::Gone)]).await;
+    let rig = rig(&["a"], [Outcome::Gone]).await;
     rig.handle_event().await;
     let stored = rig.store.get_subscription("a").await.unwrap().unwrap();
     assert!(!stored.enabled);
@@ -498,7 +501,7 @@ fn early_task(not_before: i64) -> DeliveryTask {
 
 #[tokio::test]
 async fn an_early_wake_up_hops_as_a_new_message_and_counts_no_attempt() {
-    let rig = rig(&["a"], vec![]).await;
+    let rig = rig(&["a"], []).await;
     for (not_before, expected_delay) in [(NOW_MS + 7_200_000, 900), (NOW_MS + 299_500, 300)] {
         let early = early_task(not_before);
         let disposition = rig.handle_delivery(early.clone()).await;
@@ -522,7 +525,7 @@ async fn an_early_wake_up_hops_as_a_new_message_and_counts_no_attempt() {
 
 #[tokio::test]
 async fn a_hop_that_cannot_be_queued_leaves_the_message() {
-    let rig = rig(&["a"], vec![]).await;
+    let rig = rig(&["a"], []).await;
     rig.queue.fail_sends(true);
     let disposition = rig.handle_delivery(early_task(NOW_MS + 7_200_000)).await;
     assert_eq!(disposition, Disposition::Retry, "never deleted unsent");
@@ -535,9 +538,9 @@ async fn a_hop_that_cannot_be_queued_leaves_the_message() {
 async fn every_attempt_is_counted_in_the_tally() {
     let rig = rig(
         &["a", "b"],
-        vec![
-            answer(Outcome::Delivered { status: 200 }),
-            answer(Outcome::Status { status: 500 }),
+        [
+            Outcome::Delivered { status: 200 },
+            Outcome::Status { status: 500 },
         ],
     )
     .await;
@@ -566,7 +569,7 @@ async fn every_attempt_is_counted_in_the_tally() {
 
 #[tokio::test]
 async fn a_two_hour_wait_is_crossed_in_eight_messages_then_attempted_once() {
-    let rig = rig(&["a"], vec![answer(Outcome::Delivered { status: 200 })]).await;
+    let rig = rig(&["a"], [Outcome::Delivered { status: 200 }]).await;
     // As the fanout first sends it after a failure at NOW: the queue's maximum delay.
     let mut current = (early_task(NOW_MS + 7_200_000), 900);
     let mut messages = 1;
@@ -608,9 +611,9 @@ async fn mark_failing(rig: &Rig, id: &str, since: i64) {
 async fn a_failing_subscription_gets_its_first_attempt_from_the_deliveries_queue() {
     let rig = rig(
         &["healthy", "failing"],
-        vec![
-            answer(Outcome::Delivered { status: 200 }),
-            answer(Outcome::Delivered { status: 200 }),
+        [
+            Outcome::Delivered { status: 200 },
+            Outcome::Delivered { status: 200 },
         ],
     )
     .await;
@@ -666,7 +669,7 @@ async fn a_failing_subscription_gets_its_first_attempt_from_the_deliveries_queue
 async fn a_hand_off_that_cannot_be_queued_retries_the_event_without_the_settled_sibling() {
     let rig = rig(
         &["healthy", "failing"],
-        vec![answer(Outcome::Delivered { status: 200 })],
+        [Outcome::Delivered { status: 200 }],
     )
     .await;
     mark_failing(&rig, "failing", NOW - 60).await;
