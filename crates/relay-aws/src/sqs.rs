@@ -2,6 +2,7 @@
 //! delete, hide, depth, redrive with progress) the CLI uses. Lambda consumes through its SQS
 //! event source instead of `QueueConsumer::receive`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -386,31 +387,23 @@ impl SqsAdmin {
     }
 
     pub async fn queue_arn(&self, queue_url: &str) -> Result<String, QueueError> {
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(queue_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .map_err(|e| unavailable("GetQueueAttributes", &e))?;
-        out.attributes
-            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        self.queue_attributes(queue_url, &[QueueAttributeName::QueueArn])
+            .await?
+            .remove(&QueueAttributeName::QueueArn)
             .ok_or_else(|| QueueError::Unavailable("GetQueueAttributes: no QueueArn".to_owned()))
     }
 
     pub async fn queue_depth(&self, queue_url: &str) -> Result<QueueDepth, QueueError> {
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(queue_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await
-            .map_err(|e| unavailable("GetQueueAttributes", &e))?;
-        let attributes = out.attributes.unwrap_or_default();
+        let attributes = self
+            .queue_attributes(
+                queue_url,
+                &[
+                    QueueAttributeName::ApproximateNumberOfMessages,
+                    QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                    QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+                ],
+            )
+            .await?;
         let count = |name: QueueAttributeName| {
             attributes
                 .get(&name)
@@ -422,6 +415,23 @@ impl SqsAdmin {
             in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
             delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
         })
+    }
+
+    /// The named attributes of one queue (those SQS leaves out are absent).
+    async fn queue_attributes(
+        &self,
+        queue_url: &str,
+        names: &[QueueAttributeName],
+    ) -> Result<HashMap<QueueAttributeName, String>, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .set_attribute_names(Some(names.to_vec()))
+            .send()
+            .await
+            .map_err(|e| unavailable("GetQueueAttributes", &e))?;
+        Ok(out.attributes.unwrap_or_default())
     }
 
     /// Moves every message of `dlq_url` back to `dest_url` and returns how many moved. Uses an
