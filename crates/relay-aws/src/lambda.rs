@@ -7,7 +7,7 @@ use relay_core::clock::SharedClock;
 use relay_core::metrics::Tally;
 
 use crate::metrics::EmfMetrics;
-use crate::{AwsSettings, DynamoStore, SqsAdmin, SqsQueue, connect, logging};
+use crate::{AwsSettings, DynamoStore, SqsQueue, connect, logging};
 
 /// The error a Lambda main returns (the runtime's own `Error` type).
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
@@ -16,7 +16,6 @@ pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 pub struct LambdaStart<T> {
     pub use_case: Arc<T>,
     pub settings: AwsSettings,
-    pub admin: SqsAdmin,
     pub metrics: Option<Arc<EmfMetrics>>,
 }
 
@@ -57,7 +56,6 @@ pub async fn start<T>(
     Ok(LambdaStart {
         use_case: Arc::new(use_case),
         settings,
-        admin: aws.admin,
         metrics,
     })
 }

@@ -2,6 +2,7 @@
 //! delete, hide, depth, redrive with progress) the CLI uses. Lambda consumes through its SQS
 //! event source instead of `QueueConsumer::receive`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -140,37 +141,9 @@ impl QueueConsumer for SqsQueue {
         action: Settle,
     ) -> Result<(), QueueError> {
         let url = self.url(queue)?;
-        match action {
-            Settle::Leave => Ok(()),
-            Settle::Delete => {
-                let sent = self
-                    .client
-                    .delete_message()
-                    .queue_url(url)
-                    .receipt_handle(receipt)
-                    .send()
-                    .await;
-                match sent {
-                    Ok(_) => Ok(()),
-                    Err(e) if is_stale_receipt(&e) => Ok(()),
-                    Err(e) => Err(unavailable("DeleteMessage", &e)),
-                }
-            }
-            Settle::HideFor(secs) => {
-                let sent = self
-                    .client
-                    .change_message_visibility()
-                    .queue_url(url)
-                    .receipt_handle(receipt)
-                    .visibility_timeout(to_i32(secs.min(MAX_VISIBILITY_SECS)))
-                    .send()
-                    .await;
-                match sent {
-                    Ok(_) => Ok(()),
-                    Err(e) if is_stale_receipt(&e) => Ok(()),
-                    Err(e) => Err(unavailable("ChangeMessageVisibility", &e)),
-                }
-            }
+        match settle_by_receipt(&self.client, url, receipt, action).await {
+            Ok(()) | Err(SettleFailure::StaleReceipt(_)) => Ok(()),
+            Err(SettleFailure::Unavailable(e)) => Err(e),
         }
     }
 
@@ -187,15 +160,65 @@ impl QueueConsumer for SqsQueue {
     }
 }
 
-/// A receipt that no longer names a message in flight: it was deleted, moved or received again.
-fn is_stale_receipt<E: ProvideErrorMetadata>(
-    err: &aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
-) -> bool {
-    err.as_service_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| {
-            code.contains("ReceiptHandleIsInvalid") || code.contains("MessageNotInflight")
-        })
+/// Why settling a message by its receipt handle failed.
+enum SettleFailure {
+    /// The receipt no longer names a message in flight: it was deleted, moved or received again.
+    StaleReceipt(QueueError),
+    Unavailable(QueueError),
+}
+
+impl SettleFailure {
+    fn of<E: ProvideErrorMetadata>(
+        operation: &str,
+        err: &aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
+    ) -> Self {
+        let stale = err
+            .as_service_error()
+            .and_then(|e| e.code())
+            .is_some_and(|code| {
+                code.contains("ReceiptHandleIsInvalid") || code.contains("MessageNotInflight")
+            });
+        if stale {
+            SettleFailure::StaleReceipt(QueueError::Unavailable(describe_sdk_error(operation, err)))
+        } else {
+            SettleFailure::Unavailable(unavailable(operation, err))
+        }
+    }
+
+    fn into_error(self) -> QueueError {
+        match self {
+            SettleFailure::StaleReceipt(e) | SettleFailure::Unavailable(e) => e,
+        }
+    }
+}
+
+/// Deletes or hides (for at most 12 h) one received message; leaving it is no call at all.
+async fn settle_by_receipt(
+    client: &Client,
+    queue_url: &str,
+    receipt_handle: &str,
+    action: Settle,
+) -> Result<(), SettleFailure> {
+    match action {
+        Settle::Leave => Ok(()),
+        Settle::Delete => client
+            .delete_message()
+            .queue_url(queue_url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| SettleFailure::of("DeleteMessage", &e)),
+        Settle::HideFor(secs) => client
+            .change_message_visibility()
+            .queue_url(queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(to_i32(secs.min(MAX_VISIBILITY_SECS)))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| SettleFailure::of("ChangeMessageVisibility", &e)),
+    }
 }
 
 /// Returns the new message's id.
@@ -329,33 +352,28 @@ impl SqsAdmin {
             .collect())
     }
 
+    /// Deletes a received message; a stale receipt is an error here (unlike `QueueConsumer`).
     pub async fn delete(&self, queue_url: &str, receipt_handle: &str) -> Result<(), QueueError> {
-        self.client
-            .delete_message()
-            .queue_url(queue_url)
-            .receipt_handle(receipt_handle)
-            .send()
+        settle_by_receipt(&self.client, queue_url, receipt_handle, Settle::Delete)
             .await
-            .map_err(|e| unavailable("DeleteMessage", &e))?;
-        Ok(())
+            .map_err(SettleFailure::into_error)
     }
 
-    /// Hides a received message for `secs` more (clamped to 12 h), e.g. when it woke early.
+    /// Hides a received message for `secs` more (clamped to 12 h); a stale receipt is an error.
     pub async fn change_visibility(
         &self,
         queue_url: &str,
         receipt_handle: &str,
         secs: u32,
     ) -> Result<(), QueueError> {
-        self.client
-            .change_message_visibility()
-            .queue_url(queue_url)
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(to_i32(secs.min(MAX_VISIBILITY_SECS)))
-            .send()
-            .await
-            .map_err(|e| unavailable("ChangeMessageVisibility", &e))?;
-        Ok(())
+        settle_by_receipt(
+            &self.client,
+            queue_url,
+            receipt_handle,
+            Settle::HideFor(secs),
+        )
+        .await
+        .map_err(SettleFailure::into_error)
     }
 
     /// Sends a raw body (delay clamped to 900 s); returns the message id.
@@ -369,31 +387,23 @@ impl SqsAdmin {
     }
 
     pub async fn queue_arn(&self, queue_url: &str) -> Result<String, QueueError> {
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(queue_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .map_err(|e| unavailable("GetQueueAttributes", &e))?;
-        out.attributes
-            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        self.queue_attributes(queue_url, &[QueueAttributeName::QueueArn])
+            .await?
+            .remove(&QueueAttributeName::QueueArn)
             .ok_or_else(|| QueueError::Unavailable("GetQueueAttributes: no QueueArn".to_owned()))
     }
 
     pub async fn queue_depth(&self, queue_url: &str) -> Result<QueueDepth, QueueError> {
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(queue_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await
-            .map_err(|e| unavailable("GetQueueAttributes", &e))?;
-        let attributes = out.attributes.unwrap_or_default();
+        let attributes = self
+            .queue_attributes(
+                queue_url,
+                &[
+                    QueueAttributeName::ApproximateNumberOfMessages,
+                    QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                    QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+                ],
+            )
+            .await?;
         let count = |name: QueueAttributeName| {
             attributes
                 .get(&name)
@@ -405,6 +415,23 @@ impl SqsAdmin {
             in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
             delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
         })
+    }
+
+    /// The named attributes of one queue (those SQS leaves out are absent).
+    async fn queue_attributes(
+        &self,
+        queue_url: &str,
+        names: &[QueueAttributeName],
+    ) -> Result<HashMap<QueueAttributeName, String>, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .set_attribute_names(Some(names.to_vec()))
+            .send()
+            .await
+            .map_err(|e| unavailable("GetQueueAttributes", &e))?;
+        Ok(out.attributes.unwrap_or_default())
     }
 
     /// Moves every message of `dlq_url` back to `dest_url` and returns how many moved. Uses an

@@ -2,18 +2,15 @@
 //! shards' partitions, listed back merged newest first past the attempt records that share
 //! their partitions; an event stored with its records is one item.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
+mod common;
 
-use aws_config::Region;
-use aws_sdk_dynamodb::config::Credentials;
+use std::collections::BTreeSet;
+
 use aws_sdk_dynamodb::types::AttributeValue;
+use relay_aws::DynamoStore;
 use relay_aws::dynamo::keys::{EVENT_INDEX_SHARDS, event_shard, events_partition};
-use relay_aws::provision::create_table;
-use relay_aws::{DynamoStore, sdk_config_loader};
 use relay_core::ids::event_id_at;
-use relay_core::model::{AttemptOutcome, AttemptRecord, NextStep};
-use relay_core::model::{BodyEncoding, EventEnvelope};
+use relay_core::model::{AttemptOutcome, AttemptRecord, EventEnvelope, NextStep};
 use relay_core::{EventArchive, EventQuery, EventSummary};
 
 const DAY_MILLIS: i64 = 86_400_000;
@@ -21,22 +18,7 @@ const DAY_MILLIS: i64 = 86_400_000;
 const NOW_MILLIS: i64 = 1_700_000_000_000;
 
 async fn fresh_store() -> DynamoStore {
-    let endpoint = std::env::var("MOTO_ENDPOINT").unwrap_or_else(|_| {
-        panic!("MOTO_ENDPOINT is not set: the events index tests need a moto server")
-    });
-    let sdk = sdk_config_loader(Duration::from_secs(10))
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "moto-tests"))
-        .load()
-        .await;
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
-    let id = relay_core::ids::new_event_id();
-    let table = format!("relay-index-{}", &id[id.len() - 12..]);
-    create_table(&client, &table)
-        .await
-        .unwrap_or_else(|e| panic!("creating table {table} on moto: {e}"));
-    DynamoStore::new(client, table)
+    common::fresh_store("the events index tests", "relay-index").await
 }
 
 fn event(id: String, received_at: i64) -> EventEnvelope {
@@ -46,12 +28,7 @@ fn event(id: String, received_at: i64) -> EventEnvelope {
             "{{\"id\":\"{id}\",\"items\":[{}]}}",
             vec!["{\"name\":\"widget\",\"quantity\":1,\"price\":1999}"; 20].join(",")
         ),
-        id,
-        source: "gh".into(),
-        event_type: "push".into(),
-        content_type: Some("application/json".into()),
-        received_at,
-        body_encoding: BodyEncoding::Utf8,
+        ..relay_core::testkit::contract::event(&id, received_at)
     }
 }
 

@@ -3,15 +3,16 @@
 //! Without `MOTO_ENDPOINT` the moto tests print a note and pass. The timeout test needs no
 //! server. The store's rules are checked by the contract suite (`tests/contract.rs`).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use aws_config::Region;
-use aws_sdk_sqs::config::Credentials;
-use relay_aws::provision::{QueueSet, create_queues, create_table};
-use relay_aws::{
-    AwsAdapters, AwsSettings, RedriveMethod, SqsAdmin, adapters_from_sdk_config, sdk_config_loader,
+use common::{
+    OPERATION_TIMEOUT, fresh_queues, fresh_table, moto_endpoint_or_skip, sdk_config, unique,
 };
-use relay_core::model::{BodyEncoding, DeliveryTask, EventEnvelope, QueueMessage};
+use relay_aws::provision::QueueSet;
+use relay_aws::{AwsAdapters, AwsSettings, RedriveMethod, SqsAdmin, adapters_from_sdk_config};
+use relay_core::model::{DeliveryTask, EventEnvelope, QueueMessage};
 use relay_core::ports::Catalog;
 use relay_core::ports::{Queue, StoreError};
 
@@ -20,34 +21,12 @@ struct Stack {
     queues: QueueSet,
 }
 
-async fn sdk_config(endpoint: &str, timeout: Duration) -> aws_config::SdkConfig {
-    sdk_config_loader(timeout)
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "moto-tests"))
-        .load()
-        .await
-}
-
-fn unique(prefix: &str) -> String {
-    let id = relay_core::ids::new_event_id();
-    format!("{prefix}-{}", &id[id.len() - 12..])
-}
-
 /// A fresh table and queue set on moto, or `None` (with a note) when no server is configured.
 async fn stack(test: &str) -> Option<Stack> {
-    let Ok(endpoint) = std::env::var("MOTO_ENDPOINT") else {
-        eprintln!("skipping {test}: MOTO_ENDPOINT is not set");
-        return None;
-    };
-    let sdk = sdk_config(&endpoint, Duration::from_secs(10)).await;
-    let table = unique("relay-test");
-    create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
-        .await
-        .expect("create table");
-    let queues = create_queues(&aws_sdk_sqs::Client::new(&sdk), &unique("relay-test"))
-        .await
-        .expect("create queues");
+    let endpoint = moto_endpoint_or_skip(test)?;
+    let sdk = sdk_config(&endpoint, OPERATION_TIMEOUT).await;
+    let table = fresh_table(&sdk, "relay-test").await;
+    let queues = fresh_queues(&sdk, "relay-test").await;
     let settings = queues.settings(table);
     Some(Stack {
         adapters: adapters_from_sdk_config(&sdk, &settings),
@@ -57,13 +36,8 @@ async fn stack(test: &str) -> Option<Stack> {
 
 fn event(id: &str, received_at: i64, body: &str) -> EventEnvelope {
     EventEnvelope {
-        id: id.to_owned(),
-        source: "gh".into(),
-        event_type: "push".into(),
-        content_type: Some("application/json".into()),
-        received_at,
         body: body.to_owned(),
-        body_encoding: BodyEncoding::Utf8,
+        ..relay_core::testkit::contract::event(id, received_at)
     }
 }
 
@@ -212,8 +186,7 @@ async fn redrive_moves_everything_back() {
 
 #[tokio::test]
 async fn missing_queue_urls_fail_clearly() {
-    let Ok(endpoint) = std::env::var("MOTO_ENDPOINT") else {
-        eprintln!("skipping missing_queue_urls_fail_clearly: MOTO_ENDPOINT is not set");
+    let Some(endpoint) = moto_endpoint_or_skip("missing_queue_urls_fail_clearly") else {
         return;
     };
     let sdk = sdk_config(&endpoint, Duration::from_secs(3)).await;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use relay_core::EventQuery;
 use relay_core::Store;
 use relay_core::admin::events::{self as core_events, EventDetail};
-use relay_core::admin::redrive::{self as core_redrive, queues_to_redrive};
+use relay_core::admin::redrive as core_redrive;
 use relay_core::admin::sources::{self as core_sources, NewSource, SourceChange};
 use relay_core::admin::subscriptions::{self as core_subscriptions, NewSubscription};
 use relay_core::clock::{Clock, SystemClock};
@@ -368,24 +368,15 @@ async fn redrive(
         RedriveQueue::Events => core_redrive::RedriveQueue::Events,
         RedriveQueue::Deliveries => core_redrive::RedriveQueue::Deliveries,
     });
+    let consumer = backend.consumer();
     let mut result = serde_json::Map::new();
-    for q in queues_to_redrive(named) {
-        let name = q.name();
-        let mut report = |moved: u64| {
-            if !json_mode {
-                eprintln!("{name}: {moved} moved so far");
-            }
-        };
-        let backend_queue = match q {
-            core_redrive::RedriveQueue::Events => RedriveQueue::Events,
-            core_redrive::RedriveQueue::Deliveries => RedriveQueue::Deliveries,
-        };
-        let moved = backend.redrive(backend_queue, &mut report).await?;
-        result.insert(name.into(), json!(moved));
+    core_redrive::redrive(consumer.as_ref(), named, |q, moved| {
+        result.insert(q.name().into(), json!(moved));
         if !json_mode {
-            println!("{name}: {moved} message(s) moved back from the DLQ");
+            println!("{}: {moved} message(s) moved back from the DLQ", q.name());
         }
-    }
+    })
+    .await?;
     if json_mode {
         println!("{}", Value::Object(result));
     }

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use relay_aws::{AwsAdapters, AwsSettings};
-use relay_core::{Queue, Store};
-use relay_local::{LocalBackend, LocalOptions, LocalQueueName};
+use relay_core::{Queue, QueueConsumer, Store};
+use relay_local::{LocalBackend, LocalOptions};
 
-use crate::args::{Global, RedriveQueue};
+use crate::args::Global;
 
 pub enum Backend {
     Local(LocalBackend),
@@ -78,43 +78,12 @@ impl Backend {
         }
     }
 
-    /// Moves one DLQ back to its queue; returns how many messages moved.
-    pub async fn redrive(
-        &self,
-        queue: RedriveQueue,
-        progress: &mut (dyn FnMut(u64) + Send),
-    ) -> anyhow::Result<u64> {
+    /// The queues' consumer side (receive, settle, redrive, depths). A queue URL that is not
+    /// configured fails the call that needs it, naming its variable.
+    pub fn consumer(&self) -> Arc<dyn QueueConsumer> {
         match self {
-            Backend::Local(local) => {
-                let (from, to) = match queue {
-                    RedriveQueue::Events => (LocalQueueName::EventsDlq, LocalQueueName::Events),
-                    RedriveQueue::Deliveries => {
-                        (LocalQueueName::DeliveriesDlq, LocalQueueName::Deliveries)
-                    }
-                };
-                let moved = local.redrive(from, to).await?;
-                progress(moved);
-                Ok(moved)
-            }
-            Backend::Aws { adapters, settings } => {
-                let (dlq, dest) = match queue {
-                    RedriveQueue::Events => (
-                        settings.require_events_dlq_url()?,
-                        settings.require_events_queue_url()?,
-                    ),
-                    RedriveQueue::Deliveries => (
-                        settings.require_deliveries_dlq_url()?,
-                        settings.require_deliveries_queue_url()?,
-                    ),
-                };
-                let moved = adapters
-                    .admin
-                    .redrive(dlq, dest, |p: &relay_aws::RedriveProgress| {
-                        progress(p.moved)
-                    })
-                    .await?;
-                Ok(moved)
-            }
+            Backend::Local(local) => Arc::new(local.clone()),
+            Backend::Aws { adapters, .. } => Arc::new(adapters.queue.clone()),
         }
     }
 }

@@ -234,6 +234,21 @@ mod tests {
         (queue, fanout, clock)
     }
 
+    /// One pump of the deliveries queue, taking what is visible without waiting.
+    async fn pump_deliveries(queue: &MemoryQueue, fanout: &Fanout) -> Vec<Pumped> {
+        pump(
+            queue,
+            fanout,
+            QueueName::Deliveries,
+            10,
+            Duration::ZERO,
+            Duration::from_secs(30),
+            None,
+        )
+        .await
+        .unwrap()
+    }
+
     fn early_task(not_before_millis: i64) -> DeliveryTask {
         DeliveryTask {
             event: event("evt_1", NOW * 1000),
@@ -248,17 +263,7 @@ mod tests {
     async fn pump_deletes_what_the_fanout_delivered() {
         let (queue, fanout, _clock) = setup().await;
         queue.send_delivery(&early_task(0), 0).await.unwrap();
-        let pumped = pump(
-            queue.as_ref(),
-            &fanout,
-            QueueName::Deliveries,
-            10,
-            Duration::ZERO,
-            Duration::from_secs(30),
-            None,
-        )
-        .await
-        .unwrap();
+        let pumped = pump_deliveries(&queue, &fanout).await;
         assert_eq!(pumped.len(), 1);
         assert_eq!(pumped[0].settled, Some(Settle::Delete));
         assert_eq!(queue.depth(QueueName::Deliveries).await.unwrap().total(), 0);
@@ -270,17 +275,7 @@ mod tests {
         // Due in ten minutes: it woke early and is sent again, delayed for what is left.
         let due = (NOW + 600) * 1000;
         queue.send_delivery(&early_task(due), 0).await.unwrap();
-        let pumped = pump(
-            queue.as_ref(),
-            &fanout,
-            QueueName::Deliveries,
-            10,
-            Duration::ZERO,
-            Duration::from_secs(30),
-            None,
-        )
-        .await
-        .unwrap();
+        let pumped = pump_deliveries(&queue, &fanout).await;
         assert!(matches!(pumped[0].settled, Some(Settle::Delete)));
         let depth = queue.depth(QueueName::Deliveries).await.unwrap();
         assert_eq!((depth.visible, depth.in_flight, depth.delayed), (0, 0, 1));

@@ -401,10 +401,9 @@ pub enum Disposition {
     /// Handled for good (delivered, rescheduled as a new message, or dead-lettered): delete it.
     Delete,
     /// Not handled: leave it, so the queue hands it out again after its visibility timeout.
+    /// (An early wake-up is not hidden again: it is sent on as a new delayed message, which
+    /// holds nothing in flight.)
     Retry,
-    /// Hide it again for this many seconds, then leave it. (The fanout no longer answers it:
-    /// an early wake-up is sent on as a new delayed message, which holds nothing in flight.)
-    HideFor(u32),
 }
 
 #[cfg(test)]

@@ -391,7 +391,6 @@ impl Settle {
         match disposition {
             Disposition::Delete => Settle::Delete,
             Disposition::Retry => Settle::Leave,
-            Disposition::HideFor(secs) => Settle::HideFor(secs),
         }
     }
 }

@@ -445,16 +445,12 @@ impl Queue for LocalBackend {
 
     async fn send_delivery(&self, task: &DeliveryTask, delay_secs: u32) -> Result<(), QueueError> {
         // Refused like SQS would, so `relay dev` catches what would fail in AWS.
-        if delay_secs > MAX_DELAY_SECS {
-            return Err(QueueError::Unavailable(format!(
-                "delay {delay_secs} s is over the SQS limit of {MAX_DELAY_SECS} s"
-            )));
-        }
+        let delay = relay_core::limits::sqs_delay(delay_secs)?;
         self.send_message(
             LocalQueueName::Deliveries,
             &QueueMessageRef::Delivery(task),
             "delivery",
-            Duration::from_secs(u64::from(delay_secs)),
+            delay,
         )
         .await
     }

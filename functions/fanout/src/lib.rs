@@ -5,27 +5,21 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use relay_aws::SqsAdmin;
 use relay_core::fanout::Fanout;
 use relay_core::{ReceivedMessage, Settle};
-use tracing::warn;
 
 /// Handles one batch. Dispositions are applied as the core maps them (`Settle::for_disposition`),
-/// the way the event source mapping allows: a delete is a record not reported, a leave is a
-/// batch item failure, a hide is a visibility change plus a failure (so SQS keeps the record
-/// hidden for that long).
+/// the way the event source mapping allows: a delete is a record not reported, anything else is
+/// a batch item failure, which SQS hands out again after the queue's visibility timeout.
 /// `deadline` is the invocation's: attempts are cut short so that the batch is answered in time.
 pub async fn handle(
     fanout: &Fanout,
-    admin: &SqsAdmin,
-    queue_urls: &HashMap<String, String>,
     event: SqsEvent,
     deadline: Option<Instant>,
 ) -> SqsBatchResponse {
-    // By receipt (what the fanout answers by): the message id and the queue URL.
-    let mut records = HashMap::with_capacity(event.records.len());
+    // By receipt (what the fanout answers by): the message id a failure is reported by.
+    let mut message_ids = HashMap::with_capacity(event.records.len());
     let mut messages = Vec::with_capacity(event.records.len());
-    let mut failures = Vec::new();
     for record in event.records {
         let (Some(id), Some(body)) = (record.message_id, record.body) else {
             continue;
@@ -35,18 +29,9 @@ pub async fn handle(
             .get("ApproximateReceiveCount")
             .and_then(|n| n.parse().ok())
             .unwrap_or(1);
-        let queue_url = record
-            .event_source_arn
-            .as_deref()
-            .and_then(|arn| arn.rsplit(':').next())
-            .and_then(|name| queue_urls.get(name));
-        // Without a receipt handle the record cannot be hidden (no queue URL to hide it on);
-        // its message id still names it.
-        let (receipt, queue_url) = match record.receipt_handle {
-            Some(receipt) => (receipt, queue_url.cloned()),
-            None => (id.clone(), None),
-        };
-        records.insert(receipt.clone(), (id.clone(), queue_url));
+        // Nothing here settles by receipt handle; without one the message id names the record.
+        let receipt = record.receipt_handle.unwrap_or_else(|| id.clone());
+        message_ids.insert(receipt.clone(), id.clone());
         messages.push(ReceivedMessage {
             receipt,
             message_id: Some(id),
@@ -54,33 +39,17 @@ pub async fn handle(
             receive_count,
         });
     }
-    for (receipt, disposition) in fanout.handle_batch_by(messages, deadline).await {
-        let Some((id, url)) = records.get(&receipt) else {
-            continue;
-        };
-        match Settle::for_disposition(disposition) {
-            Settle::Delete => {}
-            Settle::Leave => failures.push(id.clone()),
-            Settle::HideFor(secs) => {
-                if let Some(url) = url
-                    && let Err(e) = admin.change_visibility(url, &receipt, secs).await
-                {
-                    // Left as is, it comes back after the queue's visibility timeout.
-                    warn!(message_id = %id, error = %e, "could not hide an early delivery");
-                }
-                failures.push(id.clone());
-            }
-        }
-    }
     let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failures
-        .into_iter()
-        .map(|id| {
+    for (receipt, disposition) in fanout.handle_batch_by(messages, deadline).await {
+        if Settle::for_disposition(disposition) == Settle::Delete {
+            continue;
+        }
+        if let Some(id) = message_ids.remove(&receipt) {
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = id;
-            failure
-        })
-        .collect();
+            response.batch_item_failures.push(failure);
+        }
+    }
     response
 }
 
@@ -94,26 +63,72 @@ pub fn deadline_instant(deadline_ms: u64) -> Option<Instant> {
     Instant::now().checked_add(Duration::from_millis(left))
 }
 
-/// Maps queue names (the last part of an ARN or URL) to queue URLs.
-pub fn queue_urls<'a>(urls: impl IntoIterator<Item = &'a str>) -> HashMap<String, String> {
-    urls.into_iter()
-        .filter_map(|url| {
-            let name = url.trim_end_matches('/').rsplit('/').next()?;
-            Some((name.to_owned(), url.to_owned()))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use relay_core::clock::FixedClock;
+    use relay_core::delivery::Outcome;
+    use relay_core::fanout::FanoutConfig;
+    use relay_core::model::QueueMessage;
+    use relay_core::ports::Catalog;
+    use relay_core::testkit::contract::{event, source, subscription};
+    use relay_core::testkit::{MemoryStore, RecordingQueue, ScriptedDeliverer};
+
     use super::*;
 
-    #[test]
-    fn maps_queue_names_to_urls() {
-        let map = queue_urls(["http://127.0.0.1:5000/123456789012/relay-deliveries"]);
-        assert_eq!(
-            map.get("relay-deliveries").map(String::as_str),
-            Some("http://127.0.0.1:5000/123456789012/relay-deliveries")
-        );
+    async fn fanout_answering(outcome: Outcome, queue: Arc<RecordingQueue>) -> Fanout {
+        let store = Arc::new(MemoryStore::with_sources([source("gh")]));
+        store
+            .put_subscription(&subscription("sub_1", "gh"))
+            .await
+            .unwrap();
+        let deliverer =
+            ScriptedDeliverer::new(Duration::from_secs(5), [ScriptedDeliverer::answer(outcome)]);
+        Fanout::with_deliverer(
+            store,
+            queue,
+            Arc::new(deliverer),
+            FixedClock::at_secs(1_700_000_000),
+            FanoutConfig::default(),
+        )
+    }
+
+    /// One record from the events queue, as the event source mapping hands it over.
+    fn batch_of_one_event(message_id: &str) -> SqsEvent {
+        let body = serde_json::to_string(&QueueMessage::Event(event("evt_1", 0))).unwrap();
+        serde_json::from_value(serde_json::json!({ "Records": [{
+            "messageId": message_id,
+            "receiptHandle": format!("receipt-of-{message_id}"),
+            "body": body,
+            "attributes": { "ApproximateReceiveCount": "1" },
+        }]}))
+        .unwrap()
+    }
+
+    fn reported(response: &SqsBatchResponse) -> Vec<&str> {
+        response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_delivered_record_is_not_reported() {
+        let queue = Arc::new(RecordingQueue::default());
+        let fanout = fanout_answering(Outcome::Delivered { status: 200 }, queue).await;
+        let response = handle(&fanout, batch_of_one_event("m-1"), None).await;
+        assert_eq!(reported(&response), Vec::<&str>::new());
+    }
+
+    #[tokio::test]
+    async fn a_record_left_for_retry_is_reported_by_its_message_id() {
+        // The attempt times out and its retry cannot be queued: the event must come back.
+        let queue = Arc::new(RecordingQueue::default());
+        queue.fail_sends(true);
+        let fanout = fanout_answering(Outcome::Timeout, queue).await;
+        let response = handle(&fanout, batch_of_one_event("m-1"), None).await;
+        assert_eq!(reported(&response), ["m-1"]);
     }
 }

@@ -8,15 +8,11 @@ use relay_core::fanout::Fanout;
 async fn main() -> Result<(), Error> {
     let start = relay_aws::lambda::start(relay_aws::wiring::fanout, Fanout::with_tally).await?;
     let (fanout, metrics) = (start.use_case, start.metrics);
-    let admin = Arc::new(start.admin);
-    let deliveries_url = start.settings.require_deliveries_queue_url()?.to_owned();
-    let urls = Arc::new(fanout::queue_urls([deliveries_url.as_str()]));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let (fanout, admin, urls) = (Arc::clone(&fanout), Arc::clone(&admin), Arc::clone(&urls));
-        let metrics = metrics.clone();
+        let (fanout, metrics) = (Arc::clone(&fanout), metrics.clone());
         let deadline = fanout::deadline_instant(event.context.deadline);
         async move {
-            let response = fanout::handle(&fanout, &admin, &urls, event.payload, deadline).await;
+            let response = fanout::handle(&fanout, event.payload, deadline).await;
             if let Some(metrics) = metrics {
                 metrics.flush();
             }

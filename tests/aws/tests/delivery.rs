@@ -169,8 +169,7 @@ async fn fixtures_go_through_both_handlers() {
     let event: aws_lambda_events::event::sqs::SqsEvent =
         serde_json::from_str(&fanout_fixture).expect("SqsEvent fixture");
     let fanout = stack.fanout("1s");
-    let urls = fanout::queue_urls([stack.queues.deliveries.as_str()]);
-    let response = fanout::handle(&fanout, stack.admin(), &urls, event, None).await;
+    let response = fanout::handle(&fanout, event, None).await;
     assert!(
         response.batch_item_failures.is_empty(),
         "{:?}",

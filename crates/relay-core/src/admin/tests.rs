@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::events::{plan_replay, replay, show_event};
+use super::redrive::{RedriveQueue, redrive};
 use super::sources::{
     NewSource, SourceChange, add_source, list_sources, remove_source, update_source,
 };
@@ -17,7 +18,7 @@ use super::{AdminError, Missing};
 use crate::clock::FixedClock;
 use crate::fanout::{Fanout, FanoutConfig};
 use crate::model::{Disposition, QueueMessage, ReceivedMessage, Subscription};
-use crate::ports::{Catalog, EventArchive};
+use crate::ports::{Catalog, EventArchive, QueueConsumer, QueueName};
 use crate::testkit::contract::{attempt, event, subscription};
 use crate::testkit::{MemoryStore, RecordingQueue, ScriptedDeliverer};
 
@@ -521,4 +522,70 @@ async fn a_queue_that_is_down_fails_the_replay_as_a_queue_error() {
         .await
         .unwrap_err();
     assert!(matches!(error, AdminError::Queue(_)), "{error:?}");
+}
+
+// ------------------------------------------------------------------ redrive
+
+/// A memory queue with `events` dead letters in the events DLQ and `deliveries` in the
+/// deliveries DLQ.
+fn queue_with_dead_letters(events: usize, deliveries: usize) -> crate::testkit::MemoryQueue {
+    let queue = crate::testkit::MemoryQueue::new(FixedClock::at_secs(NOW));
+    for n in 0..events {
+        queue.send_raw(
+            QueueName::EventsDlq,
+            format!("{{\"e\":{n}}}"),
+            Duration::ZERO,
+        );
+    }
+    for n in 0..deliveries {
+        queue.send_raw(
+            QueueName::DeliveriesDlq,
+            format!("{{\"d\":{n}}}"),
+            Duration::ZERO,
+        );
+    }
+    queue
+}
+
+async fn redriven(
+    queue: &crate::testkit::MemoryQueue,
+    named: Option<RedriveQueue>,
+) -> Vec<(&'static str, u64)> {
+    let mut moved = Vec::new();
+    redrive(queue, named, |q, n| moved.push((q.name(), n)))
+        .await
+        .unwrap();
+    moved
+}
+
+#[tokio::test]
+async fn redrive_empties_both_dead_letter_queues_events_first() {
+    let queue = queue_with_dead_letters(2, 3);
+    assert_eq!(
+        redriven(&queue, None).await,
+        [("events", 2), ("deliveries", 3)]
+    );
+    for (dlq, main, count) in [
+        (QueueName::EventsDlq, QueueName::Events, 2),
+        (QueueName::DeliveriesDlq, QueueName::Deliveries, 3),
+    ] {
+        assert_eq!(queue.depth(dlq).await.unwrap().total(), 0, "{dlq}");
+        assert_eq!(queue.depth(main).await.unwrap().visible, count, "{main}");
+    }
+    // Nothing left is not an error.
+    assert_eq!(
+        redriven(&queue, None).await,
+        [("events", 0), ("deliveries", 0)]
+    );
+}
+
+#[tokio::test]
+async fn redrive_of_one_queue_leaves_the_other_dead_letter_queue() {
+    let queue = queue_with_dead_letters(2, 3);
+    assert_eq!(
+        redriven(&queue, Some(RedriveQueue::Deliveries)).await,
+        [("deliveries", 3)]
+    );
+    assert_eq!(queue.depth(QueueName::EventsDlq).await.unwrap().total(), 2);
+    assert_eq!(queue.depth(QueueName::Events).await.unwrap().total(), 0);
 }

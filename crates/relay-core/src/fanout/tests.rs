@@ -52,6 +52,17 @@ fn decided(sub: &Subscription, outcome: Outcome, retry_delay: Option<Duration>) 
     })
 }
 
+/// A delivery of `evt_1` to `subscription_id` as the deliveries queue carries it.
+fn task(subscription_id: &str, attempt: u32, schedule_step: u32, not_before: i64) -> DeliveryTask {
+    DeliveryTask {
+        event: event(),
+        subscription_id: subscription_id.into(),
+        attempt,
+        schedule_step,
+        not_before,
+    }
+}
+
 fn retried_in(decision: &Decision) -> (DeliveryTask, u32) {
     match &decision.follow_up {
         Some(FollowUp::Retry {
@@ -187,20 +198,14 @@ fn a_jittered_delay_is_sent_rounded_up_so_the_message_never_wakes_early() {
 
 #[test]
 fn a_task_hops_only_before_it_is_due_and_for_at_most_the_queue_maximum() {
-    let task = |not_before| DeliveryTask {
-        event: event(),
-        subscription_id: "s".into(),
-        attempt: 2,
-        schedule_step: 1,
-        not_before,
-    };
-    assert_eq!(hop_delay(&task(0), NOW_MS), None);
-    assert_eq!(hop_delay(&task(NOW_MS), NOW_MS), None);
-    assert_eq!(hop_delay(&task(NOW_MS - 1), NOW_MS), None);
-    assert_eq!(hop_delay(&task(NOW_MS + 1), NOW_MS), Some(1));
-    assert_eq!(hop_delay(&task(NOW_MS + 299_001), NOW_MS), Some(300));
-    assert_eq!(hop_delay(&task(NOW_MS + 900_000), NOW_MS), Some(900));
-    assert_eq!(hop_delay(&task(NOW_MS + 7_200_000), NOW_MS), Some(900));
+    let due_at = |not_before| task("s", 2, 1, not_before);
+    assert_eq!(hop_delay(&due_at(0), NOW_MS), None);
+    assert_eq!(hop_delay(&due_at(NOW_MS), NOW_MS), None);
+    assert_eq!(hop_delay(&due_at(NOW_MS - 1), NOW_MS), None);
+    assert_eq!(hop_delay(&due_at(NOW_MS + 1), NOW_MS), Some(1));
+    assert_eq!(hop_delay(&due_at(NOW_MS + 299_001), NOW_MS), Some(300));
+    assert_eq!(hop_delay(&due_at(NOW_MS + 900_000), NOW_MS), Some(900));
+    assert_eq!(hop_delay(&due_at(NOW_MS + 7_200_000), NOW_MS), Some(900));
 }
 
 #[test]
@@ -243,7 +248,13 @@ struct Rig {
     fanout: Fanout,
 }
 
-async fn rig(subscriptions: &[&str], script: Vec<AttemptResult>) -> Rig {
+/// The fanout over subscriptions `subscriptions` of source `gh`, its deliverer answering
+/// `outcomes` in turn.
+async fn rig(subscriptions: &[&str], outcomes: impl IntoIterator<Item = Outcome>) -> Rig {
+    rig_scripted(subscriptions, outcomes.into_iter().map(answer).collect()).await
+}
+
+async fn rig_scripted(subscriptions: &[&str], script: Vec<AttemptResult>) -> Rig {
     let store = Arc::new(MemoryStore::with_sources([Source {
         name: "gh".into(),
         provider: ProviderConfig::Github,
@@ -287,6 +298,34 @@ fn message(body: &QueueMessage) -> ReceivedMessage {
     }
 }
 
+async fn handle_event_with(fanout: &Fanout) -> Disposition {
+    fanout
+        .handle_message(&message(&QueueMessage::Event(event())))
+        .await
+}
+
+impl Rig {
+    /// `evt_1` as it arrives from the events queue.
+    async fn handle_event(&self) -> Disposition {
+        handle_event_with(&self.fanout).await
+    }
+
+    async fn handle_delivery(&self, task: DeliveryTask) -> Disposition {
+        self.fanout
+            .handle_message(&message(&QueueMessage::Delivery(task)))
+            .await
+    }
+
+    /// The subscription and attempt of each delivery scheduled so far.
+    fn scheduled_attempts(&self) -> Vec<(String, u32)> {
+        self.queue
+            .scheduled()
+            .into_iter()
+            .map(|(task, _)| (task.subscription_id, task.attempt))
+            .collect()
+    }
+}
+
 fn answer(outcome: Outcome) -> AttemptResult {
     ScriptedDeliverer::answer(outcome)
 }
@@ -301,20 +340,24 @@ async fn log(rig: &Rig) -> Vec<(String, u32, AttemptOutcome, NextStep)> {
         .collect()
 }
 
+/// The attempt log ordered by subscription, for fanouts whose subscriptions run concurrently.
+async fn log_by_subscription(rig: &Rig) -> Vec<(String, u32, AttemptOutcome, NextStep)> {
+    let mut logged = log(rig).await;
+    logged.sort_by(|a, b| a.0.cmp(&b.0));
+    logged
+}
+
 #[tokio::test]
 async fn an_event_delivers_to_each_subscription_and_retries_only_the_failing_one() {
     let rig = rig(
         &["a", "b"],
-        vec![
-            answer(Outcome::Delivered { status: 200 }),
-            answer(Outcome::Status { status: 500 }),
+        [
+            Outcome::Delivered { status: 200 },
+            Outcome::Status { status: 500 },
         ],
     )
     .await;
-    let disposition = rig
-        .fanout
-        .handle_message(&message(&QueueMessage::Event(event())))
-        .await;
+    let disposition = rig.handle_event().await;
     assert_eq!(disposition, Disposition::Delete);
     let mut outcomes: Vec<_> = log(&rig).await.into_iter().map(|l| (l.2, l.3)).collect();
     outcomes.sort_by_key(|o| o.1.as_str());
@@ -351,10 +394,8 @@ async fn an_event_delivers_to_each_subscription_and_retries_only_the_failing_one
 async fn retry_after_sets_the_next_attempt_time() {
     let mut busy = answer(Outcome::Status { status: 503 });
     busy.retry_after = Some(Duration::from_secs(3600));
-    let rig = rig(&["a"], vec![busy]).await;
-    rig.fanout
-        .handle_message(&message(&QueueMessage::Event(event())))
-        .await;
+    let rig = rig_scripted(&["a"], vec![busy]).await;
+    rig.handle_event().await;
     let (task, send_delay) = rig.queue.scheduled()[0].clone();
     assert_eq!(task.not_before, NOW_MS + 3_600_000);
     assert_eq!(send_delay, 900);
@@ -365,17 +406,11 @@ async fn a_follow_up_that_cannot_be_queued_retries_the_event_with_the_attempt_nu
     // b times out while the queue is down: its retry cannot be queued, so the event stays.
     let rig = rig(
         &["a", "b"],
-        vec![
-            answer(Outcome::Delivered { status: 200 }),
-            answer(Outcome::Timeout),
-        ],
+        [Outcome::Delivered { status: 200 }, Outcome::Timeout],
     )
     .await;
     rig.queue.fail_sends(true);
-    let fanout = &rig.fanout;
-    let disposition = fanout
-        .handle_message(&message(&QueueMessage::Event(event())))
-        .await;
+    let disposition = rig.handle_event().await;
     assert_eq!(disposition, Disposition::Retry);
     let first = log(&rig).await;
     assert_eq!(
@@ -394,9 +429,7 @@ async fn a_follow_up_that_cannot_be_queued_retries_the_event_with_the_attempt_nu
     // The event comes back: only the unsettled subscription is served, as attempt 2 — and since
     // its timeout marked it failing, from the deliveries queue rather than inline.
     rig.queue.fail_sends(false);
-    let disposition = fanout
-        .handle_message(&message(&QueueMessage::Event(event())))
-        .await;
+    let disposition = rig.handle_event().await;
     assert_eq!(disposition, Disposition::Delete);
     let seen: Vec<_> = rig
         .deliverer
@@ -405,32 +438,14 @@ async fn a_follow_up_that_cannot_be_queued_retries_the_event_with_the_attempt_nu
         .map(|s| (s.subscription_id, s.attempt))
         .collect();
     assert_eq!(seen, [("a".to_owned(), 1), ("b".to_owned(), 1)]);
-    let scheduled = rig.queue.scheduled();
-    assert_eq!(scheduled.len(), 1);
-    assert_eq!(
-        (
-            scheduled[0].0.subscription_id.as_str(),
-            scheduled[0].0.attempt
-        ),
-        ("b", 2)
-    );
+    assert_eq!(rig.scheduled_attempts(), [("b".to_owned(), 2)]);
 }
 
 #[tokio::test]
 async fn a_redriven_delivery_gets_its_attempt_then_the_schedule_again() {
-    let rig = rig(&["a"], vec![answer(Outcome::Status { status: 502 })]).await;
+    let rig = rig(&["a"], [Outcome::Status { status: 502 }]).await;
     // As parked by a spent schedule: attempt 5, step 0.
-    let parked = DeliveryTask {
-        event: event(),
-        subscription_id: "a".into(),
-        attempt: 5,
-        schedule_step: 0,
-        not_before: 0,
-    };
-    let disposition = rig
-        .fanout
-        .handle_message(&message(&QueueMessage::Delivery(parked)))
-        .await;
+    let disposition = rig.handle_delivery(task("a", 5, 0, 0)).await;
     assert_eq!(disposition, Disposition::Delete);
     assert_eq!(rig.deliverer.seen()[0].attempt, 5);
     // Not the first attempt: the full delivery timeout.
@@ -450,17 +465,9 @@ async fn a_redriven_delivery_gets_its_attempt_then_the_schedule_again() {
 
 #[tokio::test]
 async fn a_spent_schedule_parks_the_delivery() {
-    let rig = rig(&["a"], vec![answer(Outcome::Timeout)]).await;
-    let last = DeliveryTask {
-        event: event(),
-        subscription_id: "a".into(),
-        attempt: 3,
-        schedule_step: 2,
-        not_before: 0,
-    };
-    rig.fanout
-        .handle_message(&message(&QueueMessage::Delivery(last)))
-        .await;
+    let rig = rig(&["a"], [Outcome::Timeout]).await;
+    // The last step of the rig's two-step schedule.
+    rig.handle_delivery(task("a", 3, 2, 0)).await;
     let parked = rig.queue.parked();
     assert_eq!((parked[0].attempt, parked[0].schedule_step), (4, 0));
     assert_eq!(log(&rig).await[0].3, NextStep::DeadLettered);
@@ -468,10 +475,8 @@ async fn a_spent_schedule_parks_the_delivery() {
 
 #[tokio::test]
 async fn gone_disables_the_stored_subscription() {
-    let rig = rig(&["a"], vec![answer(Outcome::Gone)]).await;
-    rig.fanout
-        .handle_message(&message(&QueueMessage::Event(event())))
-        .await;
+    let rig = rig(&["a"], [Outcome::Gone]).await;
+    rig.handle_event().await;
     let stored = rig.store.get_subscription("a").await.unwrap().unwrap();
     assert!(!stored.enabled);
     assert_eq!(
@@ -480,16 +485,7 @@ async fn gone_disables_the_stored_subscription() {
     );
     assert!(rig.queue.scheduled().is_empty());
     // Its pending retries are dropped without an attempt.
-    let retry = DeliveryTask {
-        event: event(),
-        subscription_id: "a".into(),
-        attempt: 2,
-        schedule_step: 1,
-        not_before: 0,
-    };
-    rig.fanout
-        .handle_message(&message(&QueueMessage::Delivery(retry)))
-        .await;
+    rig.handle_delivery(task("a", 2, 1, 0)).await;
     assert_eq!(rig.deliverer.seen().len(), 1);
     assert!(log(&rig).await.contains(&(
         "a".to_owned(),
@@ -500,24 +496,15 @@ async fn gone_disables_the_stored_subscription() {
 }
 
 fn early_task(not_before: i64) -> DeliveryTask {
-    DeliveryTask {
-        event: event(),
-        subscription_id: "a".into(),
-        attempt: 2,
-        schedule_step: 1,
-        not_before,
-    }
+    task("a", 2, 1, not_before)
 }
 
 #[tokio::test]
 async fn an_early_wake_up_hops_as_a_new_message_and_counts_no_attempt() {
-    let rig = rig(&["a"], vec![]).await;
+    let rig = rig(&["a"], []).await;
     for (not_before, expected_delay) in [(NOW_MS + 7_200_000, 900), (NOW_MS + 299_500, 300)] {
         let early = early_task(not_before);
-        let disposition = rig
-            .fanout
-            .handle_message(&message(&QueueMessage::Delivery(early.clone())))
-            .await;
+        let disposition = rig.handle_delivery(early.clone()).await;
         assert_eq!(
             disposition,
             Disposition::Delete,
@@ -538,14 +525,9 @@ async fn an_early_wake_up_hops_as_a_new_message_and_counts_no_attempt() {
 
 #[tokio::test]
 async fn a_hop_that_cannot_be_queued_leaves_the_message() {
-    let rig = rig(&["a"], vec![]).await;
+    let rig = rig(&["a"], []).await;
     rig.queue.fail_sends(true);
-    let disposition = rig
-        .fanout
-        .handle_message(&message(&QueueMessage::Delivery(early_task(
-            NOW_MS + 7_200_000,
-        ))))
-        .await;
+    let disposition = rig.handle_delivery(early_task(NOW_MS + 7_200_000)).await;
     assert_eq!(disposition, Disposition::Retry, "never deleted unsent");
     assert!(rig.queue.scheduled().is_empty());
     assert!(rig.deliverer.seen().is_empty());
@@ -556,17 +538,15 @@ async fn a_hop_that_cannot_be_queued_leaves_the_message() {
 async fn every_attempt_is_counted_in_the_tally() {
     let rig = rig(
         &["a", "b"],
-        vec![
-            answer(Outcome::Delivered { status: 200 }),
-            answer(Outcome::Status { status: 500 }),
+        [
+            Outcome::Delivered { status: 200 },
+            Outcome::Status { status: 500 },
         ],
     )
     .await;
     let tally = Arc::new(std::sync::Mutex::new(crate::metrics::Tally::new()));
     let fanout = rig.fanout.with_tally(tally.clone());
-    let disposition = fanout
-        .handle_message(&message(&QueueMessage::Event(event())))
-        .await;
+    let disposition = handle_event_with(&fanout).await;
     assert_eq!(disposition, Disposition::Delete);
     let text = tally.lock().unwrap().prometheus();
     assert!(
@@ -589,7 +569,7 @@ async fn every_attempt_is_counted_in_the_tally() {
 
 #[tokio::test]
 async fn a_two_hour_wait_is_crossed_in_eight_messages_then_attempted_once() {
-    let rig = rig(&["a"], vec![answer(Outcome::Delivered { status: 200 })]).await;
+    let rig = rig(&["a"], [Outcome::Delivered { status: 200 }]).await;
     // As the fanout first sends it after a failure at NOW: the queue's maximum delay.
     let mut current = (early_task(NOW_MS + 7_200_000), 900);
     let mut messages = 1;
@@ -598,10 +578,7 @@ async fn a_two_hour_wait_is_crossed_in_eight_messages_then_attempted_once() {
         let now = rig.clock.now_secs() + i64::from(current.1);
         rig.clock.set_secs(now);
         let sent_before = rig.queue.scheduled().len();
-        let disposition = rig
-            .fanout
-            .handle_message(&message(&QueueMessage::Delivery(current.0.clone())))
-            .await;
+        let disposition = rig.handle_delivery(current.0.clone()).await;
         assert_eq!(disposition, Disposition::Delete);
         match rig.queue.scheduled().get(sent_before) {
             Some(next) => {
@@ -634,17 +611,14 @@ async fn mark_failing(rig: &Rig, id: &str, since: i64) {
 async fn a_failing_subscription_gets_its_first_attempt_from_the_deliveries_queue() {
     let rig = rig(
         &["healthy", "failing"],
-        vec![
-            answer(Outcome::Delivered { status: 200 }),
-            answer(Outcome::Delivered { status: 200 }),
+        [
+            Outcome::Delivered { status: 200 },
+            Outcome::Delivered { status: 200 },
         ],
     )
     .await;
     mark_failing(&rig, "failing", NOW - 60).await;
-    let disposition = rig
-        .fanout
-        .handle_message(&message(&QueueMessage::Event(event())))
-        .await;
+    let disposition = rig.handle_event().await;
     assert_eq!(disposition, Disposition::Delete);
     // Only the healthy one was attempted inline; the failing one waits on no batch.
     let seen = rig.deliverer.seen();
@@ -663,10 +637,8 @@ async fn a_failing_subscription_gets_its_first_attempt_from_the_deliveries_queue
         ("failing", 1, 0, 0)
     );
     assert_eq!(task.not_before, NOW_MS);
-    let mut logged = log(&rig).await;
-    logged.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
-        logged,
+        log_by_subscription(&rig).await,
         [
             (
                 "failing".to_owned(),
@@ -679,10 +651,7 @@ async fn a_failing_subscription_gets_its_first_attempt_from_the_deliveries_queue
     );
     // The deliveries queue makes attempt 1, with the full timeout; its record replaces the
     // deferred one.
-    let disposition = rig
-        .fanout
-        .handle_message(&message(&QueueMessage::Delivery(task.clone())))
-        .await;
+    let disposition = rig.handle_delivery(task.clone()).await;
     assert_eq!(disposition, Disposition::Delete);
     let seen = rig.deliverer.seen();
     assert_eq!(
@@ -690,10 +659,8 @@ async fn a_failing_subscription_gets_its_first_attempt_from_the_deliveries_queue
         ("failing", 1)
     );
     assert_eq!(seen[1].timeout, Duration::from_secs(15));
-    let mut logged = log(&rig).await;
-    logged.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
-        logged[0],
+        log_by_subscription(&rig).await[0],
         ("failing".to_owned(), 1, AttemptOutcome::Ok, NextStep::Done)
     );
 }
@@ -702,20 +669,15 @@ async fn a_failing_subscription_gets_its_first_attempt_from_the_deliveries_queue
 async fn a_hand_off_that_cannot_be_queued_retries_the_event_without_the_settled_sibling() {
     let rig = rig(
         &["healthy", "failing"],
-        vec![answer(Outcome::Delivered { status: 200 })],
+        [Outcome::Delivered { status: 200 }],
     )
     .await;
     mark_failing(&rig, "failing", NOW - 60).await;
     rig.queue.fail_sends(true);
-    let disposition = rig
-        .fanout
-        .handle_message(&message(&QueueMessage::Event(event())))
-        .await;
+    let disposition = rig.handle_event().await;
     assert_eq!(disposition, Disposition::Retry, "never deleted unqueued");
-    let mut logged = log(&rig).await;
-    logged.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
-        logged,
+        log_by_subscription(&rig).await,
         [
             (
                 "failing".to_owned(),
@@ -729,19 +691,8 @@ async fn a_hand_off_that_cannot_be_queued_retries_the_event_without_the_settled_
     // The retried event hands off again (attempt 2 after the unsettled try) and skips the
     // delivered sibling.
     rig.queue.fail_sends(false);
-    let disposition = rig
-        .fanout
-        .handle_message(&message(&QueueMessage::Event(event())))
-        .await;
+    let disposition = rig.handle_event().await;
     assert_eq!(disposition, Disposition::Delete);
     assert_eq!(rig.deliverer.seen().len(), 1);
-    let scheduled = rig.queue.scheduled();
-    assert_eq!(scheduled.len(), 1);
-    assert_eq!(
-        (
-            scheduled[0].0.subscription_id.as_str(),
-            scheduled[0].0.attempt
-        ),
-        ("failing", 2)
-    );
+    assert_eq!(rig.scheduled_attempts(), [("failing".to_owned(), 2)]);
 }

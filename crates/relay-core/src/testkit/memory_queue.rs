@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::clock::SharedClock;
-use crate::limits::{SQS_MAX_DELAY_SECS, SQS_MAX_VISIBILITY_SECS};
+use crate::limits::{SQS_MAX_VISIBILITY_SECS, sqs_delay};
 use crate::model::{DeliveryTask, EventEnvelope, QueueMessageRef, ReceivedMessage};
 use crate::ports::{Queue, QueueConsumer, QueueDepth, QueueError, QueueName, Settle};
 
@@ -169,15 +169,11 @@ impl Queue for MemoryQueue {
     }
 
     async fn send_delivery(&self, task: &DeliveryTask, delay_secs: u32) -> Result<(), QueueError> {
-        if delay_secs > SQS_MAX_DELAY_SECS {
-            return Err(QueueError::Unavailable(format!(
-                "delay {delay_secs} s is over the SQS limit of {SQS_MAX_DELAY_SECS} s"
-            )));
-        }
+        let delay = sqs_delay(delay_secs)?;
         self.send_raw(
             QueueName::Deliveries,
             encode(&QueueMessageRef::Delivery(task))?,
-            Duration::from_secs(u64::from(delay_secs)),
+            delay,
         );
         Ok(())
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::model::{BodyEncoding, DeliveryTask, EventEnvelope, QueueMessage, ReceivedMessage};
-use crate::ports::{Queue, QueueConsumer, QueueName, Settle};
+use crate::ports::{Queue, QueueConsumer, QueueDepth, QueueName, Settle};
 
 /// A fresh set of the four queues, producer and consumer side, and a way to let time pass.
 #[async_trait]
@@ -124,6 +124,21 @@ async fn receive_all(
     all
 }
 
+async fn depth_of(f: &dyn QueueFixture, queue: QueueName) -> QueueDepth {
+    f.consumer().depth(queue).await.expect("depth")
+}
+
+async fn redrive(f: &dyn QueueFixture, dlq: QueueName) -> u64 {
+    f.consumer().redrive(dlq).await.expect("redrive")
+}
+
+async fn send_delivery(f: &dyn QueueFixture, id: &str, delay_secs: u32) {
+    f.producer()
+        .send_delivery(&task(id), delay_secs)
+        .await
+        .expect("send");
+}
+
 async fn settle(f: &dyn QueueFixture, queue: QueueName, receipt: &str, action: Settle) {
     f.consumer()
         .settle(queue, receipt, action)
@@ -200,25 +215,18 @@ pub async fn queue_dead_lettered_after_the_maximum_receives(f: &dyn QueueFixture
     let parked = receive_all(f, QueueName::EventsDlq, 1, VISIBILITY).await;
     assert_eq!(parked.len(), 1);
     assert_eq!(carried_id(&parked[0]), "evt_a");
-    let depth = f.consumer().depth(QueueName::Events).await.expect("depth");
+    let depth = depth_of(f, QueueName::Events).await;
     assert_eq!(depth.total(), 0);
 }
 
 pub async fn queue_delayed_message_not_received_before_its_delay(f: &dyn QueueFixture) {
-    f.producer()
-        .send_delivery(&task("evt_a"), 2)
-        .await
-        .expect("send");
+    send_delivery(f, "evt_a", 2).await;
     assert!(
         receive(f, QueueName::Deliveries, 10, VISIBILITY)
             .await
             .is_empty()
     );
-    let depth = f
-        .consumer()
-        .depth(QueueName::Deliveries)
-        .await
-        .expect("depth");
+    let depth = depth_of(f, QueueName::Deliveries).await;
     assert_eq!((depth.visible, depth.delayed), (0, 1));
     f.pass(Duration::from_millis(3100)).await;
     let got = receive(f, QueueName::Deliveries, 10, VISIBILITY).await;
@@ -296,7 +304,7 @@ pub async fn queue_stale_receipt_is_not_an_error_and_the_latest_settles(f: &dyn 
             .is_empty(),
         "a deleted message is never handed out again"
     );
-    let depth = f.consumer().depth(QueueName::Events).await.expect("depth");
+    let depth = depth_of(f, QueueName::Events).await;
     assert_eq!(depth.total(), 0);
 }
 
@@ -317,28 +325,10 @@ pub async fn queue_redrive_moves_all_and_counts_start_again(f: &dyn QueueFixture
             .await
             .is_empty()
     );
-    assert_eq!(
-        f.consumer()
-            .depth(QueueName::EventsDlq)
-            .await
-            .expect("depth")
-            .total(),
-        2
-    );
-    let moved = f
-        .consumer()
-        .redrive(QueueName::EventsDlq)
-        .await
-        .expect("redrive");
+    assert_eq!(depth_of(f, QueueName::EventsDlq).await.total(), 2);
+    let moved = redrive(f, QueueName::EventsDlq).await;
     assert_eq!(moved, 2);
-    assert_eq!(
-        f.consumer()
-            .depth(QueueName::EventsDlq)
-            .await
-            .expect("depth")
-            .total(),
-        0
-    );
+    assert_eq!(depth_of(f, QueueName::EventsDlq).await.total(), 0);
     let back = receive_all(f, QueueName::Events, 2, VISIBILITY).await;
     let mut ids: Vec<String> = back.iter().map(carried_id).collect();
     ids.sort();
@@ -355,11 +345,7 @@ pub async fn queue_redrive_moves_all_and_counts_start_again(f: &dyn QueueFixture
             .await
             .expect("dead letter");
     }
-    let moved = f
-        .consumer()
-        .redrive(QueueName::DeliveriesDlq)
-        .await
-        .expect("redrive");
+    let moved = redrive(f, QueueName::DeliveriesDlq).await;
     assert_eq!(moved, 3);
     assert_eq!(
         receive_all(f, QueueName::Deliveries, 3, VISIBILITY)
@@ -368,10 +354,7 @@ pub async fn queue_redrive_moves_all_and_counts_start_again(f: &dyn QueueFixture
         3
     );
     assert_eq!(
-        f.consumer()
-            .redrive(QueueName::DeliveriesDlq)
-            .await
-            .expect("redrive"),
+        redrive(f, QueueName::DeliveriesDlq).await,
         0,
         "nothing left to move"
     );
@@ -382,11 +365,7 @@ pub async fn queue_redrive_of_a_main_queue_is_refused(f: &dyn QueueFixture) {
     assert!(f.consumer().redrive(QueueName::Events).await.is_err());
     assert!(f.consumer().redrive(QueueName::Deliveries).await.is_err());
     assert_eq!(
-        f.consumer()
-            .depth(QueueName::Events)
-            .await
-            .expect("depth")
-            .visible,
+        depth_of(f, QueueName::Events).await.visible,
         1,
         "left where it was"
     );
@@ -402,29 +381,18 @@ pub async fn queue_depths_count_visible_in_flight_and_delayed(f: &dyn QueueFixtu
             .len(),
         1
     );
-    f.producer()
-        .send_delivery(&task("evt_d"), 60)
-        .await
-        .expect("send");
-    let events = f.consumer().depth(QueueName::Events).await.expect("depth");
+    send_delivery(f, "evt_d", 60).await;
+    let events = depth_of(f, QueueName::Events).await;
     assert_eq!(
         (events.visible, events.in_flight, events.delayed),
         (2, 1, 0)
     );
-    let deliveries = f
-        .consumer()
-        .depth(QueueName::Deliveries)
-        .await
-        .expect("depth");
+    let deliveries = depth_of(f, QueueName::Deliveries).await;
     assert_eq!(
         (deliveries.visible, deliveries.in_flight, deliveries.delayed),
         (0, 0, 1)
     );
-    let dlq = f
-        .consumer()
-        .depth(QueueName::DeliveriesDlq)
-        .await
-        .expect("depth");
+    let dlq = depth_of(f, QueueName::DeliveriesDlq).await;
     assert_eq!(dlq.total(), 0);
 }
 
