@@ -9,22 +9,21 @@
 //! prices it. The event queue's receive and delete are made by Lambda's event source mapping,
 //! not by the handlers, so they are not counted here (docs/cost.md prices them per batch).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_config::Region;
 use aws_sdk_dynamodb::config::interceptors::{
     BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
-use aws_sdk_sqs::config::Credentials;
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use bytes::Bytes;
 use futures::StreamExt;
-use relay_aws::provision::{create_queues, create_table};
-use relay_aws::{DynamoStore, SqsQueue, sdk_config_loader, wiring};
+use relay_aws::{DynamoStore, SqsQueue, wiring};
 use relay_core::clock;
 use relay_core::consume::{ConsumeOptions, consume};
 use relay_core::model::{ProviderConfig, Source};
@@ -346,22 +345,16 @@ struct Run {
 }
 
 async fn run(dedup: bool, archive: &str, events: usize) -> Run {
-    let Ok(endpoint) = std::env::var("MOTO_ENDPOINT") else {
-        panic!("MOTO_ENDPOINT is not set: the cost test needs a moto server");
-    };
-    let sdk = sdk_config_loader(Duration::from_secs(10))
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "moto-tests"))
-        .load()
-        .await;
-    let id = relay_core::ids::new_event_id();
-    let name = format!("relay-cost-{}", &id[id.len() - 12..]);
+    let sdk = common::sdk_config(
+        &common::moto_endpoint("the cost test"),
+        common::OPERATION_TIMEOUT,
+    )
+    .await;
+    let name = common::fresh_table(&sdk, "relay-cost").await;
+    let queues = common::fresh_queues(&sdk, "relay-cost").await;
+    let settings = queues.settings(name.clone());
     let plain_dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let plain_sqs = aws_sdk_sqs::Client::new(&sdk);
-    create_table(&plain_dynamo, &name).await.unwrap();
-    let queues = create_queues(&plain_sqs, &name).await.unwrap();
-    let settings = queues.settings(name.clone());
 
     let recorder = Recorder::default();
     let dynamo = aws_sdk_dynamodb::Client::from_conf(
