@@ -19,7 +19,9 @@ import io
 import json
 import os
 import re
+import shlex
 import subprocess
+import tomllib
 import time
 import uuid
 import zipfile
@@ -33,6 +35,7 @@ from conftest import ROOT, tail
 from lambda_support import CARGO_LAMBDA, MOTO, REGION, Watch, aws_env, boto
 
 TEMPLATE = ROOT / "infra" / "template.yaml"
+SAMCONFIG = ROOT / "samconfig.toml"
 CODE_BUCKET = "relay-stack-test-code"
 CODE_KEY = "bootstrap.zip"
 RECEIVER_FIXTURE = ROOT / "events" / "receiver-github-push.json"
@@ -214,8 +217,10 @@ def deployed(translated):
 
     name = f"relay-{uuid.uuid4().hex[:8]}"
     cloudformation = boto("cloudformation")
+    # `sam deploy` passes samconfig.toml's tags as the stack's tags.
     cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(template),
-                                Capabilities=["CAPABILITY_IAM"])
+                                Capabilities=["CAPABILITY_IAM"],
+                                Tags=[{"Key": k, "Value": v} for k, v in stack_tags().items()])
     deadline = time.monotonic() + 120
     while True:
         stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
@@ -526,6 +531,74 @@ def test_signed_event_through_the_stack(deployed, functions, relay_bin, sink_fac
         assert granted - PLATFORM_ACTIONS[kind] <= made, (
             f"{kind} is granted {sorted(granted - PLATFORM_ACTIONS[kind] - made)} it never calls")
         assert granted & PLATFORM_ACTIONS[kind] == PLATFORM_ACTIONS[kind]
+
+
+def stack_tags():
+    """The tags `sam deploy` gives the stack: samconfig.toml's `tags`, space-separated
+    key=value pairs (values may be quoted), as SAM CLI reads them."""
+    config = tomllib.loads(SAMCONFIG.read_text())
+    text = config["default"]["deploy"]["parameters"]["tags"]
+    return dict(pair.split("=", 1) for pair in shlex.split(text))
+
+
+# Resource types AWS gives no tags at all (their CloudFormation schemas say `taggable: false`).
+UNTAGGABLE = {"AWS::Lambda::Permission", "AWS::Lambda::Url", "AWS::SNS::Subscription"}
+
+
+def test_stack_tags_reach_every_taggable_resource(translated):
+    """Tags are stack tags (README, Deploy): CloudFormation applies them to every resource whose
+    type its resource schema declares taggable. Every type the template creates is one of those
+    or one AWS cannot tag, and no resource sets a tag of its own that would override them."""
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    tags = stack_tags()
+    assert tags.get("app") == "webhook-relay", tags
+    types = {r["Type"] for r in translated["Resources"].values()}
+    taggable = {
+        kind for kind in types
+        if PROVIDER_SCHEMA_MANAGER.get_resource_schema(REGION, kind).schema
+        .get("tagging", {}).get("taggable", False)
+    }
+    assert types - taggable == UNTAGGABLE & types, sorted(types - taggable)
+    assert taggable == {
+        "AWS::SQS::Queue", "AWS::DynamoDB::Table", "AWS::Lambda::Function",
+        "AWS::Lambda::EventSourceMapping", "AWS::IAM::Role", "AWS::Logs::LogGroup",
+        "AWS::SNS::Topic", "AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard",
+    }, "samconfig.toml names the taggable types; keep it in step"
+    for name, resource in translated["Resources"].items():
+        own = resource.get("Properties", {}).get("Tags", [])
+        keys = set(own) if isinstance(own, dict) else {t["Key"] for t in own}
+        assert not keys & set(tags), (name, keys & set(tags))
+
+
+@needs_moto
+def test_stack_on_moto_carries_the_stack_tags(deployed):
+    """moto keeps the stack's tags (it passes them on to EC2 resources only, which this stack
+    has none of, so the resources' own tags are asserted above from their schemas)."""
+    stack = boto("cloudformation").describe_stacks(StackName=deployed["name"])["Stacks"][0]
+    assert {t["Key"]: t["Value"] for t in stack.get("Tags", [])} == stack_tags()
+
+
+@needs_moto
+def test_status_reads_the_stacks_queues_and_metrics_namespace(deployed, relay_bin):
+    """`relay --aws --stack NAME status` finds the queues from the outputs and the last hour's
+    counts in the namespace the template gives the functions (`WebhookRelay/<stack>`)."""
+    import datetime
+
+    namespace = f"WebhookRelay/{deployed['name']}"
+    boto("cloudwatch").put_metric_data(Namespace=namespace, MetricData=[
+        {"MetricName": name, "Value": value, "Unit": "Count",
+         "Timestamp": datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=3)}
+        for name, value in (("Accepted", 5), ("Delivered", 4), ("Failed", 1))])
+    dlq = deployed["outputs"]["EventsDlqUrl"]
+    boto("sqs").send_message(QueueUrl=dlq, MessageBody="{}")
+    try:
+        status = relay_stack(relay_bin, deployed["name"], "status")
+    finally:
+        boto("sqs").purge_queue(QueueUrl=dlq)
+    assert status["last_hour"] == {"accepted": 5, "delivered": 4, "failed": 1}
+    assert status["queues"]["events-dlq"]["visible"] == 1
+    assert set(status["queues"]) == {"events", "events-dlq", "deliveries", "deliveries-dlq"}
 
 
 def test_teardown_keeps_what_is_undelivered(translated):

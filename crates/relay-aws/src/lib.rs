@@ -1,9 +1,11 @@
 //! SQS and DynamoDB adapters of the relay's ports (`relay_core::Store`, `relay_core::Queue`),
-//! plus the queue-consumer helpers the CLI and tests use (receive, delete, redrive, depth).
+//! plus the queue-consumer helpers the CLI and tests use (receive, delete, redrive, depth), and
+//! the functions' metrics read back from CloudWatch for `relay status` (`cloudwatch`).
 //!
 //! Build the SDK config once (`load_sdk_config`) and the adapters from it (`connect`), at cold
 //! start, and share them.
 
+pub mod cloudwatch;
 pub mod config;
 pub mod dynamo;
 pub mod lambda;
@@ -13,6 +15,7 @@ pub mod provision;
 pub mod sqs;
 pub mod wiring;
 
+pub use cloudwatch::CloudWatchActivity;
 pub use config::{
     AwsSettings, DEFAULT_OPERATION_TIMEOUT, SettingsError, load_sdk_config, sdk_config_loader,
 };

@@ -414,6 +414,8 @@ impl SqsAdmin {
             visible: count(QueueAttributeName::ApproximateNumberOfMessages),
             in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
             delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+            // ApproximateAgeOfOldestMessage is a CloudWatch metric, not a queue attribute.
+            oldest_age_secs: None,
         })
     }
 
@@ -607,6 +609,7 @@ mod tests {
             visible: 1,
             in_flight: 2,
             delayed: 3,
+            oldest_age_secs: Some(60),
         };
         assert_eq!(depth.total(), 6);
     }

@@ -9,6 +9,7 @@ use relay_core::Store;
 use relay_core::admin::events::{self as core_events, EventDetail};
 use relay_core::admin::redrive as core_redrive;
 use relay_core::admin::sources::{self as core_sources, NewSource, SourceChange};
+use relay_core::admin::status::{self as core_status, StatusReport};
 use relay_core::admin::subscriptions::{self as core_subscriptions, NewSubscription};
 use relay_core::clock::{Clock, SystemClock};
 use relay_core::model::{ProviderConfig, TokenOptions};
@@ -63,6 +64,7 @@ pub async fn run(backend: &Backend, global: &Global, command: Command) -> anyhow
             .await
         }
         Command::Redrive { queue } => redrive(backend, json_mode, queue).await,
+        Command::Status => status(backend, store.as_ref(), json_mode).await,
     }
 }
 
@@ -381,4 +383,115 @@ async fn redrive(
         println!("{}", Value::Object(result));
     }
     Ok(())
+}
+
+async fn status(backend: &Backend, store: &dyn Store, json_mode: bool) -> anyhow::Result<()> {
+    let consumer = backend.consumer();
+    let activity = backend.activity();
+    let report = core_status::status(
+        consumer.as_ref(),
+        store,
+        activity.as_deref(),
+        SystemClock.now_millis(),
+    )
+    .await?;
+    emit(json_mode, &status_json(&report), || status_text(&report));
+    Ok(())
+}
+
+fn status_json(report: &StatusReport) -> Value {
+    let queues: serde_json::Map<String, Value> = report
+        .queues
+        .iter()
+        .map(|q| {
+            let d = q.depth;
+            let value = json!({ "visible": d.visible, "in_flight": d.in_flight,
+                                "delayed": d.delayed, "oldest_age_secs": d.oldest_age_secs });
+            (q.queue.as_str().to_owned(), value)
+        })
+        .collect();
+    let subscriptions: Vec<Value> = report
+        .attention
+        .iter()
+        .map(|s| {
+            json!({ "id": s.id, "source": s.source, "url": s.url, "enabled": s.enabled,
+                    "failing_since": s.failing_since, "disabled_reason": s.disabled_reason })
+        })
+        .collect();
+    let (last_hour, last_hour_error) = match &report.last_hour {
+        Ok(counts) => (json!(counts), Value::Null),
+        Err(reason) => (Value::Null, json!(reason)),
+    };
+    json!({
+        "at": report.at_millis,
+        "queues": queues,
+        "subscriptions": subscriptions,
+        "last_hour": last_hour,
+        "last_hour_error": last_hour_error,
+    })
+}
+
+/// `95s`, `12m`, `3h`, `2d`: precise enough to see what is stuck.
+fn age_text(secs: u64) -> String {
+    match secs {
+        0..120 => format!("{secs}s"),
+        120..7_200 => format!("{}m", secs / 60),
+        7_200..172_800 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+fn status_text(report: &StatusReport) -> String {
+    let mut lines = vec![format!(
+        "{:<16}{:>9}{:>11}{:>9}  oldest",
+        "queue", "visible", "in flight", "delayed"
+    )];
+    for q in &report.queues {
+        let d = q.depth;
+        let oldest = d.oldest_age_secs.map_or_else(|| "-".to_owned(), age_text);
+        lines.push(format!(
+            "{:<16}{:>9}{:>11}{:>9}  {oldest}",
+            q.queue.as_str(),
+            d.visible,
+            d.in_flight,
+            d.delayed
+        ));
+    }
+    lines.push(String::new());
+    if report.attention.is_empty() {
+        lines.push("subscriptions: none failing or disabled".to_owned());
+    } else {
+        lines.push(format!(
+            "subscriptions failing or disabled: {}",
+            report.attention.len()
+        ));
+        let now_secs = report.at_millis.div_euclid(1000);
+        for s in &report.attention {
+            let state = if !s.enabled {
+                format!(
+                    "disabled: {}",
+                    s.disabled_reason.as_deref().unwrap_or("by hand")
+                )
+            } else if let Some(since) = s.failing_since {
+                let age = u64::try_from(now_secs.saturating_sub(since)).unwrap_or(0);
+                format!(
+                    "failing since {} ({} ago)",
+                    millis_text(since.saturating_mul(1000)),
+                    age_text(age)
+                )
+            } else {
+                "enabled".to_owned()
+            };
+            lines.push(format!("  {}  {}  {}  {state}", s.id, s.source, s.url));
+        }
+    }
+    lines.push(String::new());
+    lines.push(match &report.last_hour {
+        Ok(c) => format!(
+            "last hour: {} accepted, {} delivered, {} failed",
+            c.accepted, c.delivered, c.failed
+        ),
+        Err(reason) => format!("last hour: not available ({reason})"),
+    });
+    lines.join("\n")
 }

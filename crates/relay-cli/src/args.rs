@@ -69,6 +69,9 @@ pub enum Command {
         #[arg(long, value_enum)]
         queue: Option<RedriveQueue>,
     },
+    /// Queue depths and the oldest message's age, failing and disabled subscriptions, and the
+    /// last hour's accepted, delivered and failed counts.
+    Status,
 }
 
 #[derive(Debug, Args)]

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use relay_aws::{AwsAdapters, AwsSettings};
-use relay_core::{Queue, QueueConsumer, Store};
+use relay_aws::{AwsAdapters, AwsSettings, CloudWatchActivity};
+use relay_core::{Queue, QueueConsumer, RecentActivity, Store};
 use relay_local::{LocalBackend, LocalOptions};
 
 use crate::args::Global;
@@ -14,6 +14,9 @@ pub enum Backend {
     Aws {
         adapters: Box<AwsAdapters>,
         settings: AwsSettings,
+        /// The functions' metrics, when their namespace is known (`--stack`, or
+        /// `RELAY_METRICS_NAMESPACE`).
+        activity: Option<CloudWatchActivity>,
     },
 }
 
@@ -58,7 +61,19 @@ impl Backend {
                 .map(|u| format!("{u}-dlq"));
         }
         let adapters = Box::new(relay_aws::adapters_from_sdk_config(&sdk, &settings));
-        Ok(Backend::Aws { adapters, settings })
+        let namespace = match &global.stack {
+            Some(stack) => Some(CloudWatchActivity::stack_namespace(stack)),
+            None => std::env::var(relay_aws::metrics::NAMESPACE_VAR)
+                .ok()
+                .map(|ns| ns.trim().to_owned())
+                .filter(|ns| !ns.is_empty()),
+        };
+        let activity = namespace.map(|ns| CloudWatchActivity::from_sdk_config(&sdk, ns));
+        Ok(Backend::Aws {
+            adapters,
+            settings,
+            activity,
+        })
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
@@ -71,7 +86,9 @@ impl Backend {
     pub fn queue(&self) -> anyhow::Result<Arc<dyn Queue>> {
         match self {
             Backend::Local(local) => Ok(Arc::new(local.clone())),
-            Backend::Aws { adapters, settings } => {
+            Backend::Aws {
+                adapters, settings, ..
+            } => {
                 settings.require_deliveries_queue_url()?;
                 Ok(Arc::new(adapters.queue.clone()))
             }
@@ -84,6 +101,16 @@ impl Backend {
         match self {
             Backend::Local(local) => Arc::new(local.clone()),
             Backend::Aws { adapters, .. } => Arc::new(adapters.queue.clone()),
+        }
+    }
+
+    /// Where the last hour's counts come from; `None` on AWS without a metrics namespace.
+    pub fn activity(&self) -> Option<Arc<dyn RecentActivity>> {
+        match self {
+            Backend::Local(local) => Some(Arc::new(local.clone())),
+            Backend::Aws { activity, .. } => activity
+                .clone()
+                .map(|a| Arc::new(a) as Arc<dyn RecentActivity>),
         }
     }
 }

@@ -28,7 +28,7 @@ pub mod testkit;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use model::*;
 pub use ports::{
-    Catalog, DedupLedger, Deliverer, EventArchive, EventCursor, EventPage, EventQuery,
-    EventSummary, Queue, QueueConsumer, QueueDepth, QueueError, QueueName, Settle, Store,
-    StoreError,
+    ActivityCounts, Catalog, DedupLedger, Deliverer, EventArchive, EventCursor, EventPage,
+    EventQuery, EventSummary, Queue, QueueConsumer, QueueDepth, QueueError, QueueName,
+    RecentActivity, Settle, Store, StoreError,
 };

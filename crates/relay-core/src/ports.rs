@@ -404,6 +404,9 @@ pub struct QueueDepth {
     pub in_flight: u64,
     /// Sent with a delay that has not passed.
     pub delayed: u64,
+    /// Seconds since the oldest message still on the queue was sent; `None` when the queue is
+    /// empty or the adapter cannot tell (SQS keeps it as a CloudWatch metric, not an attribute).
+    pub oldest_age_secs: Option<u64>,
 }
 
 impl QueueDepth {
@@ -457,4 +460,45 @@ pub trait QueueConsumer: Send + Sync {
     /// `QueueError::Unavailable` when `dlq` is not a DLQ.
     async fn redrive(&self, dlq: QueueName) -> Result<u64, QueueError>;
     async fn depth(&self, queue: QueueName) -> Result<QueueDepth, QueueError>;
+}
+
+/// Counts of what happened in a time window, as the relay's metrics count them: events accepted
+/// (202), delivery attempts answered 2xx, and attempts that failed (sent and not answered 2xx).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct ActivityCounts {
+    pub accepted: u64,
+    pub delivered: u64,
+    pub failed: u64,
+}
+
+/// Recent activity for `relay status`: SQLite counts its events and attempt log, AWS reads the
+/// functions' metrics from CloudWatch.
+#[async_trait]
+pub trait RecentActivity: Send + Sync {
+    /// Counts from `since_millis` (inclusive) to `until_millis` (exclusive).
+    async fn activity(
+        &self,
+        since_millis: i64,
+        until_millis: i64,
+    ) -> Result<ActivityCounts, StoreError>;
+}
+
+impl ActivityCounts {
+    /// Adds `n` attempts with this outcome, counted as the metrics count them: 2xx is
+    /// delivered, a retry that sent nothing (subscription removed or disabled) or an attempt
+    /// deferred untried is not an attempt, everything else failed.
+    pub fn add_attempts(&mut self, outcome: crate::model::AttemptOutcome, n: u64) {
+        use crate::model::AttemptOutcome as O;
+        match outcome {
+            O::Ok => self.delivered += n,
+            O::SubscriptionRemoved | O::SubscriptionDisabled | O::Deferred => {}
+            O::Gone
+            | O::Redirect
+            | O::HttpStatus
+            | O::Timeout
+            | O::Connect
+            | O::RefusedDestination
+            | O::InvalidRequest => self.failed += n,
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! of read-only connections. WAL mode keeps readers and the writer out of each other's way, and
 //! `synchronous=FULL` makes every acknowledged write survive a crash, as the SQS contract needs.
 
+mod activity;
 mod backend;
 mod db;
 mod queue;

@@ -328,21 +328,24 @@ impl LocalBackend {
     pub async fn queue_depth(&self, queue: LocalQueueName) -> Result<QueueDepth, StoreError> {
         let now = self.now_millis();
         self.read(move |conn| {
-            let (visible, in_flight, delayed): (i64, i64, i64) = conn
+            let (visible, in_flight, delayed, oldest_sent_at): (i64, i64, i64, Option<i64>) = conn
                 .prepare_cached(
                     "SELECT COALESCE(SUM(visible_at <= ?2), 0), \
                      COALESCE(SUM(visible_at > ?2 AND receive_count > 0), 0), \
-                     COALESCE(SUM(visible_at > ?2 AND receive_count = 0), 0) \
+                     COALESCE(SUM(visible_at > ?2 AND receive_count = 0), 0), \
+                     MIN(sent_at) \
                      FROM messages WHERE queue = ?1",
                 )?
                 .query_row(params![queue.as_str(), now], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                 })?;
             let count = |n: i64| u64::try_from(n).unwrap_or(0);
             Ok(QueueDepth {
                 visible: count(visible),
                 in_flight: count(in_flight),
                 delayed: count(delayed),
+                oldest_age_secs: oldest_sent_at
+                    .map(|sent_at| count(now.saturating_sub(sent_at) / 1000)),
             })
         })
         .await

@@ -1,4 +1,4 @@
-//! The operators' use cases: sources, subscriptions, events, replay and redrive, over the ports
+//! The operators' use cases: sources, subscriptions, events, replay, redrive and status, over the ports
 //! they need. Inputs are plain structs; the `relay` CLI (and any console) maps its own arguments
 //! onto them and prints what comes back. Every rule an operator's change must keep lives here.
 //!
@@ -9,6 +9,7 @@
 pub mod events;
 pub mod redrive;
 pub mod sources;
+pub mod status;
 pub mod subscriptions;
 #[cfg(test)]
 mod tests;

@@ -25,6 +25,8 @@ struct Stored {
     receive_count: u32,
     /// The receipt of the latest receive; 0 while nobody holds it.
     receipt: u64,
+    /// Milliseconds since the epoch it was first sent (kept through dead-lettering and redrive).
+    sent_at: i64,
 }
 
 #[derive(Debug, Default)]
@@ -71,7 +73,8 @@ impl MemoryQueue {
 
     /// Puts a raw body on a queue, visible after `delay`.
     pub fn send_raw(&self, queue: QueueName, body: impl Into<String>, delay: Duration) {
-        let visible_at = self.clock.now_millis().saturating_add(millis(delay));
+        let now = self.clock.now_millis();
+        let visible_at = now.saturating_add(millis(delay));
         let mut state = self.lock();
         state.next_id += 1;
         let id = state.next_id;
@@ -82,6 +85,7 @@ impl MemoryQueue {
             visible_at,
             receive_count: 0,
             receipt: 0,
+            sent_at: now,
         });
         drop(state);
         self.sent.notify_waiters();
@@ -268,6 +272,8 @@ impl QueueConsumer for MemoryQueue {
         let now = self.clock.now_millis();
         let mut depth = QueueDepth::default();
         for message in self.lock().messages.iter().filter(|m| m.queue == queue) {
+            let age_secs = u64::try_from(now.saturating_sub(message.sent_at) / 1000).unwrap_or(0);
+            depth.oldest_age_secs = depth.oldest_age_secs.max(Some(age_secs));
             if message.visible_at <= now {
                 depth.visible += 1;
             } else if message.receive_count == 0 {
