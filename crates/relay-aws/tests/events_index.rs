@@ -46,6 +46,7 @@ fn event(id: String, received_at: i64) -> EventEnvelope {
         content_type: Some("application/json".into()),
         received_at,
         body_encoding: BodyEncoding::Utf8,
+        reconciled: false,
     }
 }
 

@@ -64,6 +64,7 @@ fn event(id: &str, received_at: i64, body: &str) -> EventEnvelope {
         received_at,
         body: body.to_owned(),
         body_encoding: BodyEncoding::Utf8,
+        reconciled: false,
     }
 }
 

@@ -104,6 +104,14 @@ pub trait DedupLedger: Send + Sync {
         key: &str,
         event_id: &str,
     ) -> Result<(), StoreError>;
+    /// The event id of a live queued claim on (source, key) at `now` (seconds); `None` when the
+    /// key is unclaimed, only pending, or expired. Reconcile asks it which provider ids arrived.
+    async fn queued_event_id(
+        &self,
+        source: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError>;
 }
 
 /// Accepted events, kept for `events show` and replay, with the attempt log of each.

@@ -278,6 +278,25 @@ impl DedupLedger for LocalBackend {
         })
         .await
     }
+
+    async fn queued_event_id(
+        &self,
+        source: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.read(|conn| {
+            let queued = conn
+                .prepare_cached(
+                    "SELECT event_id FROM dedup \
+                     WHERE source = ?1 AND key = ?2 AND state = ?3 AND expires_at > ?4",
+                )?
+                .query_row(params![source, key, QUEUED, now], |row| row.get(0))
+                .optional()?;
+            Ok(queued)
+        })
+        .await
+    }
 }
 
 #[async_trait]

@@ -75,6 +75,7 @@ pub(super) fn without_body(event: &EventEnvelope) -> EventEnvelope {
         received_at: event.received_at,
         body: String::new(),
         body_encoding: event.body_encoding,
+        reconciled: event.reconciled,
     }
 }
 
@@ -150,6 +151,7 @@ mod tests {
             received_at: 1_709_251_200_000,
             body: "{\"secret\":\"\\\"quoted\\\"\"}".into(),
             body_encoding: BodyEncoding::Utf8,
+            reconciled: false,
         };
         let item = event_item(&event, 99).unwrap();
         let shard = keys::event_shard("evt_1");

@@ -32,6 +32,7 @@ fn event() -> EventEnvelope {
         received_at: NOW_MS,
         body: "{}".into(),
         body_encoding: BodyEncoding::Utf8,
+        reconciled: false,
     }
 }
 
@@ -250,6 +251,7 @@ async fn rig(subscriptions: &[&str], script: Vec<AttemptResult>) -> Rig {
         secrets: vec!["github-webhook-secret".into()],
         tolerance_secs: 300,
         created_at: 0,
+        reconcile: None,
     }]));
     for id in subscriptions {
         store.put_subscription(&subscription(id)).await.unwrap();
