@@ -15,11 +15,15 @@ import uuid
 
 import pytest
 
-from conftest import wait_until
+import requests
+
+from conftest import tail, wait_until
 from lambda_support import CARGO_LAMBDA, MOTO, aws_env, boto
 from standins.github_api import GithubApi
 from standins.stripe_api import StripeApi
-from test_lambda_runtime import function_binaries, stack, watch  # noqa: F401  (fixtures)
+from test_lambda_runtime import (  # noqa: F401  (fixtures)
+    FIRST_INVOKE_TIMEOUT, function_binaries, function_env, stack, start_watch,
+)
 from test_providers_live import octokit  # noqa: F401  (the official GitHub signer)
 
 pytestmark = [
@@ -55,17 +59,31 @@ def drain_events(queue_url):
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
-def function_url(watch, source):  # noqa: F811
-    return f"http://127.0.0.1:{watch.port}/lambda-url/receiver/{source}"
+@pytest.fixture(scope="module")
+def receiver_url(stack, function_binaries, tmp_path_factory):  # noqa: F811
+    """The receiver's function URL under `cargo lambda watch`, started once for the module
+    and warmed up: its first request waits for watch's own build of the function."""
+    watch = start_watch(function_env(stack), tmp_path_factory.mktemp("reconcile-watch"))
+    url = f"http://127.0.0.1:{watch.port}/lambda-url/receiver"
+    try:
+        warm = requests.get(f"{url}/healthz", timeout=FIRST_INVOKE_TIMEOUT)
+        assert warm.status_code == 200, (warm.status_code, warm.text, tail(watch.log_path))
+        yield url
+    finally:
+        watch.stop()
+
+
+def function_url(receiver_url, source):
+    return f"{receiver_url}/{source}"
 
 
 def test_github_on_aws_redelivers_the_dropped_through_the_function_url(
-        stack, relay_bin, watch, octokit):  # noqa: F811
+        stack, relay_bin, receiver_url, octokit):  # noqa: F811
     name = f"gh{uuid.uuid4().hex[:6]}"
     secret = f"gh-{uuid.uuid4().hex}"
     token = f"ghp_{uuid.uuid4().hex}"
     relay(relay_bin, stack, "sources", "add", name, "--provider", "github", "--secret", secret)
-    api = GithubApi(token, HOOK, function_url(watch, name), secret, octokit)
+    api = GithubApi(token, HOOK, function_url(receiver_url, name), secret, octokit)
     try:
         relay(relay_bin, stack, "sources", "update", name,
               "--reconcile-credential", "env:RELAY_TEST_GITHUB_TOKEN",
@@ -98,12 +116,12 @@ def test_github_on_aws_redelivers_the_dropped_through_the_function_url(
         api.close()
 
 
-def test_stripe_on_aws_ingests_the_dropped_marked_reconciled(stack, relay_bin, watch):  # noqa: F811
+def test_stripe_on_aws_ingests_the_dropped_marked_reconciled(stack, relay_bin, receiver_url):  # noqa: F811
     name = f"st{uuid.uuid4().hex[:6]}"
     secret = "whsec_" + uuid.uuid4().hex
     key = f"sk_test_{uuid.uuid4().hex}"
     relay(relay_bin, stack, "sources", "add", name, "--provider", "stripe", "--secret", secret)
-    api = StripeApi(key, function_url(watch, name), secret)
+    api = StripeApi(key, function_url(receiver_url, name), secret)
     try:
         relay(relay_bin, stack, "sources", "update", name,
               "--reconcile-credential", "env:RELAY_TEST_STRIPE_KEY", "--reconcile-api-url", api.url)
