@@ -32,6 +32,7 @@ pub async fn run(
             secrets: vec!["s".into()],
             tolerance_secs: 300,
             created_at: 0,
+            reconcile: None,
         })
         .await?;
     for i in 0..subscriptions {
@@ -82,6 +83,7 @@ pub async fn run(
                     received_at: 0,
                     body: body.clone(),
                     body_encoding: BodyEncoding::Utf8,
+                    reconciled: false,
                 };
                 ReceivedMessage {
                     receipt: format!("r{i}"),

@@ -65,6 +65,11 @@ pub async fn run(backend: &Backend, global: &Global, command: Command) -> anyhow
         }
         Command::Redrive { queue } => redrive(backend, json_mode, queue).await,
         Command::Status => status(backend, store.as_ref(), json_mode).await,
+        Command::Reconcile {
+            source,
+            since,
+            dry_run,
+        } => crate::reconcile::run(backend, global, &source, &since, dry_run).await,
     }
 }
 
@@ -134,12 +139,14 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
             remove_secret,
             tolerance,
             public_url,
+            reconcile,
         } => {
             let change = SourceChange {
                 add_secrets: add_secret,
                 remove_secrets: remove_secret,
                 tolerance_secs: tolerance,
                 public_url,
+                reconcile: reconcile.change(),
             };
             let source = core_sources::update_source(store, &name, change).await?;
             emit(json_mode, &source_json(&source), || {
@@ -297,6 +304,7 @@ async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyho
                 "id": event.id, "source": event.source, "type": event.event_type,
                 "content_type": event.content_type, "received_at": event.received_at,
                 "body": event.body, "body_encoding": event.body_encoding,
+                "reconciled": event.reconciled,
                 "attempts": attempts,
             });
             emit(json_mode, &value, || {
@@ -307,7 +315,11 @@ async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyho
                         millis_text(event.received_at),
                         event.source,
                         event.event_type
-                    ),
+                    ) + if event.reconciled {
+                        "  (reconciled from the API)"
+                    } else {
+                        ""
+                    },
                     format!("attempts: {}", attempts.len()),
                 ];
                 for a in &attempts {

@@ -72,6 +72,17 @@ pub enum Command {
     /// Queue depths and the oldest message's age, failing and disabled subscriptions, and the
     /// last hour's accepted, delivered and failed counts.
     Status,
+    /// Ask the provider's API what it sent SOURCE, and recover what never reached the relay
+    /// (github: redelivered; stripe: ingested from the API). Exits 1 when something is left.
+    Reconcile {
+        source: String,
+        /// How far back to look, e.g. 24h, 90m, 3d.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Only report what is missing; recover nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -189,7 +200,45 @@ pub enum SourcesCommand {
         /// rebuilding it from each request.
         #[arg(long)]
         public_url: Option<String>,
+        #[command(flatten)]
+        reconcile: ReconcileArgs,
     },
+}
+
+/// The reconcile settings of `sources update` (github and stripe sources).
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// reconcile: where the API credential is: env:NAME, file:NAME (in the data dir),
+    /// ssm:NAME (SecureString) or secretsmanager:NAME.
+    #[arg(long)]
+    pub reconcile_credential: Option<String>,
+    /// reconcile: the provider API's base URL (default the real one; empty to go back to it).
+    #[arg(long)]
+    pub reconcile_api_url: Option<String>,
+    /// reconcile (github): repos/OWNER/REPO/hooks/ID, orgs/ORG/hooks/ID or app/hook.
+    #[arg(long)]
+    pub github_hook: Option<String>,
+    /// reconcile (stripe): only these event types, comma-separated (empty: every type).
+    #[arg(long)]
+    pub stripe_event_types: Option<String>,
+}
+
+impl ReconcileArgs {
+    pub fn change(self) -> relay_core::reconcile::ReconcileChange {
+        relay_core::reconcile::ReconcileChange {
+            credential: self.reconcile_credential,
+            api_url: self.reconcile_api_url,
+            github_hook: self.github_hook,
+            event_types: self.stripe_event_types.map(|types| {
+                types
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }),
+        }
+    }
 }
 
 /// The provider options of `sources add` by flag name, for the provider to take what is its own.

@@ -6,6 +6,7 @@ mod args;
 mod backend;
 mod dev;
 mod output;
+mod reconcile;
 
 use std::process::ExitCode;
 

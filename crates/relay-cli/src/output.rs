@@ -40,6 +40,8 @@ pub fn source_json(source: &Source) -> Value {
         "options": options,
         "secrets": source.secrets.len(),
         "tolerance_secs": source.tolerance_secs,
+        // Names where the API credential is, never the credential.
+        "reconcile": source.reconcile,
     })
 }
 

@@ -83,6 +83,7 @@ fn bench(c: &mut Criterion) {
         secrets: vec![SECRET.into()],
         tolerance_secs: 300,
         created_at: 0,
+        reconcile: None,
     };
     let receiver = Receiver::new(
         Arc::new(MemoryStore::with_sources([source])),

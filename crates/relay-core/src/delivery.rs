@@ -326,6 +326,7 @@ mod tests {
             received_at: 0,
             body: "{}".into(),
             body_encoding: BodyEncoding::Utf8,
+            reconciled: false,
         }
     }
 

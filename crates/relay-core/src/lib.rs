@@ -18,6 +18,7 @@ pub mod patterns;
 pub mod ports;
 pub mod providers;
 pub mod receive;
+pub mod reconcile;
 pub mod retry;
 pub mod settings;
 pub mod signing;

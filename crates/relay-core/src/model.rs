@@ -19,7 +19,12 @@ pub struct Source {
     pub tolerance_secs: u64,
     #[serde(default)]
     pub created_at: i64,
+    /// How `relay reconcile` reaches the provider's API for this source; none until configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile: Option<ReconcileSettings>,
 }
+
+pub use crate::reconcile::ReconcileSettings;
 
 fn default_tolerance() -> u64 {
     DEFAULT_TOLERANCE_SECS
@@ -110,6 +115,10 @@ pub struct EventEnvelope {
     pub body: String,
     #[serde(default)]
     pub body_encoding: BodyEncoding,
+    /// Ingested by `relay reconcile` from the provider's API rather than received as a signed
+    /// webhook (its authenticity is the API call). Absent, and false, in older messages.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reconciled: bool,
 }
 
 impl EventEnvelope {
@@ -499,6 +508,7 @@ mod tests {
             received_at: 0,
             body,
             body_encoding,
+            reconciled: false,
         }
     }
 
@@ -545,6 +555,7 @@ mod tests {
                 received_at: i64::MIN,
                 body: encoded,
                 body_encoding,
+                reconciled: false,
             };
             let task = DeliveryTask {
                 event: event.clone(),
@@ -580,6 +591,7 @@ mod tests {
             received_at: 1_700_000_000_000,
             body: "{\"a\":1}".into(),
             body_encoding: BodyEncoding::Utf8,
+            reconciled: false,
         };
         let task = DeliveryTask {
             event: event.clone(),

@@ -104,6 +104,16 @@ pub trait DedupLedger: Send + Sync {
         key: &str,
         event_id: &str,
     ) -> Result<(), StoreError>;
+    /// The event id holding a live claim on (source, key) at `now` (seconds), pending or
+    /// queued; `None` when the key is unclaimed or its claim expired. Reconcile asks it which
+    /// provider ids arrived. A pending claim counts: its event is being queued, or (claims left
+    /// for the stored event to confirm) was queued.
+    async fn claimed_event_id(
+        &self,
+        source: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError>;
 }
 
 /// Accepted events, kept for `events show` and replay, with the attempt log of each.

@@ -280,6 +280,59 @@ impl Receiver {
             return Reply::error(rejection.status, &rejection.message);
         }
 
+        self.queue_once(
+            name,
+            verified,
+            request.content_type(),
+            &request.body,
+            now_ms,
+            false,
+            seen,
+        )
+        .await
+    }
+
+    /// Ingests an event read from the provider's API by `relay reconcile`: it carries no webhook
+    /// signature (its authenticity is the API call), so only the carriable check, dedup on
+    /// `delivery_id` and the enqueue of a signed request apply. Answers as `handle` would.
+    pub async fn accept_reconciled(
+        &self,
+        source: &Source,
+        verified: Verified,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Reply {
+        if let Err(rejection) = check_carriable(&verified, content_type) {
+            return Reply::error(rejection.status, &rejection.message);
+        }
+        let now_ms = self.clock.now_millis();
+        let mut seen = Seen::default();
+        self.queue_once(
+            &source.name,
+            verified,
+            content_type,
+            body,
+            now_ms,
+            true,
+            &mut seen,
+        )
+        .await
+    }
+
+    /// Deduplicates on the delivery id, queues the event and answers: the steps every accepted
+    /// event goes through, received or reconciled.
+    #[allow(clippy::too_many_arguments)]
+    async fn queue_once(
+        &self,
+        name: &str,
+        verified: Verified,
+        content_type: Option<&str>,
+        body: &[u8],
+        now_ms: i64,
+        reconciled: bool,
+        seen: &mut Seen,
+    ) -> Reply {
+        let now = now_ms.div_euclid(1000);
         let event_id = event_id_at(now_ms);
         // The key copies of one delivery share; none when dedup is off.
         let dedup_key = verified.delivery_id.as_ref().filter(|_| self.config.dedup);
@@ -308,15 +361,16 @@ impl Receiver {
             }
         }
 
-        let (body, body_encoding) = EventEnvelope::encode_body(&request.body);
+        let (encoded, body_encoding) = EventEnvelope::encode_body(body);
         let event = EventEnvelope {
             id: event_id,
-            source: source.name.clone(),
+            source: name.to_owned(),
             event_type: verified.event_type,
-            content_type: request.content_type().map(str::to_owned),
+            content_type: content_type.map(str::to_owned),
             received_at: now_ms,
-            body,
+            body: encoded,
             body_encoding,
+            reconciled,
         };
         if let Err(e) = self.queue.send_event(&event).await {
             warn!(event_id = %event.id, source = name, error = %e, "enqueue failed");
@@ -342,7 +396,7 @@ impl Receiver {
                 warn!(event_id = %event.id, error = %e, "dedup confirm failed");
             }
         }
-        info!(event_id = %event.id, source = name, event_type = %event.event_type, bytes = request.body.len(), "event queued");
+        info!(event_id = %event.id, source = name, event_type = %event.event_type, bytes = body.len(), reconciled, "event queued");
         // Event ids are [a-z0-9_] only, so the answer needs no JSON encoder.
         Reply {
             status: 202,
@@ -482,6 +536,7 @@ mod tests {
             secrets: vec!["slack-secret".into()],
             tolerance_secs: 300,
             created_at: 0,
+            reconcile: None,
         };
         let store = Arc::new(MemoryStore::with_sources([
             source("slack", ProviderConfig::Slack),

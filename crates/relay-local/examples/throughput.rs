@@ -39,6 +39,7 @@ fn event(i: u64) -> EventEnvelope {
             "x".repeat(600)
         ),
         body_encoding: BodyEncoding::Utf8,
+        reconciled: false,
     }
 }
 

@@ -277,6 +277,25 @@ impl DedupLedger for LocalBackend {
         })
         .await
     }
+
+    async fn claimed_event_id(
+        &self,
+        source: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.read(|conn| {
+            let queued = conn
+                .prepare_cached(
+                    "SELECT event_id FROM dedup \
+                     WHERE source = ?1 AND key = ?2 AND expires_at > ?3",
+                )?
+                .query_row(params![source, key, now], |row| row.get(0))
+                .optional()?;
+            Ok(queued)
+        })
+        .await
+    }
 }
 
 #[async_trait]

@@ -674,6 +674,7 @@ async fn early_delivery_hops_until_due() {
         received_at: now_ms,
         body: PUSH_BODY.into(),
         body_encoding: relay_core::model::BodyEncoding::Utf8,
+        reconciled: false,
     };
     let due = now_ms + 3_000;
     let task = relay_core::model::DeliveryTask {

@@ -129,6 +129,7 @@ pub(super) fn without_body(event: &EventEnvelope) -> EventEnvelope {
         received_at: event.received_at,
         body: String::new(),
         body_encoding: event.body_encoding,
+        reconciled: event.reconciled,
     }
 }
 
@@ -204,6 +205,7 @@ mod tests {
             received_at: 1_709_251_200_000,
             body: "{\"secret\":\"\\\"quoted\\\"\"}".into(),
             body_encoding: BodyEncoding::Utf8,
+            reconciled: false,
         };
         let item = event_item(&event, &[], 99).unwrap();
         let shard = keys::event_shard("evt_1");
@@ -245,6 +247,7 @@ mod tests {
             received_at: 5,
             body,
             body_encoding: BodyEncoding::Utf8,
+            reconciled: false,
         };
         let item = event_item(&event, &[], 99).unwrap();
         let Some(AttributeValue::B(deflated)) = item.get(BODY_DEFLATED) else {

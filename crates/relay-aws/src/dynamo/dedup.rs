@@ -162,6 +162,24 @@ impl DedupLedger for DynamoStore {
             || Ok(()),
         )
     }
+
+    async fn claimed_event_id(
+        &self,
+        source: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let pk = keys::dedup_pk(source, key);
+        let Some(item) = self.get(pk, keys::META).await? else {
+            return Ok(None);
+        };
+        // TTL reaps late, so an expired item may still be there.
+        let live = num_attr(&item, EXPIRES_AT).is_some_and(|at| now < at);
+        if !live {
+            return Ok(None);
+        }
+        Ok(str_attr(&item, EVENT_ID).map(str::to_owned))
+    }
 }
 
 /// The outcome of a conditional write: success, `on_condition_failed` when the condition did

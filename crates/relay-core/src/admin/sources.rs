@@ -29,6 +29,8 @@ pub struct SourceChange {
     pub tolerance_secs: Option<u64>,
     /// twilio: the new public URL; an empty value goes back to rebuilding it from each request.
     pub public_url: Option<String>,
+    /// How `relay reconcile` reaches the provider's API.
+    pub reconcile: crate::reconcile::ReconcileChange,
 }
 
 /// Adds a source. Refused when the name is taken or invalid, an option belongs to another
@@ -58,6 +60,7 @@ pub async fn add_source(
         secrets: input.secrets,
         tolerance_secs: input.tolerance_secs,
         created_at: now_secs,
+        reconcile: None,
     };
     catalog.put_source(&source).await?;
     Ok(source)
@@ -125,6 +128,11 @@ pub async fn update_source(
     }
     if let Some(tolerance) = change.tolerance_secs {
         source.tolerance_secs = tolerance;
+    }
+    if !change.reconcile.is_empty() {
+        let settings = crate::reconcile::change_settings(&source, change.reconcile)
+            .map_err(|reason| AdminError::invalid("reconcile", reason))?;
+        source.reconcile = Some(settings);
     }
     catalog.put_source(&source).await?;
     Ok(source)

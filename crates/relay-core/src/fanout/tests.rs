@@ -32,6 +32,7 @@ fn event() -> EventEnvelope {
         received_at: NOW_MS,
         body: "{}".into(),
         body_encoding: BodyEncoding::Utf8,
+        reconciled: false,
     }
 }
 
@@ -261,6 +262,7 @@ async fn rig_scripted(subscriptions: &[&str], script: Vec<AttemptResult>) -> Rig
         secrets: vec!["github-webhook-secret".into()],
         tolerance_secs: 300,
         created_at: 0,
+        reconcile: None,
     }]));
     for id in subscriptions {
         store.put_subscription(&subscription(id)).await.unwrap();

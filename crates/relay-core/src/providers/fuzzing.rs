@@ -161,6 +161,7 @@ pub fn verify_request(data: &[u8]) {
             secrets: vec!["whsec_ZnV6ei1zZWNyZXQtbm9ib2R5LWd1ZXNzZXM=".into()],
             tolerance_secs: 300,
             created_at: 0,
+            reconcile: None,
         };
         match super::verify(&source, &request, 1_700_000_000) {
             Ok(Outcome::Event(_) | Outcome::Answer(_)) => {

@@ -486,6 +486,7 @@ pub(crate) mod test_support {
             secrets: vec![secret.into()],
             tolerance_secs: 300,
             created_at: 0,
+            reconcile: None,
         }
     }
 }
@@ -825,6 +826,7 @@ mod tests {
                 secrets: vec!["k".into()],
                 tolerance_secs: 300,
                 created_at: 7,
+                reconcile: None,
             };
             let json = stored(fields);
             assert_eq!(serde_json::to_string(&source).unwrap(), json);

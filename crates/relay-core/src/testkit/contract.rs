@@ -52,6 +52,7 @@ macro_rules! store_contract_tests {
             dedup_release_by_another_event_does_nothing,
             dedup_release_leaves_a_queued_claim,
             dedup_queued_claim_kept_until_its_ttl,
+            dedup_claimed_event_id_names_the_live_claim,
             events_round_trip,
             events_listed_newest_first_across_sources,
             events_paged_by_cursor_without_repeats_or_gaps,
@@ -95,6 +96,7 @@ pub fn source(name: &str) -> Source {
         secrets: vec!["s3cret".into()],
         tolerance_secs: 300,
         created_at: NOW,
+        reconcile: None,
     }
 }
 
@@ -126,6 +128,7 @@ pub fn event(id: &str, received_at: i64) -> EventEnvelope {
         received_at,
         body: format!("{{\"id\":\"{id}\",\"text\":\"quoted \\\" é\"}}"),
         body_encoding: BodyEncoding::Utf8,
+        reconciled: false,
     }
 }
 
@@ -643,6 +646,42 @@ pub async fn dedup_queued_claim_kept_until_its_ttl(store: &dyn Store) {
     assert_eq!(
         claim(store, "d1", "evt_c", expiry + 1).await,
         pending("evt_b")
+    );
+}
+
+pub async fn dedup_claimed_event_id_names_the_live_claim(store: &dyn Store) {
+    let queued_id = |key: &'static str, now: i64| async move {
+        store
+            .claimed_event_id("gh", key, now)
+            .await
+            .unwrap_or_else(|e| panic!("claimed_event_id {key} at {now}: {e}"))
+    };
+    assert_eq!(queued_id("d1", NOW).await, None, "never claimed");
+    assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
+    assert_eq!(
+        queued_id("d1", NOW).await.as_deref(),
+        Some("evt_a"),
+        "pending counts"
+    );
+    let expiry = NOW + DAY_SECS;
+    store
+        .confirm_dedup("gh", "d1", "evt_a", expiry)
+        .await
+        .unwrap();
+    assert_eq!(queued_id("d1", NOW + 1).await.as_deref(), Some("evt_a"));
+    assert_eq!(queued_id("d1", expiry - 1).await.as_deref(), Some("evt_a"));
+    assert_eq!(
+        queued_id("d1", expiry).await,
+        None,
+        "expired at its instant"
+    );
+    assert_eq!(
+        store
+            .claimed_event_id("other", "d1", NOW + 1)
+            .await
+            .unwrap(),
+        None,
+        "keys are per source"
     );
 }
 

@@ -218,6 +218,21 @@ impl DedupLedger for MemoryStore {
         }
         Ok(())
     }
+
+    async fn claimed_event_id(
+        &self,
+        source: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let tables = self.lock();
+        let slot = (source.to_owned(), key.to_owned());
+        Ok(tables
+            .dedup
+            .get(&slot)
+            .filter(|e| now < e.expires_at)
+            .map(|e| e.event_id.clone()))
+    }
 }
 
 #[async_trait]

@@ -68,6 +68,7 @@ fn event(id: &str) -> EventEnvelope {
         received_at: 1_700_000_000_000,
         body: format!("{{\"id\":\"{id}\"}}"),
         body_encoding: BodyEncoding::Utf8,
+        reconciled: false,
     }
 }
 

@@ -32,6 +32,7 @@ pub fn event(id: &str, received_at: i64) -> EventEnvelope {
         received_at,
         body: format!("{{\"id\":\"{id}\"}}"),
         body_encoding: BodyEncoding::Utf8,
+        reconciled: false,
     }
 }
 
@@ -60,6 +61,7 @@ pub fn source(name: &str) -> Source {
         secrets: vec!["s1".into(), "s2".into()],
         tolerance_secs: 300,
         created_at: T0,
+        reconcile: None,
     }
 }
 

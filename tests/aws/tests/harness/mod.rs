@@ -234,6 +234,7 @@ impl Stack {
                 secrets: vec![secret.to_owned()],
                 tolerance_secs: relay_core::model::DEFAULT_TOLERANCE_SECS,
                 created_at: 0,
+                reconcile: None,
             })
             .await
             .expect("put source");

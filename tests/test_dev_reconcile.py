@@ -1,0 +1,234 @@
+"""`relay reconcile` on the local backend: the real HTTP client against loopback stand-ins of
+GitHub's deliveries API and Stripe's events API (tests/standins/, which cite the API reference
+pages they follow), through `relay dev`.
+
+Each test sends events through the stand-in, drops N of them on purpose before the receiver (the
+provider "sent" them, the relay never saw them), and checks that reconcile finds and recovers
+exactly those N, that a second run recovers nothing, that a dry run changes nothing, and the
+401 and 429 paths.
+"""
+
+import uuid
+
+import pytest
+
+from conftest import run_cli, wait_until
+from standins.github_api import GithubApi
+from standins.stripe_api import StripeApi
+from test_providers_live import octokit  # noqa: F401  (the official GitHub signer, a fixture)
+
+HOOK = "repos/octo/hello-world/hooks/42"
+
+
+def events_of(dev, source):
+    listed = dev.cli("events", "list", "--source", source, "--limit", "1000")
+    return listed["events"] if isinstance(listed, dict) else listed
+
+
+def reconcile(dev, source, *args, check=True):
+    result = run_cli(dev.relay_bin, dev.data_dir, "reconcile", source, *args, check=False)
+    if check:
+        assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+    return result
+
+
+def findings(result):
+    import json
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def github(dev, octokit, monkeypatch):  # noqa: F811
+    secret = f"gh-{uuid.uuid4().hex}"
+    token = f"ghp_{uuid.uuid4().hex}"
+    dev.cli("sources", "add", "gh", "--provider", "github", "--secret", secret)
+    api = GithubApi(token, HOOK, f"{dev.url}/gh", secret, octokit)
+    monkeypatch.setenv("RELAY_TEST_GITHUB_TOKEN", token)
+    dev.cli("sources", "update", "gh", "--reconcile-credential", "env:RELAY_TEST_GITHUB_TOKEN",
+            "--reconcile-api-url", api.url, "--github-hook", HOOK)
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def stripe_api(dev):
+    secret = "whsec_" + uuid.uuid4().hex
+    key = f"sk_test_{uuid.uuid4().hex}"
+    dev.cli("sources", "add", "st", "--provider", "stripe", "--secret", secret)
+    api = StripeApi(key, f"{dev.url}/st", secret)
+    # The key from a file in the data dir.
+    (dev.data_dir / "stripe.key").write_text(key + "\n")
+    dev.cli("sources", "update", "st", "--reconcile-credential", "file:stripe.key",
+            "--reconcile-api-url", api.url)
+    yield api
+    api.close()
+
+
+def send_github(api, count, dropped):
+    """Sends `count` deliveries, dropping those at the indexes in `dropped`; returns the guids
+    of the dropped ones."""
+    lost = []
+    for i in range(count):
+        guid = api.send("issues", {"action": "opened", "issue": {"number": i}}, drop=i in dropped)
+        if i in dropped:
+            lost.append(guid)
+    return lost
+
+
+def test_github_dropped_deliveries_are_redelivered_once(dev, github):
+    lost = send_github(github, 8, dropped={1, 4, 6})
+    wait_until(lambda: len(events_of(dev, "gh")) == 5, message="5 delivered events")
+
+    dry = findings(reconcile(dev, "gh", "--dry-run"))
+    print("dry run:", dry)
+    assert (dry["seen"], dry["queued"], dry["dry_run"]) == (8, 5, True), dry
+    assert sorted(dry["missing"]) == sorted(lost)
+    assert dry["recovered"] == []
+    assert github.redeliveries == [], "a dry run asks for nothing"
+    assert len(events_of(dev, "gh")) == 5
+
+    first = findings(reconcile(dev, "gh"))
+    print("first run:", first)
+    assert sorted(first["missing"]) == sorted(lost)
+    assert sorted(first["recovered"]) == sorted(lost)
+    assert first["failed"] == [] and "stopped" not in first
+    # Each redelivery arrived signed through the receiver and was queued (202); the stand-in
+    # sends it after answering the request, as GitHub does.
+    wait_until(lambda: len(github.redeliveries) == 3, message="3 redeliveries sent")
+    assert sorted(status for _, status in github.redeliveries) == [202, 202, 202]
+    wait_until(lambda: len(events_of(dev, "gh")) == 8, message="8 events after reconcile")
+
+    second = findings(reconcile(dev, "gh"))
+    print("second run:", second)
+    assert (second["seen"], second["queued"]) == (8, 8), second
+    assert second["missing"] == [] and second["recovered"] == []
+    assert len(github.redeliveries) == 3
+    assert len(events_of(dev, "gh")) == 8
+    # Pages of 2 were followed through the Link header.
+    assert sum(1 for m, p in github.requests if m == "GET") >= 8 // 2
+
+
+def test_github_text_output_lists_the_findings(dev, github):
+    lost = send_github(github, 3, dropped={0})
+    result = run_cli(dev.relay_bin, dev.data_dir, "reconcile", "gh", "--dry-run", json=False,
+                     check=False)
+    print(result.stdout)
+    assert result.returncode == 0, result.stderr
+    assert "seen by the provider: 3" in result.stdout
+    assert f"missing:              1  {lost[0]}" in result.stdout
+    assert "dry run: nothing was recovered" in result.stdout
+
+
+def test_github_bad_token_is_refused_and_never_printed(dev, github, monkeypatch):
+    send_github(github, 2, dropped={0})
+    monkeypatch.setenv("RELAY_TEST_GITHUB_TOKEN", "ghp_wrong_token_value")
+    result = reconcile(dev, "gh", check=False)
+    print(result.stdout, result.stderr)
+    assert result.returncode == 1
+    assert "refused the credential (401)" in result.stderr
+    assert "ghp_wrong_token_value" not in result.stdout + result.stderr
+    assert github.token not in result.stdout + result.stderr
+    assert findings(result)["seen"] == 0
+
+
+def test_github_retry_after_is_waited_for(dev, github):
+    lost = send_github(github, 3, dropped={2})
+    github.rate_limit(retry_after=1, times=1)
+    done = findings(reconcile(dev, "gh"))
+    assert done["recovered"] == lost
+    wait_until(lambda: len(events_of(dev, "gh")) == 3, message="3 events")
+
+
+def test_github_rate_limit_over_the_budget_stops_cleanly(dev, github):
+    send_github(github, 3, dropped={2})
+    github.rate_limit(retry_after=3600, times=1, status=403)
+    result = reconcile(dev, "gh", check=False)
+    print(result.stdout, result.stderr)
+    assert result.returncode == 1
+    stopped = findings(result)
+    assert "rate limited" in stopped["stopped"] and "3600s" in stopped["stopped"]
+    assert stopped["recovered"] == [] and github.redeliveries == []
+
+
+def send_stripe(api, count, dropped):
+    lost = []
+    for i in range(count):
+        event_type = "invoice.paid" if i % 2 else "payment_intent.succeeded"
+        event_id = api.send(event_type, {"id": f"obj_{i}", "amount": 100 + i}, drop=i in dropped)
+        if i in dropped:
+            lost.append((event_id, event_type))
+    return lost
+
+
+def test_stripe_dropped_events_are_ingested_once_marked_reconciled(dev, stripe_api):
+    lost = send_stripe(stripe_api, 7, dropped={0, 3, 5})
+    wait_until(lambda: len(events_of(dev, "st")) == 4, message="4 delivered events")
+
+    dry = findings(reconcile(dev, "st", "--dry-run"))
+    print("dry run:", dry)
+    assert (dry["seen"], dry["queued"]) == (7, 4), dry
+    assert sorted(dry["missing"]) == sorted(i for i, _ in lost)
+    assert len(events_of(dev, "st")) == 4
+
+    first = findings(reconcile(dev, "st"))
+    print("first run:", first)
+    assert sorted(first["recovered"]) == sorted(i for i, _ in lost)
+    events = wait_until(lambda: (lambda e: e if len(e) == 7 else None)(events_of(dev, "st")),
+                        message="7 events after reconcile")
+    by_type = {}
+    for summary in events:
+        shown = dev.event(summary["id"])
+        by_type.setdefault(shown["reconciled"], []).append((shown["type"], shown["body"]))
+    assert len(by_type[True]) == 3 and len(by_type[False]) == 4
+    for event_id, event_type in lost:
+        assert any(t == event_type and event_id in body for t, body in by_type[True])
+
+    second = findings(reconcile(dev, "st"))
+    print("second run:", second)
+    assert (second["seen"], second["queued"], second["missing"]) == (7, 7, [])
+    assert len(events_of(dev, "st")) == 7
+    # created[gte] and starting_after pagination were used.
+    queries = [q for p, q in stripe_api.requests if p == "/v1/events"]
+    assert all("created[gte]" in q for q in queries)
+    assert any("starting_after" in q for q in queries)
+
+
+def test_stripe_event_types_are_passed_on(dev, stripe_api):
+    send_stripe(stripe_api, 4, dropped={0, 1})
+    dev.cli("sources", "update", "st", "--stripe-event-types", "invoice.paid")
+    done = findings(reconcile(dev, "st", "--dry-run"))
+    assert done["seen"] == 2 and len(done["missing"]) == 1, done
+    assert all(q.get("types[]") == ["invoice.paid"] for p, q in stripe_api.requests)
+
+
+def test_stripe_bad_key_and_rate_limits(dev, stripe_api):
+    send_stripe(stripe_api, 3, dropped={1})
+    (dev.data_dir / "stripe.key").write_text("sk_test_wrong\n")
+    refused = reconcile(dev, "st", check=False)
+    assert refused.returncode == 1 and "refused the credential (401)" in refused.stderr
+    assert "sk_test_wrong" not in refused.stdout + refused.stderr
+
+    (dev.data_dir / "stripe.key").write_text(stripe_api.api_key)
+    stripe_api.rate_limit(retry_after=3600)
+    stopped = reconcile(dev, "st", check=False)
+    assert stopped.returncode == 1
+    assert "rate limited" in findings(stopped)["stopped"]
+    assert len(events_of(dev, "st")) == 2
+
+    stripe_api.rate_limit(retry_after=1, times=2)
+    done = findings(reconcile(dev, "st"))
+    assert len(done["recovered"]) == 1, done
+    wait_until(lambda: len(events_of(dev, "st")) == 3, message="3 events")
+
+
+def test_reconcile_needs_settings_and_a_known_provider(dev):
+    dev.cli("sources", "add", "plain", "--provider", "github", "--secret", "gh-" + "x" * 20)
+    result = reconcile(dev, "plain", check=False)
+    assert result.returncode == 1 and "no reconcile settings" in result.stderr
+    dev.cli("sources", "add", "std", "--provider", "standard", "--secret",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    refused = dev.cli("sources", "update", "std", "--reconcile-credential", "env:X", check=False)
+    assert refused.returncode == 1 and "does not support standard" in refused.stderr
+    bad_hook = dev.cli("sources", "update", "plain", "--reconcile-credential", "env:X",
+                       "--github-hook", "repos/octo/hooks/1", check=False)
+    assert bad_hook.returncode == 1 and "github hook" in bad_hook.stderr
