@@ -330,22 +330,7 @@ impl EventArchive for LocalBackend {
             )?
             .execute(params![id, source, received_at, expires_at, doc])?;
             // A key logged already keeps its record: it may be a later outcome.
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO attempts (event_id, attempt, subscription_id, at, expires_at, doc) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                 ON CONFLICT (event_id, attempt, subscription_id) DO NOTHING",
-            )?;
-            for (event_id, attempt, subscription_id, at, doc) in &rows {
-                insert.execute(params![
-                    event_id,
-                    attempt,
-                    subscription_id,
-                    at,
-                    expires_at,
-                    doc
-                ])?;
-            }
-            Ok(())
+            insert_attempt_rows(tx, &rows, expires_at, "DO NOTHING")
         })
         .await
     }
@@ -396,23 +381,13 @@ impl EventArchive for LocalBackend {
         self.write(move |tx| {
             // A record written again for the same key replaces the earlier one, as DynamoDB's
             // put by key does; in one batch the last record of a key wins.
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO attempts (event_id, attempt, subscription_id, at, expires_at, doc) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                 ON CONFLICT (event_id, attempt, subscription_id) DO UPDATE SET \
-                 at = excluded.at, expires_at = excluded.expires_at, doc = excluded.doc",
-            )?;
-            for (event_id, attempt, subscription_id, at, doc) in &rows {
-                upsert.execute(params![
-                    event_id,
-                    attempt,
-                    subscription_id,
-                    at,
-                    expires_at,
-                    doc
-                ])?;
-            }
-            Ok(())
+            insert_attempt_rows(
+                tx,
+                &rows,
+                expires_at,
+                "DO UPDATE SET at = excluded.at, expires_at = excluded.expires_at, \
+                 doc = excluded.doc",
+            )
         })
         .await
     }
@@ -446,4 +421,29 @@ fn attempt_rows(attempts: &[AttemptRecord]) -> Result<Vec<AttemptRow>, StoreErro
             ))
         })
         .collect()
+}
+
+/// Writes attempt rows; `on_conflict` says what a row whose key is logged already does.
+fn insert_attempt_rows(
+    tx: &rusqlite::Transaction<'_>,
+    rows: &[AttemptRow],
+    expires_at: i64,
+    on_conflict: &str,
+) -> DbResult<()> {
+    let mut insert = tx.prepare_cached(&format!(
+        "INSERT INTO attempts (event_id, attempt, subscription_id, at, expires_at, doc) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT (event_id, attempt, subscription_id) {on_conflict}"
+    ))?;
+    for (event_id, attempt, subscription_id, at, doc) in rows {
+        insert.execute(params![
+            event_id,
+            attempt,
+            subscription_id,
+            at,
+            expires_at,
+            doc
+        ])?;
+    }
+    Ok(())
 }
