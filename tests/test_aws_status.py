@@ -68,9 +68,18 @@ def test_status_on_aws_reads_sqs_the_table_and_cloudwatch(relay_bin, stack):  # 
     # matches it too, so it is not put here.)
     put("Failed", 9, 90)
 
+    # The oldest message's age, as SQS publishes it in CloudWatch (AWS/SQS, by queue name):
+    # the latest minute counts; an older measurement does not.
+    events_queue = stack["events"].rsplit("/", 1)[1]
+    for value, minutes_ago in ((900, 10), (42, 1)):
+        cloudwatch.put_metric_data(Namespace="AWS/SQS", MetricData=[{
+            "MetricName": "ApproximateAgeOfOldestMessage", "Value": value, "Unit": "Seconds",
+            "Dimensions": [{"Name": "QueueName", "Value": events_queue}],
+            "Timestamp": now - datetime.timedelta(minutes=minutes_ago)}])
+
     status = relay_aws(relay_bin, stack, "status", namespace=namespace)
     queues = status["queues"]
-    assert queues["events"] == {"visible": 2, "in_flight": 1, "delayed": 0, "oldest_age_secs": None}
+    assert queues["events"] == {"visible": 2, "in_flight": 1, "delayed": 0, "oldest_age_secs": 42}
     assert queues["deliveries"] == {"visible": 0, "in_flight": 0, "delayed": 1,
                                     "oldest_age_secs": None}
     assert queues["events-dlq"] == {"visible": 0, "in_flight": 0, "delayed": 0,
@@ -87,6 +96,6 @@ def test_status_on_aws_reads_sqs_the_table_and_cloudwatch(relay_bin, stack):  # 
 
     # Without a namespace the rest still reports, and says what is missing.
     bare = relay_aws(relay_bin, stack, "status")
-    assert bare["queues"] == queues
+    assert bare["queues"] == {**queues, "events": {**queues["events"], "oldest_age_secs": None}}
     assert bare["last_hour"] is None
     assert "RELAY_METRICS_NAMESPACE" in bare["last_hour_error"]

@@ -68,7 +68,8 @@ impl Backend {
                 .map(|ns| ns.trim().to_owned())
                 .filter(|ns| !ns.is_empty()),
         };
-        let activity = namespace.map(|ns| CloudWatchActivity::from_sdk_config(&sdk, ns));
+        let activity = namespace
+            .map(|ns| CloudWatchActivity::from_sdk_config(&sdk, ns).with_queues(&settings));
         Ok(Backend::Aws {
             adapters,
             settings,

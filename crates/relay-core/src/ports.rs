@@ -491,6 +491,16 @@ pub trait RecentActivity: Send + Sync {
         since_millis: i64,
         until_millis: i64,
     ) -> Result<ActivityCounts, StoreError>;
+    /// The age of the queue's oldest message as last measured before `now_millis`, for
+    /// backends whose queue adapter cannot tell it (SQS publishes it only as a CloudWatch
+    /// metric); `None` when unknown.
+    async fn oldest_age_secs(
+        &self,
+        _queue: QueueName,
+        _now_millis: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
 }
 
 impl ActivityCounts {

@@ -103,7 +103,7 @@ async fn duplicate_delivery_is_answered_without_queueing_again() {
         return;
     };
     stack.add_github_source("github", GITHUB_SECRET).await;
-    let receiver = stack.receiver();
+    let receiver = stack.confirming_receiver();
     let delivery = unique();
     let send = || {
         github_request(
@@ -151,7 +151,7 @@ async fn delivery_id_longer_than_a_store_key_is_refused_with_400() {
         return;
     };
     stack.add_github_source("github", GITHUB_SECRET).await;
-    let receiver = stack.receiver();
+    let receiver = stack.confirming_receiver();
     let send = |delivery: &str| {
         github_request(
             "github",
@@ -285,7 +285,7 @@ async fn concurrent_copies_of_one_delivery_queue_one_event() {
         )
     };
     // Separate receivers, as separate Lambda instances would be.
-    let receivers: Vec<_> = (0..4).map(|_| stack.receiver()).collect();
+    let receivers: Vec<_> = (0..4).map(|_| stack.confirming_receiver()).collect();
     let answers =
         futures::future::join_all(receivers.iter().map(|r| invoke_receiver(r, send()))).await;
     let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
@@ -311,6 +311,6 @@ async fn concurrent_copies_of_one_delivery_queue_one_event() {
     }
     assert_eq!(stack.depth(&stack.queues.events).await.total(), 1);
     // After the race, every copy is a plain duplicate.
-    let later = invoke_receiver(&stack.receiver(), send()).await;
+    let later = invoke_receiver(&stack.confirming_receiver(), send()).await;
     assert_eq!(later.status, 200, "{later:?}");
 }

@@ -70,10 +70,19 @@ pub async fn status(
 ) -> Result<StatusReport, AdminError> {
     let mut queue_statuses = Vec::with_capacity(QueueName::ALL.len());
     for queue in QueueName::ALL {
-        queue_statuses.push(QueueStatus {
-            queue,
-            depth: queues.depth(queue).await?,
-        });
+        let mut depth = queues.depth(queue).await?;
+        if depth.oldest_age_secs.is_none()
+            && depth.total() > 0
+            && let Some(activity) = activity
+        {
+            // Best effort: an age that cannot be read is shown as unknown.
+            depth.oldest_age_secs = activity
+                .oldest_age_secs(queue, now_millis)
+                .await
+                .ok()
+                .flatten();
+        }
+        queue_statuses.push(QueueStatus { queue, depth });
     }
     let attention = catalog
         .list_subscriptions()

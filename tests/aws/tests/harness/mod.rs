@@ -145,12 +145,31 @@ impl Stack {
 
     /// The same receiver over other adapters.
     pub fn receiver_over(&self, store: DynamoStore, queue: SqsQueue) -> Receiver {
-        let no_env = |_: &str| None;
+        self.receiver_from(store, queue, &[])
+    }
+
+    /// A receiver that confirms each claim as soon as its event is queued (the setting when the
+    /// fanout does not store every event), so a copy is a duplicate with no fanout run; by
+    /// default the fanout's stored event confirms it (`delivery.rs` checks that path).
+    pub fn confirming_receiver(&self) -> Receiver {
+        self.receiver_from(
+            self.aws.store.clone(),
+            self.aws.queue.clone(),
+            &[("RELAY_EVENT_ARCHIVE", "failures")],
+        )
+    }
+
+    fn receiver_from(&self, store: DynamoStore, queue: SqsQueue, env: &[(&str, &str)]) -> Receiver {
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        };
         relay_aws::wiring::receiver(
             store,
             queue,
             &self.settings,
-            &no_env,
+            &lookup,
             relay_core::clock::system(),
         )
         .expect("receiver wiring")
