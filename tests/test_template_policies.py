@@ -32,8 +32,24 @@ def template():
 
 
 def statements(role):
+    """The role's statements; a statement or an action list under `!If` counts with every
+    branch, since each is what some parameters deploy."""
     policies = template()["Resources"][role]["Properties"]["Policies"]
-    return [st for policy in policies for st in policy["PolicyDocument"]["Statement"]]
+    found = []
+    for policy in policies:
+        for st in policy["PolicyDocument"]["Statement"]:
+            branches = st["If"][1:] if "If" in st else [st]
+            for branch in branches:
+                if isinstance(branch, dict) and "Ref" not in branch:
+                    found.extend(_with_each_action_list(branch))
+    return found
+
+
+def _with_each_action_list(st):
+    actions = st.get("Action")
+    if isinstance(actions, dict) and "If" in actions:
+        return [{**st, "Action": branch} for branch in actions["If"][1:]]
+    return [st]
 
 
 def key_prefix(function):
@@ -43,15 +59,24 @@ def key_prefix(function):
     return match.group(1)
 
 
-def test_receiver_writes_only_dedup_items_and_reads_only_sources_and_claims():
+def test_receiver_writes_only_dedup_items_and_reads_only_sources_claims_and_events():
+    """Reads: sources, claims, and stored events (a stored event confirms its claim)."""
     table = [st for st in statements("ReceiverRole")
              if any(str(a).startswith("dynamodb:") for a in _actions(st))]
     dedup, source = key_prefix("dedup_pk"), key_prefix("source_pk")
+    events = key_prefix("events_partition")
     assert table, "the receiver has no table statement"
+    writes = [st for st in table if set(_actions(st)) != {"dynamodb:GetItem"}]
+    # Confirmed claims (EventArchive failures/off) need UpdateItem; claims the stored event
+    # confirms do not.
+    assert sorted(sorted(_actions(st)) for st in writes) == [
+        ["dynamodb:DeleteItem", "dynamodb:PutItem"],
+        ["dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+    ], writes
     for st in table:
         leading = st["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
         if set(_actions(st)) == {"dynamodb:GetItem"}:
-            assert sorted(leading) == sorted([f"{source}*", f"{dedup}*"]), st
+            assert sorted(leading) == sorted([f"{source}*", f"{dedup}*", f"{events}*"]), st
         else:
             assert set(_actions(st)) <= {"dynamodb:PutItem", "dynamodb:UpdateItem",
                                          "dynamodb:DeleteItem"}, st
