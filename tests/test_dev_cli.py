@@ -272,8 +272,8 @@ def test_admin_changes_reach_a_running_dev(dev, sink, sub_secret):
     assert [s["name"] for s in dev.cli("sources", "list")] == []
     wait_until(lambda: send_github(dev, two)[0].status_code == 404, timeout=10,
                message="the removed source to answer 404")
-    events = dev.cli("events", "list")["events"]
-    assert len(events) >= 3
+    events = wait_until(lambda: (lambda e: e if len(e) >= 3 else None)(
+        dev.cli("events", "list")["events"]), message="the accepted events listed")
     assert all(e["source"] == "github" for e in events)
 
 

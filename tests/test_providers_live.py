@@ -87,7 +87,12 @@ class Case:
         )
         for g in got:
             assert g["verified_with"], "the relay's own delivery signature must verify"
-        events = [e for e in self.dev.cli("events", "list", "--limit", "200")["events"] if e["source"] == self.name]
+        # An event is listed once the fanout has stored its first outcome, just after delivery.
+        def listed():
+            events = self.dev.cli("events", "list", "--limit", "200")["events"]
+            return [e for e in events if e["source"] == self.name]
+        events = wait_until(lambda: (lambda e: e if len(e) >= len(self.accepted) else None)(listed()),
+                            message="every accepted event listed")
         assert len(events) == len(self.accepted), events
 
 
