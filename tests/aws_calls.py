@@ -15,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 # X-Amz-Target prefixes of the JSON protocols the Rust SDK speaks, by IAM service prefix.
-TARGETS = {"DynamoDB_20120810": "dynamodb", "AmazonSQS": "sqs"}
+TARGETS = {"DynamoDB_20120810": "dynamodb", "AmazonSQS": "sqs", "AmazonSSM": "ssm",
+           "secretsmanager": "secretsmanager"}
 TRANSACT_ITEMS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
                   "ConditionCheck": "ConditionCheckItem"}
 

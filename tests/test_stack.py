@@ -28,11 +28,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import requests
 
 import emf
 from aws_calls import CallRecorder
-from conftest import ROOT, tail
+from conftest import ROOT, tail, wait_until
 from lambda_support import CARGO_LAMBDA, MOTO, REGION, Watch, aws_env, boto
+from standins.github_api import GithubApi
+from standins.stripe_api import StripeApi
+from test_providers_live import octokit  # noqa: F401  (the official GitHub signer)
 
 TEMPLATE = ROOT / "infra" / "template.yaml"
 SAMCONFIG = ROOT / "samconfig.toml"
@@ -49,6 +53,7 @@ PLATFORM_ACTIONS = {
     "receiver": {"logs:CreateLogStream", "logs:PutLogEvents"},
     "fanout": {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:ReceiveMessage",
                "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
+    "reconcile": {"logs:CreateLogStream", "logs:PutLogEvents"},
 }
 
 needs_moto = pytest.mark.skipif(not MOTO, reason="MOTO_ENDPOINT is not set (scripts/test starts moto)")
@@ -183,6 +188,8 @@ def test_what_moto_cannot_create_is_asserted_on_the_translation(translated):
         ("FanoutFunction", "Errors"): 0,
         ("FanoutFunction", "Throttles"): 0,
         ("(total)", "RetrySchedulingFailed"): 0,
+        ("(total)", "ReconcileUnrecovered"): 0,
+        ("(total)", "ReconcileStopped"): 0,
     }
     # resolve_visibility_lookup: every fanout timeout maps to six times itself.
     for timeout in translated["Parameters"]["FanoutTimeoutSeconds"]["AllowedValues"]:
@@ -233,7 +240,8 @@ def deployed(translated):
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
     functions = {
         kind: boto("lambda").get_function_configuration(FunctionName=outputs[key])
-        for kind, key in (("receiver", "ReceiverFunctionName"), ("fanout", "FanoutFunctionName"))
+        for kind, key in (("receiver", "ReceiverFunctionName"), ("fanout", "FanoutFunctionName"),
+                          ("reconcile", "ReconcileFunctionName"))
     }
     return {"name": name, "outputs": outputs, "functions": functions}
 
@@ -319,15 +327,33 @@ def test_stack_reads_back_as_the_template_says(deployed):
     assert public == [("lambda:InvokeFunction", None, True),
                       ("lambda:InvokeFunctionUrl", "NONE", None)]
 
-    # Roles: no wildcard action or resource, every resource one of the stack's own.
+    # Roles: no wildcard action or resource, every resource one of the stack's own; the one
+    # wildcard is reconcile's credentials, under the stack's own name.
     table_arn = boto("dynamodb").describe_table(TableName=out["TableName"])["Table"]["TableArn"]
     own = {table_arn} | {q["QueueArn"] for q in queues.values()}
+    account = "123456789012"  # moto's
+    credentials = {f"arn:aws:ssm:{REGION}:{account}:parameter/{deployed['name']}/*",
+                   f"arn:aws:secretsmanager:{REGION}:{account}:secret:{deployed['name']}/*"}
     for kind, function in functions.items():
         for st in role_statements(function):
             assert all("*" not in a for a in as_list(st["Action"])), (kind, st)
             for resource in as_list(st["Resource"]):
+                if kind == "reconcile" and resource in credentials | {f"{table_arn}/index/gsi1"}:
+                    continue
                 assert resource in own or resource.startswith("arn:aws:logs:"), (kind, st)
                 assert "*" not in resource, (kind, st)
+
+    # Reconcile: every hour, a sweep of every source over the last 24 h, never retried.
+    reconcile = functions["reconcile"]
+    assert reconcile["Timeout"] == 900
+    renv = reconcile["Environment"]["Variables"]
+    assert renv["RELAY_RECONCILE_LOOKBACK"] == "24h" and renv["RELAY_TABLE"] == out["TableName"]
+    assert renv["RELAY_EVENTS_QUEUE_URL"] == out["EventsQueueUrl"]
+    events_client = boto("events")
+    (rule_name,) = events_client.list_rule_names_by_target(
+        TargetArn=reconcile["FunctionArn"])["RuleNames"]
+    rule = events_client.describe_rule(Name=rule_name)
+    assert (rule["ScheduleExpression"], rule["State"]) == ("rate(60 minutes)", "ENABLED"), rule
 
     # The table: keys and the index the code queries.
     table = boto("dynamodb").describe_table(TableName=out["TableName"])["Table"]
@@ -366,7 +392,8 @@ def relay_stack(relay_bin, stack_name, *args):
 
 @pytest.fixture(scope="module")
 def function_binaries():
-    result = subprocess.run(["cargo", "build", "--quiet", "-p", "receiver", "-p", "fanout"],
+    result = subprocess.run(["cargo", "build", "--quiet", "-p", "receiver", "-p", "fanout",
+                             "-p", "reconcile"],
                             cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                             timeout=BUILD_TIMEOUT)
     assert result.returncode == 0, f"cargo build failed\n{result.stderr}"
@@ -531,6 +558,102 @@ def test_signed_event_through_the_stack(deployed, functions, relay_bin, sink_fac
         assert granted - PLATFORM_ACTIONS[kind] <= made, (
             f"{kind} is granted {sorted(granted - PLATFORM_ACTIONS[kind] - made)} it never calls")
         assert granted & PLATFORM_ACTIONS[kind] == PLATFORM_ACTIONS[kind]
+
+
+RECONCILE_FIXTURE = ROOT / "events" / "reconcile-scheduled-event.json"
+
+
+@needs_moto
+@needs_cargo_lambda
+def test_scheduled_reconcile_recovers_what_was_dropped(deployed, functions, relay_bin, octokit):  # noqa: F811
+    """The stack's reconcile function under the runtime API, invoked with the schedule's event:
+    credentials from an SSM SecureString and a Secrets Manager secret under the stack's name,
+    the loopback stand-ins of GitHub's and Stripe's APIs (tests/standins/, which cite the API
+    reference pages they follow), N events dropped before the receiver, exactly those N
+    recovered, nothing on the second run, a plain-text parameter refused, the findings as EMF
+    metrics, and every AWS call it made granted to its role."""
+    name, out = deployed["name"], deployed["outputs"]
+    receiver, _ = functions["receiver"]
+    reconcile, reconcile_calls = functions["reconcile"]
+    function_url = f"http://127.0.0.1:{receiver.port}/lambda-url/receiver"
+    warm = requests.get(f"{function_url}/healthz", timeout=BUILD_TIMEOUT)
+    assert warm.status_code == 200, (warm.status_code, warm.text)
+
+    token, key = f"ghp_{uuid.uuid4().hex}", f"sk_test_{uuid.uuid4().hex}"
+    boto("ssm").put_parameter(Name=f"/{name}/github-token", Value=token, Type="SecureString")
+    boto("ssm").put_parameter(Name=f"/{name}/plain", Value=token, Type="String")
+    boto("secretsmanager").create_secret(Name=f"{name}/stripe-key", SecretString=key)
+
+    gh_secret, st_secret = f"gh-{uuid.uuid4().hex}", f"whsec_{uuid.uuid4().hex}"
+    relay_stack(relay_bin, name, "sources", "add", "gh", "--provider", "github", "--secret", gh_secret)
+    relay_stack(relay_bin, name, "sources", "add", "st", "--provider", "stripe", "--secret", st_secret)
+    relay_stack(relay_bin, name, "sources", "add", "plain", "--provider", "github",
+                "--secret", gh_secret)
+    github = GithubApi(token, "orgs/octo/hooks/7", f"{function_url}/gh", gh_secret, octokit)
+    stripe = StripeApi(key, f"{function_url}/st", st_secret)
+    try:
+        relay_stack(relay_bin, name, "sources", "update", "gh",
+                    "--reconcile-credential", f"ssm:/{name}/github-token",
+                    "--reconcile-api-url", github.url, "--github-hook", "orgs/octo/hooks/7")
+        relay_stack(relay_bin, name, "sources", "update", "st",
+                    "--reconcile-credential", f"secretsmanager:{name}/stripe-key",
+                    "--reconcile-api-url", stripe.url)
+        relay_stack(relay_bin, name, "sources", "update", "plain",
+                    "--reconcile-credential", f"ssm:/{name}/plain",
+                    "--reconcile-api-url", github.url, "--github-hook", "orgs/octo/hooks/7")
+        dropped_gh = [github.send("push", {"ref": f"refs/heads/b{i}"}, drop=i in (1, 2))
+                      for i in range(4)][1:3]
+        dropped_st = [stripe.send("invoice.paid", {"id": f"in_{i}"}, drop=i in (0, 3, 4))
+                      for i in range(5)]
+        dropped_st = [dropped_st[0], dropped_st[3], dropped_st[4]]
+
+        first = reconcile.invoke("reconcile", data_file=RECONCILE_FIXTURE, timeout=BUILD_TIMEOUT)
+        print("first sweep:", first)
+        runs = {run["source"]: run for run in first["runs"]}
+        assert set(runs) == {"gh", "st", "plain"}
+        assert (runs["gh"]["seen"], runs["gh"]["queued"]) == (4, 2)
+        assert sorted(runs["gh"]["recovered"]) == sorted(dropped_gh)
+        assert (runs["st"]["seen"], runs["st"]["queued"]) == (5, 2)
+        assert sorted(runs["st"]["recovered"]) == sorted(dropped_st)
+        assert "not a SecureString" in runs["plain"]["stopped"], runs["plain"]
+        assert token not in json.dumps(first) and key not in json.dumps(first)
+        assert (first["unrecovered"], first["stopped"]) == (0, 1)
+        wait_until(lambda: len(github.redeliveries) == 2, timeout=60, message="2 redeliveries")
+        assert [status for _, status in github.redeliveries] == [202, 202]
+
+        second = reconcile.invoke("reconcile", data_file=RECONCILE_FIXTURE)
+        print("second sweep:", second)
+        again = {run["source"]: run for run in second["runs"]}
+        assert (again["gh"]["seen"], again["gh"]["queued"], again["gh"]["recovered"]) == (4, 4, [])
+        assert (again["st"]["seen"], again["st"]["queued"], again["st"]["recovered"]) == (5, 5, [])
+    finally:
+        github.close()
+        stripe.close()
+
+    # The findings as EMF metrics in the stack's namespace, per source and in total.
+    totals = {}
+    log = reconcile.log_path.read_text(errors="replace")
+    assert token not in log and key not in log
+    for line in log.splitlines():
+        start = line.find("{")
+        if start < 0 or '"_aws"' not in line or "Reconcile" not in line:
+            continue
+        doc = json.loads(line[start:])
+        assert emf.problems(doc) == [], line
+        assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == f"WebhookRelay/{name}"
+        for metric in ("ReconcileMissing", "ReconcileRecovered", "ReconcileUnrecovered",
+                       "ReconcileStopped"):
+            totals[(doc["Source"], metric)] = totals.get((doc["Source"], metric), 0) + doc[metric]
+    print("reconcile EMF totals:", totals)
+    assert totals[("gh", "ReconcileRecovered")] == 2 and totals[("st", "ReconcileRecovered")] == 3
+    assert totals[("gh", "ReconcileUnrecovered")] == totals[("st", "ReconcileUnrecovered")] == 0
+    assert totals[("plain", "ReconcileStopped")] == 2
+
+    granted = granted_actions(deployed["functions"]["reconcile"])
+    made = reconcile_calls.actions()
+    print(f"reconcile: calls by IAM action {dict(sorted(reconcile_calls.calls.items()))}")
+    assert {"ssm:GetParameter", "secretsmanager:GetSecretValue", "sqs:SendMessage"} <= made
+    assert made <= granted, f"reconcile calls {sorted(made - granted)} without a grant"
 
 
 def stack_tags():

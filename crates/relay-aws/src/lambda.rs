@@ -59,3 +59,13 @@ pub async fn start<T>(
         metrics,
     })
 }
+
+/// The invocation deadline (milliseconds since the epoch, from the runtime API) as an instant.
+pub fn deadline_instant(deadline_ms: u64) -> Option<std::time::Instant> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_millis();
+    let left = u64::try_from(u128::from(deadline_ms).checked_sub(now_ms)?).ok()?;
+    std::time::Instant::now().checked_add(std::time::Duration::from_millis(left))
+}

@@ -12,6 +12,7 @@ pub mod lambda;
 pub mod logging;
 pub mod metrics;
 pub mod provision;
+pub mod secrets;
 pub mod sqs;
 pub mod wiring;
 
@@ -20,6 +21,7 @@ pub use config::{
     AwsSettings, DEFAULT_OPERATION_TIMEOUT, SettingsError, load_sdk_config, sdk_config_loader,
 };
 pub use dynamo::DynamoStore;
+pub use secrets::AwsCredentials;
 pub use sqs::{QueueDepth, RedriveMethod, RedriveProgress, SqsAdmin, SqsMessage, SqsQueue};
 
 use aws_sdk_sqs::config::http::HttpResponse;
@@ -31,6 +33,8 @@ pub struct AwsAdapters {
     pub store: DynamoStore,
     pub queue: SqsQueue,
     pub admin: SqsAdmin,
+    /// Reconcile's provider credentials (SSM, Secrets Manager).
+    pub credentials: AwsCredentials,
 }
 
 /// Loads the SDK config from the environment and builds every adapter from `settings`.
@@ -49,6 +53,7 @@ pub fn adapters_from_sdk_config(
         store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.table.clone()),
         queue: SqsQueue::new(sqs.clone(), settings),
         admin: SqsAdmin::new(sqs, settings.operation_timeout),
+        credentials: AwsCredentials::from_sdk_config(sdk),
     }
 }
 

@@ -146,12 +146,3 @@ async fn stack_settings(sdk: &aws_config::SdkConfig, stack: &str) -> anyhow::Res
     settings.deliveries_dlq_url = output("DeliveriesDlqUrl");
     Ok(settings)
 }
-
-/// Reads a reconcile credential kept in AWS (SSM SecureString or Secrets Manager).
-pub async fn aws_credential(
-    reference: &relay_core::reconcile::CredentialRef,
-) -> anyhow::Result<relay_core::reconcile::Credential> {
-    bail!(
-        "{reference:?}: reading credentials from SSM or Secrets Manager is not built in yet; use env:NAME"
-    )
-}

@@ -3,11 +3,15 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, anyhow, bail};
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail};
+use async_trait::async_trait;
 use relay_core::clock;
 use relay_core::receive::{Receiver, ReceiverConfig};
 use relay_core::reconcile::{
-    self, Credential, CredentialRef, Findings, RateLimitPolicy, ReconcileError, Run,
+    Credential, CredentialReader, CredentialRef, Findings, RateLimitPolicy, Reconciliation,
+    env_credential,
 };
 use relay_core::retry::parse_duration;
 
@@ -28,39 +32,30 @@ pub async fn run(
         .get_source(name)
         .await?
         .ok_or_else(|| anyhow!("no such source: {name}"))?;
-    let reconciler = reconcile::reconciler_for(&source)
-        .ok_or_else(|| ReconcileError::Unsupported(source.provider.name().to_owned()))?;
-    let settings = source
-        .reconcile
-        .clone()
-        .ok_or_else(|| ReconcileError::NotConfigured(name.to_owned()))?;
-    let api = (reconciler.connect)(&settings)?;
-    let reference: CredentialRef = settings.credential.parse()?;
-    let credential = resolve_credential(backend, global, &reference).await?;
     let clock = clock::system();
-    let mut client = reconciler.client(
-        &settings,
-        credential,
-        RateLimitPolicy::default(),
-        clock.clone(),
-    )?;
     let receiver = receiver(backend, clock.clone())?;
-    let now = clock.now_secs();
-    let run = Run {
-        source: &source,
-        since: now
-            - i64::try_from(lookback.as_secs())
-                .unwrap_or(i64::MAX)
-                .min(now),
-        now,
-        dry_run,
+    let local;
+    let credentials: &dyn CredentialReader = match backend {
+        Backend::Local(_) => {
+            local = LocalCredentials {
+                data_dir: global.data_dir.clone(),
+            };
+            &local
+        }
+        Backend::Aws { adapters, .. } => &adapters.credentials,
     };
-    let findings =
-        reconcile::reconcile(api.as_ref(), &mut client, store.as_ref(), &receiver, run).await;
+    let reconciliation = Reconciliation {
+        ledger: store.as_ref(),
+        receiver: &receiver,
+        credentials,
+        clock,
+        policy: RateLimitPolicy::default(),
+    };
+    let findings = reconciliation.source(&source, lookback, dry_run).await?;
     let value = serde_json::to_value(&findings)?;
     emit(global.json, &value, || findings_text(&findings));
     if !findings.complete() {
-        let left = findings.missing.len() - findings.recovered.len();
+        let left = findings.unrecovered();
         match &findings.stopped {
             Some(why) => bail!(
                 "reconcile stopped before it was through ({left} missing event(s) not recovered): {why}"
@@ -95,42 +90,27 @@ fn receiver(backend: &Backend, clock: clock::SharedClock) -> anyhow::Result<Rece
     })
 }
 
-/// Reads the credential a reference names. Locally: an environment variable or a file in the
-/// data dir; on AWS also an SSM SecureString or a Secrets Manager secret.
-async fn resolve_credential(
-    backend: &Backend,
-    global: &Global,
-    reference: &CredentialRef,
-) -> anyhow::Result<Credential> {
-    let credential = match reference {
-        CredentialRef::Env(name) => Credential::new(
-            std::env::var(name)
-                .with_context(|| format!("the credential variable {name} is not set"))?,
-        ),
-        CredentialRef::File(file) => {
-            if !matches!(backend, Backend::Local(_)) {
-                bail!(
-                    "file: credentials are read from the local data dir; on AWS use ssm: or secretsmanager:"
-                );
+/// Credentials on the local backend: an environment variable or a file in the data dir.
+struct LocalCredentials {
+    data_dir: PathBuf,
+}
+
+#[async_trait]
+impl CredentialReader for LocalCredentials {
+    async fn read(&self, reference: &CredentialRef) -> Result<Credential, String> {
+        match reference {
+            CredentialRef::Env(name) => env_credential(name),
+            CredentialRef::File(file) => {
+                let path = self.data_dir.join(file);
+                std::fs::read_to_string(&path)
+                    .map(Credential::new)
+                    .map_err(|e| format!("cannot read the credential file {}: {e}", path.display()))
             }
-            let path = global.data_dir.join(file);
-            Credential::new(
-                std::fs::read_to_string(&path).with_context(|| {
-                    format!("cannot read the credential file {}", path.display())
-                })?,
-            )
+            CredentialRef::Ssm(name) | CredentialRef::SecretsManager(name) => Err(format!(
+                "the credential {name} is in AWS: run reconcile with --aws"
+            )),
         }
-        CredentialRef::Ssm(name) | CredentialRef::SecretsManager(name) => {
-            let Backend::Aws { .. } = backend else {
-                bail!("the credential {name} is in AWS: run reconcile with --aws");
-            };
-            crate::backend::aws_credential(reference).await?
-        }
-    };
-    if credential.is_empty() {
-        bail!("the credential is empty");
     }
-    Ok(credential)
 }
 
 fn findings_text(findings: &Findings) -> String {

@@ -34,10 +34,18 @@ pub enum Metric {
     DeliveryLatency,
     /// Milliseconds from the receiver's accept to the 2xx of a delivery.
     AcceptToDeliver,
+    /// Reconcile: events the provider sent that the relay never queued.
+    ReconcileMissing,
+    /// Reconcile: missing events recovered (redelivered or ingested).
+    ReconcileRecovered,
+    /// Reconcile: missing events not recovered (the alarm's metric).
+    ReconcileUnrecovered,
+    /// Reconcile: runs that stopped before they were through (credential, API error, limit).
+    ReconcileStopped,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 14] = [
         Metric::Accepted,
         Metric::Refused,
         Metric::Duplicates,
@@ -48,6 +56,10 @@ impl Metric {
         Metric::RetrySchedulingFailed,
         Metric::DeliveryLatency,
         Metric::AcceptToDeliver,
+        Metric::ReconcileMissing,
+        Metric::ReconcileRecovered,
+        Metric::ReconcileUnrecovered,
+        Metric::ReconcileStopped,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +74,10 @@ impl Metric {
             Metric::RetrySchedulingFailed => "RetrySchedulingFailed",
             Metric::DeliveryLatency => "DeliveryLatency",
             Metric::AcceptToDeliver => "AcceptToDeliver",
+            Metric::ReconcileMissing => "ReconcileMissing",
+            Metric::ReconcileRecovered => "ReconcileRecovered",
+            Metric::ReconcileUnrecovered => "ReconcileUnrecovered",
+            Metric::ReconcileStopped => "ReconcileStopped",
         }
     }
 
@@ -90,6 +106,10 @@ impl Metric {
             Metric::RetrySchedulingFailed => "Retries or dead letters that could not be queued.",
             Metric::DeliveryLatency => "Milliseconds one delivery attempt took.",
             Metric::AcceptToDeliver => "Milliseconds from accepting an event to delivering it.",
+            Metric::ReconcileMissing => "Events a provider sent that were never queued.",
+            Metric::ReconcileRecovered => "Missing events recovered by reconcile.",
+            Metric::ReconcileUnrecovered => "Missing events reconcile could not recover.",
+            Metric::ReconcileStopped => "Reconcile runs that stopped before they were through.",
         }
     }
 
@@ -232,6 +252,24 @@ impl Tally {
             NextStep::DeadLettered => self.add(Metric::DeadLettered, source, "", 1),
             NextStep::FanoutRetry => self.add(Metric::RetrySchedulingFailed, source, "", 1),
             NextStep::Done | NextStep::Disabled | NextStep::Dropped => {}
+        }
+    }
+
+    /// What one reconcile run of a source found. Every count is added, zeros included, so the
+    /// alarm on `ReconcileUnrecovered` sees data from each run.
+    pub fn record_findings(&mut self, findings: &crate::reconcile::Findings) {
+        let source = findings.source.as_str();
+        let counts = [
+            (Metric::ReconcileMissing, findings.missing.len()),
+            (Metric::ReconcileRecovered, findings.recovered.len()),
+            (Metric::ReconcileUnrecovered, findings.unrecovered()),
+            (
+                Metric::ReconcileStopped,
+                usize::from(findings.stopped.is_some()),
+            ),
+        ];
+        for (metric, n) in counts {
+            self.add(metric, source, "", n as u64);
         }
     }
 

@@ -2,7 +2,7 @@
 //! middle, a partial batch response out (failed records stay on their queue).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use relay_core::fanout::Fanout;
@@ -52,16 +52,7 @@ pub async fn handle(
     }
     response
 }
-
-/// The invocation deadline (milliseconds since the epoch, from the runtime API) as an instant.
-pub fn deadline_instant(deadline_ms: u64) -> Option<Instant> {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_millis();
-    let left = u64::try_from(u128::from(deadline_ms).checked_sub(now_ms)?).ok()?;
-    Instant::now().checked_add(Duration::from_millis(left))
-}
+pub use relay_aws::lambda::deadline_instant;
 
 #[cfg(test)]
 mod tests {

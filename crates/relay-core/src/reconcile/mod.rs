@@ -10,6 +10,7 @@
 mod client;
 mod github;
 mod stripe;
+mod sweep;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,7 @@ use crate::providers::Verified;
 use crate::receive::Receiver;
 
 pub use client::{ApiClient, ApiError, Credential, RateLimitPolicy, wait_for_rate_limit};
+pub use sweep::{CredentialReader, Reconciliation, env_credential};
 
 /// Every provider `relay reconcile` knows, by the provider name of its sources.
 pub static RECONCILERS: &[&Reconciler] = &[&github::RECONCILER, &stripe::RECONCILER];
@@ -232,6 +234,8 @@ pub enum ReconcileError {
     NotConfigured(String),
     #[error("reconcile does not support {0} sources (it knows github and stripe)")]
     Unsupported(String),
+    #[error("{0}")]
+    Credential(String),
 }
 
 /// What one run found and did.
@@ -271,6 +275,22 @@ impl Findings {
         self.failed.is_empty()
             && self.stopped.is_none()
             && (self.dry_run || self.recovered.len() == self.missing.len())
+    }
+
+    /// Events known to be missing and not recovered: the missing ones not recovered, and ids
+    /// that could not even be checked (a ledger error). A dry run recovers nothing on purpose.
+    pub fn unrecovered(&self) -> usize {
+        let unchecked = self
+            .failed
+            .iter()
+            .filter(|f| !self.missing.contains(&f.id))
+            .count();
+        let missed = if self.dry_run {
+            0
+        } else {
+            self.missing.len().saturating_sub(self.recovered.len())
+        };
+        missed + unchecked
     }
 }
 
