@@ -1,6 +1,6 @@
-//! The HTTP client of the provider APIs: bearer credential (or a GitHub App's JWT), no proxy, no redirects, and the
-//! providers' rate limits (`Retry-After`, `X-RateLimit-Remaining` / `X-RateLimit-Reset`, a 429)
-//! honoured with waits bounded by a budget.
+//! The HTTP client of the provider APIs: bearer credential (or a GitHub App's JWT), no proxy, no
+//! redirects, and the providers' rate limits (`Retry-After`, `X-RateLimit-Remaining` /
+//! `X-RateLimit-Reset`, a 429) honoured with waits bounded by a budget.
 
 use std::time::Duration;
 
