@@ -11,6 +11,8 @@ exactly those N, that a second run recovers nothing, that a dry run changes noth
 import uuid
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from conftest import run_cli, wait_until
 from standins.github_api import GithubApi
@@ -18,11 +20,17 @@ from standins.stripe_api import StripeApi
 from test_providers_live import octokit  # noqa: F401  (the official GitHub signer, a fixture)
 
 HOOK = "repos/octo/hello-world/hooks/42"
+APP_HOOK = "app/hook"
 
 
 def events_of(dev, source):
     listed = dev.cli("events", "list", "--source", source, "--limit", "1000")
     return listed["events"] if isinstance(listed, dict) else listed
+
+
+def sources_by_name(dev):
+    listed = dev.cli("sources", "list")
+    return {s["name"]: s for s in (listed["sources"] if isinstance(listed, dict) else listed)}
 
 
 def reconcile(dev, source, *args, check=True):
@@ -46,6 +54,42 @@ def github(dev, octokit, monkeypatch):  # noqa: F811
     monkeypatch.setenv("RELAY_TEST_GITHUB_TOKEN", token)
     dev.cli("sources", "update", "gh", "--reconcile-credential", "env:RELAY_TEST_GITHUB_TOKEN",
             "--reconcile-api-url", api.url, "--github-hook", HOOK)
+    yield api
+    api.close()
+
+
+def app_key():
+    """A new RSA key for a test GitHub App: (PKCS#1 PEM as GitHub hands it out, PKCS#8 PEM,
+    public key PEM)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pkcs1 = key.private_bytes(serialization.Encoding.PEM,
+                              serialization.PrivateFormat.TraditionalOpenSSL,
+                              serialization.NoEncryption()).decode()
+    pkcs8 = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return pkcs1, pkcs8, public
+
+
+def key_lines(pem):
+    """The base64 lines of a PEM: what must never be printed."""
+    return [line for line in pem.splitlines() if line and not line.startswith("-----")]
+
+
+@pytest.fixture
+def github_app(dev, octokit):  # noqa: F811
+    """A GitHub App's webhook (app/hook): the credential is the App's private key PEM, in a file
+    in the data dir."""
+    secret = f"gh-{uuid.uuid4().hex}"
+    app_id = f"Iv23li{uuid.uuid4().hex[:14]}"
+    pkcs1, pkcs8, public = app_key()
+    dev.cli("sources", "add", "ghapp", "--provider", "github", "--secret", secret)
+    api = GithubApi(None, APP_HOOK, f"{dev.url}/ghapp", secret, octokit, app=(app_id, public))
+    api.app_id, api.key_pkcs1, api.key_pkcs8 = app_id, pkcs1, pkcs8
+    (dev.data_dir / "github-app.pem").write_text(pkcs1)
+    dev.cli("sources", "update", "ghapp", "--reconcile-credential", "file:github-app.pem",
+            "--reconcile-api-url", api.url, "--github-hook", APP_HOOK, "--github-app-id", app_id)
     yield api
     api.close()
 
@@ -129,6 +173,87 @@ def test_github_bad_token_is_refused_and_never_printed(dev, github, monkeypatch)
     assert "ghp_wrong_token_value" not in result.stdout + result.stderr
     assert github.token not in result.stdout + result.stderr
     assert findings(result)["seen"] == 0
+
+
+def test_github_app_hook_dropped_deliveries_are_redelivered_with_a_jwt(dev, github_app):
+    lost = send_github(github_app, 6, dropped={0, 3})
+    wait_until(lambda: len(events_of(dev, "ghapp")) == 4, message="4 delivered events")
+
+    first = findings(reconcile(dev, "ghapp"))
+    print("first run:", first)
+    assert (first["seen"], first["queued"]) == (6, 4), first
+    assert sorted(first["missing"]) == sorted(lost)
+    assert sorted(first["recovered"]) == sorted(lost)
+    assert first["failed"] == [] and "stopped" not in first
+    # Every request carried a JWT the stand-in verified against the App's public key.
+    requests_made = len(github_app.requests)
+    assert len(github_app.jwt_claims) == requests_made > 0
+    assert {c["iss"] for c in github_app.jwt_claims} == {github_app.app_id}
+    assert all(c["exp"] - c["iat"] <= 600 for c in github_app.jwt_claims)
+    wait_until(lambda: len(github_app.redeliveries) == 2, message="2 redeliveries sent")
+    assert [status for _, status in github_app.redeliveries] == [202, 202]
+    wait_until(lambda: len(events_of(dev, "ghapp")) == 6, message="6 events after reconcile")
+
+    second = findings(reconcile(dev, "ghapp"))
+    print("second run:", second)
+    assert (second["seen"], second["queued"]) == (6, 6), second
+    assert second["missing"] == [] and second["recovered"] == []
+    assert len(github_app.redeliveries) == 2
+    assert len(events_of(dev, "ghapp")) == 6
+
+
+
+def test_github_app_key_in_pkcs8_from_an_environment_variable(dev, github_app, monkeypatch):
+    lost = send_github(github_app, 3, dropped={1})
+    monkeypatch.setenv("RELAY_TEST_GITHUB_APP_KEY", github_app.key_pkcs8)
+    dev.cli("sources", "update", "ghapp", "--reconcile-credential", "env:RELAY_TEST_GITHUB_APP_KEY")
+    done = findings(reconcile(dev, "ghapp"))
+    assert done["recovered"] == lost, done
+    assert {c["iss"] for c in github_app.jwt_claims} == {github_app.app_id}
+
+
+def test_github_app_wrong_key_is_refused_and_never_printed(dev, github_app):
+    send_github(github_app, 2, dropped={0})
+    other_pkcs1, _, _ = app_key()
+    (dev.data_dir / "github-app.pem").write_text(other_pkcs1)
+    result = reconcile(dev, "ghapp", check=False)
+    print(result.stdout, result.stderr)
+    assert result.returncode == 1
+    assert "refused the credential (401)" in result.stderr
+    assert findings(result)["seen"] == 0
+    assert github_app.jwt_claims == [] and github_app.redeliveries == []
+    output = result.stdout + result.stderr
+    for pem in (other_pkcs1, github_app.key_pkcs1):
+        assert not any(line in output for line in key_lines(pem))
+
+    # Not a key at all: refused before any request, without repeating it.
+    (dev.data_dir / "github-app.pem").write_text("ghp_not_a_private_key_at_all\n")
+    requests_before = len(github_app.requests)
+    garbled = reconcile(dev, "ghapp", check=False)
+    print(garbled.stdout, garbled.stderr)
+    assert garbled.returncode == 1
+    assert "not an RSA key in PEM" in garbled.stderr
+    assert "ghp_not_a_private_key_at_all" not in garbled.stdout + garbled.stderr
+    assert len(github_app.requests) == requests_before
+
+
+def test_github_app_hook_needs_an_app_id(dev):
+    dev.cli("sources", "add", "ghapp2", "--provider", "github", "--secret", "gh-" + "y" * 20)
+    missing = dev.cli("sources", "update", "ghapp2", "--reconcile-credential", "file:app.pem",
+                      "--github-hook", APP_HOOK, check=False)
+    print(missing.stderr)
+    assert missing.returncode == 1 and "needs --github-app-id" in missing.stderr
+    misplaced = dev.cli("sources", "update", "ghapp2", "--reconcile-credential", "env:X",
+                        "--github-hook", HOOK, "--github-app-id", "123", check=False)
+    assert misplaced.returncode == 1 and "only for the GitHub App hook" in misplaced.stderr
+    listed = sources_by_name(dev)
+    print(listed["ghapp2"])
+    assert not listed["ghapp2"].get("reconcile"), "nothing was stored"
+
+    dev.cli("sources", "update", "ghapp2", "--reconcile-credential", "file:app.pem",
+            "--github-hook", APP_HOOK, "--github-app-id", "123456")
+    listed = sources_by_name(dev)
+    assert listed["ghapp2"]["reconcile"]["github_app_id"] == "123456"
 
 
 def test_github_retry_after_is_waited_for(dev, github):

@@ -16,6 +16,12 @@ Follows the documented requests and responses of:
 - Authentication: `Authorization: Bearer <token>` (or `token <token>`); a bad token gets
   `401 {"message": "Bad credentials", ...}`
   (https://docs.github.com/en/rest/authentication/authenticating-to-the-rest-api).
+- App mode (`app=(app_id, public_key_pem)`, for `app/hook`): the App's own webhook is called with
+  `Authorization: Bearer <JWT>` signed by the App's private key
+  (https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/generating-a-json-web-token-jwt-for-a-github-app):
+  RS256, `iss` the App's client ID or App ID, `iat` not in the future, `exp` not past and at most
+  10 minutes after `iat`. The JWT is verified with PyJWT against the App's public key; anything
+  else gets the same 401 as a bad token.
 - Rate limits: a secondary limit answers 429 (or 403) with `Retry-After`
   (https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api).
 
@@ -33,6 +39,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+import jwt
 import requests
 
 DELIVERIES = re.compile(r"^/(repos/[^/]+/[^/]+/hooks/\d+|orgs/[^/]+/hooks/\d+|app/hook)/deliveries$")
@@ -43,8 +50,10 @@ ATTEMPTS = re.compile(
 class GithubApi:
     """The stand-in: `.url`, `.send(...)`, `.requests`, `.redeliveries`, `.rate_limit(...)`."""
 
-    def __init__(self, token, hook, receiver_url, secret, signer, page_size=2):
+    def __init__(self, token, hook, receiver_url, secret, signer, page_size=2, app=None):
         self.token = token
+        self.app = app  # (app id, public key PEM): requests need the App's JWT, not the token
+        self.jwt_claims = []  # the claims of every JWT accepted, in app mode
         self.hook = hook  # e.g. repos/octo/hello/hooks/1
         self.receiver_url = receiver_url
         self.secret = secret
@@ -126,6 +135,24 @@ class GithubApi:
             delivery.update(status="failed to connect to host", status_code=0)
         return delivery["status_code"]
 
+    def verify_app_jwt(self, token):
+        """The claims of `token` when it is a JWT of the App as GitHub accepts one, else None."""
+        if token is None:
+            return None
+        app_id, public_key = self.app
+        try:
+            header = jwt.get_unverified_header(token)
+            claims = jwt.decode(token, public_key, algorithms=["RS256"], issuer=app_id,
+                                options={"require": ["iat", "exp", "iss"]})
+        except jwt.PyJWTError:
+            return None
+        now = datetime.now(timezone.utc).timestamp()
+        if header.get("typ") != "JWT" or not isinstance(claims["iss"], str):
+            return None
+        if claims["exp"] - claims["iat"] > 600 or claims["iat"] > now:
+            return None
+        return claims
+
     def _listing(self):
         return [{k: v for k, v in d.items() if not k.startswith("_")} for d in self.deliveries]
 
@@ -146,9 +173,19 @@ class GithubApi:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _refused(self):
+            def _authorized(self):
                 auth = self.headers.get("Authorization", "")
-                if auth not in (f"Bearer {api.token}", f"token {api.token}"):
+                if api.app is None:
+                    return auth in (f"Bearer {api.token}", f"token {api.token}")
+                claims = api.verify_app_jwt(auth.removeprefix("Bearer ") if
+                                            auth.startswith("Bearer ") else None)
+                if claims is None:
+                    return False
+                api.jwt_claims.append(claims)
+                return True
+
+            def _refused(self):
+                if not self._authorized():
                     self._answer(401, {"message": "Bad credentials",
                                        "documentation_url": "https://docs.github.com/rest"})
                     return True

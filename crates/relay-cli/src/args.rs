@@ -218,6 +218,10 @@ pub struct ReconcileArgs {
     /// reconcile (github): repos/OWNER/REPO/hooks/ID, orgs/ORG/hooks/ID or app/hook.
     #[arg(long)]
     pub github_hook: Option<String>,
+    /// reconcile (github, app/hook): the App's client ID or App ID; the credential is then the
+    /// App's private key PEM, and each run signs its own JWT (empty to remove).
+    #[arg(long)]
+    pub github_app_id: Option<String>,
     /// reconcile (stripe): only these event types, comma-separated (empty: every type).
     #[arg(long)]
     pub stripe_event_types: Option<String>,
@@ -229,6 +233,7 @@ impl ReconcileArgs {
             credential: self.reconcile_credential,
             api_url: self.reconcile_api_url,
             github_hook: self.github_hook,
+            github_app_id: self.github_app_id,
             event_types: self.stripe_event_types.map(|types| {
                 types
                     .split(',')

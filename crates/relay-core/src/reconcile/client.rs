@@ -1,6 +1,6 @@
-//! The HTTP client of the provider APIs: bearer credential, no proxy, no redirects, and the
-//! providers' rate limits (`Retry-After`, `X-RateLimit-Remaining` / `X-RateLimit-Reset`, a 429)
-//! honoured with waits bounded by a budget.
+//! The HTTP client of the provider APIs: bearer credential (or a GitHub App's JWT), no proxy, no
+//! redirects, and the providers' rate limits (`Retry-After`, `X-RateLimit-Remaining` /
+//! `X-RateLimit-Reset`, a 429) honoured with waits bounded by a budget.
 
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use url::Url;
 
+use super::github_app::GithubAppJwt;
 use crate::clock::SharedClock;
 
 /// An API credential. Never printed: `Debug` shows only that there is one.
@@ -23,11 +24,41 @@ impl Credential {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The secret itself, for what turns it into a request's `Authorization`.
+    pub(super) fn secret(&self) -> &str {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Credential(..)")
+    }
+}
+
+/// What a request sends as `Authorization: Bearer`. `Debug` shows no secret.
+#[derive(Debug)]
+pub enum Bearer {
+    /// The credential as it is: a token or an API key.
+    Token(Credential),
+    /// A GitHub App's JWT, minted from its private key and renewed before it expires.
+    GithubApp(GithubAppJwt),
+}
+
+impl From<Credential> for Bearer {
+    fn from(credential: Credential) -> Self {
+        Bearer::Token(credential)
+    }
+}
+
+impl Bearer {
+    /// The value to send at `now` (seconds since the epoch).
+    fn current(&mut self, now: i64) -> Result<&str, ApiError> {
+        match self {
+            Bearer::Token(credential) => Ok(credential.secret()),
+            Bearer::GithubApp(app) => app.current(now),
+        }
     }
 }
 
@@ -63,6 +94,9 @@ pub enum ApiError {
     RateLimited(String),
     #[error("the API answered {status}: {message}")]
     Status { status: u16, message: String },
+    /// The credential cannot be used as it is (a GitHub App key that does not parse).
+    #[error("{0}")]
+    Credential(String),
     #[error("cannot reach the API: {0}")]
     Transport(String),
     #[error("unexpected answer from the API: {0}")]
@@ -74,7 +108,10 @@ impl ApiError {
     pub fn stops_the_run(&self) -> bool {
         matches!(
             self,
-            ApiError::Unauthorized { .. } | ApiError::RateLimited(_) | ApiError::Transport(_)
+            ApiError::Unauthorized { .. }
+                | ApiError::RateLimited(_)
+                | ApiError::Transport(_)
+                | ApiError::Credential(_)
         )
     }
 }
@@ -90,7 +127,7 @@ pub struct ApiResponse {
 pub struct ApiClient {
     http: reqwest::Client,
     base: Url,
-    credential: Credential,
+    bearer: Bearer,
     headers: HeaderMap,
     policy: RateLimitPolicy,
     clock: SharedClock,
@@ -105,7 +142,7 @@ const MESSAGE_EXCERPT_CHARS: usize = 200;
 impl ApiClient {
     pub fn new(
         base_url: &str,
-        credential: Credential,
+        credential: impl Into<Bearer>,
         policy: RateLimitPolicy,
         clock: SharedClock,
     ) -> Result<Self, ApiError> {
@@ -134,7 +171,7 @@ impl ApiClient {
         Ok(Self {
             http,
             base,
-            credential,
+            bearer: credential.into(),
             headers: HeaderMap::new(),
             policy,
             clock,
@@ -196,11 +233,13 @@ impl ApiClient {
         let mut tries = 0;
         loop {
             tries += 1;
+            // Asked each time: a GitHub App's JWT is renewed during a long run.
+            let bearer = self.bearer.current(self.clock.now_secs())?;
             let response = self
                 .http
                 .request(method.clone(), url.clone())
                 .headers(self.headers.clone())
-                .bearer_auth(&self.credential.0)
+                .bearer_auth(bearer)
                 .send()
                 .await
                 .map_err(|e| ApiError::Transport(e.without_url().to_string()))?;

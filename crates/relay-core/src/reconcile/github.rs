@@ -6,8 +6,9 @@
 //! - Redeliver: `POST …/deliveries/{delivery_id}/attempts` answers 202; GitHub then sends the
 //!   delivery again, signed, with the same `X-GitHub-Delivery` guid — the receiver's dedup key.
 //!
-//! A GitHub App's hook (`app/hook`) is called with a JWT as the credential; repository and
-//! organization hooks with a token that may read and write hooks.
+//! A GitHub App's hook (`app/hook`) is called with JWTs minted from the App's private key (the
+//! credential) and its id (`github_app_id`, see `github_app`); repository and organization hooks
+//! with a token that may read and write hooks.
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -35,10 +36,42 @@ fn connect(settings: &ReconcileSettings) -> Result<Box<dyn ProviderApi>, Reconci
                 .into(),
         )
     })?;
-    Ok(Box::new(GithubApi {
-        hook: parse_hook(hook)?,
-    }))
+    let hook = parse_hook(hook)?;
+    check_app_id(settings)?;
+    Ok(Box::new(GithubApi { hook }))
 }
+
+/// The App hook is called with the App's JWT, so it needs the App's id; other hooks with a
+/// token, so an App id there is a mistake.
+pub fn check_app_id(settings: &ReconcileSettings) -> Result<(), ReconcileError> {
+    let app_hook = settings
+        .github_hook
+        .as_deref()
+        .is_some_and(|hook| hook.trim_matches('/') == APP_HOOK);
+    match &settings.github_app_id {
+        None if app_hook => Err(ReconcileError::Config(
+            "the GitHub App hook (app/hook) needs --github-app-id (the App's client ID or App ID); its credential is the App's private key PEM".into(),
+        )),
+        Some(_) if !app_hook => Err(ReconcileError::Config(
+            "--github-app-id is only for the GitHub App hook (--github-hook app/hook); other hooks use a token (remove it with --github-app-id '')".into(),
+        )),
+        Some(id) if !valid_app_id(id) => Err(ReconcileError::Config(format!(
+            "github app id {id:?}: expected the App's client ID (Iv1.…, Iv23…) or its numeric App ID"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A client ID or an App ID: letters, digits, `.`, `-`, `_` (it goes into the JWT as is).
+fn valid_app_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 100
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+const APP_HOOK: &str = "app/hook";
 
 /// Checks a hook path: `repos/OWNER/REPO/hooks/ID`, `orgs/ORG/hooks/ID` or `app/hook`.
 pub fn parse_hook(text: &str) -> Result<String, ReconcileError> {

@@ -9,6 +9,7 @@
 
 mod client;
 mod github;
+mod github_app;
 mod stripe;
 mod sweep;
 
@@ -20,7 +21,8 @@ use crate::ports::DedupLedger;
 use crate::providers::Verified;
 use crate::receive::Receiver;
 
-pub use client::{ApiClient, ApiError, Credential, RateLimitPolicy, wait_for_rate_limit};
+pub use client::{ApiClient, ApiError, Bearer, Credential, RateLimitPolicy, wait_for_rate_limit};
+pub use github_app::GithubAppJwt;
 pub use sweep::{CredentialReader, Reconciliation, env_credential};
 
 /// Every provider `relay reconcile` knows, by the provider name of its sources.
@@ -47,6 +49,10 @@ pub struct ReconcileSettings {
     /// `orgs/ORG/hooks/ID` or `app/hook`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub github_hook: Option<String>,
+    /// GitHub, `app/hook` only: the App's client ID or App ID, the `iss` of the JWTs minted from
+    /// the App's private key (the credential).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_app_id: Option<String>,
     /// Stripe: only events of these types (every type when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub event_types: Vec<String>,
@@ -60,6 +66,8 @@ pub struct ReconcileChange {
     /// An empty value goes back to the provider's real API.
     pub api_url: Option<String>,
     pub github_hook: Option<String>,
+    /// An empty value removes it.
+    pub github_app_id: Option<String>,
     /// An empty list: every type.
     pub event_types: Option<Vec<String>>,
 }
@@ -88,6 +96,9 @@ pub fn change_settings(
     if let Some(hook) = change.github_hook {
         settings.github_hook = Some(hook);
     }
+    if let Some(app_id) = change.github_app_id {
+        settings.github_app_id = Some(app_id.trim().to_owned()).filter(|id| !id.is_empty());
+    }
     if let Some(types) = change.event_types {
         settings.event_types = types;
     }
@@ -109,6 +120,7 @@ pub fn change_settings(
     if let Some(hook) = &settings.github_hook {
         settings.github_hook = Some(github::parse_hook(hook)?);
     }
+    github::check_app_id(&settings)?;
     (reconciler.connect)(&settings)?;
     Ok(settings)
 }
@@ -170,7 +182,8 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    /// The API client for `settings`, with the provider's headers.
+    /// The API client for `settings`, with the provider's headers; for a GitHub App hook it
+    /// signs JWTs with the key `credential` holds (an error names a key that does not parse).
     pub fn client(
         &self,
         settings: &ReconcileSettings,
@@ -179,7 +192,12 @@ impl Reconciler {
         clock: crate::clock::SharedClock,
     ) -> Result<ApiClient, ApiError> {
         let base = settings.api_url.as_deref().unwrap_or(self.default_api_url);
-        let client = ApiClient::new(base, credential, policy, clock)?;
+        // The credential of an App hook is the App's private key (checked by `connect`).
+        let bearer = match &settings.github_app_id {
+            Some(app_id) => Bearer::GithubApp(GithubAppJwt::new(app_id, &credential)?),
+            None => Bearer::Token(credential),
+        };
+        let client = ApiClient::new(base, bearer, policy, clock)?;
         Ok(self.headers.iter().fold(client, |client, (name, value)| {
             client.with_header(name, value)
         }))

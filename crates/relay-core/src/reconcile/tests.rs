@@ -308,3 +308,187 @@ fn reconcilers_by_provider() {
     };
     assert!(reconciler_for(&other).is_none());
 }
+
+fn github_settings(hook: &str, app_id: Option<&str>) -> ReconcileSettings {
+    ReconcileSettings {
+        credential: "env:GITHUB_APP_KEY".into(),
+        github_hook: Some(hook.into()),
+        github_app_id: app_id.map(str::to_owned),
+        ..ReconcileSettings::default()
+    }
+}
+
+fn config_error(result: Result<ReconcileSettings, ReconcileError>) -> String {
+    match result {
+        Err(ReconcileError::Config(message)) => message,
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_app_hook_needs_an_app_id_and_only_it_takes_one() {
+    let github = fixture(ProviderConfig::Github).source;
+    let change = |hook: &str, app_id: Option<&str>| ReconcileChange {
+        credential: Some("env:GITHUB_APP_KEY".into()),
+        github_hook: Some(hook.into()),
+        github_app_id: app_id.map(str::to_owned),
+        ..ReconcileChange::default()
+    };
+    let missing = config_error(change_settings(&github, change("app/hook", None)));
+    assert!(
+        missing.contains("app/hook) needs --github-app-id"),
+        "{missing}"
+    );
+    let misplaced = config_error(change_settings(
+        &github,
+        change("repos/o/r/hooks/1", Some("123")),
+    ));
+    assert!(
+        misplaced.contains("only for the GitHub App hook"),
+        "{misplaced}"
+    );
+    let bad_id = config_error(change_settings(&github, change("app/hook", Some("a b\""))));
+    assert!(bad_id.contains("github app id"), "{bad_id}");
+
+    let app = change_settings(&github, change("app/hook", Some(" Iv23liAbc ")))
+        .expect("an App hook with its id");
+    assert_eq!(app, github_settings("app/hook", Some("Iv23liAbc")));
+
+    // Going back to a repository hook means removing the id.
+    let stored = Source {
+        reconcile: Some(app),
+        ..github.clone()
+    };
+    let keeps_id = ReconcileChange {
+        github_hook: Some("repos/o/r/hooks/1".into()),
+        ..ReconcileChange::default()
+    };
+    assert!(change_settings(&stored, keeps_id.clone()).is_err());
+    let removed = change_settings(
+        &stored,
+        ReconcileChange {
+            github_app_id: Some(String::new()),
+            ..keeps_id
+        },
+    )
+    .unwrap();
+    assert_eq!(removed.github_app_id, None);
+
+    // Stripe has no App hook.
+    let stripe = fixture(ProviderConfig::Stripe).source;
+    let on_stripe = ReconcileChange {
+        credential: Some("env:STRIPE_KEY".into()),
+        github_app_id: Some("123".into()),
+        ..ReconcileChange::default()
+    };
+    assert!(config_error(change_settings(&stripe, on_stripe)).contains("only for the GitHub App"));
+
+    // Stored settings are checked again when a run connects.
+    let connect = github::RECONCILER.connect;
+    assert!(connect(&github_settings("app/hook", None)).is_err());
+    assert!(connect(&github_settings("orgs/o/hooks/2", Some("1"))).is_err());
+    assert!(connect(&github_settings("app/hook", Some("1"))).is_ok());
+}
+
+#[test]
+fn an_app_client_refuses_a_key_that_is_no_rsa_pem() {
+    let settings = github_settings("app/hook", Some("1"));
+    let error = github::RECONCILER
+        .client(
+            &settings,
+            Credential::new("ghp_this_is_a_token_not_a_key"),
+            RateLimitPolicy::default(),
+            FixedClock::at_secs(NOW),
+        )
+        .err()
+        .expect("refused");
+    let text = error.to_string();
+    assert!(text.contains("not an RSA key in PEM"), "{text}");
+    assert!(!text.contains("ghp_this_is_a_token_not_a_key"));
+    // A repository hook sends the same credential as a token.
+    assert!(
+        github::RECONCILER
+            .client(
+                &github_settings("repos/o/r/hooks/1", None),
+                Credential::new("ghp_token"),
+                RateLimitPolicy::default(),
+                FixedClock::at_secs(NOW),
+            )
+            .is_ok()
+    );
+}
+
+/// A loopback HTTP server answering `[]` to `count` requests, one connection each; returns its
+/// URL and the `Authorization` header of each request, in order.
+fn authorization_recorder(count: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for _ in 0..count {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut chunk).unwrap();
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&chunk[..n]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            seen.push(
+                head.lines()
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("authorization")
+                            .then(|| value.trim().to_owned())
+                    })
+                    .unwrap_or_default(),
+            );
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n[]")
+                .unwrap();
+        }
+        seen
+    });
+    (url, handle)
+}
+
+#[tokio::test]
+async fn an_app_client_sends_jwts_from_the_clock_and_renews_them_in_a_long_run() {
+    let (pkcs8, _) = github_app::tests::test_key();
+    let key = Credential::new(github_app::tests::pem("PRIVATE KEY", pkcs8));
+    let (url, server) = authorization_recorder(3);
+    let clock = FixedClock::at_secs(NOW);
+    let settings = ReconcileSettings {
+        api_url: Some(url),
+        ..github_settings("app/hook", Some("Iv23liAbc"))
+    };
+    let mut client = github::RECONCILER
+        .client(&settings, key, RateLimitPolicy::default(), clock.clone())
+        .unwrap();
+    let deliveries = client.url("app/hook/deliveries").unwrap();
+    client.get(deliveries.clone()).await.unwrap();
+    // Within 8 minutes the same JWT; after them (a run that waited on rate limits), a new one.
+    clock.set_secs(NOW + 300);
+    client.get(deliveries.clone()).await.unwrap();
+    clock.set_secs(NOW + 8 * 60 + 1);
+    client.get(deliveries).await.unwrap();
+    let sent = server.join().unwrap();
+
+    let claims = |authorization: &str| {
+        let jwt = authorization.strip_prefix("Bearer ").expect("a bearer JWT");
+        github_app::tests::decode_json(jwt.split('.').nth(1).expect("claims"))
+    };
+    assert_eq!(sent[0], sent[1], "kept while young");
+    assert_ne!(sent[1], sent[2], "renewed when older than 8 minutes");
+    let first = claims(&sent[0]);
+    assert_eq!(first["iat"], NOW - 60);
+    assert_eq!(first["exp"], NOW + 540);
+    assert_eq!(first["iss"], "Iv23liAbc");
+    let renewed = claims(&sent[2]);
+    assert_eq!(renewed["iat"], NOW + 8 * 60 + 1 - 60);
+    assert_eq!(renewed["exp"], NOW + 8 * 60 + 1 + 540);
+}
