@@ -113,3 +113,54 @@ def test_first_attempt_timeout_reaches_the_fanout():
     assert env["RELAY_FIRST_ATTEMPT_TIMEOUT_SECS"] == {"Ref": "FirstAttemptTimeoutSeconds"}
     assert doc["Parameters"]["FirstAttemptTimeoutSeconds"]["Default"] < \
         doc["Parameters"]["DeliveryTimeoutSeconds"]["Default"]
+
+
+def test_reconcile_writes_only_dedup_items_and_reads_credentials_only_under_the_stack_name():
+    """The scheduled reconcile function: table reads of sources, claims and stored events, the
+    source listing's Query on the index only, writes of dedup claims only (Stripe ingestion),
+    the events queue, and provider credentials kept under the stack's own name."""
+    doc = template()
+    assert doc["Conditions"]["Reconciles"] == {"And": [
+        {"Condition": "Deduplicates"},
+        {"Not": [{"Equals": [{"Ref": "ReconcileIntervalMinutes"}, "0"]}]}]}
+    for name in ("ReconcileRole", "ReconcileFunction", "ReconcileLogGroup",
+                 "ReconcileUnrecoveredAlarm", "ReconcileStoppedAlarm"):
+        assert doc["Resources"][name]["Condition"] == "Reconciles", name
+    dedup, source = key_prefix("dedup_pk"), key_prefix("source_pk")
+    events = key_prefix("events_partition")
+    by_sid = {}
+    for st in statements("ReconcileRole"):
+        by_sid.setdefault(st["Sid"], []).append(st)
+    assert set(by_sid) == {"Logs", "ReadSourcesClaimsAndEvents", "ListSources", "WriteClaims",
+                           "EnqueueEvents", "ReadCredentials", "ReadSecrets"}
+    (reads,) = by_sid["ReadSourcesClaimsAndEvents"]
+    assert _actions(reads) == ["dynamodb:GetItem"]
+    assert sorted(reads["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]) == \
+        sorted([f"{source}*", f"{dedup}*", f"{events}*"])
+    (listing,) = by_sid["ListSources"]
+    assert _actions(listing) == ["dynamodb:Query"]
+    assert listing["Resource"] == {"Sub": "${Table.Arn}/index/gsi1"}
+    for st in by_sid["WriteClaims"]:
+        assert set(_actions(st)) <= {"dynamodb:PutItem", "dynamodb:UpdateItem",
+                                     "dynamodb:DeleteItem"}, st
+        assert st["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == [f"{dedup}*"]
+    (enqueue,) = by_sid["EnqueueEvents"]
+    assert (_actions(enqueue), enqueue["Resource"]) == (["sqs:SendMessage"],
+                                                         {"GetAtt": "EventsQueue.Arn"})
+    (ssm,) = by_sid["ReadCredentials"]
+    (secrets,) = by_sid["ReadSecrets"]
+    assert _actions(ssm) == ["ssm:GetParameter"]
+    assert ssm["Resource"]["Sub"].endswith(":parameter/${AWS::StackName}/*")
+    assert _actions(secrets) == ["secretsmanager:GetSecretValue"]
+    assert secrets["Resource"]["Sub"].endswith(":secret:${AWS::StackName}/*")
+
+    # Only the schedule invokes it, every ReconcileIntervalMinutes, and a failed sweep is not
+    # retried (the next one comes on schedule).
+    props = doc["Resources"]["ReconcileFunction"]["Properties"]
+    (event,) = props["Events"].values()
+    assert event["Type"] == "Schedule"
+    assert event["Properties"]["Schedule"] == {"Sub": "rate(${ReconcileIntervalMinutes} minutes)"}
+    assert props["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    # "rate(1 minutes)" is not a valid expression: every interval but off is plural.
+    intervals = [int(v) for v in doc["Parameters"]["ReconcileIntervalMinutes"]["AllowedValues"]]
+    assert 0 in intervals and all(v == 0 or v >= 2 for v in intervals), intervals

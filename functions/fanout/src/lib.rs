@@ -57,6 +57,7 @@ pub use relay_aws::lambda::deadline_instant;
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::time::Duration;
 
     use relay_core::clock::FixedClock;
     use relay_core::delivery::Outcome;

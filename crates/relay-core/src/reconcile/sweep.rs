@@ -148,3 +148,255 @@ impl Findings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::FixedClock;
+    use crate::metrics::Tally;
+    use crate::model::ProviderConfig;
+    use crate::receive::ReceiverConfig;
+    use crate::reconcile::ReconcileSettings;
+    use crate::testkit::{MemoryStore, RecordingQueue};
+
+    const NOW: i64 = 1_700_000_000;
+
+    /// Credentials by reference name; anything else is "not found".
+    struct Credentials(&'static [(&'static str, &'static str)]);
+
+    #[async_trait]
+    impl CredentialReader for Credentials {
+        async fn read(&self, reference: &CredentialRef) -> Result<Credential, String> {
+            let CredentialRef::Env(name) = reference else {
+                return Err("only env: here".into());
+            };
+            self.0
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| Credential::new(*v))
+                .ok_or_else(|| format!("{name} not found"))
+        }
+    }
+
+    /// A loopback Stripe stand-in answering `count` empty event lists; gives the request lines.
+    fn stripe_lists(count: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for _ in 0..count {
+                let (mut socket, _) = listener.accept().unwrap();
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = socket.read(&mut chunk).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    head.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                lines.push(head.lines().next().unwrap_or_default().to_owned());
+                let body = r#"{"object":"list","data":[],"has_more":false}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                socket.write_all(answer.as_bytes()).unwrap();
+            }
+            lines
+        });
+        (url, handle)
+    }
+
+    fn stripe_source(name: &str, credential: &str, api_url: &str) -> Source {
+        Source {
+            name: name.into(),
+            provider: ProviderConfig::Stripe,
+            secrets: vec!["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()],
+            tolerance_secs: 300,
+            created_at: 0,
+            reconcile: Some(ReconcileSettings {
+                api_url: Some(api_url.into()),
+                credential: credential.into(),
+                ..ReconcileSettings::default()
+            }),
+        }
+    }
+
+    fn receiver(store: Arc<MemoryStore>, config: ReceiverConfig) -> Receiver {
+        Receiver::new(
+            store,
+            Arc::new(RecordingQueue::default()),
+            FixedClock::at_secs(NOW),
+            config,
+        )
+    }
+
+    fn created_gte(request_line: &str) -> i64 {
+        let url = url::Url::parse(&format!(
+            "http://x{}",
+            request_line.split(' ').nth(1).unwrap()
+        ))
+        .unwrap();
+        url.query_pairs()
+            .find(|(k, _)| k == "created[gte]")
+            .map(|(_, v)| v.parse().unwrap())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_run_looks_back_no_further_than_the_dedup_ledger_remembers() {
+        let (url, server) = stripe_lists(2);
+        let source = stripe_source("st", "env:KEY", &url);
+        let store = Arc::new(MemoryStore::with_sources([source.clone()]));
+        let config = ReceiverConfig {
+            dedup_ttl_secs: 2 * 86_400,
+            ..ReceiverConfig::default()
+        };
+        let receiver = receiver(store.clone(), config);
+        let credentials = Credentials(&[("KEY", "sk_test_1")]);
+        let reconciliation = Reconciliation {
+            ledger: store.as_ref(),
+            receiver: &receiver,
+            credentials: &credentials,
+            clock: FixedClock::at_secs(NOW),
+            policy: RateLimitPolicy::default(),
+        };
+        let month = Duration::from_secs(30 * 86_400);
+        let findings = reconciliation.source(&source, month, false).await.unwrap();
+        assert!(findings.complete(), "{findings:?}");
+        let hour = Duration::from_secs(3600);
+        reconciliation.source(&source, hour, true).await.unwrap();
+        let lines = server.join().unwrap();
+        // Claims live 2 days: a month back would find every older event "missing".
+        assert_eq!(created_gte(&lines[0]), NOW - 2 * 86_400 + LEDGER_MARGIN_SECS);
+        assert_eq!(created_gte(&lines[1]), NOW - 3600);
+    }
+
+    #[tokio::test]
+    async fn a_run_needs_dedup_and_a_readable_non_empty_credential() {
+        let source = stripe_source("st", "env:KEY", "http://127.0.0.1:9");
+        let store = Arc::new(MemoryStore::with_sources([source.clone()]));
+        let day = Duration::from_secs(86_400);
+        let cases: [(ReceiverConfig, Credentials, &str); 3] = [
+            (
+                ReceiverConfig {
+                    dedup: false,
+                    ..ReceiverConfig::default()
+                },
+                Credentials(&[("KEY", "sk_test_1")]),
+                "dedup is off",
+            ),
+            (
+                ReceiverConfig::default(),
+                Credentials(&[]),
+                "KEY not found",
+            ),
+            (
+                ReceiverConfig::default(),
+                Credentials(&[("KEY", "  \n")]),
+                "the credential is empty",
+            ),
+        ];
+        for (config, credentials, expected) in cases {
+            let receiver = receiver(store.clone(), config);
+            let reconciliation = Reconciliation {
+                ledger: store.as_ref(),
+                receiver: &receiver,
+                credentials: &credentials,
+                clock: FixedClock::at_secs(NOW),
+                policy: RateLimitPolicy::default(),
+            };
+            let error = reconciliation
+                .source(&source, day, false)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{error:?} lacks {expected:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sweep_runs_the_configured_sources_and_reports_the_others_as_stopped() {
+        let (url, server) = stripe_lists(1);
+        let unconfigured = Source {
+            reconcile: None,
+            ..stripe_source("plain", "env:KEY", &url)
+        };
+        let sources = [
+            stripe_source("good", "env:KEY", &url),
+            stripe_source("locked", "env:OTHER", &url),
+            unconfigured,
+        ];
+        let store = Arc::new(MemoryStore::with_sources(sources));
+        let receiver = receiver(store.clone(), ReceiverConfig::default());
+        let credentials = Credentials(&[("KEY", "sk_test_1")]);
+        let reconciliation = Reconciliation {
+            ledger: store.as_ref(),
+            receiver: &receiver,
+            credentials: &credentials,
+            clock: FixedClock::at_secs(NOW),
+            policy: RateLimitPolicy::default(),
+        };
+        let day = Duration::from_secs(86_400);
+        let plenty = || Duration::from_secs(900);
+        let mut runs = reconciliation
+            .sweep(store.as_ref(), day, false, &plenty)
+            .await
+            .unwrap();
+        runs.sort_by(|a, b| a.source.cmp(&b.source));
+        assert_eq!(server.join().unwrap().len(), 1);
+        let names: Vec<_> = runs.iter().map(|f| f.source.as_str()).collect();
+        assert_eq!(names, ["good", "locked"]);
+        assert!(runs[0].complete() && runs[0].stopped.is_none());
+        assert_eq!(runs[1].stopped.as_deref(), Some("OTHER not found"));
+
+        // Out of time: no source is started, each is reported as not reached.
+        let none_left = || Duration::from_secs(5);
+        let late = reconciliation
+            .sweep(store.as_ref(), day, false, &none_left)
+            .await
+            .unwrap();
+        assert_eq!(late.len(), 2);
+        assert!(
+            late.iter()
+                .all(|f| f.stopped.as_deref().unwrap().contains("ran out of time"))
+        );
+
+        // Each run is counted, zeros included: the alarm's metric has data from every run.
+        let mut tally = Tally::new();
+        runs.iter().for_each(|f| tally.record_findings(f));
+        let lines = tally.drain_emf("ns", NOW * 1000).join("\n");
+        assert!(lines.contains(r#""Source":"good""#) && lines.contains(r#""ReconcileUnrecovered":0"#));
+        assert!(lines.contains(r#""Source":"locked""#) && lines.contains(r#""ReconcileStopped":1"#));
+    }
+
+    #[test]
+    fn unrecovered_counts_the_missing_not_recovered_and_the_unchecked() {
+        let findings = Findings {
+            missing: vec!["a".into(), "b".into(), "c".into()],
+            recovered: vec!["a".into()],
+            failed: vec![
+                crate::reconcile::FailedRecovery {
+                    id: "b".into(),
+                    reason: "refused".into(),
+                },
+                crate::reconcile::FailedRecovery {
+                    id: "z".into(),
+                    reason: "dedup ledger: down".into(),
+                },
+            ],
+            ..Findings::default()
+        };
+        assert_eq!(findings.unrecovered(), 3);
+        let dry = Findings {
+            dry_run: true,
+            ..findings
+        };
+        assert_eq!(dry.unrecovered(), 1);
+    }
+}
