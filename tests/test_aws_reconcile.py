@@ -84,18 +84,23 @@ def test_github_on_aws_redelivers_the_dropped_through_the_function_url(
     token = f"ghp_{uuid.uuid4().hex}"
     relay(relay_bin, stack, "sources", "add", name, "--provider", "github", "--secret", secret)
     api = GithubApi(token, HOOK, function_url(receiver_url, name), secret, octokit)
+    # On AWS the token is an SSM SecureString, read (and decrypted) by `relay --aws reconcile`.
+    parameter = f"/relay-test/{name}/github-token"
+    boto("ssm").put_parameter(Name=parameter, Value=token, Type="SecureString")
     try:
         relay(relay_bin, stack, "sources", "update", name,
-              "--reconcile-credential", "env:RELAY_TEST_GITHUB_TOKEN",
+              "--reconcile-credential", f"ssm:{parameter}",
               "--reconcile-api-url", api.url, "--github-hook", HOOK)
-        env = {"RELAY_TEST_GITHUB_TOKEN": token}
+        env = {}
         drain_events(stack["events"])
         lost = [api.send("push", {"ref": f"refs/heads/b{i}"}, drop=i in (0, 3)) for i in range(5)]
         lost = [lost[0], lost[3]]
         delivered = drain_events(stack["events"])
         assert len(delivered) == 3, delivered
 
-        dry = json.loads(relay(relay_bin, stack, "reconcile", name, "--dry-run", env=env).stdout)
+        dry_run = relay(relay_bin, stack, "reconcile", name, "--dry-run", env=env)
+        assert token not in dry_run.stdout + dry_run.stderr
+        dry = json.loads(dry_run.stdout)
         print("dry run:", dry)
         assert (dry["seen"], dry["queued"], sorted(dry["missing"])) == (5, 3, sorted(lost))
         assert api.redeliveries == []

@@ -273,7 +273,10 @@ mod tests {
         reconciliation.source(&source, hour, true).await.unwrap();
         let lines = server.join().unwrap();
         // Claims live 2 days: a month back would find every older event "missing".
-        assert_eq!(created_gte(&lines[0]), NOW - 2 * 86_400 + LEDGER_MARGIN_SECS);
+        assert_eq!(
+            created_gte(&lines[0]),
+            NOW - 2 * 86_400 + LEDGER_MARGIN_SECS
+        );
         assert_eq!(created_gte(&lines[1]), NOW - 3600);
     }
 
@@ -291,11 +294,7 @@ mod tests {
                 Credentials(&[("KEY", "sk_test_1")]),
                 "dedup is off",
             ),
-            (
-                ReceiverConfig::default(),
-                Credentials(&[]),
-                "KEY not found",
-            ),
+            (ReceiverConfig::default(), Credentials(&[]), "KEY not found"),
             (
                 ReceiverConfig::default(),
                 Credentials(&[("KEY", "  \n")]),
@@ -371,8 +370,12 @@ mod tests {
         let mut tally = Tally::new();
         runs.iter().for_each(|f| tally.record_findings(f));
         let lines = tally.drain_emf("ns", NOW * 1000).join("\n");
-        assert!(lines.contains(r#""Source":"good""#) && lines.contains(r#""ReconcileUnrecovered":0"#));
-        assert!(lines.contains(r#""Source":"locked""#) && lines.contains(r#""ReconcileStopped":1"#));
+        assert!(
+            lines.contains(r#""Source":"good""#) && lines.contains(r#""ReconcileUnrecovered":0"#)
+        );
+        assert!(
+            lines.contains(r#""Source":"locked""#) && lines.contains(r#""ReconcileStopped":1"#)
+        );
     }
 
     #[test]
