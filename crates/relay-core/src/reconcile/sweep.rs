@@ -151,7 +151,6 @@ impl Findings {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Read, Write};
     use std::sync::Arc;
 
     use super::*;
@@ -181,35 +180,12 @@ mod tests {
         }
     }
 
-    /// A loopback Stripe stand-in answering `count` empty event lists; gives the request lines.
+    /// A loopback Stripe stand-in answering `count` empty event lists; gives the requests.
     fn stripe_lists(count: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let handle = std::thread::spawn(move || {
-            let mut lines = Vec::new();
-            for _ in 0..count {
-                let (mut socket, _) = listener.accept().unwrap();
-                let mut head = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = socket.read(&mut chunk).unwrap();
-                    if n == 0 {
-                        break;
-                    }
-                    head.extend_from_slice(&chunk[..n]);
-                }
-                let head = String::from_utf8_lossy(&head).into_owned();
-                lines.push(head.lines().next().unwrap_or_default().to_owned());
-                let body = r#"{"object":"list","data":[],"has_more":false}"#;
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                socket.write_all(answer.as_bytes()).unwrap();
-            }
-            lines
-        });
-        (url, handle)
+        crate::reconcile::tests::recording_api(
+            count,
+            r#"{"object":"list","data":[],"has_more":false}"#,
+        )
     }
 
     fn stripe_source(name: &str, credential: &str, api_url: &str) -> Source {
@@ -236,12 +212,23 @@ mod tests {
         )
     }
 
-    fn created_gte(request_line: &str) -> i64 {
-        let url = url::Url::parse(&format!(
-            "http://x{}",
-            request_line.split(' ').nth(1).unwrap()
-        ))
-        .unwrap();
+    fn reconciliation<'a>(
+        store: &'a MemoryStore,
+        receiver: &'a Receiver,
+        credentials: &'a Credentials,
+    ) -> Reconciliation<'a> {
+        Reconciliation {
+            ledger: store,
+            receiver,
+            credentials,
+            clock: FixedClock::at_secs(NOW),
+            policy: RateLimitPolicy::default(),
+        }
+    }
+
+    fn created_gte(request: &str) -> i64 {
+        let url =
+            url::Url::parse(&format!("http://x{}", request.split(' ').nth(1).unwrap())).unwrap();
         url.query_pairs()
             .find(|(k, _)| k == "created[gte]")
             .map(|(_, v)| v.parse().unwrap())
@@ -259,13 +246,7 @@ mod tests {
         };
         let receiver = receiver(store.clone(), config);
         let credentials = Credentials(&[("KEY", "sk_test_1")]);
-        let reconciliation = Reconciliation {
-            ledger: store.as_ref(),
-            receiver: &receiver,
-            credentials: &credentials,
-            clock: FixedClock::at_secs(NOW),
-            policy: RateLimitPolicy::default(),
-        };
+        let reconciliation = reconciliation(&store, &receiver, &credentials);
         let month = Duration::from_secs(30 * 86_400);
         let findings = reconciliation.source(&source, month, false).await.unwrap();
         assert!(findings.complete(), "{findings:?}");
@@ -303,13 +284,7 @@ mod tests {
         ];
         for (config, credentials, expected) in cases {
             let receiver = receiver(store.clone(), config);
-            let reconciliation = Reconciliation {
-                ledger: store.as_ref(),
-                receiver: &receiver,
-                credentials: &credentials,
-                clock: FixedClock::at_secs(NOW),
-                policy: RateLimitPolicy::default(),
-            };
+            let reconciliation = reconciliation(&store, &receiver, &credentials);
             let error = reconciliation
                 .source(&source, day, false)
                 .await
@@ -334,13 +309,7 @@ mod tests {
         let store = Arc::new(MemoryStore::with_sources(sources));
         let receiver = receiver(store.clone(), ReceiverConfig::default());
         let credentials = Credentials(&[("KEY", "sk_test_1")]);
-        let reconciliation = Reconciliation {
-            ledger: store.as_ref(),
-            receiver: &receiver,
-            credentials: &credentials,
-            clock: FixedClock::at_secs(NOW),
-            policy: RateLimitPolicy::default(),
-        };
+        let reconciliation = reconciliation(&store, &receiver, &credentials);
         let day = Duration::from_secs(86_400);
         let plenty = || Duration::from_secs(900);
         let mut runs = reconciliation

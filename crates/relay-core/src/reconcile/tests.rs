@@ -420,12 +420,17 @@ fn an_app_client_refuses_a_key_that_is_no_rsa_pem() {
 
 /// A loopback HTTP server answering `[]` to `count` requests, one connection each; returns its
 /// URL and the `Authorization` header of each request, in order.
-fn authorization_recorder(count: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
+/// A loopback API answering `count` requests with 200 and `body` (JSON); gives each request's
+/// head (request line and headers) once all were answered.
+pub(super) fn recording_api(
+    count: usize,
+    body: &'static str,
+) -> (String, std::thread::JoinHandle<Vec<String>>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let handle = std::thread::spawn(move || {
-        let mut seen = Vec::new();
+        let mut heads = Vec::new();
         for _ in 0..count {
             let (mut socket, _) = listener.accept().unwrap();
             let mut head = Vec::new();
@@ -437,30 +442,34 @@ fn authorization_recorder(count: usize) -> (String, std::thread::JoinHandle<Vec<
                 }
                 head.extend_from_slice(&chunk[..n]);
             }
-            let head = String::from_utf8_lossy(&head).into_owned();
-            seen.push(
-                head.lines()
-                    .find_map(|line| {
-                        let (name, value) = line.split_once(':')?;
-                        name.eq_ignore_ascii_case("authorization")
-                            .then(|| value.trim().to_owned())
-                    })
-                    .unwrap_or_default(),
+            heads.push(String::from_utf8_lossy(&head).into_owned());
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
             );
-            socket
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n[]")
-                .unwrap();
+            socket.write_all(answer.as_bytes()).unwrap();
         }
-        seen
+        heads
     });
     (url, handle)
+}
+
+/// The `Authorization` header of a request head.
+fn authorization(head: &str) -> String {
+    head.lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("authorization")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default()
 }
 
 #[tokio::test]
 async fn an_app_client_sends_jwts_from_the_clock_and_renews_them_in_a_long_run() {
     let (pkcs8, _) = github_app::tests::test_key();
     let key = Credential::new(github_app::tests::pem("PRIVATE KEY", pkcs8));
-    let (url, server) = authorization_recorder(3);
+    let (url, server) = recording_api(3, "[]");
     let clock = FixedClock::at_secs(NOW);
     let settings = ReconcileSettings {
         api_url: Some(url),
@@ -476,7 +485,12 @@ async fn an_app_client_sends_jwts_from_the_clock_and_renews_them_in_a_long_run()
     client.get(deliveries.clone()).await.unwrap();
     clock.set_secs(NOW + 8 * 60 + 1);
     client.get(deliveries).await.unwrap();
-    let sent = server.join().unwrap();
+    let sent: Vec<_> = server
+        .join()
+        .unwrap()
+        .iter()
+        .map(|h| authorization(h))
+        .collect();
 
     let claims = |authorization: &str| {
         let jwt = authorization.strip_prefix("Bearer ").expect("a bearer JWT");
