@@ -33,8 +33,6 @@ pub struct AwsAdapters {
     pub store: DynamoStore,
     pub queue: SqsQueue,
     pub admin: SqsAdmin,
-    /// Reconcile's provider credentials (SSM, Secrets Manager).
-    pub credentials: AwsCredentials,
 }
 
 /// Loads the SDK config from the environment and builds every adapter from `settings`.
@@ -53,7 +51,6 @@ pub fn adapters_from_sdk_config(
         store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.table.clone()),
         queue: SqsQueue::new(sqs.clone(), settings),
         admin: SqsAdmin::new(sqs, settings.operation_timeout),
-        credentials: AwsCredentials::from_sdk_config(sdk),
     }
 }
 

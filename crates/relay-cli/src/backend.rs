@@ -17,6 +17,9 @@ pub enum Backend {
         /// The functions' metrics, when their namespace is known (`--stack`, or
         /// `RELAY_METRICS_NAMESPACE`).
         activity: Option<CloudWatchActivity>,
+        /// Where reconcile reads provider credentials (SSM, Secrets Manager). Built here, not
+        /// with the adapters, so the receiver and fanout functions do not link those clients.
+        credentials: Box<relay_aws::AwsCredentials>,
     },
 }
 
@@ -74,6 +77,7 @@ impl Backend {
             adapters,
             settings,
             activity,
+            credentials: Box::new(relay_aws::AwsCredentials::from_sdk_config(&sdk)),
         })
     }
 

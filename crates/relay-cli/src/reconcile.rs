@@ -42,7 +42,7 @@ pub async fn run(
             };
             &local
         }
-        Backend::Aws { adapters, .. } => &adapters.credentials,
+        Backend::Aws { credentials, .. } => credentials.as_ref(),
     };
     let reconciliation = Reconciliation {
         ledger: store.as_ref(),

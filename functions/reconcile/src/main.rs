@@ -10,7 +10,8 @@ async fn main() -> Result<(), Error> {
     relay_aws::logging::init_lambda_logging();
     let settings = relay_aws::AwsSettings::from_env()?;
     // Clients are built once per cold start.
-    let aws = relay_aws::connect(&settings).await;
+    let sdk = relay_aws::load_sdk_config(settings.operation_timeout).await;
+    let aws = relay_aws::adapters_from_sdk_config(&sdk, &settings);
     let clock = relay_core::clock::system();
     let receiver = relay_aws::wiring::receiver(
         aws.store.clone(),
@@ -27,7 +28,7 @@ async fn main() -> Result<(), Error> {
     let sweeper = Arc::new(Sweeper {
         store: aws.store,
         receiver,
-        credentials: aws.credentials,
+        credentials: relay_aws::AwsCredentials::from_sdk_config(&sdk),
         clock,
         lookback,
         metrics: EmfMetrics::from_lookup(&env_lookup).map(Arc::new),
