@@ -396,7 +396,12 @@ impl Receiver {
                 warn!(event_id = %event.id, error = %e, "dedup confirm failed");
             }
         }
-        info!(event_id = %event.id, source = name, event_type = %event.event_type, bytes = body.len(), reconciled, "event queued");
+        // Log bytes are billed per event: `reconciled` only on the events it marks.
+        if reconciled {
+            info!(event_id = %event.id, source = name, event_type = %event.event_type, bytes = body.len(), reconciled, "event queued");
+        } else {
+            info!(event_id = %event.id, source = name, event_type = %event.event_type, bytes = body.len(), "event queued");
+        }
         // Event ids are [a-z0-9_] only, so the answer needs no JSON encoder.
         Reply {
             status: 202,
