@@ -36,18 +36,19 @@ import re
 import threading
 import uuid
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import requests
+
+from .loopback import JsonHandler, LoopbackServer
 
 DELIVERIES = re.compile(r"^/(repos/[^/]+/[^/]+/hooks/\d+|orgs/[^/]+/hooks/\d+|app/hook)/deliveries$")
 ATTEMPTS = re.compile(
     r"^/(repos/[^/]+/[^/]+/hooks/\d+|orgs/[^/]+/hooks/\d+|app/hook)/deliveries/(\d+)/attempts$")
 
 
-class GithubApi:
+class GithubApi(LoopbackServer):
     """The stand-in: `.url`, `.send(...)`, `.requests`, `.redeliveries`, `.rate_limit(...)`."""
 
     def __init__(self, token, hook, receiver_url, secret, signer, page_size=2, app=None):
@@ -65,17 +66,7 @@ class GithubApi:
         self._next_id = 1000
         self._limited = []  # (status, retry_after) answers still to give
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve()
 
     def rate_limit(self, retry_after, times=1, status=429):
         """The next `times` API requests answer `status` with `Retry-After: retry_after`."""
@@ -159,19 +150,8 @@ class GithubApi:
     def _handler(self):
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _answer(self, status, body, headers=()):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
+        class Handler(JsonHandler):
+            content_type = "application/json; charset=utf-8"
 
             def _authorized(self):
                 auth = self.headers.get("Authorization", "")

@@ -23,11 +23,12 @@ import json
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import requests
 import stripe
+
+from .loopback import JsonHandler, LoopbackServer
 
 
 def stripe_signature(payload, secret, timestamp):
@@ -38,7 +39,7 @@ def stripe_signature(payload, secret, timestamp):
     return f"t={timestamp},v1={signature}"
 
 
-class StripeApi:
+class StripeApi(LoopbackServer):
     """The stand-in: `.url`, `.send(...)`, `.requests`, `.rate_limit(...)`."""
 
     def __init__(self, api_key, receiver_url, secret, page_size=2):
@@ -50,17 +51,7 @@ class StripeApi:
         self.requests = []  # (path, query) of every API request
         self._limited = []  # Retry-After values of the 429s still to give
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve()
 
     def rate_limit(self, retry_after, times=1):
         self._limited.extend([retry_after] * times)
@@ -92,19 +83,7 @@ class StripeApi:
     def _handler(self):
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _answer(self, status, body, headers=()):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
+        class Handler(JsonHandler):
 
             def do_GET(self):
                 parts = urlsplit(self.path)
