@@ -26,17 +26,10 @@ import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import requests
-import stripe
+
+from test_providers_live import stripe_header  # the official stripe library's signature
 
 from .loopback import JsonHandler, LoopbackServer
-
-
-def stripe_signature(payload, secret, timestamp):
-    make = getattr(stripe.WebhookSignature, "generate_signature_header", None)
-    if make is not None:
-        return make(payload, secret, timestamp=timestamp)
-    signature = stripe.WebhookSignature._compute_signature(f"{timestamp}.{payload}", secret)
-    return f"t={timestamp},v1={signature}"
 
 
 class StripeApi(LoopbackServer):
@@ -73,7 +66,7 @@ class StripeApi(LoopbackServer):
             self.events.insert(0, event)
         if not drop:
             payload = json.dumps(event)
-            header = stripe_signature(payload, self.secret, int(time.time()))
+            header = stripe_header(payload, self.secret, int(time.time()))
             response = requests.post(self.receiver_url, data=payload.encode(), timeout=10,
                                      headers={"Content-Type": "application/json; charset=utf-8",
                                               "Stripe-Signature": header})
