@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use crate::db::{self, DbError, DbResult};
 use crate::queue::LocalQueueName;
+use crate::turns::WriteTurns;
 use crate::writer::{Purge, Writer, WriterStats};
 
 /// The database file inside the data directory.
@@ -90,7 +91,10 @@ impl LocalBackend {
             StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
         let path = dir.join(DB_FILE);
-        let conn = db::open_writer(&path).map_err(|e| match StoreError::from(e) {
+        let turns = WriteTurns::open(&path).map_err(|e| {
+            StoreError::Unavailable(format!("cannot open {}-turn: {e}", path.display()))
+        })?;
+        let conn = db::open_writer(&path, &turns).map_err(|e| match StoreError::from(e) {
             StoreError::Unavailable(why) => {
                 StoreError::Unavailable(format!("cannot open {}: {why}", path.display()))
             }
@@ -99,6 +103,7 @@ impl LocalBackend {
         let checkpoints = db::open_checkpointer(&path).map_err(StoreError::from)?;
         let writer = Writer::spawn(
             conn,
+            turns,
             checkpoints,
             Purge {
                 clock: options.clock.clone(),

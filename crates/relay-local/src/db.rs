@@ -5,13 +5,16 @@ use std::time::Duration;
 
 use relay_core::StoreError;
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 use serde::de::DeserializeOwned;
+
+use crate::turns::{self, WriteTurns};
 
 /// Bumped whenever the schema changes; `open` refuses a file written by a newer relay.
 pub(crate) const SCHEMA_VERSION: i64 = 2;
 
-/// How long a connection waits for another process's lock before giving up.
+/// How long a connection waits for another process's lock before giving up. Writers take turns
+/// (`turns`), so a write waits about one batch of a busy process, far less than this.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
 /// Version 1, the schema a fresh file starts from; `MIGRATIONS` then bring it up to date, so a
@@ -159,9 +162,9 @@ fn open_flags() -> OpenFlags {
 
 /// The one write connection of this process: WAL so readers never block it, `synchronous=FULL`
 /// so a commit survives a power cut (an accepted event must not be lost, as with SQS).
-pub(crate) fn open_writer(path: &Path) -> DbResult<Connection> {
+pub(crate) fn open_writer(path: &Path, turns: &WriteTurns) -> DbResult<Connection> {
     let mut conn = Connection::open_with_flags(path, open_flags())?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_handler(Some(turns::busy_handler))?;
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -178,7 +181,7 @@ pub(crate) fn open_writer(path: &Path) -> DbResult<Connection> {
     conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     tune(&conn)?;
-    migrate(&mut conn)?;
+    migrate(&mut conn, turns)?;
     Ok(conn)
 }
 
@@ -210,9 +213,29 @@ fn tune(conn: &Connection) -> DbResult<()> {
     Ok(())
 }
 
-fn migrate(conn: &mut Connection) -> DbResult<()> {
+/// Begins a write transaction, taking turns with other processes' writers (`turns`); a lock held
+/// elsewhere for longer than `BUSY_TIMEOUT` is reported as such.
+pub(crate) fn begin_write<'c>(
+    conn: &'c mut Connection,
+    turns: &WriteTurns,
+) -> DbResult<Transaction<'c>> {
+    turns
+        .begin(move || conn.transaction_with_behavior(TransactionBehavior::Immediate))
+        .map_err(|e| {
+            if is_busy(&e) {
+                DbError::Store(StoreError::Unavailable(format!(
+                    "another process held the database's write lock for over {} s ({e})",
+                    BUSY_TIMEOUT.as_secs()
+                )))
+            } else {
+                DbError::Sqlite(e)
+            }
+        })
+}
+
+fn migrate(conn: &mut Connection, turns: &WriteTurns) -> DbResult<()> {
     // IMMEDIATE: two processes opening a fresh file at once create the schema one after another.
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = begin_write(conn, turns)?;
     // The version first: a file from a newer relay is left exactly as it is.
     tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
     let found: Option<i64> =

@@ -11,6 +11,7 @@ mod backend;
 mod db;
 mod queue;
 mod store;
+mod turns;
 pub mod wiring;
 mod writer;
 

@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use relay_core::StoreError;
 use relay_core::clock::SharedClock;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, Transaction};
 use tokio::sync::oneshot;
 
-use crate::db::DbResult;
+use crate::db::{DbResult, begin_write};
+use crate::turns::WriteTurns;
 
 /// Most jobs per commit; bounds the latency a batch adds to its first caller.
 const MAX_BATCH: usize = 256;
@@ -62,8 +63,9 @@ where
             // A job's own failure is the more useful answer, whatever became of the batch.
             (Some(Err(e)), _) => Err(StoreError::from(e)),
             (Some(Ok(value)), Ok(())) => Ok(value),
-            (Some(Ok(_)), Err(batch)) => Err(same_error(batch)),
-            (None, _) => Err(StoreError::Unavailable("write job did not run".into())),
+            // Not run: the batch could not begin (its error says why) or the job panicked.
+            (_, Err(batch)) => Err(same_error(batch)),
+            (None, Ok(())) => Err(StoreError::Unavailable("write job did not run".into())),
         };
         // The caller may have gone away (cancelled request); nothing to do then.
         let _ = self.reply.send(result);
@@ -114,6 +116,7 @@ impl Writer {
     /// Starts the writer thread on `conn`, and a checkpointer thread on `checkpoints`.
     pub(crate) fn spawn(
         conn: Connection,
+        turns: WriteTurns,
         checkpoints: Connection,
         purge: Purge,
     ) -> Result<Writer, StoreError> {
@@ -130,7 +133,7 @@ impl Writer {
             .name("relay-sqlite-writer".into())
             .spawn({
                 let counters = Arc::clone(&counters);
-                move || writer_loop(conn, rx, committed, purge, counters)
+                move || writer_loop(conn, &turns, rx, committed, purge, counters)
             })
             .map_err(failed)?;
         Ok(Writer { jobs, counters })
@@ -167,6 +170,7 @@ impl Writer {
 
 fn writer_loop(
     mut conn: Connection,
+    turns: &WriteTurns,
     rx: mpsc::Receiver<Box<dyn Job>>,
     committed: mpsc::SyncSender<()>,
     purge: Purge,
@@ -192,13 +196,16 @@ fn writer_loop(
         if !batch.is_empty() {
             let started = Instant::now();
             let jobs = batch.len() as u64;
-            run_batch(&mut conn, &mut batch);
+            // Back to back, batches would keep the lock from other processes for good.
+            turns.give_way();
+            run_batch(&mut conn, turns, &mut batch);
             // Tell the checkpointer there is work; a signal already pending covers this one.
             let _ = committed.try_send(());
             counters.record(jobs, started.elapsed());
         }
         if Instant::now() >= next_purge {
-            next_purge = match purge_expired(&mut conn, &purge) {
+            turns.give_way();
+            next_purge = match purge_expired(&mut conn, turns, &purge) {
                 // A full chunk means more is left: continue after the next batch.
                 Ok(true) => Instant::now() + Duration::from_millis(50),
                 Ok(false) => Instant::now() + PURGE_INTERVAL,
@@ -225,8 +232,8 @@ fn checkpointer_loop(conn: Connection, commits: mpsc::Receiver<()>) {
     }
 }
 
-fn run_batch(conn: &mut Connection, batch: &mut Vec<Box<dyn Job>>) {
-    let committed = run_jobs(conn, batch).map_err(StoreError::from);
+fn run_batch(conn: &mut Connection, turns: &WriteTurns, batch: &mut Vec<Box<dyn Job>>) {
+    let committed = run_jobs(conn, turns, batch).map_err(StoreError::from);
     for job in batch.drain(..) {
         job.answer(committed.as_ref().map(|_| ()));
     }
@@ -242,10 +249,10 @@ fn same_error(e: &StoreError) -> StoreError {
     }
 }
 
-fn run_jobs(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> DbResult<()> {
-    // IMMEDIATE takes the write lock up front (waiting up to busy_timeout for other processes),
-    // so a batch never fails half way on a lock upgrade.
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+fn run_jobs(conn: &mut Connection, turns: &WriteTurns, batch: &mut [Box<dyn Job>]) -> DbResult<()> {
+    // IMMEDIATE takes the write lock up front (waiting its turn behind other processes), so a
+    // batch never fails half way on a lock upgrade.
+    let tx = begin_write(conn, turns)?;
     if let [job] = batch {
         // Alone in the batch, the transaction itself is the job's savepoint.
         if run_guarded(job.as_mut(), &tx) {
@@ -276,12 +283,12 @@ fn run_guarded(job: &mut dyn Job, tx: &Transaction<'_>) -> bool {
 }
 
 /// Deletes expired rows, at most a chunk per table; true when a table had more to delete.
-fn purge_expired(conn: &mut Connection, purge: &Purge) -> DbResult<bool> {
+fn purge_expired(conn: &mut Connection, turns: &WriteTurns, purge: &Purge) -> DbResult<bool> {
     let now_ms = purge.clock.now_millis();
     let now_secs = now_ms.div_euclid(1000);
     let retention_ms = i64::try_from(purge.message_retention.as_millis()).unwrap_or(i64::MAX);
     let oldest_message = now_ms.saturating_sub(retention_ms);
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = begin_write(conn, turns)?;
     let mut more = false;
     for (sql, cutoff) in [
         (
@@ -320,13 +327,17 @@ mod tests {
 
     fn writer(dir: &std::path::Path) -> (Writer, std::path::PathBuf) {
         let path = dir.join("w.db");
-        let conn = crate::db::open_writer(&path).unwrap();
+        let turns = WriteTurns::open(&path).unwrap();
+        let conn = crate::db::open_writer(&path, &turns).unwrap();
         let purge = Purge {
             clock: clock::system(),
             message_retention: Duration::from_secs(3600),
         };
         let checkpoints = crate::db::open_checkpointer(&path).unwrap();
-        (Writer::spawn(conn, checkpoints, purge).unwrap(), path)
+        (
+            Writer::spawn(conn, turns, checkpoints, purge).unwrap(),
+            path,
+        )
     }
 
     fn count(path: &std::path::Path) -> i64 {
@@ -394,6 +405,72 @@ mod tests {
             .await;
         assert!(matches!(result, Err(StoreError::Unavailable(_))));
         insert(&writer, 1, false).await.unwrap();
+        assert_eq!(count(&path), 1);
+    }
+
+    /// Another process's writer (here: a second writer on the same file) gets its turn while
+    /// this one is kept busy back to back, each batch holding the lock for a while.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_writer_gets_its_turn_beside_a_busy_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (busy, path) = writer(dir.path());
+        let (other, _) = writer(dir.path());
+        let busy = Arc::new(busy);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut load = tokio::task::JoinSet::new();
+        // More jobs in flight than a batch takes: the next batch is always waiting.
+        for _ in 0..MAX_BATCH + MAX_BATCH / 2 {
+            let (busy, stop) = (Arc::clone(&busy), Arc::clone(&stop));
+            load.spawn(async move {
+                let mut done = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    busy.run(|tx| {
+                        tx.execute(
+                            "INSERT INTO sources (name, doc) VALUES (hex(randomblob(8)), '{}')",
+                            [],
+                        )?;
+                        // A slow disk: the lock is held for a while by every job.
+                        std::thread::sleep(Duration::from_micros(500));
+                        Ok(())
+                    })
+                    .await
+                    .unwrap();
+                    done += 1;
+                }
+                done
+            });
+        }
+        for i in 0..20 {
+            insert(&other, 100_000 + i, false)
+                .await
+                .unwrap_or_else(|e| panic!("write {i} beside the busy writer: {e}"));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut busy_jobs = 0;
+        while let Some(done) = load.join_next().await {
+            busy_jobs += done.unwrap();
+        }
+        assert!(busy_jobs > 0, "the busy writer wrote meanwhile");
+        assert_eq!(count(&path), 20 + busy_jobs as i64);
+    }
+
+    /// When the lock is held elsewhere for longer than the busy timeout, the caller is told so.
+    #[tokio::test]
+    async fn a_batch_that_cannot_begin_reports_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, path) = writer(dir.path());
+        let holder = rusqlite::Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let err = insert(&writer, 1, false).await.unwrap_err();
+        holder.execute_batch("ROLLBACK").unwrap();
+        match err {
+            StoreError::Unavailable(why) => assert!(
+                why.contains("another process held the database's write lock for over 5 s"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        insert(&writer, 2, false).await.unwrap();
         assert_eq!(count(&path), 1);
     }
 
