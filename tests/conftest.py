@@ -6,6 +6,7 @@
   `.kill()`, `.restart()`); options through `@pytest.mark.dev(retry_schedule=..., args=[...])`.
 - `github_request`, `standard_request`: signed inbound requests, `new_secret()`: a whsec_ secret.
 - `wait_until(cond, timeout)`: poll with a deadline; never a fixed sleep as an assertion.
+- `room(seconds)`: a time window stretched by the machine's measured load (`load_factor`).
 
 Every process logs to a file under pytest's tmp dir (outside the tree); a failing test prints
 the tail of each log.
@@ -43,16 +44,35 @@ http.trust_env = False
 # helpers
 
 
+def load_factor():
+    """How many times slower than an idle machine this one runs now: the one-minute load average
+    per core, at least 1. Waits and settling windows stretch by it, so a busy machine gets room in
+    proportion to its measured load instead of a failed test."""
+    try:
+        per_core = os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        return 1.0
+    return max(1.0, per_core)
+
+
+def room(seconds):
+    """`seconds` of an idle machine, stretched by the load now (`load_factor`)."""
+    return seconds * load_factor()
+
+
 def wait_until(cond, timeout=15.0, interval=0.05, message="condition"):
-    """Polls `cond` until it returns something truthy, which is returned; fails at the deadline."""
-    deadline = time.monotonic() + timeout
+    """Polls `cond` until it returns something truthy, which is returned; fails once `timeout`
+    seconds, stretched by the machine's load (`room`), have passed."""
+    start = time.monotonic()
     last = None
     while True:
         last = cond()
         if last:
             return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+        waited = time.monotonic() - start
+        if waited > room(timeout):
+            raise AssertionError(f"timed out after {waited:.1f}s ({timeout}s at load factor "
+                                 f"{load_factor():.1f}) waiting for {message} (last: {last!r})")
         time.sleep(interval)
 
 

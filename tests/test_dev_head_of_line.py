@@ -9,13 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import add_github_source, add_subscription, send_github
+from conftest import add_github_source, add_subscription, room, send_github
 
-DELIVERY_TIMEOUT = 10
+DELIVERY_TIMEOUT = 30
 RATE = 40  # events per second
 DURATION = 5  # seconds
-# A correctness bound well under the delivery timeout: a sibling that waited for the hanging
-# subscriber would take up to DELIVERY_TIMEOUT.
+# A sibling that waited for the hanging subscriber would take up to DELIVERY_TIMEOUT. One that
+# does not is delivered within seconds: 3 on an idle machine, stretched by the measured load,
+# and always under half the delivery timeout, so waiting for the hang still fails the test.
 BOUND = 3.0
 
 
@@ -61,6 +62,7 @@ def test_a_hanging_subscriber_does_not_delay_its_siblings(dev, sink, sub_secret)
         print(f"healthy sibling ({name}) latency with a hanging subscriber: "
               f"p50 {statistics.median(values):.3f} s, p99 {percentile(values, 0.99):.3f} s, "
               f"max {max(values):.3f} s over {len(values)} deliveries")
+    bound = min(room(BOUND), DELIVERY_TIMEOUT / 2)
     for name, values in report.items():
-        late = [v for v in values if v > BOUND]
-        assert not late, f"{name}: {len(late)} deliveries took over {BOUND} s (max {max(values):.1f} s)"
+        late = [v for v in values if v > bound]
+        assert not late, f"{name}: {len(late)} deliveries took over {bound:.1f} s (max {max(values):.1f} s)"

@@ -215,7 +215,8 @@ async fn missing_queue_urls_fail_clearly() {
 }
 
 /// An endpoint that accepts connections and never answers must fail within the operation
-/// timeout, retry included.
+/// timeout, retry included, instead of hanging. The bound leaves a busy machine room (3 times
+/// the budget); a client without the timeout would wait forever.
 #[tokio::test]
 async fn hung_endpoint_fails_within_the_operation_timeout() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -240,11 +241,7 @@ async fn hung_endpoint_fails_within_the_operation_timeout() {
         matches!(&err, StoreError::Unavailable(m) if m.contains("timed out")),
         "{err}"
     );
-    assert!(
-        started.elapsed() < timeout + Duration::from_millis(800),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < timeout * 3, "{:?}", started.elapsed());
 
     let started = Instant::now();
     let err = adapters
@@ -253,11 +250,7 @@ async fn hung_endpoint_fails_within_the_operation_timeout() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("timed out"), "{err}");
-    assert!(
-        started.elapsed() < timeout + Duration::from_millis(800),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < timeout * 3, "{:?}", started.elapsed());
     hold.abort();
 }
 
