@@ -7,6 +7,8 @@
 - `github_request`, `standard_request`: signed inbound requests, `new_secret()`: a whsec_ secret.
 - `wait_until(cond, timeout)`: poll with a deadline; never a fixed sleep as an assertion.
 - `room(seconds)`: a time window stretched by the machine's measured load (`load_factor`).
+- `node_modules`: tests/node_modules with tests/package.json installed; `octokit`: signs with
+  GitHub's @octokit/webhooks-methods through node.
 
 Every process logs to a file under pytest's tmp dir (outside the tree); a failing test prints
 the tail of each log.
@@ -18,6 +20,7 @@ import hmac
 import json as jsonlib
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -471,3 +474,55 @@ def retry_while_busy(post, deadline_secs=20):
 def accepted_id(response):
     assert response.status_code == 202, (response.status_code, response.text)
     return response.json()["id"]
+
+
+# --------------------------------------------------------------------------------------------
+# npm packages (tests/package.json): official provider libraries and published corpora
+
+
+TESTS = ROOT / "tests"
+
+
+@pytest.fixture(scope="session")
+def node_modules():
+    """tests/node_modules with every package of tests/package.json (`npm ci` when one is
+    missing); returns its path."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        pytest.fail("node and npm are needed for the packages in tests/package.json")
+    wanted = jsonlib.loads((TESTS / "package.json").read_text())["dependencies"]
+    modules = TESTS / "node_modules"
+    if not all((modules / name / "package.json").is_file() for name in wanted):
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=TESTS, check=True,
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
+    return modules
+
+
+OCTOKIT_SIGN = """
+import { sign, verify } from "@octokit/webhooks-methods";
+let input = "";
+for await (const chunk of process.stdin) input += chunk;
+const out = [];
+for (const { secret, payload } of JSON.parse(input)) {
+  const signature = await sign(secret, payload);
+  if (!(await verify(secret, payload, signature))) throw new Error("octokit verify failed");
+  out.push(signature);
+}
+process.stdout.write(JSON.stringify(out));
+"""
+
+
+@pytest.fixture(scope="session")
+def octokit(node_modules):
+    """`sign_all([(secret, payload text), ...])`: the `X-Hub-Signature-256` of each, made (and
+    checked) by GitHub's @octokit/webhooks-methods through node, in one node process."""
+
+    def sign_all(pairs):
+        result = subprocess.run(
+            [shutil.which("node"), "--input-type=module", "-e", OCTOKIT_SIGN],
+            cwd=TESTS, check=True, capture_output=True, text=True, timeout=300,
+            input=jsonlib.dumps([{"secret": s, "payload": p} for s, p in pairs]),
+        )
+        return jsonlib.loads(result.stdout)
+
+    return sign_all

@@ -74,14 +74,17 @@ class Watch:
             return s.connect_ex(("127.0.0.1", self.port)) == 0
 
     def invoke(self, function, data_file=None, data=None, timeout=120):
-        """`cargo lambda invoke FUNCTION`; returns the function's JSON response."""
+        """`cargo lambda invoke FUNCTION` with the event in `data_file` or `data` (text, passed
+        through a file: one argument may not exceed 128 KiB); returns the function's JSON
+        response."""
         argv = [CARGO_LAMBDA, "lambda", "invoke", function,
                 "--invoke-address", "127.0.0.1", "--invoke-port", str(self.port),
                 "--output-format", "json"]
+        if data is not None:
+            data_file = self.log_path.parent / f"invoke-{function}.json"
+            data_file.write_text(data)
         if data_file is not None:
             argv += ["--data-file", str(data_file)]
-        if data is not None:
-            argv += ["--data-ascii", data]
         result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True,
                                 stdin=subprocess.DEVNULL, env=aws_env(), timeout=timeout)
         assert result.returncode == 0, (

@@ -7,6 +7,7 @@ events/, as a developer would (events/README.md). Skipped when MOTO_ENDPOINT is 
 cargo-lambda is missing. Everything stays on loopback.
 """
 
+import base64
 import json
 import subprocess
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import github_corpus as corpus
 from conftest import ROOT, tail
 from lambda_support import CARGO_LAMBDA, MOTO, REGION, Watch, aws_env, boto
 
@@ -167,6 +169,50 @@ def receive_all(queue_url, wait=1):
     return messages
 
 
+def receiver_request(path, body, headers, base64_body=False):
+    """A function URL request (payload 2.0) shaped like the receiver fixture, to `path` with
+    `body` (bytes) and `headers` over the fixture's; base64-encoded as Lambda sends bodies it
+    does not take for text."""
+    request = json.loads(RECEIVER_FIXTURE.read_text())
+    request["rawPath"] = path
+    request["requestContext"]["http"]["path"] = path
+    request["body"] = base64.b64encode(body).decode() if base64_body else body.decode()
+    request["isBase64Encoded"] = base64_body
+    request["headers"].update({name.lower(): value for name, value in headers.items()})
+    request["headers"]["content-length"] = str(len(body))
+    return json.dumps(request)
+
+
+def fan_out_queued(watch, stack, source, count):
+    """Takes the `count` events queued for `source` off the events queue and hands them to the
+    fanout in batches of 10, deleting each clean batch, as the event source mapping does."""
+    ours = []
+    deadline = time.monotonic() + 30
+    while len(ours) < count and time.monotonic() < deadline:
+        for m in receive_all(stack["events"]):
+            if json.loads(m["Body"]).get("source") == source:
+                ours.append(m)
+    assert len(ours) == count, ours
+    template = json.loads(FANOUT_FIXTURE.read_text())["Records"][0]
+    sqs = boto("sqs")
+    for start in range(0, count, 10):
+        batch = ours[start:start + 10]
+        records = []
+        for m in batch:
+            record = dict(template)
+            record.update(
+                messageId=m["MessageId"], receiptHandle=m["ReceiptHandle"], body=m["Body"],
+                eventSourceARN=f"arn:aws:sqs:{REGION}:123456789012:{stack['table']}-events",
+            )
+            records.append(record)
+        response = watch.invoke("fanout", data=json.dumps({"Records": records}),
+                                timeout=FIRST_INVOKE_TIMEOUT)
+        assert response == {"batchItemFailures": []}, response
+        for m in batch:
+            sqs.delete_message(QueueUrl=stack["events"], ReceiptHandle=m["ReceiptHandle"])
+    return ours
+
+
 def test_receiver_and_fanout_under_the_runtime_api(stack, relay_bin, watch, sink_factory, sub_secret):
     """Fixtures in, through the runtime API, to a loopback sink; then what an operator sees
     and does with `relay --aws`: events show/list, replay (next attempt, same webhook-id) and
@@ -308,50 +354,19 @@ def test_log_bytes_per_delivered_event(stack, relay_bin, function_binaries, sink
     watch = start_watch(env, tmp_path)
     try:
         # One warm-up event per function, so cold-start lines are not counted per event.
-        fixture = json.loads(RECEIVER_FIXTURE.read_text())
-
         def signed(n):
             body = json.dumps({"ref": "refs/heads/main", "n": n, "secret_marker": "body-not-logged"})
-            payload = json.loads(json.dumps(fixture))
-            payload["rawPath"] = f"/{source}"
-            payload["requestContext"]["http"]["path"] = f"/{source}"
-            payload["body"] = body
-            payload["isBase64Encoded"] = False
-            headers = payload["headers"]
-            headers["content-length"] = str(len(body))
-            headers["x-github-delivery"] = str(uuid.uuid4())
             mac = hmac.new(FIXTURE_SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
-            headers["x-hub-signature-256"] = f"sha256={mac}"
-            return json.dumps(payload)
+            return receiver_request(f"/{source}", body.encode(), {
+                "x-github-delivery": str(uuid.uuid4()),
+                "x-hub-signature-256": f"sha256={mac}",
+            })
 
         def through(count, offset):
             for n in range(count):
                 answer = watch.invoke("receiver", data=signed(offset + n), timeout=FIRST_INVOKE_TIMEOUT)
                 assert answer["statusCode"] == 202, answer
-            ours = []
-            deadline = time.monotonic() + 30
-            while len(ours) < count and time.monotonic() < deadline:
-                for m in receive_all(stack["events"]):
-                    if json.loads(m["Body"]).get("source") == source:
-                        ours.append(m)
-            assert len(ours) == count, ours
-            template = json.loads(FANOUT_FIXTURE.read_text())["Records"][0]
-            sqs = boto("sqs")
-            for start in range(0, count, 10):
-                batch = ours[start:start + 10]
-                records = []
-                for m in batch:
-                    record = dict(template)
-                    record.update(
-                        messageId=m["MessageId"], receiptHandle=m["ReceiptHandle"], body=m["Body"],
-                        eventSourceARN=f"arn:aws:sqs:{REGION}:123456789012:{stack['table']}-events",
-                    )
-                    records.append(record)
-                response = watch.invoke("fanout", data=json.dumps({"Records": records}),
-                                        timeout=FIRST_INVOKE_TIMEOUT)
-                assert response == {"batchItemFailures": []}, response
-                for m in batch:  # as the event source mapping does after a clean batch
-                    sqs.delete_message(QueueUrl=stack["events"], ReceiptHandle=m["ReceiptHandle"])
+            fan_out_queued(watch, stack, source, count)
 
         through(1, 0)
         sink.wait_for("/ok/logs", 1)
@@ -371,3 +386,44 @@ def test_log_bytes_per_delivered_event(stack, relay_bin, function_binaries, sink
     assert b"body-not-logged" not in text, "an event body reached the log"
     assert FIXTURE_SECRET.encode() not in text and sub_secret.encode() not in text, "a secret reached the log"
     assert per_event <= LOG_BYTES_PER_EVENT_TARGET, f"{per_event:.0f} bytes of log per delivered event"
+
+
+# Corpus examples sent through the receiver function, each in both content types.
+CORPUS_SAMPLE = 20
+
+
+def test_github_corpus_sample_through_the_functions(stack, relay_bin, watch, sink_factory, sub_secret,
+                                                    node_modules, octokit):
+    """A sample of real GitHub payloads (tests/github_corpus.py), as `json` and as `form`
+    (base64-encoded by Lambda, as function URLs pass form bodies), signed by GitHub's
+    @octokit/webhooks-methods: each accepted by the receiver, typed as documented, and delivered
+    by the fanout byte-identical with its content type and a verified Standard Webhooks
+    signature."""
+    source = f"corpus{uuid.uuid4().hex[:6]}"
+    secret = f"gh-{uuid.uuid4().hex}"
+    relay_aws(relay_bin, stack, "sources", "add", source, "--provider", "github", "--secret", secret)
+    sink = sink_factory(secrets=[sub_secret])
+    relay_aws(relay_bin, stack, "subscriptions", "add", "--source", source,
+              "--url", f"{sink.url}/ok/corpus", "--secret", sub_secret)
+    pairs = corpus.sample(corpus.examples(node_modules), CORPUS_SAMPLE)
+    items = corpus.sign(octokit, secret, corpus.deliveries(pairs))
+
+    answers = []
+    for delivery in items:
+        request = receiver_request(f"/{source}", delivery.body, delivery.headers(),
+                                   base64_body=delivery.kind == "form")
+        answer = watch.invoke("receiver", data=request, timeout=FIRST_INVOKE_TIMEOUT)
+        status = answer["statusCode"]
+        answers.append((status, json.loads(answer["body"])["id"] if status == 202 else answer["body"]))
+    accepted = sum(1 for status, _ in answers if status == 202)
+    fan_out_queued(watch, stack, source, accepted)
+    received = sink.wait_for("/ok/corpus", accepted, timeout=60 + accepted)
+    counts, problems = corpus.check_deliveries(items, answers, received, sub_secret)
+    print(corpus.summary("receiver function", counts))
+
+    assert not problems, "\n".join(problems)
+    for kind in corpus.CONTENT_TYPES:
+        c = counts[kind]
+        assert c["examples"] == len(pairs) == CORPUS_SAMPLE, c
+        assert c["accepted"] == c["typed_right"] == c["byte_identical"] == len(pairs), c
+    assert any("." in d.expected_type for d in items) and any("." not in d.expected_type for d in items)

@@ -19,8 +19,6 @@ import base64
 import hashlib
 import hmac
 import json
-import shutil
-import subprocess
 import time
 import uuid
 from datetime import datetime, timezone
@@ -113,40 +111,7 @@ def tamper(body):
 
 
 # --------------------------------------------------------------------------------------------
-# GitHub: @octokit/webhooks-methods
-
-
-@pytest.fixture(scope="session")
-def octokit():
-    """Signs with @octokit/webhooks-methods through node; installs tests/node_modules if needed."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        pytest.fail("node and npm are needed to sign with @octokit/webhooks-methods")
-    if not (TESTS / "node_modules" / "@octokit" / "webhooks-methods").is_dir():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=TESTS, check=True,
-                       stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
-    script = """
-import { sign, verify } from "@octokit/webhooks-methods";
-let input = "";
-for await (const chunk of process.stdin) input += chunk;
-const out = [];
-for (const { secret, payload } of JSON.parse(input)) {
-  const signature = await sign(secret, payload);
-  if (!(await verify(secret, payload, signature))) throw new Error("octokit verify failed");
-  out.push(signature);
-}
-process.stdout.write(JSON.stringify(out));
-"""
-
-    def sign_all(pairs):
-        result = subprocess.run(
-            [node, "--input-type=module", "-e", script], cwd=TESTS, check=True,
-            input=json.dumps([{"secret": s, "payload": p} for s, p in pairs]),
-            capture_output=True, text=True, timeout=60,
-        )
-        return json.loads(result.stdout)
-
-    return sign_all
+# GitHub: @octokit/webhooks-methods (the `octokit` fixture, conftest.py)
 
 
 def test_github_signed_by_octokit(case, octokit):

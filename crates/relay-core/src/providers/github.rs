@@ -1,5 +1,8 @@
 //! GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`; event type from
-//! `X-GitHub-Event` plus the body's `action` (`issues.opened`); delivery id `X-GitHub-Delivery`.
+//! `X-GitHub-Event` plus the event's top-level string `action` (`issues.opened`); delivery id
+//! `X-GitHub-Delivery`. A hook sends its events as `json` (the body is the event) or `form`
+//! (`application/x-www-form-urlencoded`, the event in the field `payload`): both are typed from
+//! the same document (`event_document`), and a form without a JSON `payload` is refused (400).
 //! A proxy that merges repeated headers may send `sha256=<a>,sha256=<b>`: the value is split on
 //! commas and any entry that verifies passes. The receiver refuses (400) an event type that is
 //! not a header value (control characters, over 256 bytes) and a delivery id over 512 bytes.
@@ -7,8 +10,8 @@
 
 use super::WeakSourceSecret;
 use super::{
-    InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection, Verified,
-    json_string_field, require_shared_secret,
+    EventDocument, InboundRequest, Outcome, PAYLOAD_FIELD, POST_ONLY, Provider, ProviderConfig,
+    Rejection, Verified, event_document, require_shared_secret,
 };
 use crate::model::Source;
 use crate::signing::{constant_time_eq, decode_hex, hmac_sha256};
@@ -66,12 +69,19 @@ pub(super) fn verify(source: &Source, request: &InboundRequest) -> Result<Verifi
     let event = request
         .header("x-github-event")
         .ok_or_else(|| Rejection::malformed("no X-GitHub-Event header"))?;
-    let is_json = request.content_type().is_none_or(|ct| ct.contains("json"));
-    let action = if is_json {
-        json_string_field(&request.body, "action").map_err(Rejection::malformed)?
-    } else {
-        None
-    };
+    // GitHub names the content type of the hook (`json` or `form`); a request without one is
+    // read as JSON.
+    let content_type = request.content_type().or(Some("application/json"));
+    let document = event_document(content_type, &request.body).map_err(Rejection::malformed)?;
+    if let EventDocument::Form(_) = document {
+        return Err(Rejection::malformed(format!(
+            "form body has no {PAYLOAD_FIELD} field (GitHub's form content type sends the event \
+             as {PAYLOAD_FIELD}=<JSON>)"
+        )));
+    }
+    let action = document
+        .string_field("action")
+        .map_err(Rejection::malformed)?;
     let event_type = match action {
         Some(action) => format!("{event}.{action}"),
         None => event.to_owned(),
@@ -197,5 +207,133 @@ mod tests {
         let verified = verify(&source(ProviderConfig::Github, "s"), &req).unwrap();
         assert_eq!(verified.event_type, "issues.opened");
         assert_eq!(verified.delivery_id, None);
+    }
+
+    /// A delivery signed over its raw body with secret `s`, as GitHub sends it.
+    fn signed(event: &str, content_type: &str, body: &str) -> InboundRequest {
+        let sig = format!(
+            "sha256={}",
+            hex::encode(hmac_sha256(b"s", &[body.as_bytes()]))
+        );
+        request(
+            &[
+                ("X-Hub-Signature-256", &sig),
+                ("X-GitHub-Event", event),
+                ("content-type", content_type),
+            ],
+            body,
+        )
+    }
+
+    const FORM: &str = "application/x-www-form-urlencoded";
+
+    fn form_of(json: &str) -> String {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", json)
+            .finish()
+    }
+
+    #[test]
+    fn form_deliveries_are_typed_as_the_same_event_in_json() {
+        let src = source(ProviderConfig::Github, "s");
+        let type_of = |event: &str, content_type: &str, body: &str| {
+            verify(&src, &signed(event, content_type, body))
+                .map(|v| v.event_type)
+                .map_err(|r| (r.status, r.message))
+        };
+        for (event, json, expected) in [
+            (
+                "issues",
+                r#"{"action":"opened","issue":{"title":"a+b & c=d 100% ü"}}"#,
+                "issues.opened",
+            ),
+            (
+                "pull_request",
+                r#"{"number":1,"action":"synchronize"}"#,
+                "pull_request.synchronize",
+            ),
+            ("push", r#"{"ref":"refs/heads/main"}"#, "push"),
+            ("ping", r#"{"zen":"x","hook_id":1}"#, "ping"),
+            // Only a top-level string is an action.
+            ("weird", r#"{"action":{"nested":"no"}}"#, "weird"),
+        ] {
+            let form = form_of(json);
+            assert_eq!(
+                type_of(event, "application/json", json).as_deref(),
+                Ok(expected)
+            );
+            assert_eq!(
+                type_of(event, FORM, &form).as_deref(),
+                Ok(expected),
+                "{form}"
+            );
+        }
+        // Other content types are not read, as before.
+        let form = form_of(r#"{"action":"opened"}"#);
+        assert_eq!(
+            type_of("issues", "text/plain", &form).as_deref(),
+            Ok("issues")
+        );
+    }
+
+    #[test]
+    fn form_signatures_cover_the_raw_form_bytes() {
+        let src = source(ProviderConfig::Github, "s");
+        let form = form_of(r#"{"action":"opened", "n":1}"#);
+        assert!(form.contains('+'), "{form}");
+        let mut req = signed("issues", FORM, &form);
+        assert_eq!(verify(&src, &req).unwrap().event_type, "issues.opened");
+        // The same document encoded otherwise (`%20` for `+`) is not what was signed.
+        req.body = bytes::Bytes::from(form.replace('+', "%20"));
+        assert_eq!(
+            verify(&src, &req).unwrap_err().message,
+            "signature does not match"
+        );
+    }
+
+    #[test]
+    fn form_bodies_without_a_json_payload_are_400_and_say_which() {
+        let src = source(ProviderConfig::Github, "s");
+        let refusal = |body: &str| verify(&src, &signed("issues", FORM, body)).unwrap_err();
+        for body in ["", "action=opened", "payloads=%7B%7D"] {
+            let err = refusal(body);
+            assert_eq!(err.status, 400, "{body}");
+            assert_eq!(
+                err.message,
+                "form body has no payload field (GitHub's form content type sends the event as \
+                 payload=<JSON>)"
+            );
+        }
+        for body in ["payload=", "payload=opened", "payload=%7B%22action%22"] {
+            let err = refusal(body);
+            assert_eq!(err.status, 400, "{body}");
+            assert!(
+                err.message
+                    .starts_with("the form field payload is not JSON: "),
+                "{body}: {}",
+                err.message
+            );
+        }
+        let err = refusal("payload=%5B%5D");
+        assert_eq!(err.status, 400);
+        assert!(
+            err.message
+                .starts_with("the form field payload is not a JSON object: "),
+            "{}",
+            err.message
+        );
+        // A JSON body that is not JSON, or no object, stays a 400 too.
+        let err = verify(&src, &signed("issues", "application/json", "{")).unwrap_err();
+        assert!(
+            err.message.starts_with("body is not JSON: "),
+            "{}",
+            err.message
+        );
+        let err = verify(&src, &signed("issues", "application/json", "[]")).unwrap_err();
+        assert!(
+            err.message.starts_with("body is not a JSON object: "),
+            "{}",
+            err.message
+        );
     }
 }

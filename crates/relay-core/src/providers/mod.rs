@@ -18,6 +18,7 @@
 //! Each provider file also holds `validate_secret`, the rule for the secrets `sources add` and
 //! `sources update --add-secret` accept (`validate_source_secret`).
 
+mod document;
 pub mod fuzzing;
 mod github;
 mod hmac_generic;
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Source;
 
+pub use document::{EventDocument, PAYLOAD_FIELD, event_document};
 pub use hmac_generic::{HmacOptions, SignatureEncoding};
 pub use token::TokenOptions;
 pub use twilio::{InvalidPublicUrl, TwilioOptions, check_public_url};
@@ -374,8 +376,11 @@ pub(crate) fn media_type_is(content_type: Option<&str>, essence: &str) -> bool {
     })
 }
 
+/// The media type of form bodies.
+pub(crate) const FORM_MEDIA_TYPE: &str = "application/x-www-form-urlencoded";
+
 pub(crate) fn is_form(request: &InboundRequest) -> bool {
-    media_type_is(request.content_type(), "application/x-www-form-urlencoded")
+    media_type_is(request.content_type(), FORM_MEDIA_TYPE)
 }
 
 /// The pairs of an `application/x-www-form-urlencoded` text, decoded (`+` is a space).
@@ -424,6 +429,15 @@ pub(crate) fn check_timestamp(timestamp: i64, now: i64, tolerance: u64) -> Resul
 
 /// The top-level string field `field` of a JSON object body, without building a whole tree.
 pub(crate) fn json_string_field(body: &[u8], field: &str) -> Result<Option<String>, String> {
+    object_string_field(body, field).map_err(|e| format!("body is not a JSON object: {e}"))
+}
+
+/// The top-level string field `field` of the JSON object `json`; an error when `json` is no
+/// JSON object.
+pub(crate) fn object_string_field(
+    json: &[u8],
+    field: &str,
+) -> Result<Option<String>, serde_json::Error> {
     use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
     struct FieldVisitor<'f>(&'f str);
     impl<'de> Visitor<'de> for FieldVisitor<'_> {
@@ -444,12 +458,9 @@ pub(crate) fn json_string_field(body: &[u8], field: &str) -> Result<Option<Strin
             Ok(found)
         }
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = de
-        .deserialize_map(FieldVisitor(field))
-        .map_err(|e| format!("body is not a JSON object: {e}"))?;
-    de.end()
-        .map_err(|e| format!("body is not a JSON object: {e}"))?;
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let value = de.deserialize_map(FieldVisitor(field))?;
+    de.end()?;
     Ok(value)
 }
 

@@ -23,9 +23,9 @@
 
 use super::WeakSourceSecret;
 use super::{
-    Answer, InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection, Verified,
-    check_timestamp, form_field, form_pairs, is_form, media_type_is, parse_timestamp,
-    require_shared_secret, type_token,
+    Answer, EventDocument, FORM_MEDIA_TYPE, InboundRequest, Outcome, POST_ONLY, Provider,
+    ProviderConfig, Rejection, Verified, check_timestamp, event_document, form_field,
+    parse_timestamp, require_shared_secret, type_token,
 };
 use crate::model::Source;
 use crate::signing::{constant_time_eq, decode_hex, hmac_sha256};
@@ -73,60 +73,69 @@ pub enum SlackBody {
     },
 }
 
-/// Classifies a (verified) body: JSON envelopes, interactive payloads, slash commands.
+/// Classifies a (verified) body: JSON envelopes, interactive payloads, slash commands. Without
+/// a content type, a body that opens an object is JSON and any other a form.
 pub fn classify(content_type: Option<&str>, body: &[u8]) -> Result<SlackBody, String> {
-    let json = media_type_is(content_type, "application/json")
-        || (content_type.is_none() && body.first() == Some(&b'{'));
-    if json {
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
-        let text = |v: &serde_json::Value, key: &str| {
-            v.get(key)
+    let assumed = if body.first() == Some(&b'{') {
+        "application/json"
+    } else {
+        FORM_MEDIA_TYPE
+    };
+    match event_document(content_type.or(Some(assumed)), body)? {
+        EventDocument::Json(json) => classify_envelope(json),
+        EventDocument::FormPayload(json) => {
+            let value: serde_json::Value = serde_json::from_str(&json)
+                .map_err(|e| format!("the payload field is not JSON: {e}"))?;
+            let kind = value
+                .get("type")
                 .and_then(serde_json::Value::as_str)
-                .map(str::to_owned)
-        };
-        let kind = text(&value, "type").ok_or("body has no string field \"type\"")?;
-        let id = text(&value, "event_id");
-        return match kind.as_str() {
-            "url_verification" => text(&value, "challenge")
-                .map(SlackBody::Challenge)
-                .ok_or_else(|| "url_verification without a string \"challenge\"".into()),
-            "event_callback" => {
-                let event_type = value
-                    .get("event")
-                    .and_then(|e| text(e, "type"))
-                    .and_then(|t| type_token(&t).map(str::to_owned))
-                    .ok_or("event_callback without a string \"event.type\"")?;
-                Ok(SlackBody::Event { event_type, id })
-            }
-            other => Ok(SlackBody::Event {
-                event_type: type_token(other)
-                    .ok_or("\"type\" is not a usable event type")?
-                    .to_owned(),
-                id,
-            }),
-        };
+                .and_then(type_token)
+                .ok_or("the payload has no string field \"type\"")?;
+            Ok(SlackBody::Event {
+                event_type: format!("interaction.{kind}"),
+                id: None,
+            })
+        }
+        EventDocument::Form(pairs) => classify_form(&pairs),
+        EventDocument::Opaque => Err("Slack sends JSON or form bodies; this is neither".into()),
     }
-    let form =
-        media_type_is(content_type, "application/x-www-form-urlencoded") || content_type.is_none();
-    if !form {
-        return Err("Slack sends JSON or form bodies; this is neither".into());
-    }
-    let pairs = form_pairs(body);
-    if let Some(payload) = form_field(&pairs, "payload") {
-        let value: serde_json::Value = serde_json::from_str(payload)
-            .map_err(|e| format!("the payload field is not JSON: {e}"))?;
-        let kind = value
-            .get("type")
+}
+
+/// An Events API envelope: `url_verification`, `event_callback` or another `type`.
+fn classify_envelope(json: &str) -> Result<SlackBody, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("body is not JSON: {e}"))?;
+    let text = |v: &serde_json::Value, key: &str| {
+        v.get(key)
             .and_then(serde_json::Value::as_str)
-            .and_then(type_token)
-            .ok_or("the payload has no string field \"type\"")?;
-        return Ok(SlackBody::Event {
-            event_type: format!("interaction.{kind}"),
-            id: None,
-        });
+            .map(str::to_owned)
+    };
+    let kind = text(&value, "type").ok_or("body has no string field \"type\"")?;
+    let id = text(&value, "event_id");
+    match kind.as_str() {
+        "url_verification" => text(&value, "challenge")
+            .map(SlackBody::Challenge)
+            .ok_or_else(|| "url_verification without a string \"challenge\"".into()),
+        "event_callback" => {
+            let event_type = value
+                .get("event")
+                .and_then(|e| text(e, "type"))
+                .and_then(|t| type_token(&t).map(str::to_owned))
+                .ok_or("event_callback without a string \"event.type\"")?;
+            Ok(SlackBody::Event { event_type, id })
+        }
+        other => Ok(SlackBody::Event {
+            event_type: type_token(other)
+                .ok_or("\"type\" is not a usable event type")?
+                .to_owned(),
+            id,
+        }),
     }
-    if let Some(command) = form_field(&pairs, "command") {
+}
+
+/// A form without a `payload`: a slash command or Slack's SSL check.
+fn classify_form(pairs: &[(String, String)]) -> Result<SlackBody, String> {
+    if let Some(command) = form_field(pairs, "command") {
         let name = type_token(command.trim_start_matches('/'))
             .ok_or("the command field is not a usable name")?;
         return Ok(SlackBody::Event {
@@ -134,7 +143,7 @@ pub fn classify(content_type: Option<&str>, body: &[u8]) -> Result<SlackBody, St
             id: None,
         });
     }
-    if form_field(&pairs, "ssl_check") == Some("1") {
+    if form_field(pairs, "ssl_check") == Some("1") {
         return Ok(SlackBody::SslCheck);
     }
     Err("form body is neither a slash command (command=) nor an interaction (payload=)".into())
@@ -170,12 +179,7 @@ pub(super) fn verify(
         return Err(Rejection::unauthorized("signature does not match"));
     }
 
-    let content_type = if is_form(request) {
-        Some("application/x-www-form-urlencoded")
-    } else {
-        request.content_type()
-    };
-    match classify(content_type, &request.body).map_err(Rejection::malformed)? {
+    match classify(request.content_type(), &request.body).map_err(Rejection::malformed)? {
         SlackBody::Challenge(challenge) => Ok(Outcome::Answer(Answer {
             status: 200,
             body: serde_json::json!({ "challenge": challenge }),
