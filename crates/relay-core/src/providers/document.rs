@@ -97,18 +97,19 @@ fn check_json(text: &str) -> Result<(), serde_json::Error> {
     serde_json::from_str::<IgnoredAny>(text).map(|_| ())
 }
 
+/// The form body a sender such as GitHub (`form` content type) sends for the JSON `json`.
+#[cfg(test)]
+pub(crate) fn form_of(json: &str) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair(PAYLOAD_FIELD, json)
+        .finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const FORM: &str = "application/x-www-form-urlencoded";
-
-    /// The form body GitHub sends for `json` with its `form` content type.
-    fn form_of(json: &str) -> String {
-        url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("payload", json)
-            .finish()
-    }
+    const FORM: &str = FORM_MEDIA_TYPE;
 
     #[test]
     fn json_body_and_form_payload_give_the_same_document() {

@@ -225,13 +225,8 @@ mod tests {
         )
     }
 
-    const FORM: &str = "application/x-www-form-urlencoded";
-
-    fn form_of(json: &str) -> String {
-        url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("payload", json)
-            .finish()
-    }
+    use crate::providers::FORM_MEDIA_TYPE as FORM;
+    use crate::providers::document::form_of;
 
     #[test]
     fn form_deliveries_are_typed_as_the_same_event_in_json() {
