@@ -94,6 +94,22 @@ pub async fn silent_endpoint() -> (String, tokio::task::JoinHandle<()>) {
     (format!("http://127.0.0.1:{port}"), holder)
 }
 
+/// How many times slower than an idle machine this one runs now: the one-minute load average
+/// per core (`/proc/loadavg`), at least 1.
+pub fn load_factor() -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(1.0, |load| (load / cores).max(1.0))
+}
+
+/// `time` on an idle machine, stretched by the load now: waits give a busy machine room in
+/// proportion to its measured load instead of failing.
+pub fn room(time: Duration) -> Duration {
+    time.mul_f64(load_factor())
+}
+
 /// A short random suffix for resource names (the random tail of a UUIDv7).
 pub fn unique() -> String {
     let id = relay_core::ids::new_event_id();
@@ -396,13 +412,15 @@ impl Poller {
 
     /// Polls both queues (as Lambda runs one poller per event source mapping) until `done`
     /// answers true, or `timeout` passes; returns whether `done` answered true.
+    /// `timeout` is stretched by the machine's load (`room`), so a busy machine is given time
+    /// rather than failed.
     pub async fn run_until(&self, timeout: Duration, mut done: impl AsyncFnMut() -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
         loop {
             if done().await {
                 return true;
             }
-            if Instant::now() >= deadline {
+            if started.elapsed() >= room(timeout) {
                 return false;
             }
             tokio::join!(
