@@ -24,7 +24,6 @@ from standins.stripe_api import StripeApi
 from test_lambda_runtime import (  # noqa: F401  (fixtures)
     FIRST_INVOKE_TIMEOUT, function_binaries, function_env, stack, start_watch,
 )
-from test_providers_live import octokit  # noqa: F401  (the official GitHub signer)
 
 pytestmark = [
     pytest.mark.skipif(not MOTO, reason="MOTO_ENDPOINT is not set (scripts/test starts moto)"),
@@ -34,7 +33,7 @@ pytestmark = [
 HOOK = "orgs/octo/hooks/7"
 
 
-def relay(relay_bin, stack, *args, env=None, check=True):  # noqa: F811
+def relay(relay_bin, stack, *args, env=None, check=True):
     argv = [str(relay_bin), "--aws", "--table", stack["table"],
             "--events-queue-url", stack["events"],
             "--deliveries-queue-url", stack["deliveries"], *args, "--json"]
@@ -60,7 +59,7 @@ def drain_events(queue_url):
 
 
 @pytest.fixture(scope="module")
-def receiver_url(stack, function_binaries, tmp_path_factory):  # noqa: F811
+def receiver_url(stack, function_binaries, tmp_path_factory):
     """The receiver's function URL under `cargo lambda watch`, started once for the module
     and warmed up: its first request waits for watch's own build of the function."""
     watch = start_watch(function_env(stack), tmp_path_factory.mktemp("reconcile-watch"))
@@ -78,7 +77,7 @@ def function_url(receiver_url, source):
 
 
 def test_github_on_aws_redelivers_the_dropped_through_the_function_url(
-        stack, relay_bin, receiver_url, octokit):  # noqa: F811
+        stack, relay_bin, receiver_url, octokit):
     name = f"gh{uuid.uuid4().hex[:6]}"
     secret = f"gh-{uuid.uuid4().hex}"
     token = f"ghp_{uuid.uuid4().hex}"
@@ -121,7 +120,7 @@ def test_github_on_aws_redelivers_the_dropped_through_the_function_url(
         api.close()
 
 
-def test_stripe_on_aws_ingests_the_dropped_marked_reconciled(stack, relay_bin, receiver_url):  # noqa: F811
+def test_stripe_on_aws_ingests_the_dropped_marked_reconciled(stack, relay_bin, receiver_url):
     name = f"st{uuid.uuid4().hex[:6]}"
     secret = "whsec_" + uuid.uuid4().hex
     key = f"sk_test_{uuid.uuid4().hex}"

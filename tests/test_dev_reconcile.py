@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from conftest import run_cli, wait_until
 from standins.github_api import GithubApi
 from standins.stripe_api import StripeApi
-from test_providers_live import octokit  # noqa: F401  (the official GitHub signer, a fixture)
 
 HOOK = "repos/octo/hello-world/hooks/42"
 APP_HOOK = "app/hook"
@@ -46,7 +45,7 @@ def findings(result):
 
 
 @pytest.fixture
-def github(dev, octokit, monkeypatch):  # noqa: F811
+def github(dev, octokit, monkeypatch):
     secret = f"gh-{uuid.uuid4().hex}"
     token = f"ghp_{uuid.uuid4().hex}"
     dev.cli("sources", "add", "gh", "--provider", "github", "--secret", secret)
@@ -78,7 +77,7 @@ def key_lines(pem):
 
 
 @pytest.fixture
-def github_app(dev, octokit):  # noqa: F811
+def github_app(dev, octokit):
     """A GitHub App's webhook (app/hook): the credential is the App's private key PEM, in a file
     in the data dir."""
     secret = f"gh-{uuid.uuid4().hex}"

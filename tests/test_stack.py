@@ -36,7 +36,6 @@ from conftest import ROOT, tail, wait_until
 from lambda_support import CARGO_LAMBDA, MOTO, REGION, Watch, aws_env, boto
 from standins.github_api import GithubApi
 from standins.stripe_api import StripeApi
-from test_providers_live import octokit  # noqa: F401  (the official GitHub signer)
 
 TEMPLATE = ROOT / "infra" / "template.yaml"
 SAMCONFIG = ROOT / "samconfig.toml"
@@ -570,7 +569,7 @@ RECONCILE_FIXTURE = ROOT / "events" / "reconcile-scheduled-event.json"
 
 @needs_moto
 @needs_cargo_lambda
-def test_scheduled_reconcile_recovers_what_was_dropped(deployed, functions, relay_bin, octokit):  # noqa: F811
+def test_scheduled_reconcile_recovers_what_was_dropped(deployed, functions, relay_bin, octokit):
     """The stack's reconcile function under the runtime API, invoked with the schedule's event:
     credentials from an SSM SecureString and a Secrets Manager secret under the stack's name,
     the loopback stand-ins of GitHub's and Stripe's APIs (tests/standins/, which cite the API
