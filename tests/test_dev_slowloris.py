@@ -93,16 +93,18 @@ def read_until_closed(sock, deadline):
 
 def accepted_connections(dev):
     """Connections the server has accepted (and holds a descriptor for): established sockets on
-    its port with an inode; those still waiting in the listen backlog have none."""
-    count = 0
+    its port with an inode; those still waiting in the listen backlog have none. Counted by inode:
+    the kernel writes the table in pieces, and a socket closing meanwhile can make it list
+    another one twice."""
+    inodes = set()
     with open("/proc/net/tcp") as table:
         next(table)
         for line in table:
             fields = line.split()
             local_port = int(fields[1].rsplit(":", 1)[1], 16)
             if local_port == dev.port and fields[3] == "01" and fields[9] != "0":
-                count += 1
-    return count
+                inodes.add(fields[9])
+    return len(inodes)
 
 
 def close_all(sockets):
