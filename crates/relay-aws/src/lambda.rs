@@ -7,7 +7,7 @@ use relay_core::clock::SharedClock;
 use relay_core::metrics::Tally;
 
 use crate::metrics::EmfMetrics;
-use crate::{AwsSettings, DynamoStore, SqsQueue, connect, logging};
+use crate::{AwsSettings, Caller, DynamoStore, SqsQueue, connect, logging};
 
 /// The error a Lambda main returns (the runtime's own `Error` type).
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
@@ -24,9 +24,11 @@ pub fn env_lookup(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// Builds the use case with `build` (a `wiring` function) over the adapters and the system
-/// clock and, when metrics are enabled, attaches their tally with `with_tally`.
+/// Builds the use case with `build` (a `wiring` function) over the adapters (with `caller`'s
+/// retries and timeouts) and the system clock and, when metrics are enabled, attaches their
+/// tally with `with_tally`.
 pub async fn start<T>(
+    caller: Caller,
     build: impl FnOnce(
         DynamoStore,
         SqsQueue,
@@ -40,7 +42,7 @@ pub async fn start<T>(
     logging::init_lambda_logging();
     let settings = AwsSettings::from_env()?;
     // Clients, the HTTP connection pool and the caches are built once per cold start.
-    let aws = connect(&settings).await;
+    let aws = connect(&settings, caller).await;
     let use_case = build(
         aws.store,
         aws.queue,

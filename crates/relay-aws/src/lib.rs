@@ -18,7 +18,7 @@ pub mod wiring;
 
 pub use cloudwatch::CloudWatchActivity;
 pub use config::{
-    AwsSettings, DEFAULT_OPERATION_TIMEOUT, SettingsError, load_sdk_config, sdk_config_loader,
+    AwsSettings, Caller, SdkPolicy, SettingsError, load_sdk_config, sdk_config_loader,
 };
 pub use dynamo::DynamoStore;
 pub use secrets::AwsCredentials;
@@ -35,9 +35,10 @@ pub struct AwsAdapters {
     pub admin: SqsAdmin,
 }
 
-/// Loads the SDK config from the environment and builds every adapter from `settings`.
-pub async fn connect(settings: &AwsSettings) -> AwsAdapters {
-    let sdk = load_sdk_config(settings.operation_timeout).await;
+/// Loads the SDK config from the environment, with `caller`'s retries and timeouts, and builds
+/// every adapter from `settings`.
+pub async fn connect(settings: &AwsSettings, caller: Caller) -> AwsAdapters {
+    let sdk = load_sdk_config(&settings.sdk_policy(caller)).await;
     adapters_from_sdk_config(&sdk, settings)
 }
 
@@ -50,7 +51,7 @@ pub fn adapters_from_sdk_config(
     AwsAdapters {
         store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.table.clone()),
         queue: SqsQueue::new(sqs.clone(), settings),
-        admin: SqsAdmin::new(sqs, settings.operation_timeout),
+        admin: SqsAdmin::new(sqs),
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
@@ -50,7 +51,7 @@ pub struct SqsQueue {
 impl SqsQueue {
     pub fn new(client: Client, settings: &AwsSettings) -> Self {
         Self {
-            admin: SqsAdmin::new(client.clone(), settings.operation_timeout),
+            admin: SqsAdmin::new(client.clone()),
             client,
             events_url: settings.events_queue_url.clone(),
             events_dlq_url: settings.events_dlq_url.clone(),
@@ -289,9 +290,14 @@ pub struct SqsAdmin {
 }
 
 impl SqsAdmin {
-    /// `operation_timeout` bounds each call, as in `load_sdk_config`; long polls get their wait
-    /// on top.
-    pub fn new(client: Client, operation_timeout: Duration) -> Self {
+    /// Each call is bounded by the client's operation timeout (`load_sdk_config`); long polls
+    /// get their wait on top.
+    pub fn new(client: Client) -> Self {
+        let operation_timeout = client
+            .config()
+            .timeout_config()
+            .and_then(|t| t.operation_timeout())
+            .unwrap_or(crate::Caller::Admin.policy().operation_timeout);
         Self {
             client,
             operation_timeout,
@@ -448,11 +454,17 @@ impl SqsAdmin {
     ) -> Result<u64, QueueError> {
         let source_arn = self.queue_arn(dlq_url).await?;
         let dest_arn = self.queue_arn(dest_url).await?;
+        // One try: where move tasks are unavailable (an emulator, a missing permission) retries
+        // only delay the copy.
         let started = self
             .client
             .start_message_move_task()
             .source_arn(&source_arn)
             .destination_arn(&dest_arn)
+            .customize()
+            .config_override(
+                aws_sdk_sqs::config::Builder::default().retry_config(RetryConfig::disabled()),
+            )
             .send()
             .await;
         let moved = match started {
@@ -474,6 +486,18 @@ impl SqsAdmin {
             }
         };
         self.copy_messages(dlq_url, dest_url, moved, &mut progress)
+            .await
+    }
+
+    /// The copy fallback of `redrive` on its own: moves every message of `dlq_url` to
+    /// `dest_url` by receive, send (same body), delete; returns how many moved.
+    pub async fn redrive_by_copy(
+        &self,
+        dlq_url: &str,
+        dest_url: &str,
+        mut progress: impl FnMut(&RedriveProgress) + Send,
+    ) -> Result<u64, QueueError> {
+        self.copy_messages(dlq_url, dest_url, 0, &mut progress)
             .await
     }
 
@@ -526,7 +550,9 @@ impl SqsAdmin {
 
     /// The copy fallback. Stops when two receives in a row come back empty, or after as many
     /// messages as the DLQ held at the start (plus a margin), so a consumer that dead-letters
-    /// redriven messages straight back cannot keep it going forever.
+    /// redriven messages straight back cannot keep it going forever. A message whose send fails
+    /// stays in the DLQ, made visible again for the next redrive, and the redrive fails after
+    /// its batch.
     async fn copy_messages(
         &self,
         dlq_url: &str,
@@ -546,7 +572,13 @@ impl SqsAdmin {
             }
             empty_receives = 0;
             let results = futures::future::join_all(batch.into_iter().map(|m| async move {
-                self.send_raw(dest_url, m.body, 0).await?;
+                // Sent before deleted: a failure in between leaves it in both, never in neither.
+                if let Err(e) = self.send_raw(dest_url, m.body, 0).await {
+                    if let Err(release) = self.change_visibility(dlq_url, &m.receipt_handle, 0).await {
+                        tracing::warn!(error = %release, "unsent message stays hidden in the DLQ until its visibility timeout");
+                    }
+                    return Err(e);
+                }
                 self.delete(dlq_url, &m.receipt_handle).await
             }))
             .await;

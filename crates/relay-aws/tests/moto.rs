@@ -267,7 +267,7 @@ async fn standard_endpoint_variables_are_honoured() {
         );
         return;
     }
-    let sdk = relay_aws::load_sdk_config(Duration::from_secs(3)).await;
+    let sdk = relay_aws::load_sdk_config(&relay_aws::Caller::Admin.policy()).await;
     let adapters = adapters_from_sdk_config(&sdk, &AwsSettings::new(unique("absent")));
     // Reaching DynamoDB (moto) shows up as its "no such table" answer, not a connection error.
     let err = adapters.store.list_sources().await.unwrap_err();
@@ -275,4 +275,144 @@ async fn standard_endpoint_variables_are_honoured() {
         matches!(&err, StoreError::Unavailable(m) if m.contains("ResourceNotFoundException")),
         "{err}"
     );
+}
+
+/// Every body on `queue_url`, received (and left hidden) until two receives come back empty.
+async fn drain_bodies(admin: &SqsAdmin, queue_url: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    let mut empty = 0;
+    while empty < 2 {
+        let batch = admin.receive(queue_url, 10, 1, 120).await.unwrap();
+        if batch.is_empty() {
+            empty += 1;
+        }
+        bodies.extend(batch.into_iter().map(|m| m.body));
+    }
+    bodies.sort();
+    bodies
+}
+
+/// Event messages as the receiver queues them, each a different event id.
+fn event_bodies(prefix: &str, count: usize, body_bytes: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            let evt = event(&format!("evt_{prefix}{i:03}"), 0, &"x".repeat(body_bytes));
+            serde_json::to_string(&QueueMessage::Event(evt)).unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn copy_redrive_moves_every_message_once_with_its_body() {
+    let Some(stack) = stack("copy_redrive_moves_every_message_once_with_its_body").await else {
+        return;
+    };
+    let admin = &stack.adapters.admin;
+    let q = &stack.queues;
+    let bodies = event_bodies("c", 25, 40);
+    for body in &bodies {
+        admin
+            .send_raw(&q.events_dlq, body.clone(), 0)
+            .await
+            .unwrap();
+    }
+    let mut reports = Vec::new();
+    let moved = admin
+        .redrive_by_copy(&q.events_dlq, &q.events, |p| reports.push(*p))
+        .await
+        .unwrap();
+    assert_eq!(moved, 25);
+    assert!(reports.iter().all(|p| p.method == RedriveMethod::Copy));
+    assert_eq!(reports.last().map(|p| p.moved), Some(25));
+    assert_eq!(admin.queue_depth(&q.events_dlq).await.unwrap().total(), 0);
+    let mut expected = bodies.clone();
+    expected.sort();
+    // Each body exactly once: the same event ids, nothing lost, nothing doubled.
+    assert_eq!(drain_bodies(admin, &q.events).await, expected);
+}
+
+#[tokio::test]
+async fn a_copy_redrive_whose_sends_fail_leaves_the_unsent_in_the_dlq() {
+    let Some(stack) = stack("a_copy_redrive_whose_sends_fail_leaves_the_unsent_in_the_dlq").await
+    else {
+        return;
+    };
+    let admin = &stack.adapters.admin;
+    let q = &stack.queues;
+    // A destination that refuses bodies over 1 KiB: the large messages' sends fail.
+    let small_only = admin
+        .client()
+        .create_queue()
+        .queue_name(unique("relay-test-small"))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::MaximumMessageSize,
+            "1024",
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let small = event_bodies("s", 20, 40);
+    let large = event_bodies("l", 5, 2_000);
+    for body in small.iter().chain(&large) {
+        admin
+            .send_raw(&q.events_dlq, body.clone(), 0)
+            .await
+            .unwrap();
+    }
+    let err = admin
+        .redrive_by_copy(&q.events_dlq, &small_only, |_| {})
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("SendMessage"), "{err}");
+
+    // Every message is in exactly one of the two queues, and every unsent one is in the DLQ,
+    // visible again for the next redrive.
+    let arrived = drain_bodies(admin, &small_only).await;
+    let left = drain_bodies(admin, &q.events_dlq).await;
+    for body in &large {
+        assert!(
+            left.contains(body),
+            "an unsent message is not back in the DLQ"
+        );
+    }
+    let mut all: Vec<String> = arrived.iter().chain(&left).cloned().collect();
+    all.sort();
+    let mut expected: Vec<String> = small.iter().chain(&large).cloned().collect();
+    expected.sort();
+    assert_eq!(all, expected, "lost or doubled");
+    assert!(arrived.iter().all(|b| small.contains(b)));
+}
+
+#[tokio::test]
+async fn redrive_without_move_tasks_falls_back_to_copying() {
+    let Some(stack) = stack("redrive_without_move_tasks_falls_back_to_copying").await else {
+        return;
+    };
+    let admin = &stack.adapters.admin;
+    let q = &stack.queues;
+    let bodies = event_bodies("r", 25, 40);
+    for body in &bodies {
+        admin
+            .send_raw(&q.deliveries_dlq, body.clone(), 0)
+            .await
+            .unwrap();
+    }
+    let mut methods = Vec::new();
+    let moved = admin
+        .redrive(&q.deliveries_dlq, &q.deliveries, |p| methods.push(p.method))
+        .await
+        .unwrap();
+    assert_eq!(moved, 25);
+    assert_eq!(
+        admin.queue_depth(&q.deliveries_dlq).await.unwrap().total(),
+        0
+    );
+    let mut expected = bodies.clone();
+    expected.sort();
+    assert_eq!(drain_bodies(admin, &q.deliveries).await, expected);
+    // Whichever way it moved (moto answers StartMessageMoveTask 500, so it copies), the
+    // copy reports its progress.
+    assert!(!methods.is_empty());
 }

@@ -32,8 +32,7 @@ impl Backend {
                 })?;
             return Ok(Backend::Local(local));
         }
-        let timeout = relay_aws::DEFAULT_OPERATION_TIMEOUT;
-        let sdk = relay_aws::load_sdk_config(timeout).await;
+        let sdk = relay_aws::load_sdk_config(&relay_aws::Caller::Admin.policy()).await;
         let mut settings = match &global.stack {
             Some(stack) => stack_settings(&sdk, stack).await?,
             None => AwsSettings::from_env().unwrap_or_else(|_| AwsSettings::new(String::new())),

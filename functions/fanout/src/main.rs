@@ -6,7 +6,12 @@ use relay_core::fanout::Fanout;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let start = relay_aws::lambda::start(relay_aws::wiring::fanout, Fanout::with_tally).await?;
+    let start = relay_aws::lambda::start(
+        relay_aws::Caller::Fanout,
+        relay_aws::wiring::fanout,
+        Fanout::with_tally,
+    )
+    .await?;
     let (fanout, metrics) = (start.use_case, start.metrics);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let (fanout, metrics) = (Arc::clone(&fanout), metrics.clone());

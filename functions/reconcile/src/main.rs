@@ -10,7 +10,8 @@ async fn main() -> Result<(), Error> {
     relay_aws::logging::init_lambda_logging();
     let settings = relay_aws::AwsSettings::from_env()?;
     // Clients are built once per cold start.
-    let sdk = relay_aws::load_sdk_config(settings.operation_timeout).await;
+    // Reconcile queues what it finds through the receiver's claim and send.
+    let sdk = relay_aws::load_sdk_config(&settings.sdk_policy(relay_aws::Caller::Receiver)).await;
     let aws = relay_aws::adapters_from_sdk_config(&sdk, &settings);
     let clock = relay_core::clock::system();
     let receiver = relay_aws::wiring::receiver(

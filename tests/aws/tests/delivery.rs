@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use harness::*;
 use relay_core::model::QueueMessage;
-use relay_core::ports::{Catalog, EventArchive};
+use relay_core::ports::{Catalog, EventArchive, Queue};
 
 #[tokio::test]
 async fn signed_push_is_delivered_byte_identical_and_verified() {
@@ -1048,4 +1048,197 @@ async fn one_event_through(stack: &Stack, poller: &Poller) -> (String, Duration)
         "{pumped:?}"
     );
     (id, held)
+}
+
+/// The failing first attempt of a new event to `path`: its retry (attempt 2) is then on the
+/// deliveries queue; returns the event id and the subscription id.
+async fn first_attempt_failed(
+    stack: &Stack,
+    poller: &Poller,
+    sink: &Sink,
+    path: &str,
+    whsec: &str,
+) -> (String, String) {
+    stack.add_github_source("github", GITHUB_SECRET).await;
+    let sub = stack
+        .add_subscription("github", &sink.url(path), whsec)
+        .await;
+    let id = accepted_id(
+        invoke_receiver(
+            &stack.receiver(),
+            github_request(
+                "github",
+                GITHUB_SECRET,
+                &unique(),
+                "push",
+                PUSH_BODY.as_bytes(),
+                false,
+            ),
+        )
+        .await,
+    )
+    .await;
+    for _ in 0..30 {
+        poller.pump(&poller.events_url, 1).await;
+        if !sink.received_on(path).await.is_empty() {
+            return (id, sub);
+        }
+    }
+    panic!("the first attempt never came: {:?}", sink.received().await);
+}
+
+/// The next message on `queue_url`, waiting up to 30 s for it (its delay included).
+async fn next_message(stack: &Stack, queue_url: &str) -> relay_aws::SqsMessage {
+    for _ in 0..15 {
+        if let Some(message) = stack
+            .admin()
+            .receive(queue_url, 1, 2, 60)
+            .await
+            .expect("ReceiveMessage")
+            .pop()
+        {
+            return message;
+        }
+    }
+    panic!("no message on {queue_url}");
+}
+
+/// Handles a received message as the event source would, but without deleting it (the delete is
+/// lost), then makes it visible at once instead of after its visibility timeout.
+async fn handle_and_lose_the_delete(
+    stack: &Stack,
+    fanout: &relay_core::fanout::Fanout,
+    queue_url: &str,
+    message: &relay_aws::SqsMessage,
+) -> relay_core::model::Disposition {
+    let disposition = fanout.handle_message(&message.to_received()).await;
+    stack
+        .admin()
+        .change_visibility(queue_url, &message.receipt_handle, 0)
+        .await
+        .expect("make it visible again");
+    disposition
+}
+
+#[tokio::test]
+async fn a_delivery_whose_delete_was_lost_is_not_delivered_again() {
+    let Some(stack) = Stack::new("a_delivery_whose_delete_was_lost_is_not_delivered_again").await
+    else {
+        return;
+    };
+    let whsec = relay_core::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    let path = "/fail/1/lost-delete";
+    let poller = stack.poller("1s").await;
+    let (id, sub) = first_attempt_failed(&stack, &poller, &sink, path, &whsec).await;
+    let deliveries = stack.queues.deliveries.clone();
+    let fanout = stack.fanout("1s");
+
+    let first = next_message(&stack, &deliveries).await;
+    let disposition = handle_and_lose_the_delete(&stack, &fanout, &deliveries, &first).await;
+    assert_eq!(disposition, relay_core::model::Disposition::Delete);
+    assert_eq!(sink.received_on(path).await.len(), 2, "attempt 2 made");
+
+    // The same message comes back: dropped, not attempted again.
+    let again = next_message(&stack, &deliveries).await;
+    assert_eq!(again.message_id, first.message_id);
+    assert_eq!(again.receive_count, 2);
+    let disposition = fanout.handle_message(&again.to_received()).await;
+    assert_eq!(disposition, relay_core::model::Disposition::Delete);
+    stack
+        .admin()
+        .delete(&deliveries, &again.receipt_handle)
+        .await
+        .expect("delete");
+
+    let got = sink.received_on(path).await;
+    assert_eq!(
+        got.iter().map(attempt_header).collect::<Vec<_>>(),
+        ["1", "2"]
+    );
+    assert_eq!(got[1].status, 200);
+    assert_eq!(stack.depth(&deliveries).await.total(), 0, "no second chain");
+    assert_eq!(
+        attempt_log(&stack, &id, &sub).await,
+        owned(&[(1, "http_status", "retry_scheduled"), (2, "ok", "done")])
+    );
+}
+
+#[tokio::test]
+async fn a_hop_whose_delete_was_lost_is_attempted_once() {
+    let Some(stack) = Stack::new("a_hop_whose_delete_was_lost_is_attempted_once").await else {
+        return;
+    };
+    let whsec = relay_core::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    let path = "/fail/1/lost-hop";
+    let poller = stack.poller("1s").await;
+    let (id, sub) = first_attempt_failed(&stack, &poller, &sink, path, &whsec).await;
+    let deliveries = stack.queues.deliveries.clone();
+    let fanout = stack.fanout("1s");
+
+    // Attempt 2's message, due 15 s from now: received before then, it hops.
+    let retry = next_message(&stack, &deliveries).await;
+    let QueueMessage::Delivery(mut task) = serde_json::from_str(&retry.body).expect("task") else {
+        panic!("not a delivery: {}", retry.body);
+    };
+    task.not_before = now_millis() + 15_000;
+    stack
+        .aws
+        .queue
+        .send_delivery(&task, 0)
+        .await
+        .expect("send the early task");
+    stack
+        .admin()
+        .delete(&deliveries, &retry.receipt_handle)
+        .await
+        .expect("delete");
+    let early = next_message(&stack, &deliveries).await;
+    let disposition = handle_and_lose_the_delete(&stack, &fanout, &deliveries, &early).await;
+    assert_eq!(
+        disposition,
+        relay_core::model::Disposition::Delete,
+        "hopped"
+    );
+    // The early message comes back and hops again: two messages now carry attempt 2.
+    let again = next_message(&stack, &deliveries).await;
+    assert_eq!(again.message_id, early.message_id);
+    let disposition = fanout.handle_message(&again.to_received()).await;
+    assert_eq!(
+        disposition,
+        relay_core::model::Disposition::Delete,
+        "hopped"
+    );
+    stack
+        .admin()
+        .delete(&deliveries, &again.receipt_handle)
+        .await
+        .expect("delete");
+    assert_eq!(stack.depth(&deliveries).await.total(), 2);
+
+    // Both copies run: the first makes the attempt, the second (due later) finds its record.
+    let drained = poller
+        .run_until(Duration::from_secs(90), async || {
+            stack.depth(&deliveries).await.total() == 0
+        })
+        .await;
+    assert!(drained, "the copies were not handled");
+    let got = sink.received_on(path).await;
+    assert_eq!(
+        got.iter().map(attempt_header).collect::<Vec<_>>(),
+        ["1", "2"],
+        "attempt 2 made once"
+    );
+    assert_eq!(
+        attempt_log(&stack, &id, &sub).await,
+        owned(&[(1, "http_status", "retry_scheduled"), (2, "ok", "done")])
+    );
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_config::Region;
 use aws_sdk_dynamodb::config::Credentials;
 use relay_aws::provision::{QueueSet, create_queues, create_table};
-use relay_aws::{DynamoStore, SqsQueue, sdk_config_loader};
+use relay_aws::{Caller, DynamoStore, SqsQueue, sdk_config_loader};
 
 /// Each SDK call's bound, as the Lambdas and the CLI have it.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,7 +31,7 @@ pub fn moto_endpoint_or_skip(test: &str) -> Option<String> {
 
 /// An SDK config for `endpoint` with moto's region and test credentials.
 pub async fn sdk_config(endpoint: &str, timeout: Duration) -> aws_config::SdkConfig {
-    sdk_config_loader(timeout)
+    sdk_config_loader(&Caller::Admin.policy().with_operation_timeout(timeout))
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "moto-tests"))

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use crate::delivery::Outcome;
-use crate::model::{DeliveryTask, EventEnvelope, NextStep, Subscription};
+use crate::model::{
+    AttemptOutcome, AttemptRecord, DeliveryTask, EventEnvelope, NextStep, Subscription,
+};
 use crate::retry::send_delay_secs;
 
 /// One attempt's facts, as `decide` needs them.
@@ -142,4 +144,37 @@ pub fn decide(facts: &AttemptFacts<'_>) -> Decision {
 /// when the task is due: attempt it.
 pub fn hop_delay(task: &DeliveryTask, now_millis: i64) -> Option<u32> {
     (now_millis < task.not_before).then(|| send_delay_secs(task.not_before - now_millis))
+}
+
+/// A hop of a message received before: its first hop may be queued already (the delete of the
+/// received message was lost), and that copy runs the attempt at `not_before`. This copy is due
+/// `spacing` later (at least one whole attempt and its settling), so it runs after the first
+/// one's record is written and `superseding_record` drops it. Costs a late attempt only when the
+/// first hop was never queued. Returns the task to send and its delay.
+pub fn respaced_hop(
+    mut task: DeliveryTask,
+    spacing: Duration,
+    now_millis: i64,
+) -> (DeliveryTask, u32) {
+    let spacing_ms = i64::try_from(spacing.as_millis()).unwrap_or(i64::MAX / 2);
+    task.not_before = task.not_before.saturating_add(spacing_ms);
+    let delay = send_delay_secs(task.not_before.saturating_sub(now_millis));
+    (task, delay)
+}
+
+/// The record in an event's attempt log showing that `task` was handled already, so running it
+/// would repeat a delivery: a record of the same subscription with a later attempt number (the
+/// chain moved on: it retried, succeeded, or a replay ran), or with the same number and a real
+/// outcome. A `deferred` record of the same number is the hand-off that queued this task, not an
+/// attempt. None: the attempt has not been made.
+pub fn superseding_record<'a>(
+    log: &'a [AttemptRecord],
+    task: &DeliveryTask,
+) -> Option<&'a AttemptRecord> {
+    log.iter()
+        .filter(|r| r.subscription_id == task.subscription_id)
+        .find(|r| {
+            r.attempt > task.attempt
+                || (r.attempt == task.attempt && r.outcome != AttemptOutcome::Deferred)
+        })
 }

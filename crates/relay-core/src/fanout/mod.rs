@@ -29,7 +29,9 @@ pub mod targets;
 #[cfg(test)]
 mod tests;
 
-use decide::{AttemptFacts, FollowUp, HealthChange, decide, hop_delay};
+use decide::{
+    AttemptFacts, FollowUp, HealthChange, decide, hop_delay, respaced_hop, superseding_record,
+};
 
 #[derive(Debug, Clone)]
 pub struct FanoutConfig {
@@ -207,7 +209,8 @@ impl Fanout {
             }
             Ok(QueueMessage::Delivery(task)) => {
                 let timeout = self.attempt_timeout(None, deadline);
-                self.handle_delivery(task, timeout).await
+                self.handle_delivery(task, timeout, message.receive_count)
+                    .await
             }
             Err(e) => {
                 // Not ours or damaged: leave it, so maxReceiveCount moves it to the DLQ intact.
@@ -412,12 +415,36 @@ impl Fanout {
         Settled { record, handed_off }
     }
 
-    async fn handle_delivery(&self, task: DeliveryTask, timeout: Duration) -> Disposition {
+    /// One attempt of a task from the deliveries queue, unless the task is not due (it hops) or
+    /// the attempt log shows it was made already: a message whose delete was lost comes back,
+    /// and a hop sent twice is two messages with one task.
+    async fn handle_delivery(
+        &self,
+        task: DeliveryTask,
+        timeout: Duration,
+        receive_count: u32,
+    ) -> Disposition {
         if let Some(delay_secs) = hop_delay(&task, self.clock.now_millis()) {
-            return self.hop(&task, delay_secs).await;
+            return self.hop(task, delay_secs, receive_count).await;
         }
         let event = &task.event;
-        let subscription = match self.subscription(&task.subscription_id).await {
+        let (subscription, superseded) = tokio::join!(
+            self.subscription(&task.subscription_id),
+            self.superseding_record(&task),
+        );
+        match superseded {
+            Ok(None) => {}
+            Ok(Some(record)) => {
+                info!(event_id = %event.id, subscription_id = %task.subscription_id, attempt = task.attempt, logged_attempt = record.attempt, logged_outcome = %record.outcome, "delivery already attempted; duplicate message dropped");
+                return Disposition::Delete;
+            }
+            Err(e) => {
+                // Attempting blind could deliver twice to a subscriber that already has it.
+                warn!(event_id = %event.id, error = %e, "attempt log unavailable; retry later");
+                return Disposition::Retry;
+            }
+        }
+        let subscription = match subscription {
             Ok(Some(sub)) if sub.enabled => sub,
             Ok(found) => {
                 let why = if found.is_some() {
@@ -468,10 +495,32 @@ impl Fanout {
         Disposition::Delete
     }
 
+    /// The record in the event's attempt log that makes `task` a duplicate
+    /// (`decide::superseding_record`); none when nothing is archived.
+    async fn superseding_record(
+        &self,
+        task: &DeliveryTask,
+    ) -> Result<Option<AttemptRecord>, crate::ports::StoreError> {
+        if self.config.archive == ArchiveMode::Off {
+            return Ok(None);
+        }
+        let log = self.archive.event_attempts(&task.event.id).await?;
+        Ok(superseding_record(&log, task).cloned())
+    }
+
     /// An early wake-up (SQS delays stop at 15 minutes) goes on as a new delayed message with
     /// the same task; no attempt is counted or logged. Only once the new message is queued is
-    /// the received one deleted.
-    async fn hop(&self, task: &DeliveryTask, delay_secs: u32) -> Disposition {
+    /// the received one deleted. A message received before (`receive_count` > 1) may have been
+    /// sent on already, its delete lost: its copy is due later (`decide::respaced_hop`), so the
+    /// two copies never run at once and the later one finds the first one's record.
+    async fn hop(&self, task: DeliveryTask, delay_secs: u32, receive_count: u32) -> Disposition {
+        let (task, delay_secs) = if receive_count > 1 {
+            let spacing = self.deliverer.timeout() + 2 * SETTLE_RESERVE;
+            respaced_hop(task, spacing, self.clock.now_millis())
+        } else {
+            (task, delay_secs)
+        };
+        let task = &task;
         match self.queue.send_delivery(task, delay_secs).await {
             Ok(()) => {
                 debug!(event_id = %task.event.id, subscription_id = %task.subscription_id, attempt = task.attempt, delay_secs, "delivery not due yet; sent on");

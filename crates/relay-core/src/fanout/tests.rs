@@ -6,13 +6,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::decide::{AttemptFacts, Decision, FollowUp, HealthChange, decide, hop_delay};
-use super::{Fanout, FanoutConfig};
+use super::decide::{
+    AttemptFacts, Decision, FollowUp, HealthChange, decide, hop_delay, respaced_hop,
+    superseding_record,
+};
+use super::{ArchiveMode, Fanout, FanoutConfig};
 use crate::clock::{Clock, FixedClock};
 use crate::delivery::{AttemptResult, Outcome};
 use crate::model::{
-    AttemptOutcome, BodyEncoding, DeliveryTask, Disposition, EventEnvelope, NextStep,
-    ProviderConfig, QueueMessage, ReceivedMessage, Source, Subscription,
+    AttemptOutcome, AttemptRecord, BodyEncoding, DeliveryTask, Disposition, EventEnvelope,
+    NextStep, ProviderConfig, QueueMessage, ReceivedMessage, Source, Subscription,
 };
 use crate::ports::{Catalog, EventArchive};
 use crate::retry::RetrySchedule;
@@ -292,11 +295,16 @@ async fn rig_scripted(subscriptions: &[&str], script: Vec<AttemptResult>) -> Rig
 }
 
 fn message(body: &QueueMessage) -> ReceivedMessage {
+    received(body, 1)
+}
+
+/// `body` as handed out for the `receive_count`th time.
+fn received(body: &QueueMessage, receive_count: u32) -> ReceivedMessage {
     ReceivedMessage {
-        receipt: "r-1".into(),
+        receipt: format!("r-{receive_count}"),
         message_id: Some("m-1".into()),
         body: serde_json::to_string(body).unwrap(),
-        receive_count: 1,
+        receive_count,
     }
 }
 
@@ -313,8 +321,18 @@ impl Rig {
     }
 
     async fn handle_delivery(&self, task: DeliveryTask) -> Disposition {
+        self.handle_delivery_received(task, 1).await
+    }
+
+    /// A delivery message handed out for the `receive_count`th time (an earlier handling's
+    /// delete was lost, or it failed).
+    async fn handle_delivery_received(
+        &self,
+        task: DeliveryTask,
+        receive_count: u32,
+    ) -> Disposition {
         self.fanout
-            .handle_message(&message(&QueueMessage::Delivery(task)))
+            .handle_message(&received(&QueueMessage::Delivery(task), receive_count))
             .await
     }
 
@@ -697,4 +715,143 @@ async fn a_hand_off_that_cannot_be_queued_retries_the_event_without_the_settled_
     assert_eq!(disposition, Disposition::Delete);
     assert_eq!(rig.deliverer.seen().len(), 1);
     assert_eq!(rig.scheduled_attempts(), [("failing".to_owned(), 2)]);
+}
+
+// ------------------------------------------------------------------ lost deletes
+
+fn logged(subscription_id: &str, attempt: u32, outcome: AttemptOutcome) -> AttemptRecord {
+    AttemptRecord {
+        event_id: "evt_1".into(),
+        subscription_id: subscription_id.into(),
+        attempt,
+        at: NOW_MS,
+        status: None,
+        outcome,
+        latency_ms: 0,
+        response_excerpt: String::new(),
+        next: NextStep::RetryScheduled,
+    }
+}
+
+#[test]
+fn a_task_is_superseded_by_its_own_attempt_or_a_later_one_of_its_subscription() {
+    let log = [
+        logged("a", 1, AttemptOutcome::HttpStatus),
+        logged("a", 2, AttemptOutcome::Deferred),
+        logged("b", 4, AttemptOutcome::Ok),
+    ];
+    let attempt_of = |sub: &str, attempt: u32| {
+        superseding_record(&log, &task(sub, attempt, 0, 0)).map(|r| r.attempt)
+    };
+    assert_eq!(attempt_of("a", 1), Some(1), "made already");
+    assert_eq!(attempt_of("a", 0), Some(1), "the chain moved on");
+    // The hand-off that queued attempt 2 is no attempt; 3 (a retry or a replay) is new.
+    assert_eq!(attempt_of("a", 2), None);
+    assert_eq!(attempt_of("a", 3), None);
+    assert_eq!(
+        attempt_of("b", 3),
+        Some(4),
+        "another subscription's record counts for it only"
+    );
+    assert_eq!(attempt_of("b", 5), None, "a replay after a success runs");
+    assert_eq!(attempt_of("c", 1), None);
+}
+
+#[test]
+fn a_respaced_hop_keeps_the_task_and_is_due_one_spacing_later() {
+    let early = early_task(NOW_MS + 600_000);
+    let (sent, delay) = respaced_hop(early.clone(), Duration::from_secs(25), NOW_MS);
+    assert_eq!(sent.not_before, NOW_MS + 625_000);
+    assert_eq!(delay, 625);
+    assert_eq!(
+        DeliveryTask {
+            not_before: early.not_before,
+            ..sent
+        },
+        early
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_received_again_after_its_success_is_not_delivered_again() {
+    let rig = rig(&["a"], [Outcome::Delivered { status: 200 }]).await;
+    assert_eq!(
+        rig.handle_delivery(task("a", 2, 1, 0)).await,
+        Disposition::Delete
+    );
+    // Its delete was applied but the answer lost, or it failed: the message comes back.
+    let again = rig.handle_delivery_received(task("a", 2, 1, 0), 2).await;
+    assert_eq!(again, Disposition::Delete, "dropped for good");
+    assert_eq!(rig.deliverer.seen().len(), 1, "delivered once");
+    assert_eq!(
+        log(&rig).await,
+        [("a".to_owned(), 2, AttemptOutcome::Ok, NextStep::Done)]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_delivery_received_again_does_not_start_a_second_chain() {
+    let rig = rig(&["a"], [Outcome::Status { status: 500 }]).await;
+    rig.handle_delivery(task("a", 2, 1, 0)).await;
+    assert_eq!(rig.scheduled_attempts(), [("a".to_owned(), 3)]);
+    let again = rig.handle_delivery_received(task("a", 2, 1, 0), 2).await;
+    assert_eq!(again, Disposition::Delete);
+    assert_eq!(rig.deliverer.seen().len(), 1);
+    assert_eq!(
+        rig.scheduled_attempts(),
+        [("a".to_owned(), 3)],
+        "one next attempt"
+    );
+}
+
+#[tokio::test]
+async fn a_hop_whose_delete_was_lost_makes_its_attempt_once() {
+    let rig = rig(&["a"], [Outcome::Delivered { status: 200 }]).await;
+    let early = early_task(NOW_MS + 600_000);
+    assert_eq!(
+        rig.handle_delivery(early.clone()).await,
+        Disposition::Delete
+    );
+    // The delete is lost: the same message comes back and hops again.
+    rig.clock.set_secs(NOW + 360);
+    let again = rig.handle_delivery_received(early.clone(), 2).await;
+    assert_eq!(again, Disposition::Delete);
+    let copies: Vec<DeliveryTask> = rig.queue.scheduled().into_iter().map(|(t, _)| t).collect();
+    assert_eq!(copies.len(), 2, "two messages carry the task");
+    assert_eq!(copies[0], early);
+    // The second copy is due after the first one's attempt has settled.
+    let spacing = copies[1].not_before - copies[0].not_before;
+    assert_eq!(spacing, (15 + 2 * 5) * 1000);
+    for copy in copies {
+        rig.clock.set_secs(copy.not_before.div_euclid(1000));
+        assert_eq!(rig.handle_delivery(copy).await, Disposition::Delete);
+    }
+    let seen = rig.deliverer.seen();
+    assert_eq!(seen.len(), 1, "attempted once");
+    assert_eq!(seen[0].attempt, 2);
+    assert_eq!(
+        rig.queue.scheduled().len(),
+        2,
+        "nothing sent after the success"
+    );
+    assert_eq!(
+        log(&rig).await,
+        [("a".to_owned(), 2, AttemptOutcome::Ok, NextStep::Done)]
+    );
+}
+
+#[tokio::test]
+async fn without_an_archive_a_delivery_received_again_is_attempted_again() {
+    let mut rig = rig(
+        &["a"],
+        [
+            Outcome::Delivered { status: 200 },
+            Outcome::Delivered { status: 200 },
+        ],
+    )
+    .await;
+    rig.fanout.config.archive = ArchiveMode::Off;
+    rig.handle_delivery(task("a", 2, 1, 0)).await;
+    rig.handle_delivery_received(task("a", 2, 1, 0), 2).await;
+    assert_eq!(rig.deliverer.seen().len(), 2, "nothing to tell it was made");
 }

@@ -21,8 +21,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use relay_aws::provision::{QueueSet, create_queues, create_table};
 use relay_aws::{
-    AwsAdapters, AwsSettings, DEFAULT_OPERATION_TIMEOUT, DynamoStore, QueueDepth, SqsAdmin,
-    SqsQueue, adapters_from_sdk_config, sdk_config_loader,
+    AwsAdapters, AwsSettings, Caller, DynamoStore, QueueDepth, SqsAdmin, SqsQueue,
+    adapters_from_sdk_config, sdk_config_loader,
 };
 use relay_core::QueueName;
 use relay_core::consume::pump;
@@ -51,11 +51,12 @@ pub fn moto_endpoint(test: &str) -> Option<String> {
     }
 }
 
-/// The SDK config the mains get from `relay_aws::load_sdk_config`, pinned to `endpoint` with
-/// moto's region and dummy credentials, so the tests never depend on (or reach past) the
-/// environment's AWS settings.
+/// The SDK config of `relay_aws::load_sdk_config`, pinned to `endpoint` with moto's region and
+/// dummy credentials, so the tests never depend on (or reach past) the environment's AWS
+/// settings. With the CLI's patient retries and timeouts, so a moto slowed by a busy machine
+/// fails no test; an endpoint that is down gets the receiver's (`queue_at`, `store_at`).
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
-    sdk_config_loader(DEFAULT_OPERATION_TIMEOUT)
+    sdk_config_loader(&Caller::Admin.policy())
         .endpoint_url(endpoint)
         .region(Region::new(REGION))
         .credentials_provider(Credentials::new(
@@ -230,19 +231,26 @@ impl Stack {
         Poller::new(self, self.fanout_with_env(env)).await
     }
 
-    /// This stack's queue adapter with its SQS client sent to `endpoint` instead of moto (the
-    /// config is otherwise the same: timeouts, retries, credentials).
+    /// This stack's queue adapter with its SQS client sent to `endpoint` instead of moto, with
+    /// the receiver function's retries and timeouts (the budget a provider waits for).
     pub fn queue_at(&self, endpoint: &str) -> SqsQueue {
+        let policy = Caller::Receiver.policy();
         let config = aws_sdk_sqs::config::Builder::from(&self.sdk)
             .endpoint_url(endpoint)
+            .retry_config(policy.retry_config())
+            .timeout_config(policy.timeout_config())
             .build();
         SqsQueue::new(aws_sdk_sqs::Client::from_conf(config), &self.settings)
     }
 
-    /// This stack's store adapter with its DynamoDB client sent to `endpoint` instead of moto.
+    /// This stack's store adapter with its DynamoDB client sent to `endpoint` instead of moto,
+    /// with the receiver function's retries and timeouts.
     pub fn store_at(&self, endpoint: &str) -> DynamoStore {
+        let policy = Caller::Receiver.policy();
         let config = aws_sdk_dynamodb::config::Builder::from(&self.sdk)
             .endpoint_url(endpoint)
+            .retry_config(policy.retry_config())
+            .timeout_config(policy.timeout_config())
             .build();
         DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), &self.table)
     }
