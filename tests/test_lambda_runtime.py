@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, tail
-from lambda_support import CARGO_LAMBDA, MOTO, REGION, Watch, aws_env, boto
+from lambda_support import (CARGO_LAMBDA, MOTO, REGION, Watch, aws_env, boto, create_stack,
+                            github_function_url_event)
 
-RETENTION = "1209600"
 FIXTURE_SECRET = "fixture-github-secret"  # events/README.md
 RECEIVER_FIXTURE = ROOT / "events" / "receiver-github-push.json"
 FANOUT_FIXTURE = ROOT / "events" / "fanout-sqs-event.json"
@@ -35,63 +35,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def stack():
     """A table and four queues in the shape of infra/template.yaml (defaults)."""
-    name = f"lrt-{uuid.uuid4().hex[:10]}"
-    ddb = boto("dynamodb")
-    ddb.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "gsi1pk", "gsi1sk")
-        ],
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "gsi1",
-                "KeySchema": [
-                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {
-                    "ProjectionType": "INCLUDE",
-                    "NonKeyAttributes": ["doc", "source", "event_type", "body_bytes"],
-                },
-            }
-        ],
-    )
-    ddb.get_waiter("table_exists").wait(TableName=name)
-    ddb.update_time_to_live(
-        TableName=name,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
-    )
-    sqs = boto("sqs")
-
-    def queue(suffix, dlq_url=None, max_receive=None):
-        attributes = {
-            "MessageRetentionPeriod": RETENTION,
-            "MaximumMessageSize": "1048576",
-            "VisibilityTimeout": "360",
-        }
-        if dlq_url:
-            arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-                "Attributes"
-            ]["QueueArn"]
-            attributes["RedrivePolicy"] = json.dumps(
-                {"deadLetterTargetArn": arn, "maxReceiveCount": str(max_receive)}
-            )
-        return sqs.create_queue(QueueName=f"{name}-{suffix}", Attributes=attributes)["QueueUrl"]
-
-    events_dlq = queue("events-dlq")
-    deliveries_dlq = queue("deliveries-dlq")
-    return {
-        "table": name,
-        "events": queue("events", events_dlq, 5),
-        "events_dlq": events_dlq,
-        "deliveries": queue("deliveries", deliveries_dlq, 10),
-        "deliveries_dlq": deliveries_dlq,
-    }
+    return create_stack(f"lrt-{uuid.uuid4().hex[:10]}")
 
 
 def relay_aws(relay_bin, stack, *args):
@@ -294,9 +238,6 @@ def test_log_bytes_per_delivered_event(stack, relay_bin, function_binaries, sink
     """Logs as Lambda stores them (AWS_LAMBDA_LOG_FORMAT=JSON, as infra/template.yaml sets):
     N signed events through the receiver and the fanout (batches of 10, as the event source
     mapping sends them); the functions' log bytes divided by N."""
-    import hashlib
-    import hmac
-
     source = f"logs{uuid.uuid4().hex[:6]}"
     relay_aws(relay_bin, stack, "sources", "add", source, "--provider", "github",
               "--secret", FIXTURE_SECRET)
@@ -308,21 +249,9 @@ def test_log_bytes_per_delivered_event(stack, relay_bin, function_binaries, sink
     watch = start_watch(env, tmp_path)
     try:
         # One warm-up event per function, so cold-start lines are not counted per event.
-        fixture = json.loads(RECEIVER_FIXTURE.read_text())
-
         def signed(n):
             body = json.dumps({"ref": "refs/heads/main", "n": n, "secret_marker": "body-not-logged"})
-            payload = json.loads(json.dumps(fixture))
-            payload["rawPath"] = f"/{source}"
-            payload["requestContext"]["http"]["path"] = f"/{source}"
-            payload["body"] = body
-            payload["isBase64Encoded"] = False
-            headers = payload["headers"]
-            headers["content-length"] = str(len(body))
-            headers["x-github-delivery"] = str(uuid.uuid4())
-            mac = hmac.new(FIXTURE_SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
-            headers["x-hub-signature-256"] = f"sha256={mac}"
-            return json.dumps(payload)
+            return json.dumps(github_function_url_event(source, FIXTURE_SECRET, body))
 
         def through(count, offset):
             for n in range(count):
