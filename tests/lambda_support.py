@@ -39,9 +39,10 @@ def aws_env():
 def boto(service):
     import boto3
 
+    # A service's own endpoint variable wins, as in the SDKs (AWS_ENDPOINT_URL_SQS, ...).
     return boto3.client(
         service,
-        endpoint_url=MOTO,
+        endpoint_url=os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or MOTO,
         region_name=REGION,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
