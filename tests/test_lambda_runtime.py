@@ -7,7 +7,6 @@ events/, as a developer would (events/README.md). Skipped when MOTO_ENDPOINT is 
 cargo-lambda is missing. Everything stays on loopback.
 """
 
-import base64
 import json
 import subprocess
 import time
@@ -18,9 +17,9 @@ import pytest
 
 import github_corpus as corpus
 from conftest import ROOT, tail
-from lambda_support import CARGO_LAMBDA, MOTO, REGION, Watch, aws_env, boto
+from lambda_support import (CARGO_LAMBDA, MOTO, REGION, Watch, aws_env, boto, create_stack,
+                            function_url_event, github_function_url_event)
 
-RETENTION = "1209600"
 FIXTURE_SECRET = "fixture-github-secret"  # events/README.md
 RECEIVER_FIXTURE = ROOT / "events" / "receiver-github-push.json"
 FANOUT_FIXTURE = ROOT / "events" / "fanout-sqs-event.json"
@@ -37,63 +36,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def stack():
     """A table and four queues in the shape of infra/template.yaml (defaults)."""
-    name = f"lrt-{uuid.uuid4().hex[:10]}"
-    ddb = boto("dynamodb")
-    ddb.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "gsi1pk", "gsi1sk")
-        ],
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "gsi1",
-                "KeySchema": [
-                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {
-                    "ProjectionType": "INCLUDE",
-                    "NonKeyAttributes": ["doc", "source", "event_type", "body_bytes"],
-                },
-            }
-        ],
-    )
-    ddb.get_waiter("table_exists").wait(TableName=name)
-    ddb.update_time_to_live(
-        TableName=name,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
-    )
-    sqs = boto("sqs")
-
-    def queue(suffix, dlq_url=None, max_receive=None):
-        attributes = {
-            "MessageRetentionPeriod": RETENTION,
-            "MaximumMessageSize": "1048576",
-            "VisibilityTimeout": "360",
-        }
-        if dlq_url:
-            arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-                "Attributes"
-            ]["QueueArn"]
-            attributes["RedrivePolicy"] = json.dumps(
-                {"deadLetterTargetArn": arn, "maxReceiveCount": str(max_receive)}
-            )
-        return sqs.create_queue(QueueName=f"{name}-{suffix}", Attributes=attributes)["QueueUrl"]
-
-    events_dlq = queue("events-dlq")
-    deliveries_dlq = queue("deliveries-dlq")
-    return {
-        "table": name,
-        "events": queue("events", events_dlq, 5),
-        "events_dlq": events_dlq,
-        "deliveries": queue("deliveries", deliveries_dlq, 10),
-        "deliveries_dlq": deliveries_dlq,
-    }
+    return create_stack(f"lrt-{uuid.uuid4().hex[:10]}")
 
 
 def relay_aws(relay_bin, stack, *args):
@@ -170,17 +113,8 @@ def receive_all(queue_url, wait=1):
 
 
 def receiver_request(path, body, headers, base64_body=False):
-    """A function URL request (payload 2.0) shaped like the receiver fixture, to `path` with
-    `body` (bytes) and `headers` over the fixture's; base64-encoded as Lambda sends bodies it
-    does not take for text."""
-    request = json.loads(RECEIVER_FIXTURE.read_text())
-    request["rawPath"] = path
-    request["requestContext"]["http"]["path"] = path
-    request["body"] = base64.b64encode(body).decode() if base64_body else body.decode()
-    request["isBase64Encoded"] = base64_body
-    request["headers"].update({name.lower(): value for name, value in headers.items()})
-    request["headers"]["content-length"] = str(len(body))
-    return json.dumps(request)
+    """`function_url_event` as the JSON `cargo lambda invoke` takes."""
+    return json.dumps(function_url_event(path, body, headers, base64_body))
 
 
 def fan_out_queued(watch, stack, source, count):
@@ -340,9 +274,6 @@ def test_log_bytes_per_delivered_event(stack, relay_bin, function_binaries, sink
     """Logs as Lambda stores them (AWS_LAMBDA_LOG_FORMAT=JSON, as infra/template.yaml sets):
     N signed events through the receiver and the fanout (batches of 10, as the event source
     mapping sends them); the functions' log bytes divided by N."""
-    import hashlib
-    import hmac
-
     source = f"logs{uuid.uuid4().hex[:6]}"
     relay_aws(relay_bin, stack, "sources", "add", source, "--provider", "github",
               "--secret", FIXTURE_SECRET)
@@ -356,11 +287,7 @@ def test_log_bytes_per_delivered_event(stack, relay_bin, function_binaries, sink
         # One warm-up event per function, so cold-start lines are not counted per event.
         def signed(n):
             body = json.dumps({"ref": "refs/heads/main", "n": n, "secret_marker": "body-not-logged"})
-            mac = hmac.new(FIXTURE_SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
-            return receiver_request(f"/{source}", body.encode(), {
-                "x-github-delivery": str(uuid.uuid4()),
-                "x-hub-signature-256": f"sha256={mac}",
-            })
+            return json.dumps(github_function_url_event(source, FIXTURE_SECRET, body))
 
         def through(count, offset):
             for n in range(count):
