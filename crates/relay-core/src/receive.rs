@@ -191,7 +191,14 @@ impl Receiver {
                     return ClaimVerdict::Duplicate(first);
                 }
                 Ok(DedupClaim::Pending { event_id: holder }) => holder,
-                Err(e) => return ClaimVerdict::Unavailable(e),
+                Err(e) => {
+                    // The claim may have been written with its answer lost: drop it if it is
+                    // ours, or the provider's retry would be told 409 until it is taken over.
+                    if let Err(release) = self.ledger.release_dedup(source, key, event_id).await {
+                        warn!(source, delivery_id = %key, error = %release, "could not drop a claim whose write failed");
+                    }
+                    return ClaimVerdict::Unavailable(e);
+                }
             };
             if self.config.confirm_dedup || holder.is_empty() || taken_over {
                 return ClaimVerdict::Busy;
@@ -627,6 +634,23 @@ mod tests {
         assert_ne!(queued, lost);
         assert_eq!(receiver.handle(copy()).await.status, 409);
         assert_eq!(queue.events.lock().unwrap().len(), 1);
+    }
+
+    /// A claim written whose answer was lost is dropped with the 503, so the provider's retry
+    /// is accepted at once instead of being told 409 until the claim is taken over.
+    #[tokio::test]
+    async fn a_claim_whose_answer_was_lost_does_not_hold_back_the_retry() {
+        for config in [ReceiverConfig::default(), unconfirmed()] {
+            let (receiver, queue, store, _clock) = receiver_with(config);
+            let copy = || github_request("push", "d-lost", r#"{"zen":"hi"}"#);
+            store.lose_claim_answers(1);
+            let first = receiver.handle(copy()).await;
+            assert_eq!(first.status, 503, "{}", first.body);
+            assert!(queue.events.lock().unwrap().is_empty());
+            let retry = receiver.handle(copy()).await;
+            assert_eq!(retry.status, 202, "{}", retry.body);
+            assert_eq!(queue.events.lock().unwrap().len(), 1);
+        }
     }
 
     fn inbound(

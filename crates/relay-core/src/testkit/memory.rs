@@ -34,6 +34,8 @@ struct Tables {
     events: BTreeMap<String, EventEnvelope>,
     /// By (event id, attempt number, subscription id): the attempt-log order.
     attempts: BTreeMap<(String, u32, String), AttemptRecord>,
+    /// Dedup claims still to be applied with their answer lost (`lose_claim_answers`).
+    lost_claim_answers: u32,
 }
 
 /// One lock over every table, so each method is atomic like a store transaction.
@@ -57,6 +59,12 @@ impl MemoryStore {
             }
         }
         store
+    }
+
+    /// The next `count` dedup claims are applied, then answered with an error, as a write whose
+    /// answer was lost on the way back.
+    pub fn lose_claim_answers(&self, count: u32) {
+        self.lock().lost_claim_answers = count;
     }
 
     /// The (source, key) of every dedup claim held, in order.
@@ -171,6 +179,10 @@ impl DedupLedger for MemoryStore {
                 expires_at: lease_until,
             },
         );
+        if tables.lost_claim_answers > 0 {
+            tables.lost_claim_answers -= 1;
+            return Err(StoreError::Unavailable("PutItem: answer lost".into()));
+        }
         Ok(DedupClaim::New)
     }
 
