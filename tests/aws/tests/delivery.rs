@@ -1050,18 +1050,25 @@ async fn one_event_through(stack: &Stack, poller: &Poller) -> (String, Duration)
     (id, held)
 }
 
-/// The failing first attempt of a new event to `path`: its retry (attempt 2) is then on the
-/// deliveries queue; returns the event id and the subscription id.
-async fn first_attempt_failed(
-    stack: &Stack,
-    poller: &Poller,
-    sink: &Sink,
-    path: &str,
-    whsec: &str,
-) -> (String, String) {
+/// A subscription whose first attempt failed: its retry (attempt 2) is on the deliveries queue.
+struct RetryPending {
+    poller: Poller,
+    sink: Sink,
+    id: String,
+    sub: String,
+    deliveries: String,
+    /// A fanout with the retry schedule `1s`, for handling the retry by hand.
+    fanout: relay_core::fanout::Fanout,
+}
+
+/// Sends a new event to a subscription at `path` of a fresh sink and fails its first attempt.
+async fn first_attempt_failed(stack: &Stack, path: &str) -> RetryPending {
+    let whsec = relay_core::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    let poller = stack.poller("1s").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
     let sub = stack
-        .add_subscription("github", &sink.url(path), whsec)
+        .add_subscription("github", &sink.url(path), &whsec)
         .await;
     let id = accepted_id(
         invoke_receiver(
@@ -1081,7 +1088,14 @@ async fn first_attempt_failed(
     for _ in 0..30 {
         poller.pump(&poller.events_url, 1).await;
         if !sink.received_on(path).await.is_empty() {
-            return (id, sub);
+            return RetryPending {
+                poller,
+                sink,
+                id,
+                sub,
+                deliveries: stack.queues.deliveries.clone(),
+                fanout: stack.fanout("1s"),
+            };
         }
     }
     panic!("the first attempt never came: {:?}", sink.received().await);
@@ -1126,13 +1140,15 @@ async fn a_delivery_whose_delete_was_lost_is_not_delivered_again() {
     else {
         return;
     };
-    let whsec = relay_core::ids::new_signing_secret();
-    let sink = Sink::start(&whsec).await;
     let path = "/fail/1/lost-delete";
-    let poller = stack.poller("1s").await;
-    let (id, sub) = first_attempt_failed(&stack, &poller, &sink, path, &whsec).await;
-    let deliveries = stack.queues.deliveries.clone();
-    let fanout = stack.fanout("1s");
+    let RetryPending {
+        poller: _,
+        sink,
+        id,
+        sub,
+        deliveries,
+        fanout,
+    } = first_attempt_failed(&stack, path).await;
 
     let first = next_message(&stack, &deliveries).await;
     let disposition = handle_and_lose_the_delete(&stack, &fanout, &deliveries, &first).await;
@@ -1169,13 +1185,15 @@ async fn a_hop_whose_delete_was_lost_is_attempted_once() {
     let Some(stack) = Stack::new("a_hop_whose_delete_was_lost_is_attempted_once").await else {
         return;
     };
-    let whsec = relay_core::ids::new_signing_secret();
-    let sink = Sink::start(&whsec).await;
     let path = "/fail/1/lost-hop";
-    let poller = stack.poller("1s").await;
-    let (id, sub) = first_attempt_failed(&stack, &poller, &sink, path, &whsec).await;
-    let deliveries = stack.queues.deliveries.clone();
-    let fanout = stack.fanout("1s");
+    let RetryPending {
+        poller,
+        sink,
+        id,
+        sub,
+        deliveries,
+        fanout,
+    } = first_attempt_failed(&stack, path).await;
 
     // Attempt 2's message, due 15 s from now: received before then, it hops.
     let retry = next_message(&stack, &deliveries).await;
