@@ -54,6 +54,8 @@ from collections import Counter, defaultdict
 from urllib.parse import parse_qs, urlsplit
 
 KINDS = ("http500", "http503", "throttle", "latency", "reset", "timeout", "lost_answer")
+# Logged, never injected: a request applied upstream whose client had given up on its answer.
+GAVE_UP = "client_gave_up"
 # X-Amz-Target prefixes of the JSON protocols, by signing name (as tests/aws_calls.py reads them).
 TARGET_SERVICES = {"DynamoDB_20120810": "dynamodb", "AmazonSQS": "sqs", "AmazonSSM": "ssm",
                    "secretsmanager": "secretsmanager"}
@@ -351,7 +353,16 @@ class FaultProxy:
         if kind == "lost_answer":
             writer.transport.abort()
             return False
-        await self.answer(writer, status, answer_headers, payload, head_only=method == "HEAD")
+        if reader.at_eof():
+            # Not injected: the client gave up on this try (its timeout) while upstream applied
+            # it, as with a lost answer; logged so a repeat it causes is explained.
+            self.record(service, operation, nth, GAVE_UP, body)
+            return False
+        try:
+            await self.answer(writer, status, answer_headers, payload, head_only=method == "HEAD")
+        except (ConnectionError, OSError):
+            self.record(service, operation, nth, GAVE_UP, body)
+            return False
         return True
 
     async def forward(self, method, target, headers, body):

@@ -3,12 +3,13 @@ it, keep-alive, the admin endpoint, and seeded decisions that do not depend on i
 Skipped when MOTO_ENDPOINT is unset (scripts/test starts moto)."""
 
 import http.client
+import json
 import time
 import uuid
 
 import pytest
 
-from conftest import tail
+from conftest import tail, wait_until
 from faultproxy import FaultPlan, ProxyProcess, operation_of
 from lambda_support import MOTO, REGION
 
@@ -188,3 +189,24 @@ def test_keep_alive_and_admin_changes(proxy_factory):
         assert response.status == 400 and b"unknown fault kind" in response.read()
     finally:
         conn.close()
+
+
+@needs_moto
+def test_a_client_that_gives_up_on_an_applied_request_is_logged(proxy_factory, tmp_path):
+    from botocore.exceptions import ReadTimeoutError
+
+    # 2 s of injected latency, then forwarded: the client has given up after 0.5 s.
+    proxy = proxy_factory(latency_ms=2000, script=["sqs:SendMessage#1=latency"])
+    sqs = client("sqs", proxy.url, read_timeout=0.5)
+    queue = new_queue(sqs)
+    with pytest.raises(ReadTimeoutError):
+        sqs.send_message(QueueUrl=queue, MessageBody="applied")
+
+    def logged():
+        lines = (tmp_path / "faults.jsonl").read_text().splitlines()
+        return [json.loads(line)["kind"] for line in lines] if len(lines) >= 2 else None
+
+    # Applied upstream although the client saw a timeout; logged as such, counted as no fault.
+    assert wait_until(logged, timeout=10, message="the proxy's log") == ["latency", "client_gave_up"]
+    assert queued_bodies(queue) == ["applied"]
+    assert proxy.faults()["counts"] == {"latency": 1}
