@@ -1,15 +1,12 @@
 //! The queue adapters and the wiring against a moto server (`MOTO_ENDPOINT=http://127.0.0.1:5000`);
 //! each test makes its own table and queues, so tests run in parallel against one server.
-//! Without `MOTO_ENDPOINT` the moto tests print a note and pass. The timeout test needs no
-//! server. The store's rules are checked by the contract suite (`tests/contract.rs`).
+//! Without `MOTO_ENDPOINT` the moto tests fail saying so. The timeout test needs no server. The store's rules are checked by the contract suite (`tests/contract.rs`).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{
-    OPERATION_TIMEOUT, fresh_queues, fresh_table, moto_endpoint_or_skip, sdk_config, unique,
-};
+use common::{OPERATION_TIMEOUT, fresh_queues, fresh_table, moto_endpoint, sdk_config, unique};
 use relay_aws::provision::QueueSet;
 use relay_aws::{AwsAdapters, AwsSettings, RedriveMethod, SqsAdmin, adapters_from_sdk_config};
 use relay_core::model::{DeliveryTask, EventEnvelope, QueueMessage};
@@ -21,17 +18,17 @@ struct Stack {
     queues: QueueSet,
 }
 
-/// A fresh table and queue set on moto, or `None` (with a note) when no server is configured.
-async fn stack(test: &str) -> Option<Stack> {
-    let endpoint = moto_endpoint_or_skip(test)?;
+/// A fresh table and queue set on the moto of `MOTO_ENDPOINT` (the test fails without one).
+async fn stack(test: &str) -> Stack {
+    let endpoint = moto_endpoint(test);
     let sdk = sdk_config(&endpoint, OPERATION_TIMEOUT).await;
     let table = fresh_table(&sdk, "relay-test").await;
     let queues = fresh_queues(&sdk, "relay-test").await;
     let settings = queues.settings(table);
-    Some(Stack {
+    Stack {
         adapters: adapters_from_sdk_config(&sdk, &settings),
         queues,
-    })
+    }
 }
 
 fn event(id: &str, received_at: i64, body: &str) -> EventEnvelope {
@@ -60,9 +57,7 @@ fn now_millis() -> i64 {
 
 #[tokio::test]
 async fn queue_round_trips() {
-    let Some(stack) = stack("queue_round_trips").await else {
-        return;
-    };
+    let stack = stack("queue_round_trips").await;
     let queue = &stack.adapters.queue;
     let admin: &SqsAdmin = &stack.adapters.admin;
     let q = &stack.queues;
@@ -135,9 +130,7 @@ async fn queue_round_trips() {
 
 #[tokio::test]
 async fn redrive_moves_everything_back() {
-    let Some(stack) = stack("redrive_moves_everything_back").await else {
-        return;
-    };
+    let stack = stack("redrive_moves_everything_back").await;
     let admin = &stack.adapters.admin;
     let q = &stack.queues;
     let bodies: Vec<String> = (0..13).map(|i| format!("{{\"n\":{i}}}")).collect();
@@ -186,9 +179,7 @@ async fn redrive_moves_everything_back() {
 
 #[tokio::test]
 async fn missing_queue_urls_fail_clearly() {
-    let Some(endpoint) = moto_endpoint_or_skip("missing_queue_urls_fail_clearly") else {
-        return;
-    };
+    let endpoint = moto_endpoint("missing_queue_urls_fail_clearly");
     let sdk = sdk_config(&endpoint, Duration::from_secs(3)).await;
     let adapters = adapters_from_sdk_config(&sdk, &AwsSettings::new("unused"));
     let err = adapters
@@ -260,13 +251,11 @@ async fn standard_endpoint_variables_are_honoured() {
     let configured = ["AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID"]
         .iter()
         .all(|v| std::env::var(v).is_ok());
-    if std::env::var("MOTO_ENDPOINT").is_err() || !configured {
-        eprintln!(
-            "skipping standard_endpoint_variables_are_honoured: needs MOTO_ENDPOINT, \
-             AWS_ENDPOINT_URL, AWS_REGION and credentials"
-        );
-        return;
-    }
+    assert!(
+        std::env::var("MOTO_ENDPOINT").is_ok() && configured,
+        "standard_endpoint_variables_are_honoured needs MOTO_ENDPOINT, AWS_ENDPOINT_URL, \
+         AWS_REGION and credentials (scripts/test sets them)"
+    );
     let sdk = relay_aws::load_sdk_config(&relay_aws::Caller::Admin.policy()).await;
     let adapters = adapters_from_sdk_config(&sdk, &AwsSettings::new(unique("absent")));
     // Reaching DynamoDB (moto) shows up as its "no such table" answer, not a connection error.
@@ -304,9 +293,7 @@ fn event_bodies(prefix: &str, count: usize, body_bytes: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn copy_redrive_moves_every_message_once_with_its_body() {
-    let Some(stack) = stack("copy_redrive_moves_every_message_once_with_its_body").await else {
-        return;
-    };
+    let stack = stack("copy_redrive_moves_every_message_once_with_its_body").await;
     let admin = &stack.adapters.admin;
     let q = &stack.queues;
     let bodies = event_bodies("c", 25, 40);
@@ -333,10 +320,7 @@ async fn copy_redrive_moves_every_message_once_with_its_body() {
 
 #[tokio::test]
 async fn a_copy_redrive_whose_sends_fail_leaves_the_unsent_in_the_dlq() {
-    let Some(stack) = stack("a_copy_redrive_whose_sends_fail_leaves_the_unsent_in_the_dlq").await
-    else {
-        return;
-    };
+    let stack = stack("a_copy_redrive_whose_sends_fail_leaves_the_unsent_in_the_dlq").await;
     let admin = &stack.adapters.admin;
     let q = &stack.queues;
     // A destination that refuses bodies over 1 KiB: the large messages' sends fail.
@@ -387,9 +371,7 @@ async fn a_copy_redrive_whose_sends_fail_leaves_the_unsent_in_the_dlq() {
 
 #[tokio::test]
 async fn redrive_without_move_tasks_falls_back_to_copying() {
-    let Some(stack) = stack("redrive_without_move_tasks_falls_back_to_copying").await else {
-        return;
-    };
+    let stack = stack("redrive_without_move_tasks_falls_back_to_copying").await;
     let admin = &stack.adapters.admin;
     let q = &stack.queues;
     let bodies = event_bodies("r", 25, 40);

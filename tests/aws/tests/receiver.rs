@@ -1,7 +1,7 @@
 //! The receiver Lambda's handler (`receiver::handle`) on function URL requests, over SQS and
 //! DynamoDB on moto: refusals, deduplication, and what a queue or store outage answers.
 //!
-//! Needs `MOTO_ENDPOINT`; without it every test prints why and passes. Each test makes its own
+//! Needs `MOTO_ENDPOINT`; without it every test fails saying so. Each test makes its own
 //! table and queues, so they run in parallel.
 
 mod harness;
@@ -18,9 +18,7 @@ const PROVIDER_PATIENCE: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn bad_requests_are_refused_and_nothing_is_queued() {
-    let Some(stack) = Stack::new("bad_requests_are_refused_and_nothing_is_queued").await else {
-        return;
-    };
+    let stack = Stack::new("bad_requests_are_refused_and_nothing_is_queued").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
     let receiver = stack.receiver();
     let body = PUSH_BODY.as_bytes();
@@ -102,10 +100,7 @@ async fn bad_requests_are_refused_and_nothing_is_queued() {
 
 #[tokio::test]
 async fn duplicate_delivery_is_answered_without_queueing_again() {
-    let Some(stack) = Stack::new("duplicate_delivery_is_answered_without_queueing_again").await
-    else {
-        return;
-    };
+    let stack = Stack::new("duplicate_delivery_is_answered_without_queueing_again").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
     let receiver = stack.confirming_receiver();
     let delivery = unique();
@@ -150,10 +145,7 @@ async fn duplicate_delivery_is_answered_without_queueing_again() {
 
 #[tokio::test]
 async fn delivery_id_longer_than_a_store_key_is_refused_with_400() {
-    let Some(stack) = Stack::new("delivery_id_longer_than_a_store_key_is_refused_with_400").await
-    else {
-        return;
-    };
+    let stack = Stack::new("delivery_id_longer_than_a_store_key_is_refused_with_400").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
     let receiver = stack.confirming_receiver();
     let send = |delivery: &str| {
@@ -220,20 +212,13 @@ async fn queue_outage(stack: &Stack, endpoint: &str) {
 
 #[tokio::test]
 async fn queue_refusing_connections_answers_503_and_releases_the_claim() {
-    let Some(stack) =
-        Stack::new("queue_refusing_connections_answers_503_and_releases_the_claim").await
-    else {
-        return;
-    };
+    let stack = Stack::new("queue_refusing_connections_answers_503_and_releases_the_claim").await;
     queue_outage(&stack, &harness::closed_endpoint()).await;
 }
 
 #[tokio::test]
 async fn queue_that_never_answers_gets_503_within_the_budget() {
-    let Some(stack) = Stack::new("queue_that_never_answers_gets_503_within_the_budget").await
-    else {
-        return;
-    };
+    let stack = Stack::new("queue_that_never_answers_gets_503_within_the_budget").await;
     let (endpoint, holder) = harness::silent_endpoint().await;
     queue_outage(&stack, &endpoint).await;
     holder.abort();
@@ -241,9 +226,7 @@ async fn queue_that_never_answers_gets_503_within_the_budget() {
 
 #[tokio::test]
 async fn store_outage_answers_503_and_queues_nothing() {
-    let Some(stack) = Stack::new("store_outage_answers_503_and_queues_nothing").await else {
-        return;
-    };
+    let stack = Stack::new("store_outage_answers_503_and_queues_nothing").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
     let (silent, holder) = harness::silent_endpoint().await;
     for endpoint in [harness::closed_endpoint(), silent] {
@@ -273,9 +256,7 @@ async fn store_outage_answers_503_and_queues_nothing() {
 
 #[tokio::test]
 async fn concurrent_copies_of_one_delivery_queue_one_event() {
-    let Some(stack) = Stack::new("concurrent_copies_of_one_delivery_queue_one_event").await else {
-        return;
-    };
+    let stack = Stack::new("concurrent_copies_of_one_delivery_queue_one_event").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
     let delivery = unique();
     let send = || {

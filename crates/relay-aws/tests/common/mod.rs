@@ -20,15 +20,6 @@ pub fn moto_endpoint(what: &str) -> String {
         .unwrap_or_else(|_| panic!("MOTO_ENDPOINT is not set: {what} needs a moto server"))
 }
 
-/// The moto server of `MOTO_ENDPOINT`, or `None` with a note that `test` is skipped.
-pub fn moto_endpoint_or_skip(test: &str) -> Option<String> {
-    let endpoint = std::env::var("MOTO_ENDPOINT").ok();
-    if endpoint.is_none() {
-        eprintln!("skipping {test}: MOTO_ENDPOINT is not set");
-    }
-    endpoint
-}
-
 /// An SDK config for `endpoint` with moto's region and test credentials.
 pub async fn sdk_config(endpoint: &str, timeout: Duration) -> aws_config::SdkConfig {
     sdk_config_loader(&Caller::Admin.policy().with_operation_timeout(timeout))
