@@ -10,17 +10,26 @@ from conftest import (
     accepted_id,
     add_subscription,
     child_env,
+    free_port,
     new_secret,
     send_github,
     wait_until,
 )
 
 
-def assert_json_failure(result, *words):
-    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+KINDS = {"usage", "not_found", "conflict", "invalid", "unavailable", "internal"}
+
+
+def assert_json_failure(result, *words, kind=None):
+    """Exit 1 (2 for usage), nothing on stdout, a JSON error with a message and its class."""
+    expected_exit = 2 if kind == "usage" else 1
+    assert result.returncode == expected_exit, (result.returncode, result.stdout, result.stderr)
     assert result.stdout == ""
     error = json.loads(result.stderr)["error"]
     assert isinstance(error, dict) and error["message"]
+    assert error["kind"] in KINDS - {"internal"}, error
+    if kind:
+        assert error["kind"] == kind, error
     for word in words:
         assert word in error["message"], error
     return error
@@ -47,19 +56,19 @@ def test_sources_commands(cli):
     assert updated["secrets"] == 1
     # A source keeps at least one secret.
     assert_json_failure(cli("sources", "update", "github", "--remove-secret", "gh-secret-number-2",
-                            check=False), "secret")
+                            check=False), "secret", kind="invalid")
 
     assert cli("sources", "remove", "custom") == {"removed": "custom"}
     assert sorted(s["name"] for s in cli("sources", "list")) == ["github", "std"]
 
     # Failures: exit 1, JSON error on stderr, nothing on stdout.
     assert_json_failure(cli("sources", "add", "github", "--provider", "github", "--secret", "x",
-                            check=False), "github")
-    assert_json_failure(cli("sources", "remove", "custom", check=False), "custom")
+                            check=False), "github", kind="conflict")
+    assert_json_failure(cli("sources", "remove", "custom", check=False), "custom", kind="not_found")
     assert_json_failure(cli("sources", "add", "bad name", "--provider", "github", "--secret", "x",
                             check=False))
     assert_json_failure(cli("sources", "add", "healthz", "--provider", "github", "--secret", "x",
-                            check=False), "healthz")
+                            check=False), "healthz", kind="invalid")
     assert_json_failure(cli("sources", "add", "std2", "--provider", "standard", "--secret",
                             "not-whsec", check=False), "whsec_")
     assert_json_failure(cli("sources", "add", "h", "--provider", "hmac", "--secret",
@@ -189,8 +198,10 @@ def test_subscriptions_commands(cli):
     assert cli("subscriptions", "remove", b["id"]) == {"removed": b["id"]}
     assert [s["id"] for s in cli("subscriptions", "list")] == [a["id"]]
 
-    assert_json_failure(cli("subscriptions", "remove", b["id"], check=False), b["id"])
-    assert_json_failure(cli("subscriptions", "enable", "sub_nope", check=False), "sub_nope")
+    assert_json_failure(cli("subscriptions", "remove", b["id"], check=False), b["id"],
+                        kind="not_found")
+    assert_json_failure(cli("subscriptions", "enable", "sub_nope", check=False), "sub_nope",
+                        kind="not_found")
     assert_json_failure(cli("subscriptions", "rotate-secret", "sub_nope", check=False))
     assert_json_failure(cli("subscriptions", "add", "--source", "nobody", "--url",
                             "https://example.com/", check=False), "nobody")
@@ -201,8 +212,12 @@ def test_subscriptions_commands(cli):
     assert_json_failure(cli("subscriptions", "add", "--source", "github", "--url",
                             "https://example.com/", "--secret", "plain", check=False))
     assert_json_failure(cli("subscriptions", "add", "--source", "github", "--url",
-                            "https://example.com/", "--events", "iss*es", check=False), "pattern")
-    assert_json_failure(cli("events", "show", "evt_nope", check=False), "evt_nope")
+                            "https://example.com/", "--events", "iss*es", check=False), "pattern",
+                        kind="invalid")
+    assert_json_failure(cli("events", "show", "evt_nope", check=False), "evt_nope",
+                        kind="not_found")
+    assert_json_failure(cli("subscriptions", "rotate-secret", a["id"], "--keep-old", "soon",
+                            check=False), "--keep-old", kind="usage")
     # Nothing was added by the failed commands.
     assert len(cli("subscriptions", "list")) == 1
 
@@ -239,7 +254,26 @@ def test_usage_error_under_json_is_a_json_error(relay_bin, tmp_path):
         [str(relay_bin), "--data-dir", str(tmp_path / "data"), "sources", "add", "--json"],
         capture_output=True, text=True, stdin=subprocess.DEVNULL, env=child_env(), timeout=30)
     assert result.returncode == 2
-    assert json.loads(result.stderr)["error"]
+    assert json.loads(result.stderr)["error"]["kind"] == "usage"
+
+
+def test_error_classes_on_the_aws_backend(relay_bin, tmp_path):
+    """An endpoint that does not answer is `unavailable` (exit 1, the cause kept); --aws
+    without a table is a usage error (exit 2)."""
+    env = {k: v for k, v in child_env().items()
+           if not k.startswith(("AWS_", "RELAY_", "MOTO_"))}
+    env.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", AWS_REGION="us-east-1",
+               AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+               RELAY_AWS_OPERATION_TIMEOUT_MS="2000")
+
+    def relay(*args):
+        return subprocess.run([str(relay_bin), *args, "--json"], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, env=env, timeout=120)
+
+    down = relay("--aws", "--table", "relay-absent", "sources", "list")
+    error = assert_json_failure(down, kind="unavailable")
+    assert "127.0.0.1" in error["message"] or "connect" in error["message"].lower(), error
+    assert_json_failure(relay("--aws", "sources", "list"), "--table", kind="usage")
 
 
 def test_help_and_version(relay_bin):

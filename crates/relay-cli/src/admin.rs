@@ -235,7 +235,8 @@ async fn subscriptions(
             });
         }
         SubscriptionsCommand::RotateSecret { id, keep_old } => {
-            let keep = parse_duration(&keep_old).map_err(|e| anyhow!("--keep-old: {e}"))?;
+            let keep = parse_duration(&keep_old)
+                .map_err(|e| crate::errors::usage(format!("--keep-old {keep_old:?}: {e}")))?;
             let rotated = core_subscriptions::rotate_secret(store, &id, keep, now_secs()).await?;
             let secret = &rotated.secret;
             let mut value = subscription_json(&rotated.subscription);

@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use relay_aws::{AwsAdapters, AwsSettings, CloudWatchActivity};
 use relay_core::{Queue, QueueConsumer, RecentActivity, Store};
 use relay_local::{LocalBackend, LocalOptions};
 
 use crate::args::Global;
+use crate::errors::{Kind, classified};
 
 pub enum Backend {
     Local(LocalBackend),
@@ -27,9 +28,9 @@ impl Backend {
     pub async fn open(global: &Global) -> anyhow::Result<Self> {
         if !global.aws {
             let local = LocalBackend::open(&global.data_dir, LocalOptions::default())
-                .with_context(|| {
-                    format!("cannot open the store in {}", global.data_dir.display())
-                })?;
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("cannot open the store in {}", global.data_dir.display()))
+                .map_err(|e| classified(Kind::Unavailable, format!("{e:#}")))?;
             return Ok(Backend::Local(local));
         }
         let sdk = relay_aws::load_sdk_config(&relay_aws::Caller::Admin.policy()).await;
@@ -47,7 +48,9 @@ impl Backend {
             settings.deliveries_queue_url = Some(url.clone());
         }
         if settings.table.is_empty() {
-            bail!("--aws needs --stack NAME or --table (env RELAY_TABLE)");
+            return Err(crate::errors::usage(
+                "--aws needs --stack NAME or --table (env RELAY_TABLE)",
+            ));
         }
         // The template names each DLQ after its queue with a -dlq suffix.
         if settings.events_dlq_url.is_none() {
@@ -127,7 +130,16 @@ async fn stack_settings(sdk: &aws_config::SdkConfig, stack: &str) -> anyhow::Res
         .stack_name(stack)
         .send()
         .await
-        .with_context(|| format!("cannot describe stack {stack}"))?;
+        .map_err(|e| {
+            // CloudFormation answers a missing stack with a ValidationError naming it.
+            let kind = match e.as_service_error() {
+                Some(service) if service.to_string().contains("does not exist") => Kind::NotFound,
+                Some(_) => Kind::Invalid,
+                None => Kind::Unavailable,
+            };
+            let cause = aws_sdk_cloudformation::error::DisplayErrorContext(e);
+            classified(kind, format!("cannot describe stack {stack}: {cause}"))
+        })?;
     let outputs = described
         .stacks()
         .first()
@@ -140,8 +152,12 @@ async fn stack_settings(sdk: &aws_config::SdkConfig, stack: &str) -> anyhow::Res
             .and_then(|o| o.output_value())
             .map(str::to_owned)
     };
-    let table =
-        output("TableName").with_context(|| format!("stack {stack} has no TableName output"))?;
+    let table = output("TableName").ok_or_else(|| {
+        classified(
+            Kind::Invalid,
+            format!("stack {stack} has no TableName output (is it a relay stack?)"),
+        )
+    })?;
     let mut settings = AwsSettings::new(table);
     settings.events_queue_url = output("EventsQueueUrl");
     settings.events_dlq_url = output("EventsDlqUrl");

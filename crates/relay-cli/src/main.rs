@@ -5,6 +5,7 @@ mod admin;
 mod args;
 mod backend;
 mod dev;
+mod errors;
 mod output;
 mod reconcile;
 
@@ -22,8 +23,9 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            output::print_error(json, &error);
-            ExitCode::from(1)
+            let kind = errors::Kind::of(&error);
+            output::print_error(json, kind, &error);
+            ExitCode::from(kind.exit_code())
         }
     }
 }

@@ -2,13 +2,16 @@
 
 use serde_json::{Value, json};
 
+use crate::errors::Kind;
+
 use relay_core::model::{HmacOptions, ProviderConfig, Source, Subscription};
 
-pub fn print_error(json_mode: bool, error: &anyhow::Error) {
+/// The error and its cause chain; under `--json` with its class (`kind`).
+pub fn print_error(json_mode: bool, kind: Kind, error: &anyhow::Error) {
     if json_mode {
         eprintln!(
             "{}",
-            json!({ "error": { "message": format!("{error:#}") } })
+            json!({ "error": { "message": format!("{error:#}"), "kind": kind.name() } })
         );
     } else {
         eprintln!("error: {error:#}");

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail};
 use async_trait::async_trait;
 use relay_core::clock;
 use relay_core::receive::{Receiver, ReceiverConfig};
@@ -17,6 +16,7 @@ use relay_core::retry::parse_duration;
 
 use crate::args::Global;
 use crate::backend::Backend;
+use crate::errors::{self, Kind};
 use crate::output::{emit, millis_text};
 
 pub async fn run(
@@ -26,12 +26,13 @@ pub async fn run(
     since: &str,
     dry_run: bool,
 ) -> anyhow::Result<()> {
-    let lookback = parse_duration(since).map_err(|e| anyhow!("--since {since:?}: {e}"))?;
+    let lookback =
+        parse_duration(since).map_err(|e| errors::usage(format!("--since {since:?}: {e}")))?;
     let store = backend.store();
     let source = store
         .get_source(name)
         .await?
-        .ok_or_else(|| anyhow!("no such source: {name}"))?;
+        .ok_or_else(|| errors::classified(Kind::NotFound, format!("no such source: {name}")))?;
     let clock = clock::system();
     let receiver = receiver(backend, clock.clone())?;
     let local;
@@ -57,10 +58,20 @@ pub async fn run(
     if !findings.complete() {
         let left = findings.unrecovered();
         match &findings.stopped {
-            Some(why) => bail!(
-                "reconcile stopped before it was through ({left} missing event(s) not recovered): {why}"
-            ),
-            None => bail!("{left} missing event(s) not recovered"),
+            Some(why) => {
+                return Err(errors::classified(
+                    Kind::Unavailable,
+                    format!(
+                        "reconcile stopped before it was through ({left} missing event(s) not recovered): {why}"
+                    ),
+                ));
+            }
+            None => {
+                return Err(errors::classified(
+                    Kind::Unavailable,
+                    format!("{left} missing event(s) not recovered"),
+                ));
+            }
         }
     }
     Ok(())
