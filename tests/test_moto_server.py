@@ -1,4 +1,4 @@
-"""tests/moto_server.py: moto with three costs that grow with the data cut down. Transactions,
+"""tests/moto_server.py: moto with four costs that grow with the data cut down. Transactions,
 queries and receives answer as moto's own do; no table is copied per transaction."""
 
 import subprocess
@@ -185,3 +185,22 @@ def test_receive_keeps_messages_within_retention(server):
         for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
             bodies.add(m["Body"])
     assert bodies == {f"m{n}" for n in range(5)}
+
+
+def test_delayed_and_hidden_messages_wait_their_time(server):
+    _, port = server
+    sqs = boto3.client("sqs", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    url = sqs.create_queue(QueueName="timed")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=2)
+    sqs.send_message(QueueUrl=url, MessageBody="now")
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert counts["ApproximateNumberOfMessages"] == "1"
+    assert counts["ApproximateNumberOfMessagesDelayed"] == "1"
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30)["Messages"]
+    assert [m["Body"] for m in got] == ["now"]  # the delayed one waits
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert counts["ApproximateNumberOfMessagesNotVisible"] == "1"
+    wait_until(lambda: [m["Body"] for m in sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])] == ["later"],
+        timeout=30, message="the delayed message after its delay")
