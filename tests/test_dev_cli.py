@@ -301,8 +301,13 @@ def test_admin_changes_reach_a_running_dev(dev, sink, sub_secret):
     wait_until(lambda: send_github(dev, one)[0].status_code == 401, timeout=10,
                message="the removed source secret to be refused")
 
+    # A source with subscriptions is removed only with --cascade (they go with it).
+    assert_json_failure(dev.cli("sources", "remove", "github", check=False), "1 subscription(s)",
+                        "--cascade", kind="conflict")
+    assert len(dev.cli("subscriptions", "list")) == 1
+    dev.cli("sources", "remove", "github", "--cascade")
+    assert dev.cli("subscriptions", "list") == []
     # A removed source is unknown.
-    dev.cli("sources", "remove", "github")
     assert [s["name"] for s in dev.cli("sources", "list")] == []
     wait_until(lambda: send_github(dev, two)[0].status_code == 404, timeout=10,
                message="the removed source to answer 404")

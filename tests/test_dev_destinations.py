@@ -2,6 +2,8 @@
 
 The guard is exercised with loopback addresses only: 127.0.0.1, localhost and [::1]."""
 
+import json
+
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -107,3 +109,10 @@ def test_replay_keeps_the_webhook_id(dev, sink, sub_secret):
     # Replaying an unknown event fails with exit 1 and a JSON error.
     failed = dev.cli("replay", "evt_nope", check=False)
     assert failed.returncode == 1 and "error" in failed.stderr
+    # A replay to a disabled subscription is refused, naming the command that enables it.
+    dev.cli("subscriptions", "disable", b)
+    refused = dev.cli("replay", event_id, "--subscription", b, check=False)
+    assert refused.returncode == 1, refused.stderr
+    error = json.loads(refused.stderr)["error"]
+    assert error["kind"] == "conflict" and f"relay subscriptions enable {b}" in error["message"]
+    assert len(sink.received("/ok/rb")) == 2

@@ -129,8 +129,8 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
                 )
             });
         }
-        SourcesCommand::Remove { name } => {
-            core_sources::remove_source(store, &name).await?;
+        SourcesCommand::Remove { name, cascade } => {
+            core_sources::remove_source(store, &name, cascade).await?;
             emit_removed(json_mode, "source", &name);
         }
         SourcesCommand::Update {

@@ -183,6 +183,9 @@ pub enum SourcesCommand {
     List,
     Remove {
         name: String,
+        /// Remove the source's subscriptions with it (without this, a source that has any is refused).
+        #[arg(long)]
+        cascade: bool,
     },
     /// Rotate secrets, change the tolerance or the Twilio public URL.
     Update {

@@ -68,6 +68,16 @@ pub async fn plan_replay(
                     ),
                 ));
             }
+            if !sub.enabled {
+                let why = sub
+                    .disabled_reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
+                return Err(AdminError::Conflict(format!(
+                    "subscription {sub_id} is disabled{why}; enable it first with relay subscriptions enable {sub_id}"
+                )));
+            }
             vec![sub]
         }
         None => catalog

@@ -71,7 +71,21 @@ pub async fn list_sources(catalog: &dyn Catalog) -> Result<Vec<Source>, AdminErr
 }
 
 /// Removes a source and, with it, its subscriptions.
-pub async fn remove_source(catalog: &dyn Catalog, name: &str) -> Result<(), AdminError> {
+/// Removes a source. A source that still has subscriptions is refused unless `cascade`
+/// (then they go with it), so a typo cannot silently drop every consumer of a source.
+pub async fn remove_source(
+    catalog: &dyn Catalog,
+    name: &str,
+    cascade: bool,
+) -> Result<(), AdminError> {
+    if !cascade {
+        let subscriptions = catalog.source_subscriptions(name).await?.len();
+        if subscriptions > 0 {
+            return Err(AdminError::Conflict(format!(
+                "source {name} has {subscriptions} subscription(s); remove them first, or pass --cascade to remove them with it"
+            )));
+        }
+    }
     if catalog.remove_source(name).await? {
         Ok(())
     } else {

@@ -209,9 +209,32 @@ async fn options_of_other_providers_are_refused() {
 }
 
 #[tokio::test]
+async fn removing_a_source_with_subscriptions_needs_cascade() {
+    let store = store_with([subscription("s1", "gh"), subscription("s2", "gh")]).await;
+    match remove_source(store.as_ref(), "gh", false).await {
+        Err(AdminError::Conflict(message)) => {
+            assert!(message.contains("2 subscription(s)"), "{message}");
+            assert!(message.contains("--cascade"), "{message}");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(store.get_source("gh").await.unwrap().is_some());
+    assert_eq!(
+        list_subscriptions(store.as_ref(), None)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // Without subscriptions no flag is needed.
+    remove_source(store.as_ref(), "other", false).await.unwrap();
+    assert!(store.get_source("other").await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn removing_a_source_removes_its_subscriptions() {
     let store = store_with([subscription("s1", "gh"), subscription("s2", "other")]).await;
-    remove_source(store.as_ref(), "gh").await.unwrap();
+    remove_source(store.as_ref(), "gh", true).await.unwrap();
     let left: Vec<String> = list_subscriptions(store.as_ref(), None)
         .await
         .unwrap()
@@ -220,7 +243,7 @@ async fn removing_a_source_removes_its_subscriptions() {
         .collect();
     assert_eq!(left, vec!["s2"]);
     assert!(store.get_source("gh").await.unwrap().is_none());
-    let again = remove_source(store.as_ref(), "gh").await;
+    let again = remove_source(store.as_ref(), "gh", true).await;
     assert!(matches!(
         again,
         Err(AdminError::NotFound(Missing::Source(_)))
@@ -463,7 +486,20 @@ async fn replay_numbering_continues_each_subscriptions_attempt_log() {
         .collect();
     assert_eq!(numbered, vec![("s1", 3), ("s2", 1)]);
 
-    // One subscription by id, disabled or not, numbered on from its own log.
+    // A disabled subscription is refused, naming the command that enables it.
+    let refused = plan_replay(store.as_ref(), store.as_ref(), "evt_1", Some("s3")).await;
+    match refused {
+        Err(AdminError::Conflict(message)) => {
+            assert!(message.contains("s3 is disabled"), "{message}");
+            assert!(
+                message.contains("relay subscriptions enable s3"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    set_enabled(store.as_ref(), "s3", true).await.unwrap();
+    // One subscription by id, numbered on from its own log.
     let only = plan_replay(store.as_ref(), store.as_ref(), "evt_1", Some("s3"))
         .await
         .unwrap();
