@@ -35,8 +35,18 @@ def assert_json_failure(result, *words, kind=None):
     return error
 
 
+def test_read_commands_on_a_missing_data_dir_create_nothing(relay_bin, tmp_path):
+    data_dir = tmp_path / "never-made"
+    for args in (["sources", "list"], ["subscriptions", "list"], ["events", "list"], ["status"],
+                 ["events", "show", "evt_1"], ["subscriptions", "disable", "sub_1"]):
+        result = subprocess.run([str(relay_bin), "--data-dir", str(data_dir), *args, "--json"],
+                                capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                env=child_env(), timeout=30)
+        assert_json_failure(result, "no relay store", str(data_dir), kind="not_found")
+        assert not data_dir.exists(), args
+
+
 def test_sources_commands(cli):
-    assert cli("sources", "list") == []
     cli("sources", "add", "github", "--provider", "github", "--secret", "gh-secret-number-1")
     std_secret = new_secret(24)
     cli("sources", "add", "std", "--provider", "standard", "--secret", std_secret)

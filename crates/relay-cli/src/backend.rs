@@ -25,8 +25,21 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub async fn open(global: &Global) -> anyhow::Result<Self> {
+    /// The backend the global flags name. A local store is created only when `creates`;
+    /// otherwise a data dir without one is refused, and nothing is written.
+    pub async fn open(global: &Global, creates: bool) -> anyhow::Result<Self> {
         if !global.aws {
+            let store = global.data_dir.join(relay_local::DB_FILE);
+            if !creates && !store.is_file() {
+                return Err(classified(
+                    Kind::NotFound,
+                    format!(
+                        "no relay store in {} ({} does not exist): run relay dev or relay sources add there first, or pass --data-dir",
+                        global.data_dir.display(),
+                        store.display()
+                    ),
+                ));
+            }
             let local = LocalBackend::open(&global.data_dir, LocalOptions::default())
                 .map_err(anyhow::Error::from)
                 .with_context(|| format!("cannot open the store in {}", global.data_dir.display()))

@@ -55,7 +55,12 @@ async fn run(cli: args::Cli) -> anyhow::Result<()> {
     match cli.command {
         args::Command::Dev(options) => dev::run(&cli.global, options).await,
         command => {
-            let backend = backend::Backend::open(&cli.global).await?;
+            // Only adding a source may start a local store; other commands read or change one.
+            let creates = matches!(
+                command,
+                args::Command::Sources(args::SourcesCommand::Add { .. })
+            );
+            let backend = backend::Backend::open(&cli.global, creates).await?;
             admin::run(&backend, &cli.global, command).await
         }
     }
