@@ -370,3 +370,14 @@ def test_events_list_pages_and_filters(dev):
 
     refused = dev.cli("events", "list", "--before", "not-a-cursor", check=False)
     assert refused.returncode == 2, (refused.returncode, refused.stderr)
+
+
+def test_a_second_dev_on_the_same_data_dir_refuses_to_start(dev, relay_bin):
+    result = subprocess.run(
+        [str(relay_bin), "dev", "--listen", f"127.0.0.1:{free_port()}", "--data-dir",
+         str(dev.data_dir), "--json"],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, env=child_env(), timeout=60)
+    error = assert_json_failure(result, "another relay dev is running", str(dev.data_dir),
+                                kind="conflict")
+    assert f"pid {dev.proc.pid}" in error["message"], error
+    assert dev.cli("sources", "list") == []  # the first one is untouched

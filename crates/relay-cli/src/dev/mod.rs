@@ -58,10 +58,58 @@ fn dev_settings(
     Ok(settings)
 }
 
+/// Held while `relay dev` runs: a second one on the same data dir would run a second fanout
+/// and receiver over one store. The OS drops the lock when the process ends, however it ends.
+const DEV_LOCK_FILE: &str = "dev.lock";
+
+fn claim_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let path = data_dir.join(DEV_LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            file.rewind()?;
+            write!(file, "{}", std::process::id())?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let by = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {holder})")
+            };
+            Err(crate::errors::classified(
+                crate::errors::Kind::Conflict,
+                format!(
+                    "another relay dev is running on {}{by}; stop it, or pass --data-dir for a second one",
+                    data_dir.display()
+                ),
+            ))
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::from(e).context(format!("cannot lock {}", path.display())))
+        }
+    }
+}
+
 pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
     init_logging();
     let lookup = |name: &str| std::env::var(name).ok();
     let settings = dev_settings(&lookup, &args)?;
+    let _only_dev = claim_data_dir(&global.data_dir)?;
     let backend = LocalBackend::open(&global.data_dir, LocalOptions::default())
         .with_context(|| format!("cannot open the store in {}", global.data_dir.display()))?;
     let visibility = settings.delivery.timeout + VISIBILITY_MARGIN;
