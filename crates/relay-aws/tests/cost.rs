@@ -419,7 +419,7 @@ async fn run(dedup: bool, archive: &str, events: usize) -> Run {
     let replies: Vec<_> = futures::stream::iter(0..events)
         .map(|n| {
             let receiver = &receiver;
-            async move { (n, receiver.handle(github_request(n)).await) }
+            async move { (n, receiver.handle(github_request(n)).await.reply()) }
         })
         .buffer_unordered(8)
         .collect()

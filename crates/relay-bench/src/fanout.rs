@@ -94,7 +94,7 @@ pub async fn run(
             })
             .collect();
         let started = Instant::now();
-        let verdicts = fanout.handle_batch(batch).await;
+        let verdicts = fanout.handle_batch(batch, None).await;
         let wall = started.elapsed();
         let deleted = verdicts
             .iter()

@@ -106,7 +106,9 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || prepared.clone(),
             |request| {
-                let reply = runtime.block_on(receiver.handle(black_box(request)));
+                let reply = runtime
+                    .block_on(receiver.handle(black_box(request)))
+                    .reply();
                 assert_eq!(reply.status, 202);
                 black_box(reply)
             },

@@ -72,7 +72,7 @@ pub struct Pumped {
 }
 
 /// One receive of up to `max` messages (waiting up to `wait`), the batch through
-/// `Fanout::handle_batch_by` (by `deadline`, if any), then each message settled.
+/// `Fanout::handle_batch` (by `deadline`, if any), then each message settled.
 pub async fn pump(
     consumer: &dyn QueueConsumer,
     fanout: &Fanout,
@@ -86,7 +86,7 @@ pub async fn pump(
     if messages.is_empty() {
         return Ok(Vec::new());
     }
-    let dispositions = fanout.handle_batch_by(messages.clone(), deadline).await;
+    let dispositions = fanout.handle_batch(messages.clone(), deadline).await;
     let mut pumped = Vec::with_capacity(messages.len());
     for message in messages {
         let disposition = dispositions
@@ -172,7 +172,7 @@ async fn handle_and_settle(
     queue: QueueName,
     message: ReceivedMessage,
 ) {
-    let handled = AssertUnwindSafe(fanout.handle_message(&message))
+    let handled = AssertUnwindSafe(fanout.handle_message(&message, None))
         .catch_unwind()
         .await;
     match handled {

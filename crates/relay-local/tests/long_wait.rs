@@ -72,7 +72,7 @@ async fn a_two_hour_wait_hops_through_fresh_delayed_messages() {
         assert_eq!(got[0].receive_count, 1);
         let carried: QueueMessage = serde_json::from_str(&got[0].body).unwrap();
         assert_eq!(carried, QueueMessage::Delivery(retry.clone()));
-        let disposition = fanout.handle_message(&got[0]).await;
+        let disposition = fanout.handle_message(&got[0], None).await;
         assert_eq!(disposition, Disposition::Delete, "at wake-up {wakes}");
         assert!(
             backend

@@ -40,7 +40,7 @@ pub async fn handle(
         });
     }
     let mut response = SqsBatchResponse::default();
-    for (receipt, disposition) in fanout.handle_batch_by(messages, deadline).await {
+    for (receipt, disposition) in fanout.handle_batch(messages, deadline).await {
         if Settle::for_disposition(disposition) == Settle::Delete {
             continue;
         }

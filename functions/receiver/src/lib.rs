@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use lambda_http::{Body, Request, RequestExt, Response};
 use relay_core::providers::InboundRequest;
-use relay_core::receive::{Receiver, Reply};
+use relay_core::receive::Receiver;
 
 /// Converts the request (bodies arriving base64-encoded are already decoded by lambda_http, so
 /// verification sees the provider's exact bytes) and answers with the core's reply.
@@ -27,17 +27,5 @@ pub async fn handle(
         headers: parts.headers,
         body,
     };
-    Ok(to_response(receiver.handle(inbound).await))
-}
-
-fn to_response(reply: Reply) -> Response<Body> {
-    let mut response = Response::new(Body::Text(reply.body));
-    *response.status_mut() =
-        http::StatusCode::from_u16(reply.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    for (name, value) in reply.headers {
-        if let Ok(value) = http::HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    response
+    Ok(receiver.handle(inbound).await.reply().into_http())
 }

@@ -1096,7 +1096,7 @@ async fn handle_and_lose_the_delete(
     queue_url: &str,
     message: &relay_aws::SqsMessage,
 ) -> relay_core::model::Disposition {
-    let disposition = fanout.handle_message(&message.to_received()).await;
+    let disposition = fanout.handle_message(&message.to_received(), None).await;
     stack
         .admin()
         .change_visibility(queue_url, &message.receipt_handle, 0)
@@ -1127,7 +1127,7 @@ async fn a_delivery_whose_delete_was_lost_is_not_delivered_again() {
     let again = next_message(&stack, &deliveries).await;
     assert_eq!(again.message_id, first.message_id);
     assert_eq!(again.receive_count, 2);
-    let disposition = fanout.handle_message(&again.to_received()).await;
+    let disposition = fanout.handle_message(&again.to_received(), None).await;
     assert_eq!(disposition, relay_core::model::Disposition::Delete);
     stack
         .admin()
@@ -1188,7 +1188,7 @@ async fn a_hop_whose_delete_was_lost_is_attempted_once() {
     // The early message comes back and hops again: two messages now carry attempt 2.
     let again = next_message(&stack, &deliveries).await;
     assert_eq!(again.message_id, early.message_id);
-    let disposition = fanout.handle_message(&again.to_received()).await;
+    let disposition = fanout.handle_message(&again.to_received(), None).await;
     assert_eq!(
         disposition,
         relay_core::model::Disposition::Delete,

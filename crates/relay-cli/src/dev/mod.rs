@@ -15,7 +15,7 @@ use relay_core::clock;
 use relay_core::consume::{ConsumeOptions, consume};
 use relay_core::metrics::Tally;
 use relay_core::providers::InboundRequest;
-use relay_core::receive::Receiver;
+use relay_core::receive::{Receiver, Reply};
 use relay_core::retry::RetrySchedule;
 use relay_local::{LocalBackend, LocalOptions, LocalQueueName, LocalSettings};
 use tokio::task::JoinSet;
@@ -206,11 +206,12 @@ impl server::Handler for ReceiveHandler {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .prometheus();
-            return response(
-                200,
-                vec![("content-type", "text/plain; version=0.0.4".into())],
-                text,
-            );
+            return Reply {
+                status: 200,
+                headers: vec![("content-type", "text/plain; version=0.0.4".into())],
+                body: text,
+            }
+            .into_http();
         }
         receive(&self.receiver, self.body_timeout, request.map(Body::new)).await
     }
@@ -218,14 +219,15 @@ impl server::Handler for ReceiveHandler {
 
 /// An error answer that also closes the connection: the rest of the request is not read.
 fn json_error(status: u16, message: &str) -> Response {
-    response(
+    Reply {
         status,
-        vec![
+        headers: vec![
             ("content-type", "application/json".into()),
             ("connection", "close".into()),
         ],
-        serde_json::json!({ "error": message }).to_string(),
-    )
+        body: serde_json::json!({ "error": message }).to_string(),
+    }
+    .into_http()
 }
 
 async fn receive(
@@ -253,11 +255,12 @@ async fn receive(
                 "{{\"error\":\"body is over the limit of {} bytes\"}}",
                 receiver.config().max_body_bytes
             );
-            return response(
-                413,
-                vec![("content-type", "application/json".into())],
-                message,
-            );
+            return Reply {
+                status: 413,
+                headers: vec![("content-type", "application/json".into())],
+                body: message,
+            }
+            .into_http();
         }
     };
     let inbound = InboundRequest {
@@ -267,20 +270,7 @@ async fn receive(
         headers: parts.headers,
         body,
     };
-    let reply = receiver.handle(inbound).await;
-    response(reply.status, reply.headers, reply.body)
-}
-
-fn response(status: u16, headers: Vec<(&'static str, String)>, body: String) -> Response {
-    let mut builder = Response::builder().status(status);
-    for (name, value) in headers {
-        builder = builder.header(name, value);
-    }
-    builder.body(Body::from(body)).unwrap_or_else(|_| {
-        let mut fallback = Response::new(Body::empty());
-        *fallback.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-        fallback
-    })
+    receiver.handle(inbound).await.reply().into_http()
 }
 
 fn init_logging() {

@@ -432,7 +432,10 @@ async fn replay_targets_the_subscriptions_the_fanout_delivers_to_and_numbers_on(
         body: serde_json::to_string(&QueueMessage::Event(evt.clone())).unwrap(),
         receive_count: 1,
     };
-    assert_eq!(fanout.handle_message(&message).await, Disposition::Delete);
+    assert_eq!(
+        fanout.handle_message(&message, None).await,
+        Disposition::Delete
+    );
     let mut fanned: Vec<(String, u32)> = deliverer
         .seen()
         .into_iter()

@@ -3,8 +3,11 @@
 //!   message on the deliveries queue, so one failing subscriber never re-delivers to another;
 //! - a delivery: one attempt for one subscription, then the next message of its schedule, or
 //!   the DLQ when the schedule is spent.
+//!
+//! What to do is decided by pure functions (`plan`: which subscriptions a round attempts, whether
+//! a task runs, the attempt records and the round's writes; `decide`: what follows an attempt);
+//! this module reads their inputs through the ports, applies their plans and settles.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,95 +17,28 @@ use tracing::{debug, info, warn};
 
 use crate::cache::TtlCache;
 use crate::clock::SharedClock;
-use crate::delivery::{Attempt, AttemptResult, DeliveryClient, Outcome};
+use crate::delivery::{Attempt, AttemptResult, DeliveryClient};
 use crate::metrics::Tally;
 use crate::model::{
     AttemptOutcome, AttemptRecord, DeliveryTask, Disposition, EventEnvelope, NextStep,
     QueueMessage, ReceivedMessage, Subscription,
 };
-use crate::ports::{Catalog, Deliverer, EventArchive, Queue};
-use crate::retry::RetrySchedule;
-use crate::subscriptions::modify_subscription;
+use crate::ports::{Catalog, Deliverer, EventArchive, Queue, StoreError};
 
+mod config;
 pub mod decide;
+mod health;
+pub mod plan;
 pub mod targets;
 #[cfg(test)]
 mod tests;
 
-use decide::{
-    AttemptFacts, FollowUp, HealthChange, decide, hop_delay, respaced_hop, superseding_record,
+use config::MIN_ATTEMPT_TIMEOUT;
+pub use config::{ArchiveMode, FanoutConfig, SETTLE_RESERVE};
+use decide::{AttemptFacts, FollowUp, decide, hop_delay, respaced_hop};
+use plan::{
+    LogWrite, Planned, RoundLog, RoundStep, Step, TaskPlan, attempt_record, plan_round, plan_task,
 };
-
-#[derive(Debug, Clone)]
-pub struct FanoutConfig {
-    pub retry: RetrySchedule,
-    /// How long events and attempt logs are kept.
-    pub retention_secs: i64,
-    /// Records of one batch handled at once.
-    pub record_concurrency: usize,
-    pub cache_ttl: Duration,
-    /// A subscription failing without a single success for this long is disabled.
-    pub health_window_secs: i64,
-    /// Timeout of the first attempt, made from the events queue; None: the delivery timeout.
-    /// Shorter, so a hanging subscriber moves to the deliveries queue instead of holding its
-    /// whole event batch.
-    pub first_attempt_timeout: Option<Duration>,
-    /// Which events are stored, with their attempt log, for `events show` and replay.
-    pub archive: ArchiveMode,
-}
-
-/// Which events the fanout stores with their attempt log (`RELAY_EVENT_ARCHIVE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ArchiveMode {
-    /// Every event: any of them can be shown and replayed.
-    #[default]
-    All,
-    /// Only events with an attempt that did not succeed at once: an event delivered to every
-    /// subscription at the first try costs no write.
-    Failures,
-    /// None: nothing to show or replay, and a retried event is delivered again to
-    /// subscriptions that already have it (they see the same `webhook-id`).
-    Off,
-}
-
-impl ArchiveMode {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "all" => Some(Self::All),
-            "failures" => Some(Self::Failures),
-            "off" => Some(Self::Off),
-            _ => None,
-        }
-    }
-
-    /// Whether a round that produced `records` stores the event.
-    pub fn keeps(self, records: &[AttemptRecord]) -> bool {
-        match self {
-            Self::All => true,
-            Self::Failures => records.iter().any(|r| r.outcome != AttemptOutcome::Ok),
-            Self::Off => false,
-        }
-    }
-}
-
-/// Time kept back from a batch's deadline for writing outcomes and queuing follow-ups.
-pub const SETTLE_RESERVE: Duration = Duration::from_secs(5);
-/// No attempt gets less than this, however close the deadline.
-const MIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
-
-impl Default for FanoutConfig {
-    fn default() -> Self {
-        Self {
-            retry: RetrySchedule::default(),
-            retention_secs: 14 * 86_400,
-            record_concurrency: 16,
-            cache_ttl: Duration::from_secs(10),
-            health_window_secs: 5 * 86_400,
-            first_attempt_timeout: None,
-            archive: ArchiveMode::All,
-        }
-    }
-}
 
 pub struct Fanout {
     catalog: Arc<dyn Catalog>,
@@ -117,15 +53,7 @@ pub struct Fanout {
     tally: Option<Arc<Mutex<Tally>>>,
 }
 
-/// What happened to one subscription in this handling, before it is logged.
-/// What a round on the events queue has stored so far.
-#[derive(Default)]
-struct RoundLog {
-    event_stored: bool,
-    /// Outcomes not stored yet: successes, while the archive keeps only failed events.
-    held: Vec<AttemptRecord>,
-}
-
+/// One step's outcome, once applied.
 struct Settled {
     record: AttemptRecord,
     /// False when the follow-up (retry message, DLQ) could not be queued.
@@ -172,20 +100,16 @@ impl Fanout {
     }
 
     /// Handles a batch concurrently (bounded) and says what to do with each message, by receipt.
-    pub async fn handle_batch(&self, messages: Vec<ReceivedMessage>) -> Vec<(String, Disposition)> {
-        self.handle_batch_by(messages, None).await
-    }
-
-    /// `handle_batch` for a batch that must be answered by `deadline` (a Lambda invocation's):
-    /// attempts are cut short so that every outcome is still written and queued in time.
-    pub async fn handle_batch_by(
+    /// With a `deadline` (a Lambda invocation's), attempts are cut short so that every outcome
+    /// is still written and queued in time.
+    pub async fn handle_batch(
         &self,
         messages: Vec<ReceivedMessage>,
         deadline: Option<Instant>,
     ) -> Vec<(String, Disposition)> {
         futures::stream::iter(messages)
             .map(|message| async move {
-                let disposition = self.handle_message_by(&message, deadline).await;
+                let disposition = self.handle_message(&message, deadline).await;
                 (message.receipt, disposition)
             })
             .buffer_unordered(self.config.record_concurrency.max(1))
@@ -193,11 +117,8 @@ impl Fanout {
             .await
     }
 
-    pub async fn handle_message(&self, message: &ReceivedMessage) -> Disposition {
-        self.handle_message_by(message, None).await
-    }
-
-    pub async fn handle_message_by(
+    /// Handles one message of either queue (by `deadline`, as `handle_batch`).
+    pub async fn handle_message(
         &self,
         message: &ReceivedMessage,
         deadline: Option<Instant>,
@@ -243,122 +164,121 @@ impl Fanout {
             }
         };
         let retention_until = self.clock.now_secs() + self.config.retention_secs;
-        let (subscriptions, settled) = tokio::join!(
+        let (subscriptions, past) = tokio::join!(
             self.subscriptions_of(&event.source),
-            self.past_attempts(&event.id),
+            self.attempt_log(&event.id),
         );
-        let (subscriptions, settled) = match (subscriptions, settled) {
-            (Ok(subs), Ok(settled)) => (subs, settled),
-            (subs, settled) => {
+        let (subscriptions, past) = match (subscriptions, past) {
+            (Ok(subs), Ok(past)) => (subs, past),
+            (subs, past) => {
                 let error = [
                     subs.err().map(|e| e.to_string()),
-                    settled.err().map(|e| e.to_string()),
+                    past.err().map(|e| e.to_string()),
                 ];
                 warn!(event_id = %event.id, error = ?error, "store unavailable; event will be retried");
                 return Disposition::Retry;
             }
         };
-        // A retried or redriven event skips the subscriptions it already settled.
-        let done: HashSet<&str> = settled
-            .iter()
-            .filter(|a| a.settles_fanout())
-            .map(|a| a.subscription_id.as_str())
-            .collect();
-        let targets: Vec<&Subscription> = subscriptions
-            .iter()
-            .filter(|s| targets::delivers_to(s, &event.event_type))
-            .filter(|s| !done.contains(s.id.as_str()))
-            .collect();
-        if targets.is_empty() {
+        let planned = plan_round(&event, &subscriptions, &past);
+        if planned.is_empty() {
             info!(event_id = %event.id, source = %event.source, event_type = %event.event_type, "no subscription to deliver to");
-            return match self
-                .store_untargeted(&event, &settled, retention_until)
-                .await
-            {
+            return match self.store_untargeted(&event, &past, retention_until).await {
                 Ok(()) => Disposition::Delete,
-                Err(()) => Disposition::Retry,
+                Err(e) => {
+                    warn!(event_id = %event.id, error = %e, "event write failed; event will be retried");
+                    Disposition::Retry
+                }
             };
         }
 
-        // Attempt numbers run on past earlier tries of this event (whose follow-up could not be
-        // queued), so `x-relay-attempt` never repeats.
-        let attempt_of = |sub: &Subscription| targets::next_attempt(&settled, &sub.id);
         // Each outcome is stored as soon as it is known, not when the slowest sibling is done:
         // a crash meanwhile then re-sends the event only to the subscriptions still unsettled.
-        // The first outcome stored writes the event item with it (for one subscription, the
-        // event's only write); later ones are records of their own.
-        let round_log = tokio::sync::Mutex::new(RoundLog::default());
-        let round = futures::future::join_all(targets.iter().map(|sub| {
-            let body = body.clone();
-            let event = &event;
-            let attempt = attempt_of(sub);
-            let (settled, round_log) = (&settled, &round_log);
-            async move {
-                let outcome = if sub.failing_since.is_some() {
-                    self.hand_off(event, sub, attempt).await
-                } else {
-                    let result = self.attempt(event, body, sub, attempt, timeout).await;
-                    self.settle(event, sub, attempt, 0, result).await
-                };
-                let logged = self
-                    .log_outcome(event, settled, outcome.record, round_log, retention_until)
-                    .await;
-                outcome.handed_off && logged.is_ok()
+        // One writer stores them in the order they come, so only one writes the event item.
+        let (outcomes, mut settled) = tokio::sync::mpsc::unbounded_channel::<Settled>();
+        let event = &event;
+        let steps = async move {
+            futures::future::join_all(planned.into_iter().map(|planned| {
+                let (body, outcomes) = (body.clone(), outcomes.clone());
+                async move {
+                    let outcome = self.apply_step(event, planned, body, timeout).await;
+                    // The writer outlives every step: the send cannot fail.
+                    let _ = outcomes.send(outcome);
+                }
+            }))
+            .await;
+        };
+        let writer = async {
+            let mut log = RoundLog::default();
+            let mut all_settled = true;
+            while let Some(outcome) = settled.recv().await {
+                let write = log.write_for(outcome.record, &past, self.config.archive);
+                let stored = self.store(event, write, &mut log, retention_until).await;
+                if let Err(e) = &stored {
+                    warn!(event_id = %event.id, error = %e, "attempt log write failed; event will be retried");
+                }
+                all_settled &= outcome.handed_off && stored.is_ok();
             }
-        }))
-        .await;
+            all_settled
+        };
+        let ((), all_settled) = tokio::join!(steps, writer);
         // Without a record a retry could not tell who already has it: retry the event, which
         // skips the subscriptions whose outcome was stored.
-        if round.iter().all(|done| *done) {
+        if all_settled {
             Disposition::Delete
         } else {
             Disposition::Retry
         }
     }
 
-    /// Stores one outcome of a round on the events queue, as the archive mode says: with the
-    /// event, when it is the first of the event to be stored (and with the outcomes held back
-    /// before it: `failures` holds successes until one attempt fails), else as a record.
-    async fn log_outcome(
+    /// One subscription's part in a round: an attempt now, or the hand-off of a failing one.
+    async fn apply_step(
         &self,
         event: &EventEnvelope,
-        past: &[AttemptRecord],
-        record: AttemptRecord,
-        round_log: &tokio::sync::Mutex<RoundLog>,
-        until: i64,
-    ) -> Result<(), ()> {
-        if self.config.archive == ArchiveMode::Off {
-            return Ok(());
+        planned: Planned<'_>,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Settled {
+        let Planned {
+            subscription,
+            attempt,
+            step,
+        } = planned;
+        match step {
+            RoundStep::HandOff => self.hand_off(event, subscription, attempt).await,
+            RoundStep::Deliver => {
+                let result = self
+                    .attempt(event, body, subscription, attempt, timeout)
+                    .await;
+                self.settle(event, subscription, attempt, 0, result).await
+            }
         }
-        // The round's writes go one at a time, so only one of them writes the event item.
-        let mut log = round_log.lock().await;
-        let written = if log.event_stored {
-            self.archive
-                .put_attempts(std::slice::from_ref(&record), until)
-                .await
-        } else {
-            log.held.push(record);
-            if past.is_empty() && !self.config.archive.keeps(&log.held) {
-                return Ok(());
-            }
-            let all: Vec<AttemptRecord> = past.iter().chain(&log.held).cloned().collect();
-            let written = self.archive.record_event(event, &all, until).await;
-            if written.is_ok() {
-                log.event_stored = true;
-                log.held.clear();
-            }
-            written
-        };
-        written.map_err(|e| {
-            warn!(event_id = %event.id, error = %e, "attempt log write failed; event will be retried");
-        })
     }
 
-    /// The attempt records of earlier rounds and retries; none when nothing is archived.
-    async fn past_attempts(
+    /// Performs a write of the round log (`RoundLog::write_for`).
+    async fn store(
         &self,
-        event_id: &str,
-    ) -> Result<Vec<AttemptRecord>, crate::ports::StoreError> {
+        event: &EventEnvelope,
+        write: LogWrite,
+        log: &mut RoundLog,
+        until: i64,
+    ) -> Result<(), StoreError> {
+        match write {
+            LogWrite::Nothing => Ok(()),
+            LogWrite::Record(record) => {
+                self.archive
+                    .put_attempts(std::slice::from_ref(&record), until)
+                    .await
+            }
+            LogWrite::Event(records) => {
+                self.archive.record_event(event, &records, until).await?;
+                log.event_written();
+                Ok(())
+            }
+        }
+    }
+
+    /// The event's attempt log, of earlier rounds and retries; none when nothing is archived.
+    async fn attempt_log(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
         if self.config.archive == ArchiveMode::Off {
             return Ok(Vec::new());
         }
@@ -372,16 +292,11 @@ impl Fanout {
         event: &EventEnvelope,
         past: &[AttemptRecord],
         until: i64,
-    ) -> Result<(), ()> {
+    ) -> Result<(), StoreError> {
         if past.is_empty() && !self.config.archive.keeps(&[]) {
             return Ok(());
         }
-        self.archive
-            .record_event(event, past, until)
-            .await
-            .map_err(|e| {
-                warn!(event_id = %event.id, error = %e, "event write failed; event will be retried");
-            })
+        self.archive.record_event(event, past, until).await
     }
 
     /// A subscription already failing gets even its first attempt from the deliveries queue, so
@@ -396,12 +311,12 @@ impl Fanout {
             schedule_step: 0,
             not_before: self.clock.now_millis(),
         };
-        let mut record = self.record(
+        let mut record = attempt_record(
             event,
             &sub.id,
             attempt,
-            None,
-            AttemptOutcome::Deferred,
+            self.clock.now_millis(),
+            Step::NotSent(AttemptOutcome::Deferred),
             NextStep::RetryScheduled,
         );
         let handed_off = match self.queue.send_delivery(&task, 0).await {
@@ -428,37 +343,33 @@ impl Fanout {
             return self.hop(task, delay_secs, receive_count).await;
         }
         let event = &task.event;
-        let (subscription, superseded) = tokio::join!(
+        let (subscription, log) = tokio::join!(
             self.subscription(&task.subscription_id),
-            self.superseding_record(&task),
+            self.attempt_log(&event.id),
         );
-        match superseded {
-            Ok(None) => {}
-            Ok(Some(record)) => {
-                info!(event_id = %event.id, subscription_id = %task.subscription_id, attempt = task.attempt, logged_attempt = record.attempt, logged_outcome = %record.outcome, "delivery already attempted; duplicate message dropped");
-                return Disposition::Delete;
-            }
+        let log = match log {
+            Ok(log) => log,
             Err(e) => {
                 // Attempting blind could deliver twice to a subscriber that already has it.
                 warn!(event_id = %event.id, error = %e, "attempt log unavailable; retry later");
                 return Disposition::Retry;
             }
-        }
-        let subscription = match subscription {
-            Ok(Some(sub)) if sub.enabled => sub,
-            Ok(found) => {
-                let why = if found.is_some() {
-                    AttemptOutcome::SubscriptionDisabled
-                } else {
-                    AttemptOutcome::SubscriptionRemoved
-                };
+        };
+        let subscription = match plan_task(&task, &log, subscription.as_ref().map(Option::as_deref))
+        {
+            Ok(TaskPlan::Attempt(sub)) => sub,
+            Ok(TaskPlan::Duplicate(record)) => {
+                info!(event_id = %event.id, subscription_id = %task.subscription_id, attempt = task.attempt, logged_attempt = record.attempt, logged_outcome = %record.outcome, "delivery already attempted; duplicate message dropped");
+                return Disposition::Delete;
+            }
+            Ok(TaskPlan::Drop(why)) => {
                 info!(event_id = %event.id, subscription_id = %task.subscription_id, outcome = %why, "retry dropped");
-                self.log(&[self.record(
+                self.log(&[attempt_record(
                     event,
                     &task.subscription_id,
                     task.attempt,
-                    None,
-                    why,
+                    self.clock.now_millis(),
+                    Step::NotSent(why),
                     NextStep::Dropped,
                 )])
                 .await;
@@ -477,12 +388,12 @@ impl Fanout {
             }
         };
         let result = self
-            .attempt(event, body, &subscription, task.attempt, timeout)
+            .attempt(event, body, subscription, task.attempt, timeout)
             .await;
         let settled = self
             .settle(
                 event,
-                &subscription,
+                subscription,
                 task.attempt,
                 task.schedule_step,
                 result,
@@ -493,19 +404,6 @@ impl Fanout {
         }
         self.log(&[settled.record]).await;
         Disposition::Delete
-    }
-
-    /// The record in the event's attempt log that makes `task` a duplicate
-    /// (`decide::superseding_record`); none when nothing is archived.
-    async fn superseding_record(
-        &self,
-        task: &DeliveryTask,
-    ) -> Result<Option<AttemptRecord>, crate::ports::StoreError> {
-        if self.config.archive == ArchiveMode::Off {
-            return Ok(None);
-        }
-        let log = self.archive.event_attempts(&task.event.id).await?;
-        Ok(superseding_record(&log, task).cloned())
     }
 
     /// An early wake-up (SQS delays stop at 15 minutes) goes on as a new delayed message with
@@ -586,22 +484,14 @@ impl Fanout {
             now_millis,
             health_window_secs: self.config.health_window_secs,
         });
-        let mut record = AttemptRecord {
-            event_id: event.id.clone(),
-            subscription_id: subscription.id.clone(),
+        let mut record = attempt_record(
+            event,
+            &subscription.id,
             attempt,
-            at: now_millis - result.latency.as_millis() as i64,
-            status: result.outcome.status(),
-            outcome: result.outcome.kind(),
-            latency_ms: result.latency.as_millis() as u64,
-            response_excerpt: match &result.outcome {
-                Outcome::Refused(reason) | Outcome::Invalid(reason) | Outcome::Connect(reason) => {
-                    reason.clone()
-                }
-                _ => result.excerpt.clone(),
-            },
-            next: decision.next,
-        };
+            now_millis,
+            Step::Attempted(&result),
+            decision.next,
+        );
         if let Some(change) = decision.health {
             self.apply_health(subscription, change).await;
         }
@@ -636,73 +526,6 @@ impl Fanout {
         Settled { record, handed_off }
     }
 
-    async fn apply_health(&self, subscription: &Subscription, change: HealthChange) {
-        match change {
-            HealthChange::StartFailing(now) => {
-                self.update_subscription(subscription, |sub| {
-                    sub.failing_since.get_or_insert(now);
-                })
-                .await;
-            }
-            HealthChange::Recovered => {
-                self.update_subscription(subscription, |sub| sub.failing_since = None)
-                    .await;
-            }
-            HealthChange::Disable(reason) => {
-                self.update_subscription(subscription, |sub| {
-                    sub.enabled = false;
-                    sub.disabled_reason = Some(reason.clone());
-                })
-                .await;
-                warn!(subscription_id = %subscription.id, reason = %reason, "subscription disabled");
-            }
-        }
-    }
-
-    /// Changes the stored subscription (not the cached copy) on the revision it read, so an
-    /// operator's concurrent change (removal, disabling, a rotated secret) is never undone.
-    async fn update_subscription(
-        &self,
-        subscription: &Subscription,
-        mut change: impl FnMut(&mut Subscription) + Send,
-    ) {
-        let id = &subscription.id;
-        let result = modify_subscription(self.catalog.as_ref(), id, |sub| {
-            change(sub);
-            true
-        })
-        .await;
-        match result {
-            Ok(_) => {
-                self.by_id.invalidate(id);
-                self.by_source.invalidate(&subscription.source);
-            }
-            Err(e) => warn!(subscription_id = %id, error = %e, "could not update the subscription"),
-        }
-    }
-
-    fn record(
-        &self,
-        event: &EventEnvelope,
-        subscription_id: &str,
-        attempt: u32,
-        status: Option<u16>,
-        outcome: AttemptOutcome,
-        next: NextStep,
-    ) -> AttemptRecord {
-        AttemptRecord {
-            event_id: event.id.clone(),
-            subscription_id: subscription_id.to_owned(),
-            attempt,
-            at: self.clock.now_millis(),
-            status,
-            outcome,
-            latency_ms: 0,
-            response_excerpt: String::new(),
-            next,
-        }
-    }
-
     /// The attempt log is for people; a failed write must not repeat a delivery.
     async fn log(&self, records: &[AttemptRecord]) {
         if self.config.archive == ArchiveMode::Off {
@@ -714,10 +537,7 @@ impl Fanout {
         }
     }
 
-    async fn subscriptions_of(
-        &self,
-        source: &str,
-    ) -> Result<Arc<Vec<Subscription>>, crate::ports::StoreError> {
+    async fn subscriptions_of(&self, source: &str) -> Result<Arc<Vec<Subscription>>, StoreError> {
         let loaded = self
             .by_source
             .get_or_load(source, || async {
@@ -730,10 +550,7 @@ impl Fanout {
         Ok(loaded.unwrap_or_default())
     }
 
-    async fn subscription(
-        &self,
-        id: &str,
-    ) -> Result<Option<Arc<Subscription>>, crate::ports::StoreError> {
+    async fn subscription(&self, id: &str) -> Result<Option<Arc<Subscription>>, StoreError> {
         self.by_id
             .get_or_load(id, || async {
                 self.catalog

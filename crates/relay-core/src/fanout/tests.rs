@@ -1,7 +1,8 @@
 //! The fanout's decisions (`decide`, pure) and their application through the memory ports with a
 //! scripted deliverer: every outcome class, Retry-After, a spent schedule, the health window,
 //! attempt numbering across retries and redrives, a follow-up that cannot be queued, and long
-//! waits crossed by hops (early wake-ups sent on as new delayed messages).
+//! waits crossed by hops (early wake-ups sent on as new delayed messages), and the round's plan
+//! (`plan`, pure): whom a round attempts, whether a task runs, and the round's log writes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,9 @@ use std::time::Duration;
 use super::decide::{
     AttemptFacts, Decision, FollowUp, HealthChange, decide, hop_delay, respaced_hop,
     superseding_record,
+};
+use super::plan::{
+    LogWrite, RoundLog, RoundStep, Step, TaskPlan, attempt_record, plan_round, plan_task,
 };
 use super::{ArchiveMode, Fanout, FanoutConfig};
 use crate::clock::{Clock, FixedClock};
@@ -310,7 +314,7 @@ fn received(body: &QueueMessage, receive_count: u32) -> ReceivedMessage {
 
 async fn handle_event_with(fanout: &Fanout) -> Disposition {
     fanout
-        .handle_message(&message(&QueueMessage::Event(event())))
+        .handle_message(&message(&QueueMessage::Event(event())), None)
         .await
 }
 
@@ -332,7 +336,10 @@ impl Rig {
         receive_count: u32,
     ) -> Disposition {
         self.fanout
-            .handle_message(&received(&QueueMessage::Delivery(task), receive_count))
+            .handle_message(
+                &received(&QueueMessage::Delivery(task), receive_count),
+                None,
+            )
             .await
     }
 
@@ -854,4 +861,119 @@ async fn without_an_archive_a_delivery_received_again_is_attempted_again() {
     rig.handle_delivery(task("a", 2, 1, 0)).await;
     rig.handle_delivery_received(task("a", 2, 1, 0), 2).await;
     assert_eq!(rig.deliverer.seen().len(), 2, "nothing to tell it was made");
+}
+
+// The round's plan (`plan`, pure).
+
+fn planned_record(subscription_id: &str, attempt: u32, outcome: AttemptOutcome) -> AttemptRecord {
+    let next = match outcome {
+        AttemptOutcome::Ok => NextStep::Done,
+        _ => NextStep::FanoutRetry,
+    };
+    attempt_record(
+        &event(),
+        subscription_id,
+        attempt,
+        1_000,
+        Step::NotSent(outcome),
+        next,
+    )
+}
+
+#[test]
+fn a_round_skips_settled_and_unmatched_subscriptions_and_hands_off_failing_ones() {
+    let mut failing = subscription("failing");
+    failing.failing_since = Some(1);
+    let mut disabled = subscription("disabled");
+    disabled.enabled = false;
+    let mut other_type = subscription("other");
+    other_type.events = vec!["issues".into()];
+    let subs = vec![
+        subscription("fresh"),
+        subscription("retried"),
+        subscription("settled"),
+        failing,
+        disabled,
+        other_type,
+    ];
+    // An earlier round: `settled` got it; `retried`'s follow-up could not be queued.
+    let past = [
+        planned_record("settled", 1, AttemptOutcome::Ok),
+        planned_record("retried", 1, AttemptOutcome::Timeout),
+    ];
+    let planned: Vec<_> = plan_round(&event(), &subs, &past)
+        .into_iter()
+        .map(|p| (p.subscription.id.as_str(), p.attempt, p.step))
+        .collect();
+    assert_eq!(
+        planned,
+        [
+            ("fresh", 1, RoundStep::Deliver),
+            ("retried", 2, RoundStep::Deliver),
+            ("failing", 1, RoundStep::HandOff),
+        ]
+    );
+}
+
+#[test]
+fn a_task_is_dropped_as_a_duplicate_even_when_its_subscription_cannot_be_read() {
+    let task = task("s", 2, 1, 0);
+    let sub = subscription("s");
+    let log = [planned_record("s", 2, AttemptOutcome::Ok)];
+    assert_eq!(
+        plan_task(&task, &log, Err::<Option<&Subscription>, _>("down")),
+        Ok(TaskPlan::Duplicate(&log[0]))
+    );
+    assert_eq!(
+        plan_task(&task, &[], Err::<Option<&Subscription>, _>("down")),
+        Err("down")
+    );
+    assert_eq!(
+        plan_task::<()>(&task, &[], Ok(Some(&sub))),
+        Ok(TaskPlan::Attempt(&sub))
+    );
+    assert_eq!(
+        plan_task::<()>(&task, &[], Ok(None)),
+        Ok(TaskPlan::Drop(AttemptOutcome::SubscriptionRemoved))
+    );
+    let mut disabled = sub.clone();
+    disabled.enabled = false;
+    assert_eq!(
+        plan_task::<()>(&task, &[], Ok(Some(&disabled))),
+        Ok(TaskPlan::Drop(AttemptOutcome::SubscriptionDisabled))
+    );
+}
+
+#[test]
+fn a_round_writes_the_event_once_and_holds_successes_while_only_failures_are_kept() {
+    let ok = planned_record("a", 1, AttemptOutcome::Ok);
+    let failed = planned_record("b", 1, AttemptOutcome::Timeout);
+    let late = planned_record("c", 1, AttemptOutcome::Ok);
+
+    let mut log = RoundLog::default();
+    let mode = ArchiveMode::Failures;
+    assert_eq!(log.write_for(ok.clone(), &[], mode), LogWrite::Nothing);
+    let both = LogWrite::Event(vec![ok.clone(), failed.clone()]);
+    assert_eq!(log.write_for(failed.clone(), &[], mode), both);
+    // The event write failed: the next outcome carries all of them.
+    let all = LogWrite::Event(vec![ok.clone(), failed.clone(), late.clone()]);
+    assert_eq!(log.write_for(late.clone(), &[], mode), all);
+    log.event_written();
+    assert_eq!(
+        log.write_for(late.clone(), &[], mode),
+        LogWrite::Record(late.clone())
+    );
+
+    // A stored event (an earlier round) is written with the first outcome, success or not.
+    let mut log = RoundLog::default();
+    let past = [failed.clone()];
+    assert_eq!(
+        log.write_for(ok.clone(), &past, mode),
+        LogWrite::Event(vec![failed.clone(), ok.clone()])
+    );
+    let mut log = RoundLog::default();
+    assert_eq!(
+        log.write_for(ok, &past, ArchiveMode::Off),
+        LogWrite::Nothing
+    );
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::Source;
 use crate::ports::DedupLedger;
 use crate::providers::Verified;
-use crate::receive::Receiver;
+use crate::receive::{ReceiveOutcome, Receiver};
 
 pub use client::{ApiClient, ApiError, Bearer, Credential, RateLimitPolicy, wait_for_rate_limit};
 pub use github_app::GithubAppJwt;
@@ -424,18 +424,21 @@ async fn ingest(
         event_type: event_type.to_owned(),
         delivery_id: Some(key.to_owned()),
     };
-    let reply = receiver
+    let outcome = receiver
         .accept_reconciled(source, verified, Some("application/json"), body)
         .await;
-    match reply.status {
-        // 200 is a duplicate: queued meanwhile by a webhook that arrived late.
-        200 | 202 => Ok(()),
-        503 => Err((
-            true,
-            format!("not queued ({}): {}", reply.status, reply.body),
-        )),
-        status => Err((false, format!("not queued ({status}): {}", reply.body))),
+    match outcome {
+        // A duplicate was queued meanwhile by a webhook that arrived late.
+        ReceiveOutcome::Accepted { .. } | ReceiveOutcome::Duplicate { .. } => Ok(()),
+        // The store or queue is down: the rest of the run would fail the same way.
+        ReceiveOutcome::Unavailable(_) => Err((true, not_queued(&outcome))),
+        _ => Err((false, not_queued(&outcome))),
     }
+}
+
+fn not_queued(outcome: &ReceiveOutcome) -> String {
+    let reply = outcome.reply();
+    format!("not queued ({}): {}", reply.status, reply.body)
 }
 
 #[cfg(test)]

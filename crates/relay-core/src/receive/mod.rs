@@ -15,6 +15,9 @@ use crate::model::{DedupClaim, EventEnvelope, Source};
 use crate::ports::{Catalog, DedupLedger, EventArchive, Queue};
 use crate::providers::{self, InboundRequest, Outcome, Rejection, Verified};
 
+mod outcome;
+pub use outcome::{ReceiveOutcome, Refusal, Reply, Unavailable};
+
 /// The default body limit: a body this large, in the worst case, still fits one queue message
 /// (`model::LARGEST_QUEUE_MESSAGE_BYTES`) and one stored event.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
@@ -65,34 +68,6 @@ impl Default for ReceiverConfig {
     }
 }
 
-/// An HTTP answer in neutral form; the Lambda and `relay dev` adapters turn it into theirs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
-    /// JSON text.
-    pub body: String,
-}
-
-impl Reply {
-    fn json(status: u16, value: serde_json::Value) -> Self {
-        Self {
-            status,
-            headers: vec![("content-type", "application/json".into())],
-            body: value.to_string(),
-        }
-    }
-
-    fn error(status: u16, message: &str) -> Self {
-        Self::json(status, serde_json::json!({ "error": message }))
-    }
-
-    fn with_header(mut self, name: &'static str, value: String) -> Self {
-        self.headers.push((name, value));
-        self
-    }
-}
-
 /// The metrics dimension of requests to a path that names no stored source.
 pub const UNKNOWN_SOURCE: &str = "(unknown)";
 
@@ -100,7 +75,6 @@ pub const UNKNOWN_SOURCE: &str = "(unknown)";
 #[derive(Default)]
 struct Seen {
     source_known: bool,
-    duplicate: bool,
 }
 
 pub struct Receiver {
@@ -146,14 +120,15 @@ impl Receiver {
         self
     }
 
-    pub async fn handle(&self, request: InboundRequest) -> Reply {
+    /// Receives one request; each edge answers with `ReceiveOutcome::reply`.
+    pub async fn handle(&self, request: InboundRequest) -> ReceiveOutcome {
         let Some(tally) = &self.tally else {
             return self.answer(request, &mut Seen::default()).await;
         };
         let health_check = request.path == "/healthz";
         let name = source_name(&request.path).map(str::to_owned);
         let mut seen = Seen::default();
-        let reply = self.answer(request, &mut seen).await;
+        let outcome = self.answer(request, &mut seen).await;
         if !health_check {
             // Only a stored source is a dimension: request paths are anyone's to choose.
             let source = match &name {
@@ -163,9 +138,10 @@ impl Receiver {
             let mut tally = tally
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            tally.record_reply(source, reply.status, seen.duplicate);
+            let duplicate = matches!(outcome, ReceiveOutcome::Duplicate { .. });
+            tally.record_reply(source, outcome.status(), duplicate);
         }
-        reply
+        outcome
     }
 
     /// Claims the delivery id for `event_id`. Confirmed claims say at once whether a copy was
@@ -220,27 +196,23 @@ impl Receiver {
         }
     }
 
-    async fn answer(&self, request: InboundRequest, seen: &mut Seen) -> Reply {
+    async fn answer(&self, request: InboundRequest, seen: &mut Seen) -> ReceiveOutcome {
         if request.path == "/healthz" && request.method == Method::GET {
-            return Reply::json(200, serde_json::json!({ "status": "ok" }));
+            return ReceiveOutcome::Healthy;
         }
         let Some(name) = source_name(&request.path) else {
-            return Reply::error(404, "no such source: the path is /{source}");
+            return ReceiveOutcome::Refused(Refusal::NoSourcePath);
         };
         // Only POST carries webhooks; GET is looked at further for `token` sources, whose URL
         // senders such as Mailchimp check with a GET.
         if request.method != Method::POST && request.method != Method::GET {
-            return method_not_allowed();
+            return ReceiveOutcome::Refused(Refusal::MethodNotAllowed);
         }
         if request.body.len() > self.config.max_body_bytes {
-            return Reply::error(
-                413,
-                &format!(
-                    "body of {} bytes is over the limit of {} bytes",
-                    request.body.len(),
-                    self.config.max_body_bytes
-                ),
-            );
+            return ReceiveOutcome::Refused(Refusal::TooLarge {
+                bytes: request.body.len(),
+                limit: self.config.max_body_bytes,
+            });
         }
         let source = match self
             .sources
@@ -253,15 +225,19 @@ impl Receiver {
                 seen.source_known = true;
                 source
             }
-            Ok(None) => return Reply::error(404, &format!("no such source: {name}")),
+            Ok(None) => {
+                return ReceiveOutcome::Refused(Refusal::UnknownSource {
+                    name: name.to_owned(),
+                });
+            }
             Err(e) => {
                 warn!(source = name, error = %e, "source lookup failed");
-                return Reply::error(503, "store unavailable; nothing was accepted, retry later");
+                return ReceiveOutcome::Unavailable(Unavailable::Store);
             }
         };
 
         if !providers::accepts_method(&source.provider, &request.method) {
-            return method_not_allowed();
+            return ReceiveOutcome::Refused(Refusal::MethodNotAllowed);
         }
 
         let now_ms = self.clock.now_millis();
@@ -275,16 +251,16 @@ impl Receiver {
                     status = answer.status,
                     "answered without queuing"
                 );
-                return Reply::json(answer.status, answer.body);
+                return ReceiveOutcome::Challenge(answer);
             }
             Err(rejection) => {
                 warn!(source = name, status = rejection.status, reason = %rejection.message, "request refused");
-                return Reply::error(rejection.status, &rejection.message);
+                return ReceiveOutcome::Refused(Refusal::Rejected(rejection));
             }
         };
         if let Err(rejection) = check_carriable(&verified, request.content_type()) {
             warn!(source = name, status = rejection.status, reason = %rejection.message, "request refused");
-            return Reply::error(rejection.status, &rejection.message);
+            return ReceiveOutcome::Refused(Refusal::Rejected(rejection));
         }
 
         self.queue_once(
@@ -294,7 +270,6 @@ impl Receiver {
             &request.body,
             now_ms,
             false,
-            seen,
         )
         .await
     }
@@ -308,22 +283,13 @@ impl Receiver {
         verified: Verified,
         content_type: Option<&str>,
         body: &[u8],
-    ) -> Reply {
+    ) -> ReceiveOutcome {
         if let Err(rejection) = check_carriable(&verified, content_type) {
-            return Reply::error(rejection.status, &rejection.message);
+            return ReceiveOutcome::Refused(Refusal::Rejected(rejection));
         }
         let now_ms = self.clock.now_millis();
-        let mut seen = Seen::default();
-        self.queue_once(
-            &source.name,
-            verified,
-            content_type,
-            body,
-            now_ms,
-            true,
-            &mut seen,
-        )
-        .await
+        self.queue_once(&source.name, verified, content_type, body, now_ms, true)
+            .await
     }
 
     /// Deduplicates on the delivery id, queues the event and answers: the steps every accepted
@@ -337,8 +303,7 @@ impl Receiver {
         body: &[u8],
         now_ms: i64,
         reconciled: bool,
-        seen: &mut Seen,
-    ) -> Reply {
+    ) -> ReceiveOutcome {
         let now = now_ms.div_euclid(1000);
         let event_id = event_id_at(now_ms);
         // The key copies of one delivery share; none when dedup is off.
@@ -348,22 +313,14 @@ impl Receiver {
                 ClaimVerdict::Proceed => {}
                 ClaimVerdict::Duplicate(first) => {
                     info!(event_id = %first, source = name, delivery_id = %key, "duplicate delivery answered");
-                    seen.duplicate = true;
-                    return Reply::json(200, serde_json::json!({ "id": first, "duplicate": true }));
+                    return ReceiveOutcome::Duplicate { event_id: first };
                 }
                 ClaimVerdict::Busy => {
-                    return Reply::error(
-                        409,
-                        "this delivery id is being accepted right now; retry shortly",
-                    )
-                    .with_header("retry-after", "5".into());
+                    return ReceiveOutcome::Busy;
                 }
                 ClaimVerdict::Unavailable(e) => {
                     warn!(source = name, error = %e, "dedup claim failed");
-                    return Reply::error(
-                        503,
-                        "store unavailable; nothing was accepted, retry later",
-                    );
+                    return ReceiveOutcome::Unavailable(Unavailable::Store);
                 }
             }
         }
@@ -389,7 +346,7 @@ impl Receiver {
                 // The lease expires by itself; the provider's retry gets 409 until then.
                 warn!(event_id = %event.id, error = %e, "dedup release failed");
             }
-            return Reply::error(503, "queue unavailable; nothing was accepted, retry later");
+            return ReceiveOutcome::Unavailable(Unavailable::Queue);
         }
         if let Some(key) = dedup_key.filter(|_| self.config.confirm_dedup) {
             let expires = now + self.config.dedup_ttl_secs;
@@ -409,12 +366,7 @@ impl Receiver {
         } else {
             info!(event_id = %event.id, source = name, event_type = %event.event_type, bytes = body.len(), "event queued");
         }
-        // Event ids are [a-z0-9_] only, so the answer needs no JSON encoder.
-        Reply {
-            status: 202,
-            headers: vec![("content-type", "application/json".into())],
-            body: format!("{{\"id\":\"{}\"}}", event.id),
-        }
+        ReceiveOutcome::Accepted { event_id: event.id }
     }
 }
 
@@ -471,11 +423,6 @@ pub fn check_carriable(verified: &Verified, content_type: Option<&str>) -> Resul
         )));
     }
     Ok(())
-}
-
-fn method_not_allowed() -> Reply {
-    Reply::error(405, "method not allowed: send webhooks with POST")
-        .with_header("allow", "POST".into())
 }
 
 /// `/github` → `github`; anything with more segments or odd characters is no source.
@@ -585,16 +532,16 @@ mod tests {
     async fn unconfirmed_claims_are_confirmed_by_the_stored_event() {
         let (receiver, queue, store, clock) = receiver_with(unconfirmed());
         let copy = || github_request("push", "d-1", r#"{"zen":"hi"}"#);
-        assert_eq!(receiver.handle(copy()).await.status, 202);
+        assert_eq!(receiver.handle(copy()).await.reply().status, 202);
         let event = queue.events.lock().unwrap()[0].clone();
         // Queued, not stored by the fanout yet: a copy is told to come back.
-        let early = receiver.handle(copy()).await;
+        let early = receiver.handle(copy()).await.reply();
         assert_eq!(early.status, 409, "{}", early.body);
         // Stored: every copy is a duplicate of it, for as long as claims are kept.
         store.record_event(&event, &[], NOW + 86_400).await.unwrap();
         for at in [NOW + 1, NOW + 6 * 86_400] {
             clock.set_secs(at);
-            let again = receiver.handle(copy()).await;
+            let again = receiver.handle(copy()).await.reply();
             assert_eq!(again.status, 200, "{}", again.body);
             assert_eq!(
                 serde_json::from_str::<serde_json::Value>(&again.body).unwrap(),
@@ -624,15 +571,15 @@ mod tests {
         assert_eq!(claim, DedupClaim::New);
         let copy = || github_request("push", "d-2", r#"{"zen":"hi"}"#);
         clock.set_secs(NOW + 899);
-        assert_eq!(receiver.handle(copy()).await.status, 409);
+        assert_eq!(receiver.handle(copy()).await.reply().status, 409);
         assert!(queue.events.lock().unwrap().is_empty());
         // Past `unstored_claim_secs` the copy is queued, under a claim of its own.
         clock.set_secs(NOW + 900);
-        let taken = receiver.handle(copy()).await;
+        let taken = receiver.handle(copy()).await.reply();
         assert_eq!(taken.status, 202, "{}", taken.body);
         let queued = queue.events.lock().unwrap()[0].id.clone();
         assert_ne!(queued, lost);
-        assert_eq!(receiver.handle(copy()).await.status, 409);
+        assert_eq!(receiver.handle(copy()).await.reply().status, 409);
         assert_eq!(queue.events.lock().unwrap().len(), 1);
     }
 
@@ -644,10 +591,10 @@ mod tests {
             let (receiver, queue, store, _clock) = receiver_with(config);
             let copy = || github_request("push", "d-lost", r#"{"zen":"hi"}"#);
             store.lose_claim_answers(1);
-            let first = receiver.handle(copy()).await;
+            let first = receiver.handle(copy()).await.reply();
             assert_eq!(first.status, 503, "{}", first.body);
             assert!(queue.events.lock().unwrap().is_empty());
-            let retry = receiver.handle(copy()).await;
+            let retry = receiver.handle(copy()).await.reply();
             assert_eq!(retry.status, 202, "{}", retry.body);
             assert_eq!(queue.events.lock().unwrap().len(), 1);
         }
@@ -698,12 +645,15 @@ mod tests {
     async fn slack_challenge_is_answered_and_not_queued() {
         let (receiver, queue) = receiver();
         let body = r#"{"type":"url_verification","challenge":"c-123","token":"t"}"#;
-        let reply = receiver.handle(slack_request(NOW, body)).await;
+        let reply = receiver.handle(slack_request(NOW, body)).await.reply();
         assert_eq!(reply.status, 200);
         assert_eq!(reply.body, r#"{"challenge":"c-123"}"#);
         assert!(queue.events.lock().unwrap().is_empty());
         // Stale by the injected clock: 401, and it says why.
-        let reply = receiver.handle(slack_request(NOW - 812, body)).await;
+        let reply = receiver
+            .handle(slack_request(NOW - 812, body))
+            .await
+            .reply();
         assert_eq!(reply.status, 401);
         assert!(reply.body.contains("timestamp 812 s old, tolerance 300 s"));
     }
@@ -712,8 +662,15 @@ mod tests {
     async fn slack_event_is_queued_once() {
         let (receiver, queue) = receiver();
         let body = r#"{"type":"event_callback","event_id":"Ev1","event":{"type":"message"}}"#;
-        assert_eq!(receiver.handle(slack_request(NOW, body)).await.status, 202);
-        let again = receiver.handle(slack_request(NOW, body)).await;
+        assert_eq!(
+            receiver
+                .handle(slack_request(NOW, body))
+                .await
+                .reply()
+                .status,
+            202
+        );
+        let again = receiver.handle(slack_request(NOW, body)).await.reply();
         assert_eq!(again.status, 200);
         assert!(again.body.contains("\"duplicate\":true"));
         assert!(queue.scheduled().is_empty() && queue.parked().is_empty());
@@ -729,18 +686,23 @@ mod tests {
         // The token source's URL check.
         let reply = receiver
             .handle(get("/mc", Some("token=slack-secret")))
-            .await;
+            .await
+            .reply();
         assert_eq!(
             (reply.status, reply.body.as_str()),
             (200, r#"{"status":"ok"}"#)
         );
         assert_eq!(
-            receiver.handle(get("/mc", Some("token=nope"))).await.status,
+            receiver
+                .handle(get("/mc", Some("token=nope")))
+                .await
+                .reply()
+                .status,
             401
         );
-        assert_eq!(receiver.handle(get("/mc", None)).await.status, 401);
+        assert_eq!(receiver.handle(get("/mc", None)).await.reply().status, 401);
         // Other sources and other methods.
-        let reply = receiver.handle(get("/gh", None)).await;
+        let reply = receiver.handle(get("/gh", None)).await.reply();
         assert_eq!(reply.status, 405);
         assert!(reply.headers.contains(&("allow", "POST".into())));
         assert_eq!(
@@ -753,6 +715,7 @@ mod tests {
                     ""
                 ))
                 .await
+                .reply()
                 .status,
             405
         );
@@ -760,10 +723,14 @@ mod tests {
             receiver
                 .handle(inbound(Method::DELETE, "/slack", None, &[], ""))
                 .await
+                .reply()
                 .status,
             405
         );
-        assert_eq!(receiver.handle(get("/healthz", None)).await.status, 200);
+        assert_eq!(
+            receiver.handle(get("/healthz", None)).await.reply().status,
+            200
+        );
         assert!(queue.events.lock().unwrap().is_empty());
         // A token POST is queued with the form's type.
         let post = inbound(
@@ -773,7 +740,7 @@ mod tests {
             &[("content-type", "application/x-www-form-urlencoded".into())],
             "type=unsubscribe&data%5Bemail%5D=a%40b.c",
         );
-        assert_eq!(receiver.handle(post).await.status, 202);
+        assert_eq!(receiver.handle(post).await.reply().status, 202);
         assert_eq!(queue.events.lock().unwrap()[0].event_type, "unsubscribe");
     }
 
@@ -806,6 +773,7 @@ mod tests {
             receiver
                 .handle(github_request("push", "d-1", body))
                 .await
+                .reply()
                 .status,
             202
         );
@@ -813,18 +781,19 @@ mod tests {
             receiver
                 .handle(github_request("push", "d-1", body))
                 .await
+                .reply()
                 .status,
             200
         );
         let mut forged = github_request("push", "d-2", body);
         forged.body = Bytes::from_static(b"{}");
-        assert_eq!(receiver.handle(forged).await.status, 401);
+        assert_eq!(receiver.handle(forged).await.reply().status, 401);
         for path in ["/random-1", "/random-2"] {
             let unknown = inbound(Method::POST, path, None, &[], body);
-            assert_eq!(receiver.handle(unknown).await.status, 404);
+            assert_eq!(receiver.handle(unknown).await.reply().status, 404);
         }
         let health = inbound(Method::GET, "/healthz", None, &[], "");
-        assert_eq!(receiver.handle(health).await.status, 200);
+        assert_eq!(receiver.handle(health).await.reply().status, 200);
         let text = tally.lock().unwrap().prometheus();
         assert!(
             text.contains("relay_accepted_total{source=\"gh\"} 1\n"),
@@ -903,7 +872,7 @@ mod tests {
         request: InboundRequest,
     ) -> (u16, String, Option<String>) {
         let before = fake.events.lock().unwrap().len();
-        let reply = receiver.handle(request).await;
+        let reply = receiver.handle(request).await.reply();
         let queued = fake.events.lock().unwrap();
         let queued_type = (queued.len() > before).then(|| queued[before].event_type.clone());
         (reply.status, reply.body, queued_type)
