@@ -77,8 +77,9 @@ def test_sources_commands(cli):
     assert_json_failure(cli("sources", "remove", "custom", check=False), "custom", kind="not_found")
     assert_json_failure(cli("sources", "add", "bad name", "--provider", "github", "--secret", "x",
                             check=False))
-    assert_json_failure(cli("sources", "add", "healthz", "--provider", "github", "--secret", "x",
-                            check=False), "healthz", kind="invalid")
+    for reserved in ("healthz", "metrics", "console"):
+        assert_json_failure(cli("sources", "add", reserved, "--provider", "github", "--secret",
+                                "x", check=False), f"{reserved} is reserved", kind="invalid")
     assert_json_failure(cli("sources", "add", "std2", "--provider", "standard", "--secret",
                             "not-whsec", check=False), "whsec_")
     assert_json_failure(cli("sources", "add", "h", "--provider", "hmac", "--secret",

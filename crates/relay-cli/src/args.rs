@@ -98,6 +98,11 @@ pub struct DevArgs {
     /// Seconds a subscriber has to answer [default: RELAY_DELIVERY_TIMEOUT_SECS, else 15].
     #[arg(long)]
     pub delivery_timeout: Option<u64>,
+    /// Seconds the first attempt (made while the event's batch waits) may take; a slower
+    /// subscriber gets its retry with the full delivery timeout [default:
+    /// RELAY_FIRST_ATTEMPT_TIMEOUT_SECS, else 5, as the template].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub first_attempt_timeout: Option<u64>,
     #[arg(long, default_value_t = relay_core::receive::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
     /// Seconds a client has to send a request's headers, counted from connecting (or, on a

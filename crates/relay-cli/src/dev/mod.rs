@@ -27,6 +27,8 @@ use supervisor::{RestartPolicy, Supervised};
 
 /// Long enough for the slowest attempt (delivery timeout) plus writing its outcome.
 const VISIBILITY_MARGIN: Duration = Duration::from_secs(30);
+/// The template's FirstAttemptTimeoutSeconds default, so a slow subscriber behaves alike here.
+const DEFAULT_FIRST_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Short caches: admin commands from another process take effect within a second.
 const DEV_CACHE_TTL: Duration = Duration::from_secs(1);
 
@@ -46,6 +48,13 @@ fn dev_settings(
     if let Some(secs) = args.delivery_timeout {
         settings.delivery.timeout = Duration::from_secs(secs.max(1));
     }
+    if let Some(secs) = args.first_attempt_timeout {
+        settings.fanout.first_attempt_timeout = Some(Duration::from_secs(secs));
+    }
+    settings
+        .fanout
+        .first_attempt_timeout
+        .get_or_insert(DEFAULT_FIRST_ATTEMPT_TIMEOUT);
     let private_from_env =
         lookup("RELAY_ALLOW_PRIVATE_DESTINATIONS").is_some_and(|v| !v.trim().is_empty());
     settings.delivery.allow_private = if args.deny_private_destinations {
@@ -352,5 +361,22 @@ mod tests {
         );
         let denied = dev_settings(&env(&[]), &dev_args(&["--deny-private-destinations"])).unwrap();
         assert!(!denied.delivery.allow_private);
+    }
+
+    #[test]
+    fn the_first_attempt_timeout_defaults_to_the_templates() {
+        let first = |vars: &[(&str, &str)], argv: &[&str]| {
+            dev_settings(&env(vars), &dev_args(argv))
+                .unwrap()
+                .fanout
+                .first_attempt_timeout
+        };
+        assert_eq!(first(&[], &[]), Some(Duration::from_secs(5)));
+        let from_env = [("RELAY_FIRST_ATTEMPT_TIMEOUT_SECS", "2")];
+        assert_eq!(first(&from_env, &[]), Some(Duration::from_secs(2)));
+        assert_eq!(
+            first(&from_env, &["--first-attempt-timeout", "9"]),
+            Some(Duration::from_secs(9))
+        );
     }
 }

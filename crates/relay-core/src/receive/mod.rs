@@ -439,16 +439,22 @@ fn source_name(path: &str) -> Option<&str> {
 /// A name `sources add` refuses: reserved, or not 1-64 of the characters a path segment carries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidSourceName {
-    #[error("healthz is reserved")]
-    Reserved,
+    #[error("{name} is reserved: the relay serves /{name} itself")]
+    Reserved { name: String },
     #[error("invalid source name {name:?}: use 1-64 letters, digits, '-', '_' or '.'")]
     Malformed { name: String },
 }
 
+/// Paths the relay serves itself (health check, relay dev's Prometheus scrape and console), so
+/// no source may be named after them.
+pub const RESERVED_SOURCE_NAMES: [&str; 3] = ["healthz", "metrics", "console"];
+
 /// Checks a name given to `sources add`.
 pub fn validate_source_name(name: &str) -> Result<(), InvalidSourceName> {
-    if name == "healthz" {
-        return Err(InvalidSourceName::Reserved);
+    if RESERVED_SOURCE_NAMES.contains(&name) {
+        return Err(InvalidSourceName::Reserved {
+            name: name.to_owned(),
+        });
     }
     match source_name(&format!("/{name}")) {
         Some(n) if n == name => Ok(()),
@@ -1002,7 +1008,13 @@ mod tests {
         assert_eq!(source_name("/"), None);
         assert_eq!(source_name("github"), None);
         assert!(validate_source_name("stripe-live").is_ok());
-        assert!(validate_source_name("healthz").is_err());
+        for reserved in ["healthz", "metrics", "console"] {
+            assert_eq!(
+                validate_source_name(reserved).unwrap_err().to_string(),
+                format!("{reserved} is reserved: the relay serves /{reserved} itself")
+            );
+        }
+        assert!(validate_source_name("metrics-eu").is_ok());
         assert!(validate_source_name("a b").is_err());
     }
 }
