@@ -14,6 +14,15 @@ from conftest import free_port, wait_until
 LAUNCHER = Path(__file__).resolve().parent / "moto_server.py"
 
 
+def create_table(client):
+    client.create_table(
+        TableName="t", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                   {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}])
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     port = free_port()
@@ -28,12 +37,7 @@ def server(tmp_path_factory):
 
         def created():
             try:
-                client.create_table(
-                    TableName="t", BillingMode="PAY_PER_REQUEST",
-                    KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                               {"AttributeName": "sk", "KeyType": "RANGE"}],
-                    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                          {"AttributeName": "sk", "AttributeType": "S"}])
+                create_table(client)
                 return True
             except Exception:
                 return False
@@ -119,12 +123,7 @@ def test_a_transaction_does_not_copy_the_table(monkeypatch):
 
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="t", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                       {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}])
+        create_table(client)
         monkeypatch.setattr(Table, "__deepcopy__", copied, raising=False)
         with pytest.raises(AssertionError):  # moto as it is copies the table
             client.transact_write_items(TransactItems=[put("d", "0")])
