@@ -1,6 +1,7 @@
 """tests/moto_server.py: moto with four costs that grow with the data cut down. Transactions,
 queries and receives answer as moto's own do; no table is copied per transaction."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +121,11 @@ def test_a_transaction_does_not_copy_the_table(monkeypatch):
 
     def copied(self, memo):
         raise AssertionError("a table was deep-copied")
+
+    # In-process only: an endpoint from the environment (scripts/test sets one) would send the
+    # calls to a moto server instead of the mock.
+    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(name)
 
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
