@@ -13,7 +13,6 @@ use relay_core::admin::status::{self as core_status, StatusReport};
 use relay_core::admin::subscriptions::{self as core_subscriptions, NewSubscription};
 use relay_core::clock::{Clock, SystemClock};
 use relay_core::model::{ProviderConfig, TokenOptions};
-use relay_core::retry::parse_duration;
 
 use crate::args::{
     Command, EventsCommand, Global, RedriveQueue, SourcesCommand, SubscriptionsCommand,
@@ -53,15 +52,8 @@ pub async fn run(backend: &Backend, global: &Global, command: Command) -> anyhow
         Command::Sources(cmd) => sources(store.as_ref(), json_mode, cmd).await,
         Command::Subscriptions(cmd) => subscriptions(store.as_ref(), json_mode, cmd).await,
         Command::Events(cmd) => events(store.as_ref(), json_mode, cmd).await,
-        Command::Replay { id, subscription } => {
-            replay(
-                backend,
-                store.as_ref(),
-                json_mode,
-                &id,
-                subscription.as_deref(),
-            )
-            .await
+        Command::Replay(args) => {
+            crate::recover::run(backend, store.as_ref(), json_mode, args).await
         }
         Command::Redrive { queue } => redrive(backend, json_mode, queue).await,
         Command::Status => status(backend, store.as_ref(), json_mode).await,
@@ -235,8 +227,8 @@ async fn subscriptions(
             });
         }
         SubscriptionsCommand::RotateSecret { id, keep_old } => {
-            let keep = parse_duration(&keep_old)
-                .map_err(|e| crate::errors::usage(format!("--keep-old {keep_old:?}: {e}")))?;
+            let keep = crate::when::duration(&keep_old)
+                .map_err(|e| crate::errors::usage(format!("--keep-old: {e}")))?;
             let rotated = core_subscriptions::rotate_secret(store, &id, keep, now_secs()).await?;
             let secret = &rotated.secret;
             let mut value = subscription_json(&rotated.subscription);
@@ -256,22 +248,47 @@ async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyho
             limit,
             before,
             source,
-            event_type,
+            types,
+            subscription,
+            status,
+            since,
+            until,
         } => {
-            let query = EventQuery {
+            let now_millis = SystemClock.now_millis();
+            let types = match types {
+                Some(list) => relay_core::patterns::parse_list(&list)
+                    .map_err(|e| crate::errors::usage(format!("--type: {e}")))?,
+                None => Vec::new(),
+            };
+            let mut query = EventQuery {
                 limit: usize::try_from(limit).unwrap_or(usize::MAX),
                 before,
                 source,
-                event_type,
-                now_millis: SystemClock.now_millis(),
+                types,
+                since_millis: since.map(|w| w.millis(now_millis)),
+                until_millis: until.map(|w| w.millis(now_millis)),
+                ..EventQuery::newest(0, now_millis)
             };
+            if let Some(id) = subscription {
+                let filter_status = status.and_then(crate::args::StatusArg::filter);
+                query = core_events::subscription_query(store, query, &id, filter_status).await?;
+            }
             let page = core_events::list_events(store, &query).await?;
             let next_cursor = page.next.as_ref().map(ToString::to_string);
+            let with_state = query.delivery.is_some();
             let value = json!({
                 "events": page.events.iter()
                     .map(|e| {
-                        json!({ "id": e.id, "source": e.source, "type": e.event_type,
-                                "received_at": e.received_at, "bytes": e.body_bytes })
+                        let mut value = json!({ "id": e.id, "source": e.source,
+                            "type": e.event_type, "received_at": e.received_at,
+                            "bytes": e.body_bytes });
+                        if let Some(state) = e.delivery {
+                            value["state"] = json!(state.as_str());
+                            value["attempts"] = json!(e.attempts.iter()
+                                .filter(|a| Some(&a.subscription_id) == query.delivery.as_ref().map(|d| &d.subscription_id))
+                                .count());
+                        }
+                        value
                     })
                     .collect::<Vec<_>>(),
                 "next_cursor": next_cursor,
@@ -284,13 +301,18 @@ async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyho
                     .events
                     .iter()
                     .map(|e| {
-                        format!(
+                        let mut line = format!(
                             "{}\t{}\t{}\t{}",
                             e.id,
                             millis_text(e.received_at),
                             e.source,
                             e.event_type
-                        )
+                        );
+                        if with_state {
+                            let state = e.delivery.map(|s| s.as_str()).unwrap_or("-");
+                            line.push_str(&format!("\t{state}"));
+                        }
+                        line
                     })
                     .collect();
                 if let Some(cursor) = &next_cursor {
@@ -349,28 +371,6 @@ async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyho
             });
         }
     }
-    Ok(())
-}
-
-async fn replay(
-    backend: &Backend,
-    store: &dyn Store,
-    json_mode: bool,
-    id: &str,
-    only: Option<&str>,
-) -> anyhow::Result<()> {
-    let plan = core_events::plan_replay(store, store, id, only).await?;
-    // The queue is opened only once there is something to queue, as a missing queue URL is no
-    // reason to hide that the event or subscription is unknown.
-    let queue = backend.queue()?;
-    let replayed = core_events::queue_replay(queue.as_ref(), &plan).await?;
-    let queued: Vec<Value> = replayed
-        .iter()
-        .map(|r| json!({ "subscription": r.subscription_id, "attempt": r.attempt }))
-        .collect();
-    emit(json_mode, &json!({ "event": id, "queued": queued }), || {
-        format!("replaying {id} to {} subscription(s)", queued.len())
-    });
     Ok(())
 }
 

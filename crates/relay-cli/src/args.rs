@@ -10,6 +10,8 @@ use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use relay_core::providers::{self, GivenOptions, Provider};
 
+use crate::when::When;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "relay",
@@ -58,12 +60,10 @@ pub enum Command {
     /// Accepted events and their delivery attempts.
     #[command(subcommand)]
     Events(EventsCommand),
-    /// Deliver a stored event again (to every matching subscription, or one).
-    Replay {
-        id: String,
-        #[arg(long)]
-        subscription: Option<String>,
-    },
+    /// Deliver a stored event again (to every matching subscription, or one); without an
+    /// event id, deliver again what a subscription (or each of a source's) missed: every
+    /// event since --since in the --status state, queued as one delivery each.
+    Replay(ReplayArgs),
     /// Move dead-lettered messages back to their queue (both DLQs when no queue is named).
     Redrive {
         #[arg(long, value_enum)]
@@ -369,11 +369,85 @@ pub enum EventsCommand {
         /// Only events of this source.
         #[arg(long)]
         source: Option<String>,
-        /// Only events of exactly this type.
-        #[arg(long = "type")]
-        event_type: Option<String>,
+        /// Only events whose type matches: an exact type, prefix.* or *, comma-separated.
+        #[arg(long = "type", value_name = "PATTERN")]
+        types: Option<String>,
+        /// Only this subscription's events (its source, its event types), with its state.
+        #[arg(long)]
+        subscription: Option<String>,
+        /// With --subscription: only events in this state for it (failed includes dead).
+        #[arg(long, value_enum, requires = "subscription")]
+        status: Option<StatusArg>,
+        /// Only events received at or after: a duration back from now (90m, 1h30m, 2d) or an
+        /// RFC 3339 time.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<When>,
+        /// Only events received before: a duration back from now or an RFC 3339 time.
+        #[arg(long, value_name = "WHEN")]
+        until: Option<When>,
     },
     Show {
         id: String,
     },
+}
+
+/// A subscription's state for an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusArg {
+    /// A 2xx attempt.
+    Delivered,
+    /// Attempted, not delivered: a retry waiting, or dead-lettered.
+    Failed,
+    /// Dead-lettered.
+    Dead,
+    /// Not attempted yet.
+    Pending,
+    /// Every state (replay only).
+    Any,
+}
+
+impl StatusArg {
+    /// The search's status filter; `None` for every state.
+    pub fn filter(self) -> Option<relay_core::search::StatusFilter> {
+        use relay_core::search::StatusFilter;
+        match self {
+            StatusArg::Delivered => Some(StatusFilter::Delivered),
+            StatusArg::Failed => Some(StatusFilter::Failed),
+            StatusArg::Dead => Some(StatusFilter::Dead),
+            StatusArg::Pending => Some(StatusFilter::Pending),
+            StatusArg::Any => None,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The event to deliver again. Without it: a bulk replay (--since, and --subscription or
+    /// --source).
+    pub id: Option<String>,
+    /// Only this subscription (with an event id), or the subscription whose events a bulk
+    /// replay sends again.
+    #[arg(long)]
+    pub subscription: Option<String>,
+    /// Bulk: each enabled subscription of this source.
+    #[arg(long, conflicts_with_all = ["subscription", "id"])]
+    pub source: Option<String>,
+    /// Bulk: events received at or after (90m, 1h30m, 2d, or an RFC 3339 time). Required.
+    #[arg(long, value_name = "WHEN", conflicts_with = "id")]
+    pub since: Option<When>,
+    /// Bulk: events received before.
+    #[arg(long, value_name = "WHEN", conflicts_with = "id")]
+    pub until: Option<When>,
+    /// Bulk: the state of the (event, subscription) pairs to send again.
+    #[arg(long, value_enum, default_value = "failed", conflicts_with = "id")]
+    pub status: StatusArg,
+    /// Bulk: only events whose type matches (exact, prefix.* or *, comma-separated).
+    #[arg(long = "type", value_name = "PATTERN", conflicts_with = "id")]
+    pub types: Option<String>,
+    /// Bulk: count what would be sent and show the first event ids; send nothing.
+    #[arg(long, conflicts_with = "id")]
+    pub dry_run: bool,
+    /// Bulk: send more than 10,000 deliveries without asking.
+    #[arg(long, conflicts_with = "id")]
+    pub yes: bool,
 }

@@ -8,6 +8,8 @@ mod dev;
 mod errors;
 mod output;
 mod reconcile;
+mod recover;
+mod when;
 
 use std::process::ExitCode;
 

@@ -12,7 +12,6 @@ use relay_core::reconcile::{
     Credential, CredentialReader, CredentialRef, Findings, RateLimitPolicy, Reconciliation,
     env_credential,
 };
-use relay_core::retry::parse_duration;
 
 use crate::args::Global;
 use crate::backend::Backend;
@@ -27,7 +26,7 @@ pub async fn run(
     dry_run: bool,
 ) -> anyhow::Result<()> {
     let lookback =
-        parse_duration(since).map_err(|e| errors::usage(format!("--since {since:?}: {e}")))?;
+        crate::when::duration(since).map_err(|e| errors::usage(format!("--since: {e}")))?;
     let store = backend.store();
     let source = store
         .get_source(name)

@@ -20,6 +20,7 @@ pub mod providers;
 pub mod receive;
 pub mod reconcile;
 pub mod retry;
+pub mod search;
 pub mod settings;
 pub mod signing;
 pub mod subscriptions;

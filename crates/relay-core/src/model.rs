@@ -254,7 +254,7 @@ impl QueueMessageRef<'_> {
 }
 
 /// What one delivery attempt came to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     pub event_id: String,
     pub subscription_id: String,

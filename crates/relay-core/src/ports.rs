@@ -7,6 +7,8 @@ use crate::model::{
     AttemptRecord, DedupClaim, DeliveryTask, Disposition, EventEnvelope, ReceivedMessage, Source,
     Subscription,
 };
+use crate::patterns::matches_any;
+use crate::search::{DeliveryFilter, DeliveryState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -151,7 +153,9 @@ pub trait EventArchive: Send + Sync {
     async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError>;
 }
 
-/// Which events `EventArchive::list_events` returns.
+/// Which events `EventArchive::list_events` returns. A store bounds what it reads by the
+/// source, the time range and the cursor, and asks `admits` (and, with a delivery filter,
+/// `delivery_state` over the event's attempt log) for the rest, so every store filters alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventQuery {
     /// At most this many events (0 gives an empty page).
@@ -160,8 +164,17 @@ pub struct EventQuery {
     pub before: Option<EventCursor>,
     /// Only events of this source.
     pub source: Option<String>,
-    /// Only events of exactly this type.
-    pub event_type: Option<String>,
+    /// Only events whose type one of these patterns matches (`*`, an exact type, `prefix.*`:
+    /// the subscriptions' syntax); empty: every type.
+    pub types: Vec<String>,
+    /// Only events received at or after this instant (milliseconds since the epoch). Event ids
+    /// carry their arrival time (`ids::event_id_at`), so a store may bound its read by id.
+    pub since_millis: Option<i64>,
+    /// Only events received before this instant (milliseconds since the epoch).
+    pub until_millis: Option<i64>,
+    /// Only one subscription's events, in some states; the store reads each candidate's
+    /// attempt log and returns it with the event (`EventSummary::attempts`).
+    pub delivery: Option<DeliveryFilter>,
     /// The caller's clock (milliseconds): a store that files events by day walks back from here.
     pub now_millis: i64,
 }
@@ -173,15 +186,40 @@ impl EventQuery {
             limit,
             before: None,
             source: None,
-            event_type: None,
+            types: Vec::new(),
+            since_millis: None,
+            until_millis: None,
+            delivery: None,
             now_millis,
         }
     }
 
-    /// Whether an event passes the source and type filters.
-    pub fn admits(&self, source: &str, event_type: &str) -> bool {
-        self.source.as_deref().is_none_or(|s| s == source)
-            && self.event_type.as_deref().is_none_or(|t| t == event_type)
+    /// Whether an event passes the source, type and time filters and comes after the cursor.
+    pub fn admits(&self, event: &EventSummary) -> bool {
+        self.source.as_deref().is_none_or(|s| s == event.source)
+            && (self.types.is_empty() || matches_any(&self.types, &event.event_type))
+            && self.since_millis.is_none_or(|t| event.received_at >= t)
+            && self.until_millis.is_none_or(|t| event.received_at < t)
+            && self.is_after_cursor(event.received_at, &event.id)
+    }
+
+    /// With a delivery filter: the subscription's state for an event `admits` let through,
+    /// `None` when the filter leaves it out. Without one: `Some(None)`.
+    pub fn delivery_state(
+        &self,
+        event_type: &str,
+        log: &[AttemptRecord],
+    ) -> Option<Option<DeliveryState>> {
+        match &self.delivery {
+            None => Some(None),
+            Some(filter) => filter.state(event_type, log).map(Some),
+        }
+    }
+
+    /// True when every event the store reads within its bounds is a match: no filter is left
+    /// for `admits` or the attempt log to apply, so a store may read just `limit + 1`.
+    pub fn reads_only_matches(&self) -> bool {
+        self.source.is_none() && self.types.is_empty() && self.delivery.is_none()
     }
 
     /// Whether an event at this position comes after the cursor (is older than it).
@@ -245,6 +283,10 @@ pub struct EventSummary {
     pub received_at: i64,
     /// Length of the body as stored (UTF-8 bytes, or base64 characters for a binary body).
     pub body_bytes: usize,
+    /// With a delivery filter: the filtered subscription's state and the event's attempt log
+    /// (by attempt number, then subscription id). Empty otherwise.
+    pub delivery: Option<DeliveryState>,
+    pub attempts: Vec<AttemptRecord>,
 }
 
 impl EventSummary {
@@ -255,7 +297,30 @@ impl EventSummary {
             event_type: event.event_type.clone(),
             received_at: event.received_at,
             body_bytes: event.body.len(),
+            delivery: None,
+            attempts: Vec::new(),
         }
+    }
+
+    /// The summary when `query` admits it: with its delivery state and attempt log under a
+    /// delivery filter (`log` is read only then). Every store filters through here.
+    pub fn admitted<E>(
+        mut self,
+        query: &EventQuery,
+        log: impl FnOnce() -> Result<Vec<AttemptRecord>, E>,
+    ) -> Result<Option<Self>, E> {
+        if !query.admits(&self) {
+            return Ok(None);
+        }
+        if query.delivery.is_none() {
+            return Ok(Some(self));
+        }
+        let log = log()?;
+        Ok(query.delivery_state(&self.event_type, &log).map(|state| {
+            self.delivery = state;
+            self.attempts = log;
+            self
+        }))
     }
 }
 

@@ -345,27 +345,41 @@ impl EventArchive for LocalBackend {
             return Ok(EventPage::default());
         }
         // One more than the page, to learn whether a next page exists.
-        let fetch = i64::try_from(query.limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let wanted = query.limit.saturating_add(1);
         let (before_at, before_id) = match &query.before {
-            Some(cursor) => (Some(cursor.received_at), Some(cursor.id.clone())),
+            Some(cursor) => (Some(cursor.received_at), Some(cursor.id.as_str())),
             None => (None, None),
         };
-        let (source, event_type) = (query.source.clone(), query.event_type.clone());
-        let events: Vec<EventEnvelope> = self
-            .read(move |conn| {
-                collect_docs(
-                    conn,
+        let newest = self
+            .read(|conn| {
+                // The source, time and cursor bound the read; the rows stream newest first
+                // until the page is full, each passed through the query's own filter.
+                let mut statement = conn.prepare_cached(
                     "SELECT doc FROM events \
                      WHERE (?1 IS NULL OR source = ?1) \
-                       AND (?2 IS NULL OR json_extract(doc, '$.type') = ?2) \
-                       AND (?3 IS NULL OR (received_at, id) < (?3, ?4)) \
-                     ORDER BY received_at DESC, id DESC LIMIT ?5",
-                    params![source, event_type, before_at, before_id, fetch],
-                    "event",
-                )
+                       AND (?2 IS NULL OR received_at >= ?2) \
+                       AND (?3 IS NULL OR received_at < ?3) \
+                       AND (?4 IS NULL OR (received_at, id) < (?4, ?5)) \
+                     ORDER BY received_at DESC, id DESC",
+                )?;
+                let mut rows = statement.query(params![
+                    query.source,
+                    query.since_millis,
+                    query.until_millis,
+                    before_at,
+                    before_id
+                ])?;
+                let mut found = Vec::new();
+                while found.len() < wanted {
+                    let Some(row) = rows.next()? else { break };
+                    let event: EventEnvelope = decode(&row.get::<_, String>(0)?, "event")?;
+                    let summary = EventSummary::of(&event)
+                        .admitted(query, || attempt_log(conn, &event.id))?;
+                    found.extend(summary);
+                }
+                Ok(found)
             })
             .await?;
-        let newest = events.iter().map(EventSummary::of).collect();
         Ok(EventPage::from_newest(newest, query.limit))
     }
 
@@ -393,17 +407,18 @@ impl EventArchive for LocalBackend {
     }
 
     async fn event_attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
-        self.read(|conn| {
-            collect_docs(
-                conn,
-                "SELECT doc FROM attempts WHERE event_id = ?1 \
-                 ORDER BY attempt, subscription_id",
-                [event_id],
-                "attempt",
-            )
-        })
-        .await
+        self.read(|conn| attempt_log(conn, event_id)).await
     }
+}
+
+/// An event's attempt log, by attempt number, then subscription id.
+fn attempt_log(conn: &rusqlite::Connection, event_id: &str) -> DbResult<Vec<AttemptRecord>> {
+    collect_docs(
+        conn,
+        "SELECT doc FROM attempts WHERE event_id = ?1 ORDER BY attempt, subscription_id",
+        [event_id],
+        "attempt",
+    )
 }
 
 type AttemptRow = (String, u32, String, i64, String);

@@ -14,10 +14,7 @@ use super::codec::{
     attempts_of_event_item, event_from_item, event_item, event_summary_from_item, from_doc, n, s,
     str_attr, to_json,
 };
-use super::{
-    DOC, DynamoStore, EVENT_TYPE_ATTR, EXPIRES_AT, Item, SK, SOURCE_ATTR, build_error, keys,
-    unavailable,
-};
+use super::{DOC, DynamoStore, EXPIRES_AT, Item, SK, SOURCE_ATTR, build_error, keys, unavailable};
 
 /// Above this, an event's records are written as items of their own instead of inside the
 /// event item, which must stay under DynamoDB's 400 KB item limit (a 256 KB body and the
@@ -60,9 +57,9 @@ impl EventArchive for DynamoStore {
         }
         // One more than the page, to learn whether a next page exists.
         let wanted = query.limit.saturating_add(1);
-        let before = query.before.as_ref().map(|cursor| cursor.id.as_str());
+        let bounds = SortKeyBounds::of(query);
         let shards = (0..keys::EVENT_INDEX_SHARDS).map(|shard| {
-            self.newest_in_partition(keys::events_partition(shard), before, query, wanted)
+            self.newest_in_partition(keys::events_partition(shard), &bounds, query, wanted)
         });
         let mut found: Vec<(String, EventSummary)> =
             try_join_all(shards).await?.into_iter().flatten().collect();
@@ -105,71 +102,118 @@ impl EventArchive for DynamoStore {
         let items = self
             .query_range(keys::event_partition(event_id), &low, &high)
             .await?;
-        // Records stored with the event first; a later record of the same key replaces one.
-        let mut log: BTreeMap<(u32, String), AttemptRecord> = BTreeMap::new();
         let (event_items, record_items): (Vec<&Item>, Vec<&Item>) = items
             .iter()
             .partition(|item| str_attr(item, SK) == Some(event_id));
-        for item in event_items {
-            for record in attempts_of_event_item(item)? {
-                log.insert((record.attempt, record.subscription_id.clone()), record);
-            }
-        }
-        for item in record_items {
-            let record: AttemptRecord = from_doc(item)?;
+        merged_log(event_items.first().copied(), record_items)
+    }
+}
+
+/// An event's attempt log from its item's records and its later record items: the records
+/// stored with the event first, a later record of the same key replacing one; by attempt
+/// number, then subscription id.
+fn merged_log<'a>(
+    event_item: Option<&Item>,
+    record_items: impl IntoIterator<Item = &'a Item>,
+) -> Result<Vec<AttemptRecord>, StoreError> {
+    let mut log: BTreeMap<(u32, String), AttemptRecord> = BTreeMap::new();
+    if let Some(item) = event_item {
+        for record in attempts_of_event_item(item)? {
             log.insert((record.attempt, record.subscription_id.clone()), record);
         }
-        Ok(log.into_values().collect())
+    }
+    for item in record_items {
+        let record: AttemptRecord = from_doc(item)?;
+        log.insert((record.attempt, record.subscription_id.clone()), record);
+    }
+    Ok(log.into_values().collect())
+}
+
+/// Whether `sort_key` is a later attempt record of the event `event_id` (`<id>#...`).
+fn is_record_of(sort_key: &str, event_id: &str) -> bool {
+    sort_key
+        .strip_prefix(event_id)
+        .is_some_and(|rest| rest.starts_with('#'))
+}
+
+/// The sort-key range a listing reads in each partition. Event ids begin with their arrival
+/// time (`evt_` + 12 hex digits of milliseconds, `ids::event_id_at`), so a time range is a key
+/// range: every id of an instant at or after `t` sorts at or after `evt_<t as 12 hex digits>`.
+/// The cursor's own event (the high bound, inclusive) is left out by `EventQuery::admits`; its
+/// later records (`<id>#...`) sort above it and are not read.
+struct SortKeyBounds {
+    low: Option<String>,
+    high: Option<String>,
+}
+
+impl SortKeyBounds {
+    fn of(query: &EventQuery) -> Self {
+        let time_key = |millis: i64| format!("evt_{:012x}", millis.max(0));
+        let until = query.until_millis.map(time_key);
+        let before = query.before.as_ref().map(|cursor| cursor.id.clone());
+        let high = match (until, before) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Self {
+            low: query.since_millis.map(time_key),
+            high,
+        }
+    }
+
+    fn key_condition(&self) -> &'static str {
+        match (&self.low, &self.high) {
+            (Some(_), Some(_)) => "pk = :p AND sk BETWEEN :low AND :high",
+            (Some(_), None) => "pk = :p AND sk >= :low",
+            (None, Some(_)) => "pk = :p AND sk <= :high",
+            (None, None) => "pk = :p",
+        }
     }
 }
 
 impl DynamoStore {
-    /// Up to `need` events of one partition that pass the query's filters and come before the
-    /// cursor's id, newest first, each with its sort key. Later attempt records share the
-    /// partition; the filter on `doc`'s companions (`source`) leaves them out.
+    /// Up to `need` events of one partition that the query admits, newest first, each with its
+    /// sort key. Later attempt records share the partition and sort just above their event:
+    /// read newest first, an event's records come before its item. Without a delivery filter
+    /// they are left out by the filter on `doc`'s companion `source`; with one they are read
+    /// and make up the event's log.
     async fn newest_in_partition(
         &self,
         partition: String,
-        before: Option<&str>,
+        bounds: &SortKeyBounds,
         query: &EventQuery,
         need: usize,
     ) -> Result<Vec<(String, EventSummary)>, StoreError> {
-        let mut key_condition = "pk = :p".to_owned();
-        if before.is_some() {
-            key_condition.push_str(" AND sk < :before");
-        }
-        let mut filters = vec!["attribute_exists(#source)"];
-        if query.source.is_some() {
-            filters.push("#source = :source");
-        }
-        if query.event_type.is_some() {
-            filters.push("#event_type = :event_type");
-        }
+        let with_log = query.delivery.is_some();
         let mut events = Vec::new();
+        let mut later_records: Vec<Item> = Vec::new();
         let mut start_key = None;
         loop {
             let mut request = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression(&key_condition)
+                .key_condition_expression(bounds.key_condition())
                 .expression_attribute_values(":p", s(&partition))
-                .expression_attribute_names("#source", SOURCE_ATTR)
-                .filter_expression(filters.join(" AND "))
                 .scan_index_forward(false)
                 .set_exclusive_start_key(start_key);
-            if let Some(before) = before {
-                request = request.expression_attribute_values(":before", s(before));
+            if let Some(low) = &bounds.low {
+                request = request.expression_attribute_values(":low", s(low));
             }
-            if let Some(source) = &query.source {
-                request = request.expression_attribute_values(":source", s(source));
+            if let Some(high) = &bounds.high {
+                request = request.expression_attribute_values(":high", s(high));
             }
-            if let Some(event_type) = &query.event_type {
+            if !with_log {
+                let mut filters = vec!["attribute_exists(#source)"];
+                if let Some(source) = &query.source {
+                    filters.push("#source = :source");
+                    request = request.expression_attribute_values(":source", s(source));
+                }
                 request = request
-                    .expression_attribute_names("#event_type", EVENT_TYPE_ATTR)
-                    .expression_attribute_values(":event_type", s(event_type));
+                    .expression_attribute_names("#source", SOURCE_ATTR)
+                    .filter_expression(filters.join(" AND "));
             }
-            if query.source.is_none() && query.event_type.is_none() {
+            if query.reads_only_matches() {
                 // Nearly every item read is a match (attempt records are the exception): read
                 // about what is needed.
                 request = request.limit(i32::try_from(need - events.len()).unwrap_or(i32::MAX));
@@ -177,7 +221,20 @@ impl DynamoStore {
             let out = request.send().await.map_err(|e| unavailable("Query", &e))?;
             for item in out.items.unwrap_or_default() {
                 let sort_key = str_attr(&item, SK).unwrap_or_default().to_owned();
-                events.push((sort_key, event_summary_from_item(&item)?));
+                if sort_key.contains('#') {
+                    later_records.push(item);
+                    continue;
+                }
+                // Records of an event whose item is gone (expired first) are not this one's.
+                let records: Vec<Item> = std::mem::take(&mut later_records)
+                    .into_iter()
+                    .filter(|r| str_attr(r, SK).is_some_and(|k| is_record_of(k, &sort_key)))
+                    .collect();
+                let summary = event_summary_from_item(&item)?
+                    .admitted(query, || merged_log(Some(&item), &records))?;
+                if let Some(summary) = summary {
+                    events.push((sort_key, summary));
+                }
             }
             start_key = out.last_evaluated_key.filter(|k| !k.is_empty());
             if start_key.is_none() || events.len() >= need {

@@ -5,6 +5,7 @@
 use crate::fanout::targets::{delivers_to, next_attempt};
 use crate::model::{AttemptRecord, DeliveryTask, EventEnvelope};
 use crate::ports::{Catalog, EventArchive, EventPage, EventQuery, Queue};
+use crate::search::{DeliveryFilter, StatusFilter};
 
 use super::subscriptions::get_subscription;
 use super::{AdminError, Missing};
@@ -29,13 +30,42 @@ pub struct Replayed {
     pub attempt: u32,
 }
 
-/// The newest `limit` events, newest first.
 /// One page of the archive, newest first, with the cursor of the next page.
 pub async fn list_events(
     archive: &dyn EventArchive,
     query: &EventQuery,
 ) -> Result<EventPage, AdminError> {
     Ok(archive.list_events(query).await?)
+}
+
+/// `query` narrowed to one subscription's events (its source; the types it takes or was sent),
+/// optionally in one state; each event found carries the subscription's state.
+pub async fn subscription_query(
+    catalog: &dyn Catalog,
+    query: EventQuery,
+    subscription_id: &str,
+    status: Option<StatusFilter>,
+) -> Result<EventQuery, AdminError> {
+    let sub = get_subscription(catalog, subscription_id).await?;
+    if query.source.as_ref().is_some_and(|s| *s != sub.source) {
+        return Err(AdminError::invalid(
+            "source",
+            format!(
+                "subscription {subscription_id} belongs to source {}, not {}",
+                sub.source,
+                query.source.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(EventQuery {
+        source: Some(sub.source),
+        delivery: Some(DeliveryFilter {
+            subscription_id: sub.id,
+            patterns: sub.events,
+            status,
+        }),
+        ..query
+    })
 }
 
 pub async fn show_event(archive: &dyn EventArchive, id: &str) -> Result<EventDetail, AdminError> {
@@ -68,16 +98,7 @@ pub async fn plan_replay(
                     ),
                 ));
             }
-            if !sub.enabled {
-                let why = sub
-                    .disabled_reason
-                    .as_deref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default();
-                return Err(AdminError::Conflict(format!(
-                    "subscription {sub_id} is disabled{why}; enable it first with relay subscriptions enable {sub_id}"
-                )));
-            }
+            refuse_disabled(&sub)?;
             vec![sub]
         }
         None => catalog
@@ -98,6 +119,22 @@ pub async fn plan_replay(
         })
         .collect();
     Ok(ReplayPlan { tasks })
+}
+
+/// A replay to a disabled subscription is refused: it would only be dropped when due.
+pub(super) fn refuse_disabled(sub: &crate::model::Subscription) -> Result<(), AdminError> {
+    if sub.enabled {
+        return Ok(());
+    }
+    let why = sub
+        .disabled_reason
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    Err(AdminError::Conflict(format!(
+        "subscription {} is disabled{why}; enable it first with relay subscriptions enable {}",
+        sub.id, sub.id
+    )))
 }
 
 /// Queues a replay's deliveries, in order; stops at the first that cannot be queued.

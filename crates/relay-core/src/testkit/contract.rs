@@ -9,6 +9,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use super::search_contract::*;
 use crate::model::{
     AttemptOutcome, AttemptRecord, BodyEncoding, DedupClaim, EventEnvelope, NextStep,
     ProviderConfig, SigningSecret, Source, Subscription,
@@ -57,6 +58,9 @@ macro_rules! store_contract_tests {
             events_listed_newest_first_across_sources,
             events_paged_by_cursor_without_repeats_or_gaps,
             events_filtered_by_source_and_type,
+            events_filtered_by_time_range,
+            events_filtered_by_delivery_state,
+            events_delivery_filter_pages_and_combines,
             events_of_several_days_by_the_given_clock,
             events_limit_bounds,
             attempts_in_attempt_then_subscription_order,
@@ -77,7 +81,7 @@ macro_rules! store_contract_tests {
     };
 }
 
-fn recent_millis() -> i64 {
+pub(super) fn recent_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -85,7 +89,7 @@ fn recent_millis() -> i64 {
 }
 
 /// Records kept long enough for any test, by any store's clock.
-fn far_expiry() -> i64 {
+pub(super) fn far_expiry() -> i64 {
     recent_millis() / 1000 + 30 * DAY_SECS
 }
 
@@ -711,10 +715,15 @@ pub async fn events_round_trip(store: &dyn Store) {
 
 /// Where the event checks put "now": a fixed instant, passed to `list_events` as the caller's
 /// clock would (2023-11-14T22:13:20Z).
-const LIST_NOW_MILLIS: i64 = NOW * 1000;
-const DAY_MILLIS: i64 = DAY_SECS * 1000;
+pub(super) const LIST_NOW_MILLIS: i64 = NOW * 1000;
+pub(super) const DAY_MILLIS: i64 = DAY_SECS * 1000;
 
-fn event_of(id: &str, source: &str, event_type: &str, received_at: i64) -> EventEnvelope {
+pub(super) fn event_of(
+    id: &str,
+    source: &str,
+    event_type: &str,
+    received_at: i64,
+) -> EventEnvelope {
     EventEnvelope {
         source: source.to_owned(),
         event_type: event_type.to_owned(),
@@ -722,7 +731,7 @@ fn event_of(id: &str, source: &str, event_type: &str, received_at: i64) -> Event
     }
 }
 
-async fn put_events(store: &dyn Store, events: &[EventEnvelope]) {
+pub(super) async fn put_events(store: &dyn Store, events: &[EventEnvelope]) {
     for e in events {
         store
             .put_event(e, far_expiry())
@@ -731,20 +740,20 @@ async fn put_events(store: &dyn Store, events: &[EventEnvelope]) {
     }
 }
 
-async fn page(store: &dyn Store, query: &EventQuery) -> EventPage {
+pub(super) async fn page(store: &dyn Store, query: &EventQuery) -> EventPage {
     store
         .list_events(query)
         .await
         .unwrap_or_else(|e| panic!("listing {query:?}: {e}"))
 }
 
-fn page_ids(page: &EventPage) -> Vec<&str> {
+pub(super) fn page_ids(page: &EventPage) -> Vec<&str> {
     page.events.iter().map(|e| e.id.as_str()).collect()
 }
 
 /// Every page of `query` (with its limit as the page size), following the cursors; panics on a
 /// listing that does not end.
-async fn all_pages(store: &dyn Store, query: &EventQuery) -> Vec<Vec<String>> {
+pub(super) async fn all_pages(store: &dyn Store, query: &EventQuery) -> Vec<Vec<String>> {
     let mut pages = Vec::new();
     let mut query = query.clone();
     loop {
@@ -785,7 +794,10 @@ fn mixed_events() -> Vec<EventEnvelope> {
 }
 
 /// The ids of `events` that pass `keep`, newest first.
-fn newest_first(events: &[EventEnvelope], keep: impl Fn(&EventEnvelope) -> bool) -> Vec<String> {
+pub(super) fn newest_first(
+    events: &[EventEnvelope],
+    keep: impl Fn(&EventEnvelope) -> bool,
+) -> Vec<String> {
     let mut kept: Vec<&EventEnvelope> = events.iter().filter(|e| keep(e)).collect();
     kept.sort_by(|a, b| (b.received_at, &b.id).cmp(&(a.received_at, &a.id)));
     kept.into_iter().map(|e| e.id.clone()).collect()
@@ -856,37 +868,46 @@ pub async fn events_paged_by_cursor_without_repeats_or_gaps(store: &dyn Store) {
 pub async fn events_filtered_by_source_and_type(store: &dyn Store) {
     let events = mixed_events();
     put_events(store, &events).await;
-    let filters: [(Option<&str>, Option<&str>); 5] = [
+    let filters: [(Option<&str>, Option<&str>); 8] = [
         (Some("gh"), None),
         (None, Some("charge.paid")),
         (Some("gh"), Some("push")),
         (Some("stripe"), Some("push")),
         (Some("nobody"), None),
+        // Types are patterns, as subscriptions write them.
+        (None, Some("charge.*")),
+        (Some("gh"), Some("issues.*")),
+        (None, Some("*")),
     ];
-    for (source, event_type) in filters {
+    for (source, pattern) in filters {
         let expected = newest_first(&events, |e| {
-            source.is_none_or(|s| e.source == s) && event_type.is_none_or(|t| e.event_type == t)
+            source.is_none_or(|s| e.source == s)
+                && pattern.is_none_or(|p| crate::patterns::matches(p, &e.event_type))
         });
         for size in [2, 50] {
             let query = EventQuery {
                 source: source.map(str::to_owned),
-                event_type: event_type.map(str::to_owned),
+                types: pattern.map(|p| vec![p.to_owned()]).unwrap_or_default(),
                 ..EventQuery::newest(size, LIST_NOW_MILLIS)
             };
             let pages = all_pages(store, &query).await;
-            assert_eq!(
-                pages.concat(),
-                expected,
-                "{source:?} {event_type:?} by {size}"
-            );
+            assert_eq!(pages.concat(), expected, "{source:?} {pattern:?} by {size}");
         }
     }
-    // A type filter is exact, not a pattern or a prefix.
+    // An exact type is exact, not a prefix; several patterns match any of them.
     let prefix = EventQuery {
-        event_type: Some("charge".into()),
+        types: vec!["charge".into()],
         ..EventQuery::newest(50, LIST_NOW_MILLIS)
     };
     assert!(page(store, &prefix).await.events.is_empty());
+    let either = EventQuery {
+        types: vec!["charge.failed".into(), "issues.*".into()],
+        ..EventQuery::newest(50, LIST_NOW_MILLIS)
+    };
+    assert_eq!(
+        page_ids(&page(store, &either).await),
+        ["evt_a10", "evt_a05", "evt_a03"]
+    );
 }
 
 /// Days come from the caller's clock, not the store's: the system clock is years past these

@@ -282,17 +282,25 @@ impl EventArchive for MemoryStore {
 
     async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
         let tables = self.lock();
-        let mut events: Vec<&EventEnvelope> = tables
-            .events
-            .values()
-            .filter(|e| query.admits(&e.source, &e.event_type))
-            .filter(|e| query.is_after_cursor(e.received_at, &e.id))
-            .collect();
+        let log_of = |id: &str| -> Vec<AttemptRecord> {
+            tables
+                .attempts
+                .iter()
+                .filter(|((event_id, _, _), _)| event_id == id)
+                .map(|(_, record)| record.clone())
+                .collect()
+        };
+        let mut events: Vec<&EventEnvelope> = tables.events.values().collect();
         events.sort_by(|a, b| (b.received_at, b.id.as_str()).cmp(&(a.received_at, a.id.as_str())));
         let newest = events
             .into_iter()
+            .filter_map(|e| {
+                EventSummary::of(e)
+                    .admitted(query, || Ok::<_, StoreError>(log_of(&e.id)))
+                    .ok()
+                    .flatten()
+            })
             .take(query.limit.saturating_add(1))
-            .map(EventSummary::of)
             .collect();
         Ok(EventPage::from_newest(newest, query.limit))
     }

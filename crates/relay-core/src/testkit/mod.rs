@@ -8,6 +8,7 @@ mod memory;
 mod memory_queue;
 pub mod queue_contract;
 mod scripted;
+mod search_contract;
 
 pub use memory::MemoryStore;
 pub use memory_queue::MemoryQueue;
