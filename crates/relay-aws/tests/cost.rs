@@ -342,6 +342,69 @@ struct Run {
     /// an SDK retry of SendMessage can queue an event twice, and without dedup or a stored
     /// outcome nothing stops the second copy).
     requests: u64,
+    /// With the archive on: what searching the stored events costs.
+    searches: Vec<Search>,
+}
+
+/// One search over every stored event of a run, paged as `relay events list` pages.
+struct Search {
+    title: &'static str,
+    examined: usize,
+    found: usize,
+    queries: u64,
+    read_units: f64,
+}
+
+/// Runs each search `relay events list` and `relay replay` make over the run's events, through
+/// the recording store: a listing by time, and one subscription's events by state (which also
+/// reads each event's later attempt items).
+async fn searches(store: &DynamoStore, recorder: &Recorder, events: usize) -> Vec<Search> {
+    use relay_core::ports::{EventArchive, EventQuery};
+    use relay_core::search::{DeliveryFilter, StatusFilter};
+    let now = clock::system().now_millis();
+    let by_time = EventQuery {
+        since_millis: Some(now - 3_600_000),
+        ..EventQuery::newest(100, now)
+    };
+    let by_state = EventQuery {
+        source: Some("gh".into()),
+        delivery: Some(DeliveryFilter {
+            subscription_id: "sub_cost".into(),
+            patterns: vec!["*".into()],
+            status: Some(StatusFilter::Failed),
+        }),
+        ..EventQuery::newest(500, now)
+    };
+    let mut out = Vec::new();
+    for (title, query) in [
+        ("events list --since 1h (pages of 100)", by_time),
+        (
+            "events list --subscription --status failed; replay --status failed",
+            by_state,
+        ),
+    ] {
+        recorder.take();
+        let mut query = query;
+        let mut found = 0;
+        loop {
+            let page = store.list_events(&query).await.unwrap();
+            found += page.events.len();
+            match page.next {
+                Some(cursor) => query.before = Some(cursor),
+                None => break,
+            }
+        }
+        let totals = recorder.take();
+        let query_totals = totals.get("DynamoDB Query").cloned().unwrap_or_default();
+        out.push(Search {
+            title,
+            examined: events,
+            found,
+            queries: query_totals.calls,
+            read_units: totals.values().map(|t| t.read_units).sum(),
+        });
+    }
+    out
 }
 
 async fn run(dedup: bool, archive: &str, events: usize) -> Run {
@@ -407,7 +470,7 @@ async fn run(dedup: bool, archive: &str, events: usize) -> Run {
         clock::system(),
     )
     .unwrap();
-    let fanout = wiring::fanout(store, queue, &settings, &lookup, clock::system()).unwrap();
+    let fanout = wiring::fanout(store.clone(), queue, &settings, &lookup, clock::system()).unwrap();
     // The events queue is consumed through clients without the recorder: on Lambda, the event
     // source mapping receives and deletes. Batches of 10, as the template's `EventsBatchSize`.
     let consumer = Arc::new(SqsQueue::new(plain_sqs, &settings));
@@ -438,11 +501,18 @@ async fn run(dedup: bool, archive: &str, events: usize) -> Run {
         let received = delivered.lock().unwrap();
         (received.webhook_ids.len() as u64, received.requests)
     };
+    let operations = recorder.take();
+    let searches = if archive == "all" {
+        searches(&store, &recorder, events).await
+    } else {
+        Vec::new()
+    };
     Run {
         events,
-        operations: recorder.take(),
+        operations,
         delivered,
         requests,
+        searches,
     }
 }
 
@@ -494,6 +564,24 @@ async fn requests_and_capacity_per_event() {
     for (title, dedup, archive, events) in configurations {
         let run = run(dedup, archive, events).await;
         print_table(title, &run);
+        for search in &run.searches {
+            println!(
+                "\nsearch: {}: {} events examined, {} found, {} Query calls, {:.1} read units, \
+                 {:.1} read units per 1,000 events examined",
+                search.title,
+                search.examined,
+                search.found,
+                search.queries,
+                search.read_units,
+                search.read_units * 1000.0 / search.examined as f64
+            );
+        }
+        if archive == "all" {
+            // The listing by time finds every event; the state search finds none (all were
+            // delivered) after reading them all. Neither scans: only Query calls.
+            assert_eq!(run.searches[0].found, events, "{title}");
+            assert_eq!(run.searches[1].found, 0, "{title}");
+        }
         assert_eq!(run.delivered, events as u64, "{title}");
         let writes = per_event(&run, |t| t.write_units);
         let reads = per_event(&run, |t| t.read_units);

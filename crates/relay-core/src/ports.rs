@@ -216,12 +216,6 @@ impl EventQuery {
         }
     }
 
-    /// True when every event the store reads within its bounds is a match: no filter is left
-    /// for `admits` or the attempt log to apply, so a store may read just `limit + 1`.
-    pub fn reads_only_matches(&self) -> bool {
-        self.source.is_none() && self.types.is_empty() && self.delivery.is_none()
-    }
-
     /// Whether an event at this position comes after the cursor (is older than it).
     pub fn is_after_cursor(&self, received_at: i64, id: &str) -> bool {
         self.before

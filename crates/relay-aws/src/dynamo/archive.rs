@@ -58,14 +58,31 @@ impl EventArchive for DynamoStore {
         // One more than the page, to learn whether a next page exists.
         let wanted = query.limit.saturating_add(1);
         let bounds = SortKeyBounds::of(query);
-        let shards = (0..keys::EVENT_INDEX_SHARDS).map(|shard| {
-            self.newest_in_partition(keys::events_partition(shard), &bounds, query, wanted)
-        });
-        let mut found: Vec<(String, EventSummary)> =
-            try_join_all(shards).await?.into_iter().flatten().collect();
-        // Ids are time-ordered: the largest sort key is the newest event.
-        found.sort_by(|a, b| b.0.cmp(&a.0));
-        let events = found.into_iter().take(wanted).map(|(_, e)| e).collect();
+        let mut shards: Vec<ShardReader> = (0..keys::EVENT_INDEX_SHARDS)
+            .map(|shard| ShardReader::new(keys::events_partition(shard), wanted))
+            .collect();
+        // A merge of the shards, newest first, that reads each shard a chunk at a time and
+        // only as far as the page needs: a shard is read on while the page is short or its
+        // last item read is newer than the page's oldest event (its unread items may belong
+        // on the page). Reading `wanted` items of every shard would read up to 16 times the
+        // page.
+        let mut found: Vec<(String, EventSummary)> = Vec::new();
+        loop {
+            let oldest_on_page = (found.len() >= wanted).then(|| found[wanted - 1].0.clone());
+            let reads = shards
+                .iter_mut()
+                .filter(|shard| shard.may_hold_newer(oldest_on_page.as_deref()))
+                .map(|shard| shard.read_chunk(self, &bounds, query));
+            let chunks = try_join_all(reads).await?;
+            if chunks.is_empty() {
+                break;
+            }
+            found.extend(chunks.into_iter().flatten());
+            // Ids are time-ordered: the largest sort key is the newest event.
+            found.sort_by(|a, b| b.0.cmp(&a.0));
+            found.truncate(wanted);
+        }
+        let events = found.into_iter().map(|(_, e)| e).collect();
         Ok(EventPage::from_newest(events, query.limit))
     }
 
@@ -171,76 +188,110 @@ impl SortKeyBounds {
     }
 }
 
-impl DynamoStore {
-    /// Up to `need` events of one partition that the query admits, newest first, each with its
-    /// sort key. Later attempt records share the partition and sort just above their event:
-    /// read newest first, an event's records come before its item. Without a delivery filter
-    /// they are left out by the filter on `doc`'s companion `source`; with one they are read
-    /// and make up the event's log.
-    async fn newest_in_partition(
-        &self,
-        partition: String,
+/// One shard's items within the listing's bounds, read newest first a chunk at a time.
+/// Later attempt records share the partition and sort just above their event: read newest
+/// first, an event's records come before its item. Without a delivery filter they are left out
+/// by the filter on `doc`'s companion `source`; with one they are read and make up the event's
+/// log.
+struct ShardReader {
+    partition: String,
+    start_key: Option<Item>,
+    done: bool,
+    /// Items the next read asks for (DynamoDB's `Limit` counts items read, before the
+    /// filter): the shard's even share of the page and a margin for an uneven spread first,
+    /// doubled with each further read of this shard.
+    chunk: usize,
+    /// The sort key of the last item read, matching or not.
+    last_read: Option<String>,
+    /// Records read whose event item comes in the next chunk.
+    later_records: Vec<Item>,
+}
+
+/// The largest chunk a shard is read in.
+const MAX_CHUNK: usize = 1_000;
+
+impl ShardReader {
+    fn new(partition: String, wanted: usize) -> Self {
+        let share = wanted.div_ceil(keys::EVENT_INDEX_SHARDS as usize);
+        Self {
+            partition,
+            start_key: None,
+            done: false,
+            chunk: (share + share / 4 + 2).min(MAX_CHUNK),
+            last_read: None,
+            later_records: Vec::new(),
+        }
+    }
+
+    /// Whether unread items of this shard may be newer than `oldest_on_page` (`None`: the
+    /// page is not full yet).
+    fn may_hold_newer(&self, oldest_on_page: Option<&str>) -> bool {
+        !self.done
+            && match (oldest_on_page, &self.last_read) {
+                (None, _) | (_, None) => true,
+                (Some(oldest), Some(last)) => last.as_str() > oldest,
+            }
+    }
+
+    /// The next chunk's matching events, each with its sort key.
+    async fn read_chunk(
+        &mut self,
+        store: &DynamoStore,
         bounds: &SortKeyBounds,
         query: &EventQuery,
-        need: usize,
     ) -> Result<Vec<(String, EventSummary)>, StoreError> {
         let with_log = query.delivery.is_some();
+        let mut request = store
+            .client
+            .query()
+            .table_name(&store.table)
+            .key_condition_expression(bounds.key_condition())
+            .expression_attribute_values(":p", s(&self.partition))
+            .scan_index_forward(false)
+            .limit(i32::try_from(self.chunk).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(self.start_key.take());
+        if let Some(low) = &bounds.low {
+            request = request.expression_attribute_values(":low", s(low));
+        }
+        if let Some(high) = &bounds.high {
+            request = request.expression_attribute_values(":high", s(high));
+        }
+        if !with_log {
+            let mut filters = vec!["attribute_exists(#source)"];
+            if let Some(source) = &query.source {
+                filters.push("#source = :source");
+                request = request.expression_attribute_values(":source", s(source));
+            }
+            request = request
+                .expression_attribute_names("#source", SOURCE_ATTR)
+                .filter_expression(filters.join(" AND "));
+        }
+        let out = request.send().await.map_err(|e| unavailable("Query", &e))?;
+        self.start_key = out.last_evaluated_key.filter(|k| !k.is_empty());
+        self.done = self.start_key.is_none();
+        self.chunk = (self.chunk * 2).min(MAX_CHUNK);
+        if let Some(key) = self.start_key.as_ref().and_then(|k| str_attr(k, SK)) {
+            // The filter may have dropped every item read; the evaluated key still says how far.
+            self.last_read = Some(key.to_owned());
+        }
         let mut events = Vec::new();
-        let mut later_records: Vec<Item> = Vec::new();
-        let mut start_key = None;
-        loop {
-            let mut request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression(bounds.key_condition())
-                .expression_attribute_values(":p", s(&partition))
-                .scan_index_forward(false)
-                .set_exclusive_start_key(start_key);
-            if let Some(low) = &bounds.low {
-                request = request.expression_attribute_values(":low", s(low));
+        for item in out.items.unwrap_or_default() {
+            let sort_key = str_attr(&item, SK).unwrap_or_default().to_owned();
+            if sort_key.contains('#') {
+                self.later_records.push(item);
+                continue;
             }
-            if let Some(high) = &bounds.high {
-                request = request.expression_attribute_values(":high", s(high));
-            }
-            if !with_log {
-                let mut filters = vec!["attribute_exists(#source)"];
-                if let Some(source) = &query.source {
-                    filters.push("#source = :source");
-                    request = request.expression_attribute_values(":source", s(source));
-                }
-                request = request
-                    .expression_attribute_names("#source", SOURCE_ATTR)
-                    .filter_expression(filters.join(" AND "));
-            }
-            if query.reads_only_matches() {
-                // Nearly every item read is a match (attempt records are the exception): read
-                // about what is needed.
-                request = request.limit(i32::try_from(need - events.len()).unwrap_or(i32::MAX));
-            }
-            let out = request.send().await.map_err(|e| unavailable("Query", &e))?;
-            for item in out.items.unwrap_or_default() {
-                let sort_key = str_attr(&item, SK).unwrap_or_default().to_owned();
-                if sort_key.contains('#') {
-                    later_records.push(item);
-                    continue;
-                }
-                // Records of an event whose item is gone (expired first) are not this one's.
-                let records: Vec<Item> = std::mem::take(&mut later_records)
-                    .into_iter()
-                    .filter(|r| str_attr(r, SK).is_some_and(|k| is_record_of(k, &sort_key)))
-                    .collect();
-                let summary = event_summary_from_item(&item)?
-                    .admitted(query, || merged_log(Some(&item), &records))?;
-                if let Some(summary) = summary {
-                    events.push((sort_key, summary));
-                }
-            }
-            start_key = out.last_evaluated_key.filter(|k| !k.is_empty());
-            if start_key.is_none() || events.len() >= need {
-                events.truncate(need);
-                return Ok(events);
+            // Records of an event whose item is gone (expired first) are not this one's.
+            let records: Vec<Item> = std::mem::take(&mut self.later_records)
+                .into_iter()
+                .filter(|r| str_attr(r, SK).is_some_and(|k| is_record_of(k, &sort_key)))
+                .collect();
+            let summary = event_summary_from_item(&item)?
+                .admitted(query, || merged_log(Some(&item), &records))?;
+            if let Some(summary) = summary {
+                events.push((sort_key, summary));
             }
         }
+        Ok(events)
     }
 }
