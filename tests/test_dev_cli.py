@@ -2,6 +2,7 @@
 (0 success, 1 failure with {"error": {...}} on stderr under --json, 2 usage)."""
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -382,3 +383,59 @@ def test_a_second_dev_on_the_same_data_dir_refuses_to_start(dev, relay_bin):
                                 kind="conflict")
     assert f"pid {dev.proc.pid}" in error["message"], error
     assert dev.cli("sources", "list") == []  # the first one is untouched
+
+
+@pytest.mark.parametrize("shell,marker", [("bash", "complete -F"), ("zsh", "#compdef relay"),
+                                          ("fish", "complete -c relay")])
+def test_completions(relay_bin, shell, marker):
+    result = subprocess.run([str(relay_bin), "completions", shell], capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert marker in result.stdout
+    # Subcommands and their flags are completed.
+    for word in ("replay", "subscriptions", "since", "dry-run"):
+        assert word in result.stdout, (shell, word)
+    bad = subprocess.run([str(relay_bin), "completions", "tcsh"], capture_output=True,
+                         text=True, stdin=subprocess.DEVNULL, timeout=30)
+    assert bad.returncode == 2
+
+
+def test_man_page(relay_bin):
+    result = subprocess.run([str(relay_bin), "man"], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert ".TH relay" in result.stdout
+    assert "replay" in result.stdout and "Webhook relay" in result.stdout
+
+
+@pytest.mark.parametrize("args", [["man"], ["completions", "bash"], ["sources", "list"],
+                                  ["status"], ["events", "list", "--limit", "5"]])
+def test_a_closed_stdout_ends_quietly_with_exit_0(relay_bin, tmp_path, args):
+    """`relay ... | head -1` with the reader gone before the command writes: no panic, exit 0."""
+    data = tmp_path / "data"
+    subprocess.run([str(relay_bin), "--data-dir", str(data), "sources", "add", "gh",
+                    "--provider", "github", "--secret", "gh-closed-stdout-0123456789"],
+                   check=True, capture_output=True, stdin=subprocess.DEVNULL, timeout=30)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will read: the first write fails with EPIPE
+    try:
+        result = subprocess.run([str(relay_bin), "--data-dir", str(data), *args],
+                                stdout=write_end, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL, timeout=30)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 0, result.stderr
+    assert "panicked" not in result.stderr and "Broken pipe" not in result.stderr, result.stderr
+
+
+def test_backend_flags_under_their_own_heading(relay_bin):
+    result = subprocess.run([str(relay_bin), "events", "list", "--help"], capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL, timeout=30)
+    assert result.returncode == 0
+    text = result.stdout
+    heading = text.index("Backend (local store, or a deployed stack with --aws):")
+    for flag in ("--data-dir", "--aws", "--stack", "--table", "--events-queue-url"):
+        assert text.index(flag) > heading, flag
+    # The command's own flags come first, each with a help line.
+    for flag in ("--subscription", "--status", "--since", "--until", "--type"):
+        assert text.index(flag) < heading, flag

@@ -48,7 +48,9 @@ pub async fn run(backend: &Backend, global: &Global, command: Command) -> anyhow
     let json_mode = global.json;
     let store = backend.store();
     match command {
-        Command::Dev(_) => Err(anyhow!("relay dev is not an admin command")),
+        Command::Dev(_) | Command::Completions { .. } | Command::Man => {
+            Err(anyhow!("not an admin command"))
+        }
         Command::Sources(cmd) => sources(store.as_ref(), json_mode, cmd).await,
         Command::Subscriptions(cmd) => subscriptions(store.as_ref(), json_mode, cmd).await,
         Command::Events(cmd) => events(store.as_ref(), json_mode, cmd).await,
@@ -388,12 +390,15 @@ async fn redrive(
     core_redrive::redrive(consumer.as_ref(), named, |q, moved| {
         result.insert(q.name().into(), json!(moved));
         if !json_mode {
-            println!("{}: {moved} message(s) moved back from the DLQ", q.name());
+            crate::output::print_line(&format!(
+                "{}: {moved} message(s) moved back from the DLQ",
+                q.name()
+            ));
         }
     })
     .await?;
     if json_mode {
-        println!("{}", Value::Object(result));
+        crate::output::print_line(&Value::Object(result).to_string());
     }
     Ok(())
 }

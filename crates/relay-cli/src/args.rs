@@ -25,22 +25,28 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The heading the backend flags are listed under in every `--help`.
+const BACKEND: &str = "Backend (local store, or a deployed stack with --aws)";
+
 #[derive(Debug, Args)]
 pub struct Global {
     /// Local store directory (SQLite), used unless --aws is given.
-    #[arg(long, global = true, default_value = ".relay", env = "RELAY_DATA_DIR")]
+    #[arg(long, global = true, default_value = ".relay", env = "RELAY_DATA_DIR", help_heading = BACKEND)]
     pub data_dir: PathBuf,
     /// Work on a deployed stack's table and queues instead of the local store.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = BACKEND)]
     pub aws: bool,
     /// With --aws: the stack whose outputs name the table and queues.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = BACKEND)]
     pub stack: Option<String>,
-    #[arg(long, global = true, env = "RELAY_TABLE")]
+    /// With --aws: the DynamoDB table (instead of --stack).
+    #[arg(long, global = true, env = "RELAY_TABLE", help_heading = BACKEND)]
     pub table: Option<String>,
-    #[arg(long, global = true, env = "RELAY_EVENTS_QUEUE_URL")]
+    /// With --aws: the events queue's URL (instead of --stack).
+    #[arg(long, global = true, env = "RELAY_EVENTS_QUEUE_URL", help_heading = BACKEND)]
     pub events_queue_url: Option<String>,
-    #[arg(long, global = true, env = "RELAY_DELIVERIES_QUEUE_URL")]
+    /// With --aws: the deliveries queue's URL (instead of --stack).
+    #[arg(long, global = true, env = "RELAY_DELIVERIES_QUEUE_URL", help_heading = BACKEND)]
     pub deliveries_queue_url: Option<String>,
     /// Print one JSON document on stdout (errors as {"error": {...}} on stderr).
     #[arg(long, global = true)]
@@ -66,6 +72,7 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Move dead-lettered messages back to their queue (both DLQs when no queue is named).
     Redrive {
+        /// Only this queue's dead letters.
         #[arg(long, value_enum)]
         queue: Option<RedriveQueue>,
     },
@@ -75,6 +82,7 @@ pub enum Command {
     /// Ask the provider's API what it sent SOURCE, and recover what never reached the relay
     /// (github: redelivered; stripe: ingested from the API). Exits 1 when something is left.
     Reconcile {
+        /// The source to reconcile (github or stripe, with reconcile settings).
         source: String,
         /// How far back to look, e.g. 24h, 90m, 3d.
         #[arg(long, default_value = "24h")]
@@ -83,10 +91,19 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Print a shell completion script: `relay completions bash > /etc/bash_completion.d/relay`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `relay man > relay.1 && man ./relay.1`.
+    Man,
 }
 
 #[derive(Debug, Args)]
 pub struct DevArgs {
+    /// Address to serve providers, /healthz and /metrics on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Delays between delivery attempts, e.g. 1s,5s,30s.
@@ -103,6 +120,7 @@ pub struct DevArgs {
     /// RELAY_FIRST_ATTEMPT_TIMEOUT_SECS, else 5, as the template].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub first_attempt_timeout: Option<u64>,
+    /// Largest request body accepted; larger ones get 413.
     #[arg(long, default_value_t = relay_core::receive::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
     /// Seconds a client has to send a request's headers, counted from connecting (or, on a
@@ -162,7 +180,9 @@ impl TypedValueParser for ProviderParser {
 pub enum SourcesCommand {
     /// Add an inbound endpoint: providers POST to /NAME.
     Add {
+        /// The source's name: providers POST to /NAME.
         name: String,
+        /// Who signs the requests, and so how they are verified.
         #[arg(long, value_parser = ProviderParser)]
         provider: &'static Provider,
         /// The provider's signing secret (token: the shared token). Repeat for several during
@@ -185,8 +205,11 @@ pub enum SourcesCommand {
         #[arg(long, conflicts_with = "token_param")]
         token_header: Option<String>,
     },
+    /// Sources with their provider options; secrets only counted.
     List,
+    /// Remove a source: POST /NAME is then 404.
     Remove {
+        /// The source to remove.
         name: String,
         /// Remove the source's subscriptions with it (without this, a source that has any is refused).
         #[arg(long)]
@@ -194,6 +217,7 @@ pub enum SourcesCommand {
     },
     /// Rotate secrets, change the tolerance or the Twilio public URL.
     Update {
+        /// The source to change.
         name: String,
         /// Add a secret (repeatable); during rotation any secret that verifies passes.
         #[arg(long)]
@@ -321,9 +345,12 @@ pub struct HmacArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SubscriptionsCommand {
+    /// Send a source's events to a URL, signed (Standard Webhooks); prints the id and secret.
     Add {
+        /// The source whose events it takes.
         #[arg(long)]
         source: String,
+        /// Where deliveries are POSTed.
         #[arg(long)]
         url: String,
         /// Event-type patterns: *, an exact type, or prefix.*, comma-separated.
@@ -336,22 +363,32 @@ pub enum SubscriptionsCommand {
         #[arg(long = "header")]
         headers: Vec<String>,
     },
+    /// Subscriptions with their state (enabled, disabled and why); secrets only counted.
     List {
+        /// Only this source's.
         #[arg(long)]
         source: Option<String>,
     },
+    /// Remove a subscription; its waiting retries are dropped when due.
     Remove {
+        /// The subscription's id.
         id: String,
     },
+    /// Stop delivering to a subscription (its deliveries are dropped until enabled).
     Disable {
+        /// The subscription's id.
         id: String,
     },
+    /// Deliver to a subscription again, with a fresh health window.
     Enable {
+        /// The subscription's id.
         id: String,
     },
     /// New signing secret; the old one keeps signing too for --keep-old.
     RotateSecret {
+        /// The subscription's id.
         id: String,
+        /// How long the old secret keeps signing beside the new one (24h, 1h30m, 2d).
         #[arg(long, default_value = "24h")]
         keep_old: String,
     },
@@ -361,6 +398,7 @@ pub enum SubscriptionsCommand {
 pub enum EventsCommand {
     /// Newest first, a page at a time; prints the cursor of the next page.
     List {
+        /// Events per page (1 to 1000).
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
         limit: u64,
         /// Only events older than this cursor (the one a previous page printed).
@@ -386,7 +424,9 @@ pub enum EventsCommand {
         #[arg(long, value_name = "WHEN")]
         until: Option<When>,
     },
+    /// One event: headers, body and its attempts per subscription.
     Show {
+        /// The event's id (its webhook-id).
         id: String,
     },
 }
@@ -450,4 +490,36 @@ pub struct ReplayArgs {
     /// Bulk: send more than 10,000 deliveries without asking.
     #[arg(long, conflicts_with = "id")]
     pub yes: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command and every flag says what it is for in `--help`.
+    #[test]
+    fn every_command_and_flag_has_a_help_line() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" || arg.is_hide_set() {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "relay", &mut missing);
+        assert!(missing.is_empty(), "no help line: {missing:#?}");
+    }
 }

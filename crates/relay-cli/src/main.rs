@@ -13,7 +13,7 @@ mod when;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -56,6 +56,18 @@ fn usage_error(error: clap::Error) -> ExitCode {
 async fn run(cli: args::Cli) -> anyhow::Result<()> {
     match cli.command {
         args::Command::Dev(options) => dev::run(&cli.global, options).await,
+        args::Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut args::Cli::command(), "relay", &mut script);
+            output::print_line(String::from_utf8_lossy(&script).trim_end());
+            Ok(())
+        }
+        args::Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(args::Cli::command()).render(&mut page)?;
+            output::print_line(String::from_utf8_lossy(&page).trim_end());
+            Ok(())
+        }
         command => {
             // Only adding a source may start a local store; other commands read or change one.
             let creates = matches!(

@@ -21,11 +21,31 @@ pub fn print_error(json_mode: bool, kind: Kind, error: &anyhow::Error) {
 /// Prints `value` as JSON, or `text` for people.
 pub fn emit(json_mode: bool, value: &Value, text: impl FnOnce() -> String) {
     if json_mode {
-        println!("{value}");
+        print_line(&value.to_string());
     } else {
         let text = text();
         if !text.is_empty() {
-            println!("{text}");
+            print_line(&text);
+        }
+    }
+}
+
+/// Writes `text` and a newline to stdout. A reader that went away (`relay status | head -1`)
+/// ends the command quietly with exit 0, as other command-line tools do; any other failure to
+/// write exits 1 saying so.
+pub fn print_line(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(error) => {
+            eprintln!("error: cannot write to stdout: {error}");
+            std::process::exit(1);
         }
     }
 }
