@@ -53,7 +53,9 @@ def test_a_failed_subscription_is_found_and_recovered_in_one_command(dev, sink):
     future = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert ids_of(dev.cli("events", "list", "--until", future, "--limit", "2")) == sent[:0:-1]
     text = dev.cli("events", "list", "--subscription", down, json=False).stdout
-    assert text.splitlines()[0].endswith("\tdead"), text
+    # Piped: a tab-separated header line, then one line per event.
+    assert text.splitlines()[0] == "ID\tRECEIVED\tSOURCE\tTYPE\tSTATE", text
+    assert text.splitlines()[1].endswith("\tdead"), text
 
     # The dry run sends nothing and shows the events, oldest first.
     # (The sink's /fail/6 counts on: the outage's 6 failures are behind it.)

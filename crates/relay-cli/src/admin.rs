@@ -18,22 +18,25 @@ use crate::args::{
     Command, EventsCommand, Global, RedriveQueue, SourcesCommand, SubscriptionsCommand,
 };
 use crate::backend::Backend;
-use crate::output::{emit, millis_text, provider_label, source_json, subscription_json};
+use crate::output::{emit, millis_text, provider_label, source_json, subscription_json, table};
 
-/// Prints a listing: a JSON array, or one line per item (`empty` when there is none).
+/// Prints a listing: a JSON array, or a table of `header` with one row per item (`empty` when
+/// there is none).
 fn emit_list<T>(
     json_mode: bool,
     items: &[T],
     to_json: impl Fn(&T) -> Value,
     empty: &str,
-    line: impl Fn(&T) -> String,
+    header: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
 ) {
     let value = Value::Array(items.iter().map(&to_json).collect());
     emit(json_mode, &value, || {
         if items.is_empty() {
             return empty.into();
         }
-        items.iter().map(line).collect::<Vec<_>>().join("\n")
+        let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+        table(header, &rows)
     });
 }
 
@@ -114,14 +117,20 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
         }
         SourcesCommand::List => {
             let list = core_sources::list_sources(store).await?;
-            emit_list(json_mode, &list, source_json, "no sources", |s| {
-                format!(
-                    "{}\t{}\t{} secret(s)",
-                    s.name,
-                    provider_label(&s.provider),
-                    s.secrets.len()
-                )
-            });
+            emit_list(
+                json_mode,
+                &list,
+                source_json,
+                "no sources",
+                &["name", "provider", "secrets"],
+                |s| {
+                    vec![
+                        s.name.clone(),
+                        provider_label(&s.provider),
+                        s.secrets.len().to_string(),
+                    ]
+                },
+            );
         }
         SourcesCommand::Remove { name, cascade } => {
             core_sources::remove_source(store, &name, cascade).await?;
@@ -193,6 +202,7 @@ async fn subscriptions(
                 &list,
                 subscription_json,
                 "no subscriptions",
+                &["id", "source", "url", "events", "state"],
                 |s| {
                     let state = if s.enabled {
                         "enabled".to_owned()
@@ -202,13 +212,13 @@ async fn subscriptions(
                             s.disabled_reason.as_deref().unwrap_or("by hand")
                         )
                     };
-                    format!(
-                        "{}\t{}\t{}\t{}\t{state}",
-                        s.id,
-                        s.source,
-                        s.url,
-                        s.events.join(",")
-                    )
+                    vec![
+                        s.id.clone(),
+                        s.source.clone(),
+                        s.url.clone(),
+                        s.events.join(","),
+                        state,
+                    ]
                 },
             );
         }
@@ -299,24 +309,27 @@ async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyho
                 if page.events.is_empty() {
                     return "no events".into();
                 }
-                let mut lines: Vec<String> = page
+                let mut header = vec!["id", "received", "source", "type"];
+                if with_state {
+                    header.push("state");
+                }
+                let rows: Vec<Vec<String>> = page
                     .events
                     .iter()
                     .map(|e| {
-                        let mut line = format!(
-                            "{}\t{}\t{}\t{}",
-                            e.id,
+                        let mut row = vec![
+                            e.id.clone(),
                             millis_text(e.received_at),
-                            e.source,
-                            e.event_type
-                        );
+                            e.source.clone(),
+                            e.event_type.clone(),
+                        ];
                         if with_state {
-                            let state = e.delivery.map(|s| s.as_str()).unwrap_or("-");
-                            line.push_str(&format!("\t{state}"));
+                            row.push(e.delivery.map_or("-", |s| s.as_str()).to_owned());
                         }
-                        line
+                        row
                     })
                     .collect();
+                let mut lines = vec![table(&header, &rows)];
                 if let Some(cursor) = &next_cursor {
                     lines.push(format!("next page: --before {cursor}"));
                 }

@@ -50,6 +50,32 @@ pub fn print_line(text: &str) {
     }
 }
 
+/// A listing as text: on a terminal, columns aligned under a header (tabwriter's elastic tab
+/// stops); piped, tab-separated lines under a tab-separated header line, for `cut` and `awk`.
+/// Cells never hold a tab or a newline (ids, names, URLs, patterns, times).
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    use std::io::IsTerminal;
+    table_for(std::io::stdout().is_terminal(), header, rows)
+}
+
+fn table_for(aligned: bool, header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut lines = vec![header.join("\t").to_uppercase()];
+    lines.extend(rows.iter().map(|row| row.join("\t")));
+    let text = lines.join("\n");
+    if !aligned {
+        return text;
+    }
+    use std::io::Write;
+    let mut writer = tabwriter::TabWriter::new(Vec::new()).padding(2);
+    let aligned = writer
+        .write_all(text.as_bytes())
+        .and_then(|()| writer.flush())
+        .ok()
+        .and_then(|()| writer.into_inner().ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    aligned.unwrap_or(text)
+}
+
 pub fn source_json(source: &Source) -> Value {
     // Secrets are never printed; only how many there are.
     // Provider options hold no secrets (a token source's token is one of its secrets).
@@ -109,6 +135,22 @@ pub fn millis_text(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_align_on_a_terminal_and_stay_tab_separated_when_piped() {
+        let rows = vec![
+            vec!["gh".to_owned(), "github".to_owned()],
+            vec!["payments".to_owned(), "stripe".to_owned()],
+        ];
+        assert_eq!(
+            table_for(false, &["name", "provider"], &rows),
+            "NAME\tPROVIDER\ngh\tgithub\npayments\tstripe"
+        );
+        assert_eq!(
+            table_for(true, &["name", "provider"], &rows),
+            "NAME      PROVIDER\ngh        github\npayments  stripe"
+        );
+    }
 
     #[test]
     fn formats_times() {
