@@ -14,6 +14,7 @@ from conftest import (
     free_port,
     new_secret,
     send_github,
+    standard_request,
     wait_until,
 )
 
@@ -102,7 +103,8 @@ WEAK_SOURCE_SECRETS = [
     ("standard", [], "whsec_QQ==", ["24 to 64 bytes", "holds 1"]),
     ("standard", [], "whsec_" + "A" * 31 + "=", ["holds 23"]),
     ("standard", [], "whsec_not base64!", ["whsec_ followed by base64"]),
-    ("standard", [], "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", ["starts with whsec_"]),
+    # Without whsec_ the key must still hold 24 bytes.
+    ("standard", [], "QQ==", ["24 to 64 bytes", "holds 1"]),
     ("stripe", [], "whsec_", ["whsec_ followed by the key", "Signing secret"]),
     ("stripe", [], "sk_live_not_an_endpoint_secret", ["whsec_", "Signing secret"]),
     ("github", [], "   ", ["secret is empty", "typed into GitHub"]),
@@ -439,3 +441,37 @@ def test_backend_flags_under_their_own_heading(relay_bin):
     # The command's own flags come first, each with a help line.
     for flag in ("--subscription", "--status", "--since", "--until", "--type"):
         assert text.index(flag) < heading, flag
+
+
+def test_a_weak_secret_in_use_is_kept_with_a_flag_and_warned_about(dev):
+    refused = dev.cli("sources", "add", "old", "--provider", "github", "--secret", "s3cret",
+                      check=False)
+    assert refused.returncode == 1
+    message = json.loads(refused.stderr)["error"]["message"]
+    assert "--allow-weak-secret" in message and "s3cret" not in message
+    dev.cli("sources", "add", "old", "--provider", "github", "--secret", "s3cret",
+            "--allow-weak-secret")
+    # It verifies like any other secret.
+    response, _, _ = send_github(dev, "s3cret", source="old")
+    accepted_id(response)
+    status = dev.cli("status")
+    assert status["weak_secrets"] == [{"source": "old", "secrets": 1}]
+    text = dev.cli("status", json=False).stdout
+    assert "warning: source old has 1 secret(s) weaker than its provider issues" in text
+    assert "s3cret" not in text
+    # Rotated to a strong secret, the warning goes.
+    dev.cli("sources", "update", "old", "--add-secret", "gh-a-strong-secret-0123456789",
+            "--remove-secret", "s3cret")
+    assert dev.cli("status")["weak_secrets"] == []
+
+
+def test_a_standard_secret_without_whsec_is_accepted(dev):
+    key = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    dev.cli("sources", "add", "std", "--provider", "standard", "--secret", key)
+    body = json.dumps({"type": "invoice.paid", "n": 1}).encode()
+    # The official library signs with the whsec_ form; both name the same key.
+    response = dev.post("/std", body, standard_request(f"whsec_{key}", body))
+    accepted_id(response)
+    short = dev.cli("sources", "add", "std2", "--provider", "standard", "--secret", "QQ==",
+                    check=False)
+    assert short.returncode == 1 and "holds 1" in json.loads(short.stderr)["error"]["message"]

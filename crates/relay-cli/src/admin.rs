@@ -85,12 +85,14 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
             public_url,
             token_param,
             token_header,
+            allow_weak_secret,
         } => {
             let input = NewSource {
                 name,
                 provider: provider.name.to_owned(),
                 secrets,
                 tolerance_secs: tolerance,
+                allow_weak_secret,
                 options: crate::args::provider_options(
                     *hmac,
                     public_url,
@@ -143,9 +145,11 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
             tolerance,
             public_url,
             reconcile,
+            allow_weak_secret,
         } => {
             let change = SourceChange {
                 add_secrets: add_secret,
+                allow_weak_secret,
                 remove_secrets: remove_secret,
                 tolerance_secs: tolerance,
                 public_url,
@@ -457,6 +461,9 @@ fn status_json(report: &StatusReport) -> Value {
         "at": report.at_millis,
         "queues": queues,
         "subscriptions": subscriptions,
+        "weak_secrets": report.weak_secrets.iter()
+            .map(|(source, count)| json!({ "source": source, "secrets": count }))
+            .collect::<Vec<_>>(),
         "last_hour": last_hour,
         "last_hour_error": last_hour_error,
     })
@@ -515,6 +522,13 @@ fn status_text(report: &StatusReport) -> String {
             };
             lines.push(format!("  {}  {}  {}  {state}", s.id, s.source, s.url));
         }
+    }
+    for (source, count) in &report.weak_secrets {
+        lines.push(format!(
+            "warning: source {source} has {count} secret(s) weaker than its provider issues \
+             (accepted with --allow-weak-secret); rotate with relay sources update {source} \
+             --add-secret"
+        ));
     }
     lines.push(String::new());
     lines.push(match &report.last_hour {

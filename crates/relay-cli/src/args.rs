@@ -204,6 +204,10 @@ pub enum SourcesCommand {
         /// token: take the token from this header instead (Authorization: Bearer is understood).
         #[arg(long, conflicts_with = "token_param")]
         token_header: Option<String>,
+        /// Accept a secret weaker than the provider issues today (one set years ago, a
+        /// provider's test secret); `relay status` then warns about the source.
+        #[arg(long)]
+        allow_weak_secret: bool,
     },
     /// Sources with their provider options; secrets only counted.
     List,
@@ -234,6 +238,9 @@ pub enum SourcesCommand {
         public_url: Option<String>,
         #[command(flatten)]
         reconcile: ReconcileArgs,
+        /// Accept added secrets weaker than the provider issues today (see sources add).
+        #[arg(long)]
+        allow_weak_secret: bool,
     },
 }
 

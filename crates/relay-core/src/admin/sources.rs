@@ -19,12 +19,17 @@ pub struct NewSource {
     pub tolerance_secs: u64,
     /// The provider's options by flag name (`Provider::options`: `header`, `public-url`, ...).
     pub options: GivenOptions,
+    /// Accept secrets weaker than the provider's rule (a secret set years ago, a provider's
+    /// test secret); `relay status` lists such sources as a warning. Never an empty one.
+    pub allow_weak_secret: bool,
 }
 
 /// A change to a stored source.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceChange {
     pub add_secrets: Vec<String>,
+    /// Accept added secrets weaker than the provider's rule (see `NewSource`).
+    pub allow_weak_secret: bool,
     pub remove_secrets: Vec<String>,
     pub tolerance_secs: Option<u64>,
     /// twilio: the new public URL; an empty value goes back to rebuilding it from each request.
@@ -53,7 +58,13 @@ pub async fn add_source(
     let provider = entry
         .new_config(&input.options)
         .map_err(|reason| AdminError::invalid("options", reason))?;
-    check_source_secrets(&provider, &input.secrets, "secrets", "--secret")?;
+    check_source_secrets(
+        &provider,
+        &input.secrets,
+        "secrets",
+        "--secret",
+        input.allow_weak_secret,
+    )?;
     let source = Source {
         name,
         provider,
@@ -109,6 +120,7 @@ pub async fn update_source(
         &change.add_secrets,
         "add_secrets",
         "--add-secret",
+        change.allow_weak_secret,
     )?;
     if let Some(url) = change.public_url {
         let ProviderConfig::Twilio(options) = &mut source.provider else {
@@ -159,16 +171,40 @@ fn check_source_secrets(
     secrets: &[String],
     field: &'static str,
     option: &str,
+    allow_weak: bool,
 ) -> Result<(), AdminError> {
     for (index, secret) in secrets.iter().enumerate() {
+        let which = if secrets.len() > 1 {
+            format!("{option} (number {})", index + 1)
+        } else {
+            option.to_owned()
+        };
+        if allow_weak {
+            // Weak is accepted, empty never (each provider's rule says so in its own words).
+            if secret.trim().is_empty() {
+                return Err(AdminError::invalid(field, format!("{which} is empty")));
+            }
+            continue;
+        }
         validate_source_secret(provider, secret).map_err(|e| {
-            let reason = if secrets.len() > 1 {
-                format!("{option} (number {}): {e}", index + 1)
-            } else {
-                format!("{option}: {e}")
-            };
-            AdminError::invalid(field, reason)
+            AdminError::invalid(
+                field,
+                format!(
+                    "{which}: {e}; a secret already in use with the provider can be kept with \
+                     --allow-weak-secret"
+                ),
+            )
         })?;
     }
     Ok(())
+}
+
+/// How many of a source's secrets are weaker than its provider's rule (accepted with
+/// `--allow-weak-secret`); `relay status` warns about them.
+pub fn weak_secret_count(source: &Source) -> usize {
+    source
+        .secrets
+        .iter()
+        .filter(|secret| validate_source_secret(&source.provider, secret).is_err())
+        .count()
 }

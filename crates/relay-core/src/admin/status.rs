@@ -18,6 +18,9 @@ pub struct StatusReport {
     pub queues: Vec<QueueStatus>,
     /// Subscriptions that are failing or disabled, by id.
     pub attention: Vec<SubscriptionHealth>,
+    /// Sources holding secrets weaker than their provider's rule (accepted with
+    /// `--allow-weak-secret`), by name, with how many.
+    pub weak_secrets: Vec<(String, usize)>,
     /// Counts over `[at - 1 h, at)`; `Err` says why they could not be read (the rest of the
     /// report stands without them).
     pub last_hour: Result<ActivityCounts, String>,
@@ -90,6 +93,18 @@ pub async fn status(
         .iter()
         .filter_map(SubscriptionHealth::of)
         .collect();
+    let weak_secrets = catalog
+        .list_sources()
+        .await?
+        .iter()
+        .map(|source| {
+            (
+                source.name.clone(),
+                super::sources::weak_secret_count(source),
+            )
+        })
+        .filter(|(_, weak)| *weak > 0)
+        .collect();
     let last_hour = match activity {
         Some(activity) => activity
             .activity(now_millis - RECENT_WINDOW_MILLIS, now_millis)
@@ -101,6 +116,7 @@ pub async fn status(
         at_millis: now_millis,
         queues: queue_statuses,
         attention,
+        weak_secrets,
         last_hour,
     })
 }
@@ -263,6 +279,32 @@ mod tests {
                 .last_hour
                 .as_ref()
                 .is_err_and(|e| e.contains("RELAY_METRICS_NAMESPACE"))
+        );
+        assert!(report.weak_secrets.is_empty());
+    }
+
+    #[tokio::test]
+    async fn sources_with_weak_secrets_are_listed() {
+        let store = MemoryStore::with_sources([
+            crate::testkit::contract::source("weak"),
+            crate::model::Source {
+                secrets: vec![
+                    "a-strong-github-secret-0123".into(),
+                    "tiny".into(),
+                    "x".into(),
+                ],
+                ..crate::testkit::contract::source("mixed")
+            },
+            crate::model::Source {
+                secrets: vec!["a-strong-github-secret-0123".into()],
+                ..crate::testkit::contract::source("strong")
+            },
+        ]);
+        let queue = MemoryQueue::new(crate::clock::FixedClock::at_secs(NOW_SECS));
+        let report = status(&queue, &store, None, NOW_SECS * 1000).await.unwrap();
+        assert_eq!(
+            report.weak_secrets,
+            [("mixed".to_owned(), 2), ("weak".to_owned(), 1)]
         );
     }
 

@@ -33,6 +33,7 @@ fn new_source(name: &str, provider: &str, secret: &str) -> NewSource {
         secrets: vec![secret.into()],
         tolerance_secs: 300,
         options: GivenOptions::default(),
+        allow_weak_secret: false,
     }
 }
 
@@ -64,6 +65,93 @@ async fn store_with(subscriptions: impl IntoIterator<Item = Subscription>) -> Ar
 }
 
 // ------------------------------------------------------------------ sources
+
+#[tokio::test]
+async fn a_weak_secret_in_use_is_kept_with_allow_weak_secret_and_reported() {
+    let store = MemoryStore::new();
+    // Refused without the flag, and the refusal names it.
+    let (_, reason) = invalid(
+        add_source(&store, new_source("gh", "github", "s3cret"), NOW)
+            .await
+            .unwrap_err(),
+    );
+    assert!(reason.contains("--allow-weak-secret"), "{reason}");
+    assert!(!reason.contains("s3cret"), "{reason}");
+    let kept = NewSource {
+        allow_weak_secret: true,
+        ..new_source("gh", "github", "s3cret")
+    };
+    let added = add_source(&store, kept, NOW).await.unwrap();
+    assert_eq!(added.secrets, ["s3cret"]);
+    assert_eq!(super::sources::weak_secret_count(&added), 1);
+    // Never an empty one, flag or not.
+    let empty = NewSource {
+        allow_weak_secret: true,
+        ..new_source("empty", "github", "  ")
+    };
+    let (field, reason) = invalid(add_source(&store, empty, NOW).await.unwrap_err());
+    assert_eq!((field, reason.as_str()), ("secrets", "--secret is empty"));
+    // Rotating to a strong secret and removing the weak one clears the warning.
+    let rotated = update_source(
+        &store,
+        "gh",
+        SourceChange {
+            add_secrets: vec!["a-strong-github-secret-0123".into()],
+            remove_secrets: vec!["s3cret".into()],
+            ..SourceChange::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(super::sources::weak_secret_count(&rotated), 0);
+    // --add-secret keeps the same rule and the same way out.
+    let (field, reason) = invalid(
+        update_source(
+            &store,
+            "gh",
+            SourceChange {
+                add_secrets: vec!["short".into()],
+                ..SourceChange::default()
+            },
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(field, "add_secrets");
+    assert!(reason.contains("--allow-weak-secret"), "{reason}");
+    let weak_again = update_source(
+        &store,
+        "gh",
+        SourceChange {
+            add_secrets: vec!["short".into()],
+            allow_weak_secret: true,
+            ..SourceChange::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(super::sources::weak_secret_count(&weak_again), 1);
+}
+
+#[tokio::test]
+async fn standard_secrets_are_taken_with_or_without_whsec() {
+    let store = MemoryStore::new();
+    let key = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    for (name, secret) in [("a", format!("whsec_{key}")), ("b", key.to_owned())] {
+        add_source(&store, new_source(name, "standard", &secret), NOW)
+            .await
+            .unwrap_or_else(|e| panic!("{secret}: {e}"));
+    }
+    // Still at least 24 bytes of key either way.
+    for short in ["whsec_QQ==", "QQ=="] {
+        let (_, reason) = invalid(
+            add_source(&store, new_source("c", "standard", short), NOW)
+                .await
+                .unwrap_err(),
+        );
+        assert!(reason.contains("holds 1"), "{short}: {reason}");
+    }
+}
 
 #[tokio::test]
 async fn weak_source_secrets_are_refused_per_provider_without_echoing_them() {

@@ -24,7 +24,16 @@ pub(super) const PROVIDER: Provider = Provider {
     verify: |source, request, now| verify(source, request, now).map(Outcome::Event),
 };
 
+/// `whsec_` + base64 of the key, or the base64 alone: the Standard Webhooks libraries accept
+/// both (`signing` strips the prefix when present).
 pub(super) fn validate_secret(secret: &str) -> Result<(), String> {
+    let prefixed;
+    let secret = if secret.starts_with("whsec_") {
+        secret
+    } else {
+        prefixed = format!("whsec_{secret}");
+        &prefixed
+    };
     validate_whsec(secret, "a Standard Webhooks secret")
         .map_err(|e| e.to_string())
         .map_err(|e| format!("{e} (copy the whsec_... secret the sender shows for this endpoint)"))
