@@ -84,27 +84,29 @@ mod tests {
     use relay_core::model::{AttemptOutcome, NextStep};
     use relay_core::testkit::attempt_record as record;
 
+    /// Fails naming the first of `lines` that `text` lacks.
+    fn assert_has_lines(text: &str, lines: &[&str]) {
+        for line in lines {
+            assert!(
+                text.contains(&format!("{line}\n")),
+                "no {line:?} in\n{text}"
+            );
+        }
+    }
+
     #[test]
-    fn replies_count_as_accepted_duplicate_or_refused_by_status() {
+    fn counters_carry_their_source_and_detail_labels() {
         let mut tally = Tally::new();
-        tally.record_reply("github", 202, false);
-        tally.record_reply("github", 202, false);
-        tally.record_reply("github", 200, true);
-        tally.record_reply("github", 200, false);
-        tally.record_reply("github", 401, false);
-        let text = render(&tally);
-        assert!(
-            text.contains("relay_accepted_total{source=\"github\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("relay_duplicates_total{source=\"github\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("relay_refused_total{source=\"github\",status=\"401\"} 1\n"),
-            "{text}"
-        );
+        for (status, duplicate) in [(202, false), (202, false), (200, true), (401, false)] {
+            tally.record_reply("github", status, duplicate);
+        }
+        let expected = [
+            "# TYPE relay_accepted_total counter",
+            "relay_accepted_total{source=\"github\"} 2",
+            "relay_duplicates_total{source=\"github\"} 1",
+            "relay_refused_total{source=\"github\",status=\"401\"} 1",
+        ];
+        assert_has_lines(&render(&tally), &expected);
     }
 
     #[test]
@@ -113,7 +115,7 @@ mod tests {
         tally.record_reply("a", 202, false);
         tally.drain();
         tally.record_reply("a", 202, false);
-        assert!(render(&tally).contains("relay_accepted_total{source=\"a\"} 2\n"));
+        assert_has_lines(&render(&tally), &["relay_accepted_total{source=\"a\"} 2"]);
     }
 
     #[test]
@@ -123,19 +125,14 @@ mod tests {
             tally.record_attempt("a", 0, &record(AttemptOutcome::Ok, NextStep::Done, 0, i));
         }
         tally.drain();
-        let text = render(&tally);
-        assert!(
-            text.contains("relay_delivery_latency_ms_count{source=\"a\"} 120\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("relay_delivery_latency_ms_bucket{source=\"a\",le=\"5\"} 6\n"),
-            "{text}"
-        );
-        assert!(text.contains("relay_delivery_latency_ms_bucket{source=\"a\",le=\"+Inf\"} 120\n"));
-        assert!(
-            text.contains("# TYPE relay_delivery_latency_ms histogram\n"),
-            "{text}"
+        assert_has_lines(
+            &render(&tally),
+            &[
+                "# TYPE relay_delivery_latency_ms histogram",
+                "relay_delivery_latency_ms_count{source=\"a\"} 120",
+                "relay_delivery_latency_ms_bucket{source=\"a\",le=\"5\"} 6",
+                "relay_delivery_latency_ms_bucket{source=\"a\",le=\"+Inf\"} 120",
+            ],
         );
     }
 
