@@ -305,9 +305,10 @@ pub struct RedriveProgress {
 /// SQS calls by queue URL, for what `QueueConsumer` does not cover: any queue (not only the
 /// relay's four, e.g. a redrive's destination), raw bodies and message ids, a stale receipt
 /// answered as an error rather than ignored, a message made visible again at once, and the
-/// copy redrive on its own with its progress (where StartMessageMoveTask is unavailable or
-/// stops early, or to check the copy). The relay's queues' depth and redrive go through
-/// `SqsQueue`'s port; this holds their SQS calls. Cheap to clone.
+/// choice of the copy redrive with its progress (the port's redrive falls back to it where
+/// StartMessageMoveTask is unavailable or stops early; only here can it be asked for). The
+/// relay's queues' depth and redrive go through `SqsQueue`'s port, which makes its SQS calls
+/// here. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SqsAdmin {
     client: Client,
