@@ -1,5 +1,5 @@
-//! SQS and DynamoDB adapters of the relay's ports (`relay_core::Store`, `relay_core::Queue`),
-//! plus the queue-consumer helpers the CLI and tests use (receive, delete, redrive, depth), and
+//! SQS and DynamoDB adapters of the relay's ports (`relay_core::Store`, `relay_core::Queue`,
+//! `relay_core::QueueConsumer`), plus the SQS calls by queue URL no port covers (`SqsAdmin`), and
 //! the functions' metrics read back from CloudWatch for `relay status` (`cloudwatch`).
 //!
 //! Build the SDK config once (`load_sdk_config`) and the adapters from it (`connect`), at cold

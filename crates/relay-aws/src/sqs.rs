@@ -1,6 +1,6 @@
-//! `Queue` and `QueueConsumer` over SQS (`SqsQueue`), and the operator side (`SqsAdmin`: receive,
-//! delete, hide, depth, redrive with progress) the CLI uses. Lambda consumes through its SQS
-//! event source instead of `QueueConsumer::receive`.
+//! `Queue` and `QueueConsumer` over SQS (`SqsQueue`), SQS's quotas, and what no port covers
+//! (`SqsAdmin`: calls by queue URL, raw bodies, the copy redrive with its progress). Lambda
+//! consumes through its SQS event source instead of `QueueConsumer::receive`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,12 +22,21 @@ use crate::config::{
 };
 use crate::describe_sdk_error;
 
-pub use relay_core::limits::{
-    SQS_MAX_DELAY_SECS as MAX_DELAY_SECS, SQS_MAX_VISIBILITY_SECS as MAX_VISIBILITY_SECS,
-};
-/// SQS caps a long poll at 20 seconds and a receive at 10 messages.
-pub const MAX_WAIT_SECS: u32 = relay_core::limits::SQS_MAX_WAIT_SECS;
+// Amazon SQS's quotas. Source: Amazon SQS Developer Guide, "Amazon SQS message quotas".
+/// A message's delay (`DelaySeconds`) is at most 15 minutes.
+pub const MAX_DELAY_SECS: u32 = 900;
+/// A visibility timeout is at most 12 hours, counted from the receive.
+pub const MAX_VISIBILITY_SECS: u32 = 12 * 3600;
+/// A long poll waits at most 20 seconds.
+pub const MAX_WAIT_SECS: u32 = 20;
+/// A receive takes at most 10 messages.
 pub const MAX_RECEIVE: u32 = 10;
+/// A message is at most 1 MiB (the queues' `MaximumMessageSize` in infra/template.yaml).
+pub const MAX_MESSAGE_BYTES: usize = 1_048_576;
+
+// What the core asks of a queue fits within SQS's quotas.
+const _: () = assert!(relay_core::limits::MAX_QUEUE_DELAY_SECS <= MAX_DELAY_SECS);
+const _: () = assert!(relay_core::limits::MAX_QUEUE_MESSAGE_BYTES <= MAX_MESSAGE_BYTES);
 
 /// While a fallback redrive copies a message it stays hidden this long; if the copy fails it
 /// reappears in the DLQ, so nothing is lost.
@@ -142,7 +151,12 @@ impl QueueConsumer for SqsQueue {
         action: Settle,
     ) -> Result<(), QueueError> {
         let url = self.url(queue)?;
-        match settle_by_receipt(&self.client, url, receipt, action).await {
+        let settled = match action {
+            Settle::Delete => by_receipt(&self.client, url, receipt, ByReceipt::Delete).await,
+            // Leaving a message is no call at all.
+            Settle::Leave => Ok(()),
+        };
+        match settled {
             Ok(()) | Err(SettleFailure::StaleReceipt(_)) => Ok(()),
             Err(SettleFailure::Unavailable(e)) => Err(e),
         }
@@ -153,7 +167,7 @@ impl QueueConsumer for SqsQueue {
             .source_queue()
             .ok_or_else(|| QueueError::Unavailable(format!("{dlq} is not a dead-letter queue")))?;
         let (from, to) = (self.url(dlq)?, self.url(target)?);
-        self.admin.redrive(from, to, |_: &RedriveProgress| {}).await
+        self.admin.redrive(from, to).await
     }
 
     async fn depth(&self, queue: QueueName) -> Result<QueueDepth, QueueError> {
@@ -193,16 +207,22 @@ impl SettleFailure {
     }
 }
 
-/// Deletes or hides (for at most 12 h) one received message; leaving it is no call at all.
-async fn settle_by_receipt(
+/// What is done to a received message by its receipt handle.
+enum ByReceipt {
+    Delete,
+    /// Hide it for this many seconds from now (at most 12 h; 0 makes it visible at once).
+    HideFor(u32),
+}
+
+/// Deletes or hides one received message.
+async fn by_receipt(
     client: &Client,
     queue_url: &str,
     receipt_handle: &str,
-    action: Settle,
+    action: ByReceipt,
 ) -> Result<(), SettleFailure> {
     match action {
-        Settle::Leave => Ok(()),
-        Settle::Delete => client
+        ByReceipt::Delete => client
             .delete_message()
             .queue_url(queue_url)
             .receipt_handle(receipt_handle)
@@ -210,7 +230,7 @@ async fn settle_by_receipt(
             .await
             .map(|_| ())
             .map_err(|e| SettleFailure::of("DeleteMessage", &e)),
-        Settle::HideFor(secs) => client
+        ByReceipt::HideFor(secs) => client
             .change_message_visibility()
             .queue_url(queue_url)
             .receipt_handle(receipt_handle)
@@ -282,7 +302,13 @@ pub struct RedriveProgress {
     pub to_move: Option<u64>,
 }
 
-/// Queue operations for consumers and operators. Cheap to clone.
+/// SQS calls by queue URL, for what `QueueConsumer` does not cover: any queue (not only the
+/// relay's four, e.g. a redrive's destination), raw bodies and message ids, a stale receipt
+/// answered as an error rather than ignored, a message made visible again at once, and the
+/// choice of the copy redrive with its progress (the port's redrive falls back to it where
+/// StartMessageMoveTask is unavailable or stops early; only here can it be asked for). The
+/// relay's queues' depth and redrive go through `SqsQueue`'s port, which makes its SQS calls
+/// here. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SqsAdmin {
     client: Client,
@@ -360,7 +386,7 @@ impl SqsAdmin {
 
     /// Deletes a received message; a stale receipt is an error here (unlike `QueueConsumer`).
     pub async fn delete(&self, queue_url: &str, receipt_handle: &str) -> Result<(), QueueError> {
-        settle_by_receipt(&self.client, queue_url, receipt_handle, Settle::Delete)
+        by_receipt(&self.client, queue_url, receipt_handle, ByReceipt::Delete)
             .await
             .map_err(SettleFailure::into_error)
     }
@@ -372,11 +398,11 @@ impl SqsAdmin {
         receipt_handle: &str,
         secs: u32,
     ) -> Result<(), QueueError> {
-        settle_by_receipt(
+        by_receipt(
             &self.client,
             queue_url,
             receipt_handle,
-            Settle::HideFor(secs),
+            ByReceipt::HideFor(secs),
         )
         .await
         .map_err(SettleFailure::into_error)
@@ -399,7 +425,8 @@ impl SqsAdmin {
             .ok_or_else(|| QueueError::Unavailable("GetQueueAttributes: no QueueArn".to_owned()))
     }
 
-    pub async fn queue_depth(&self, queue_url: &str) -> Result<QueueDepth, QueueError> {
+    /// The port's `depth` of the queue at `queue_url`.
+    pub(crate) async fn queue_depth(&self, queue_url: &str) -> Result<QueueDepth, QueueError> {
         let attributes = self
             .queue_attributes(
                 queue_url,
@@ -442,16 +469,14 @@ impl SqsAdmin {
         Ok(out.attributes.unwrap_or_default())
     }
 
-    /// Moves every message of `dlq_url` back to `dest_url` and returns how many moved. Uses an
-    /// SQS message move task when the service offers one, otherwise (or when the task stops
-    /// early) copies: send to the destination, then delete from the DLQ, so a failure leaves a
-    /// message in the DLQ (or, rarely, in both) but never loses it.
-    pub async fn redrive(
-        &self,
-        dlq_url: &str,
-        dest_url: &str,
-        mut progress: impl FnMut(&RedriveProgress) + Send,
-    ) -> Result<u64, QueueError> {
+    /// The port's `redrive`: moves every message of `dlq_url` back to `dest_url` and returns how
+    /// many moved. Uses an SQS message move task when the service offers one, otherwise (or when
+    /// the task stops early) copies: send to the destination, then delete from the DLQ, so a
+    /// failure leaves a message in the DLQ (or, rarely, in both) but never loses it.
+    pub(crate) async fn redrive(&self, dlq_url: &str, dest_url: &str) -> Result<u64, QueueError> {
+        let mut progress = |progress: &RedriveProgress| {
+            tracing::debug!(method = ?progress.method, moved = progress.moved, "redrive");
+        };
         let source_arn = self.queue_arn(dlq_url).await?;
         let dest_arn = self.queue_arn(dest_url).await?;
         // One try: where move tasks are unavailable (an emulator, a missing permission) retries

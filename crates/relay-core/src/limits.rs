@@ -1,21 +1,20 @@
-//! Amazon SQS's documented quotas, in one place for the core and both queue adapters (the local
-//! queue imitates them). Source: Amazon SQS Developer Guide, "Amazon SQS message quotas".
+//! The bounds the core asks of every queue, in its own terms. Each queue adapter accepts at
+//! least these: relay-aws checks them against SQS's quotas at compile time, and the local and
+//! memory queues refuse what goes beyond them, as SQS would, so tests catch it before AWS does.
 
-/// A message's delay (`DelaySeconds`) is at most 15 minutes.
-pub const SQS_MAX_DELAY_SECS: u32 = 900;
-/// A visibility timeout is at most 12 hours, counted from the receive.
-pub const SQS_MAX_VISIBILITY_SECS: u32 = 12 * 3600;
-/// A long poll waits at most 20 seconds.
-pub const SQS_MAX_WAIT_SECS: u32 = 20;
-/// A message is at most 1 MiB (the queues' `MaximumMessageSize` in infra/template.yaml).
-pub const SQS_MAX_MESSAGE_BYTES: usize = 1_048_576;
+/// The longest delay the core sends a message with: a longer wait before a retry takes several
+/// hops (`retry::messages_for_wait`). 15 minutes, the longest SQS delays a message.
+pub const MAX_QUEUE_DELAY_SECS: u32 = 900;
+/// The largest message a queue must carry: 1 MiB (the queues' `MaximumMessageSize` in
+/// infra/template.yaml); `model::LARGEST_QUEUE_MESSAGE_BYTES` stays within it.
+pub const MAX_QUEUE_MESSAGE_BYTES: usize = 1_048_576;
 
-/// The delay of a message sent with `delay_secs`, refused over `SQS_MAX_DELAY_SECS` as SQS
-/// refuses it; the queues that imitate SQS (local, memory) check it here.
-pub fn sqs_delay(delay_secs: u32) -> Result<std::time::Duration, crate::ports::QueueError> {
-    if delay_secs > SQS_MAX_DELAY_SECS {
+/// The delay of a message sent with `delay_secs`, refused over `MAX_QUEUE_DELAY_SECS`; the
+/// queues that imitate SQS (local, memory) check it here.
+pub fn queue_delay(delay_secs: u32) -> Result<std::time::Duration, crate::ports::QueueError> {
+    if delay_secs > MAX_QUEUE_DELAY_SECS {
         return Err(crate::ports::QueueError::Unavailable(format!(
-            "delay {delay_secs} s is over the SQS limit of {SQS_MAX_DELAY_SECS} s"
+            "delay {delay_secs} s is over the queue limit of {MAX_QUEUE_DELAY_SECS} s"
         )));
     }
     Ok(std::time::Duration::from_secs(u64::from(delay_secs)))

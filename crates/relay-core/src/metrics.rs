@@ -1,17 +1,17 @@
 //! What the relay counts, without an API call: a `Tally` the receiver's answers and the fanout's
-//! attempt records are added to, rendered as CloudWatch Embedded Metric Format lines on Lambda
-//! (one set per invocation) and as Prometheus text by `relay dev` (`GET /metrics`).
+//! attempt records are added to. Each adapter renders it in its own format: relay-aws as
+//! CloudWatch Embedded Metric Format lines on Lambda (what `drain` took, once per invocation),
+//! relay-local as Prometheus text for `relay dev` (the cumulative `counters` and `histograms`).
 //!
 //! Dimensions are the source, and for refusals the status, for failures the outcome class.
 //! Subscriptions are not a dimension: each distinct dimension value is a custom metric billed
 //! per month, and subscriptions are unbounded (docs/metrics.md).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use crate::model::{AttemptOutcome, AttemptRecord, NextStep};
 
-/// One metric the relay emits; `name` is its CloudWatch metric name.
+/// One metric the relay emits; `name` is its name in every format (docs/metrics.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Metric {
     /// Events queued (202).
@@ -90,11 +90,13 @@ impl Metric {
         }
     }
 
-    fn is_latency(self) -> bool {
+    /// Latencies (milliseconds, kept as histograms) rather than counts.
+    pub fn is_latency(self) -> bool {
         matches!(self, Metric::DeliveryLatency | Metric::AcceptToDeliver)
     }
 
-    fn help(self) -> &'static str {
+    /// What the metric counts, in one sentence.
+    pub fn description(self) -> &'static str {
         match self {
             Metric::Accepted => "Events accepted and queued.",
             Metric::Refused => "Inbound requests refused, by status.",
@@ -112,62 +114,80 @@ impl Metric {
             Metric::ReconcileStopped => "Reconcile runs that stopped before they were through.",
         }
     }
-
-    /// The Prometheus name, e.g. `relay_delivery_latency_ms`.
-    fn prometheus_name(self) -> String {
-        let mut out = String::from("relay_");
-        for (i, c) in self.name().chars().enumerate() {
-            if c.is_ascii_uppercase() && i > 0 {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        }
-        if self.is_latency() {
-            out.push_str("_ms");
-        } else {
-            out.push_str("_total");
-        }
-        out
-    }
 }
 
-/// EMF allows at most 100 values per metric in one line; more samples in one invocation are
-/// kept in the histogram only.
-pub const EMF_MAX_VALUES: usize = 100;
-/// Histogram bounds (milliseconds) of the latencies `relay dev` exports.
+/// Raw latencies kept per series between two drains (a memory bound); more in that time are
+/// counted in the histogram only.
+pub const MAX_RECENT_LATENCIES: usize = 100;
+/// Histogram bounds (milliseconds) the latencies are counted in.
 pub const LATENCY_BUCKETS_MS: [u64; 12] = [
     5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000,
 ];
 
-/// One EMF line per (source, detail dimension name, detail value).
-type LineKey = (String, Option<&'static str>, String);
-
+/// One counted series: a metric of one source, split by the detail value where the metric has
+/// a detail dimension.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Key {
-    metric: Metric,
-    source: String,
+pub struct Series {
+    pub metric: Metric,
+    pub source: String,
     /// The status or class for metrics with a detail dimension, else empty.
-    detail: String,
+    pub detail: String,
+}
+
+/// The latencies of one series since the tally began.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    /// Counts per bucket of `LATENCY_BUCKETS_MS`, then the overflow.
+    buckets: [u64; LATENCY_BUCKETS_MS.len() + 1],
+    pub sum: u64,
+    pub count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, ms: u64) {
+        let bucket = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|&bound| ms <= bound)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        self.buckets[bucket] += 1;
+        self.sum += ms;
+        self.count += 1;
+    }
+
+    /// Each bound of `LATENCY_BUCKETS_MS` with how many latencies were at most that.
+    pub fn cumulative(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        LATENCY_BUCKETS_MS
+            .iter()
+            .zip(&self.buckets)
+            .scan(0, |below, (&bound, &n)| {
+                *below += n;
+                Some((bound, *below))
+            })
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Samples {
-    /// Raw values since the last `drain` (at most `EMF_MAX_VALUES`).
+    /// Raw values since the last `drain` (at most `MAX_RECENT_LATENCIES`).
     recent: Vec<u64>,
-    /// Cumulative: counts per bucket of `LATENCY_BUCKETS_MS`, then the overflow.
-    buckets: [u64; LATENCY_BUCKETS_MS.len() + 1],
-    sum: u64,
-    count: u64,
+    histogram: Histogram,
 }
 
-/// Counts and latencies, cumulative for Prometheus; `drain_emf` takes what accumulated since
-/// its last call.
+/// What accumulated since the last `Tally::drain`: counts, and each series' raw latencies.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Drained {
+    pub counts: Vec<(Series, u64)>,
+    pub latencies: Vec<(Series, Vec<u64>)>,
+}
+
+/// Counts and latencies, cumulative (`counters`, `histograms`); `drain` takes what accumulated
+/// since its last call.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tally {
-    counts: BTreeMap<Key, u64>,
-    /// Counts not yet written as EMF.
-    fresh: BTreeMap<Key, u64>,
-    latencies: BTreeMap<Key, Samples>,
+    counts: BTreeMap<Series, u64>,
+    /// Counts not yet drained.
+    fresh: BTreeMap<Series, u64>,
+    latencies: BTreeMap<Series, Samples>,
 }
 
 impl Tally {
@@ -179,35 +199,53 @@ impl Tally {
         self.counts.is_empty() && self.latencies.is_empty()
     }
 
+    /// Every count since the tally began, ordered by metric, source and detail.
+    pub fn counters(&self) -> impl Iterator<Item = (&Series, u64)> {
+        self.counts.iter().map(|(series, &n)| (series, n))
+    }
+
+    /// Every latency histogram since the tally began, ordered by metric and source.
+    pub fn histograms(&self) -> impl Iterator<Item = (&Series, &Histogram)> {
+        self.latencies
+            .iter()
+            .map(|(series, samples)| (series, &samples.histogram))
+    }
+
+    /// Takes the counts and raw latencies added since the last call; the cumulative values stay.
+    pub fn drain(&mut self) -> Drained {
+        let counts = std::mem::take(&mut self.fresh).into_iter().collect();
+        let latencies = self
+            .latencies
+            .iter_mut()
+            .filter(|(_, samples)| !samples.recent.is_empty())
+            .map(|(series, samples)| (series.clone(), std::mem::take(&mut samples.recent)))
+            .collect();
+        Drained { counts, latencies }
+    }
+
     fn add(&mut self, metric: Metric, source: &str, detail: &str, n: u64) {
-        let key = Key {
+        let series = Series {
             metric,
             source: source.to_owned(),
             detail: detail.to_owned(),
         };
-        *self.fresh.entry(key.clone()).or_default() += n;
-        *self.counts.entry(key).or_default() += n;
+        *self.fresh.entry(series.clone()).or_default() += n;
+        *self.counts.entry(series).or_default() += n;
     }
 
     fn observe(&mut self, metric: Metric, source: &str, ms: u64) {
         let samples = self
             .latencies
-            .entry(Key {
+            .entry(Series {
                 metric,
                 source: source.to_owned(),
                 detail: String::new(),
             })
             .or_default();
-        if samples.recent.len() < EMF_MAX_VALUES {
+        if samples.recent.len() < MAX_RECENT_LATENCIES {
             samples.recent.push(ms);
         }
-        let bucket = LATENCY_BUCKETS_MS
-            .iter()
-            .position(|&bound| ms <= bound)
-            .unwrap_or(LATENCY_BUCKETS_MS.len());
-        samples.buckets[bucket] += 1;
-        samples.sum += ms;
-        samples.count += 1;
+        samples.histogram.observe(ms);
     }
 
     /// The receiver's answer to one request for `source`: 202 accepted, a duplicate, 4xx/5xx
@@ -273,145 +311,27 @@ impl Tally {
         }
     }
 
-    /// CloudWatch Embedded Metric Format lines for what accumulated since the last call, one
-    /// line per (source, detail) group, each with the total (no dimension) and the per-source
-    /// dimension set declared. Empty when nothing happened.
-    pub fn drain_emf(&mut self, namespace: &str, timestamp_ms: i64) -> Vec<String> {
-        // Group by (source, detail dimension name, detail value): one line each.
-        let mut groups: BTreeMap<LineKey, Vec<(Metric, serde_json::Value)>> = BTreeMap::new();
-        for (key, n) in std::mem::take(&mut self.fresh) {
-            groups
-                .entry((key.source, key.metric.detail(), key.detail))
-                .or_default()
-                .push((key.metric, serde_json::Value::from(n)));
-        }
-        for (key, samples) in &mut self.latencies {
-            if samples.recent.is_empty() {
-                continue;
-            }
-            let values = std::mem::take(&mut samples.recent);
-            groups
-                .entry((key.source.clone(), None, String::new()))
-                .or_default()
-                .push((key.metric, serde_json::Value::from(values)));
-        }
-        let mut lines = Vec::with_capacity(groups.len());
-        for ((source, detail_name, detail), metrics) in groups {
-            let mut dimension_sets = vec![serde_json::json!([]), serde_json::json!(["Source"])];
-            if let Some(name) = detail_name {
-                dimension_sets.push(serde_json::json!(["Source", name]));
-            }
-            let definitions: Vec<_> = metrics
-                .iter()
-                .map(|(metric, _)| {
-                    let unit = if metric.is_latency() {
-                        "Milliseconds"
-                    } else {
-                        "Count"
-                    };
-                    serde_json::json!({ "Name": metric.name(), "Unit": unit })
-                })
-                .collect();
-            let mut line = serde_json::Map::new();
-            line.insert(
-                "_aws".to_owned(),
-                serde_json::json!({
-                    "Timestamp": timestamp_ms,
-                    "CloudWatchMetrics": [{
-                        "Namespace": namespace,
-                        "Dimensions": dimension_sets,
-                        "Metrics": definitions,
-                    }],
-                }),
-            );
-            line.insert("Source".to_owned(), serde_json::Value::from(source));
-            if let Some(name) = detail_name {
-                line.insert(name.to_owned(), serde_json::Value::from(detail));
-            }
-            for (metric, value) in metrics {
-                line.insert(metric.name().to_owned(), value);
-            }
-            lines.push(serde_json::Value::Object(line).to_string());
-        }
-        lines
+    /// The cumulative count of one series (0 when never counted).
+    #[cfg(test)]
+    pub(crate) fn count(&self, metric: Metric, source: &str, detail: &str) -> u64 {
+        self.counters()
+            .find(|(s, _)| s.metric == metric && s.source == source && s.detail == detail)
+            .map_or(0, |(_, n)| n)
     }
 
-    /// The Prometheus text exposition format (version 0.0.4) of every cumulative value.
-    pub fn prometheus(&self) -> String {
-        let mut out = String::new();
-        for metric in Metric::ALL {
-            let name = metric.prometheus_name();
-            if metric.is_latency() {
-                let _ = writeln!(out, "# HELP {name} {}", metric.help());
-                let _ = writeln!(out, "# TYPE {name} histogram");
-                for (key, samples) in self.latencies.iter().filter(|(k, _)| k.metric == metric) {
-                    let source = escape_label(&key.source);
-                    let mut cumulative = 0;
-                    for (i, bound) in LATENCY_BUCKETS_MS.iter().enumerate() {
-                        cumulative += samples.buckets[i];
-                        let _ = writeln!(
-                            out,
-                            "{name}_bucket{{source=\"{source}\",le=\"{bound}\"}} {cumulative}"
-                        );
-                    }
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{{source=\"{source}\",le=\"+Inf\"}} {}",
-                        samples.count
-                    );
-                    let _ = writeln!(out, "{name}_sum{{source=\"{source}\"}} {}", samples.sum);
-                    let _ = writeln!(out, "{name}_count{{source=\"{source}\"}} {}", samples.count);
-                }
-            } else {
-                let _ = writeln!(out, "# HELP {name} {}", metric.help());
-                let _ = writeln!(out, "# TYPE {name} counter");
-                for (key, n) in self.counts.iter().filter(|(k, _)| k.metric == metric) {
-                    let source = escape_label(&key.source);
-                    match metric.detail() {
-                        Some(detail) => {
-                            let label = detail.to_ascii_lowercase();
-                            let value = escape_label(&key.detail);
-                            let _ = writeln!(
-                                out,
-                                "{name}{{source=\"{source}\",{label}=\"{value}\"}} {n}"
-                            );
-                        }
-                        None => {
-                            let _ = writeln!(out, "{name}{{source=\"{source}\"}} {n}");
-                        }
-                    }
-                }
-            }
-        }
-        out
+    /// The cumulative histogram of one latency series.
+    #[cfg(test)]
+    pub(crate) fn histogram(&self, metric: Metric, source: &str) -> Option<&Histogram> {
+        self.histograms()
+            .find(|(s, _)| s.metric == metric && s.source == source)
+            .map(|(_, h)| h)
     }
-}
-
-/// Label values escape backslash, double quote and newline (Prometheus text format).
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn record(outcome: AttemptOutcome, next: NextStep, at: i64, latency_ms: u64) -> AttemptRecord {
-        AttemptRecord {
-            event_id: "evt_1".into(),
-            subscription_id: "sub_1".into(),
-            attempt: 1,
-            at,
-            status: None,
-            outcome,
-            latency_ms,
-            response_excerpt: String::new(),
-            next,
-        }
-    }
+    use crate::testkit::attempt_record as record;
 
     #[test]
     fn replies_count_as_accepted_duplicate_or_refused_by_status() {
@@ -421,19 +341,10 @@ mod tests {
         tally.record_reply("github", 200, true);
         tally.record_reply("github", 200, false);
         tally.record_reply("github", 401, false);
-        let text = tally.prometheus();
-        assert!(
-            text.contains("relay_accepted_total{source=\"github\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("relay_duplicates_total{source=\"github\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("relay_refused_total{source=\"github\",status=\"401\"} 1\n"),
-            "{text}"
-        );
+        assert_eq!(tally.count(Metric::Accepted, "github", ""), 2);
+        assert_eq!(tally.count(Metric::Duplicates, "github", ""), 1);
+        assert_eq!(tally.count(Metric::Refused, "github", "401"), 1);
+        assert_eq!(tally.counters().count(), 3, "a URL check counts nothing");
     }
 
     #[test]
@@ -479,106 +390,72 @@ mod tests {
                 0,
             ),
         );
-        let lines = tally.drain_emf("WebhookRelay", 42);
-        let docs: Vec<serde_json::Value> = lines
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        let total = |name: &str| -> u64 {
-            docs.iter()
-                .filter_map(|d| d.get(name))
-                .filter_map(|v| v.as_u64())
+        let drained = tally.drain();
+        let total = |metric: Metric| -> u64 {
+            drained
+                .counts
+                .iter()
+                .filter(|(series, _)| series.metric == metric)
+                .map(|(_, n)| n)
                 .sum()
         };
-        assert_eq!(total("Delivered"), 1);
-        assert_eq!(total("Failed"), 3);
-        assert_eq!(total("RetriesScheduled"), 1);
-        assert_eq!(total("DeadLettered"), 1);
-        assert_eq!(total("RetrySchedulingFailed"), 1);
-        let latencies: Vec<_> = docs
+        assert_eq!(total(Metric::Delivered), 1);
+        assert_eq!(total(Metric::Failed), 3);
+        assert_eq!(total(Metric::RetriesScheduled), 1);
+        assert_eq!(total(Metric::DeadLettered), 1);
+        assert_eq!(total(Metric::RetrySchedulingFailed), 1);
+        let latencies = |metric: Metric| -> Vec<u64> {
+            drained
+                .latencies
+                .iter()
+                .filter(|(series, _)| series.metric == metric)
+                .flat_map(|(_, values)| values.iter().copied())
+                .collect()
+        };
+        assert_eq!(
+            latencies(Metric::DeliveryLatency).len(),
+            4,
+            "a removed subscription sent nothing"
+        );
+        assert_eq!(latencies(Metric::AcceptToDeliver), [520]);
+        let classes: Vec<_> = drained
+            .counts
             .iter()
-            .filter_map(|d| d.get("DeliveryLatency"))
-            .flat_map(|v| v.as_array().cloned().unwrap_or_default())
+            .filter(|(series, _)| series.metric.detail() == Some("Class"))
+            .map(|(series, _)| series.detail.as_str())
             .collect();
-        assert_eq!(latencies.len(), 4, "a removed subscription sent nothing");
-        let waited: Vec<_> = docs
-            .iter()
-            .filter_map(|d| d.get("AcceptToDeliver"))
-            .collect();
-        assert_eq!(waited, [&serde_json::json!([520])]);
-        let classes: Vec<_> = docs.iter().filter_map(|d| d.get("Class")).collect();
         assert_eq!(classes.len(), 3);
     }
 
     #[test]
-    fn emf_lines_declare_every_member_they_carry() {
+    fn drained_counts_are_not_drained_twice_but_stay_cumulative() {
         let mut tally = Tally::new();
-        tally.record_reply("stripe", 202, false);
-        tally.record_reply("stripe", 400, false);
-        tally.record_attempt(
-            "stripe",
-            0,
-            &record(AttemptOutcome::Ok, NextStep::Done, 10, 5),
-        );
-        for line in tally.drain_emf("WebhookRelay", 1_700_000_000_000) {
-            let doc: serde_json::Value = serde_json::from_str(&line).unwrap();
-            let directive = &doc["_aws"]["CloudWatchMetrics"][0];
-            assert_eq!(doc["_aws"]["Timestamp"], 1_700_000_000_000i64);
-            assert_eq!(directive["Namespace"], "WebhookRelay");
-            for set in directive["Dimensions"].as_array().unwrap() {
-                for name in set.as_array().unwrap() {
-                    assert!(doc[name.as_str().unwrap()].is_string(), "{line}");
-                }
-            }
-            for metric in directive["Metrics"].as_array().unwrap() {
-                assert!(!doc[metric["Name"].as_str().unwrap()].is_null(), "{line}");
-            }
-        }
+        tally.record_reply("a", 202, false);
+        assert_eq!(tally.drain().counts.len(), 1);
+        assert!(tally.drain().counts.is_empty());
+        tally.record_reply("a", 202, false);
+        assert_eq!(tally.drain().counts.len(), 1);
+        assert_eq!(tally.count(Metric::Accepted, "a", ""), 2);
     }
 
     #[test]
-    fn drained_counts_are_not_written_twice_but_stay_cumulative_for_prometheus() {
+    fn latency_histogram_is_cumulative_and_recent_values_are_bounded() {
         let mut tally = Tally::new();
-        tally.record_reply("a", 202, false);
-        assert_eq!(tally.drain_emf("N", 0).len(), 1);
-        assert!(tally.drain_emf("N", 0).is_empty());
-        tally.record_reply("a", 202, false);
-        assert_eq!(tally.drain_emf("N", 0).len(), 1);
-        assert!(
-            tally
-                .prometheus()
-                .contains("relay_accepted_total{source=\"a\"} 2\n")
-        );
-    }
-
-    #[test]
-    fn latency_histogram_is_cumulative_and_values_per_line_are_bounded() {
-        let mut tally = Tally::new();
-        for i in 0..(EMF_MAX_VALUES as u64 + 20) {
+        for i in 0..(MAX_RECENT_LATENCIES as u64 + 20) {
             tally.record_attempt("a", 0, &record(AttemptOutcome::Ok, NextStep::Done, 0, i));
         }
-        let lines = tally.drain_emf("N", 0);
-        let doc: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
-        assert_eq!(
-            doc["DeliveryLatency"].as_array().unwrap().len(),
-            EMF_MAX_VALUES
-        );
-        let text = tally.prometheus();
-        assert!(
-            text.contains("relay_delivery_latency_ms_count{source=\"a\"} 120\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("relay_delivery_latency_ms_bucket{source=\"a\",le=\"5\"} 6\n"),
-            "{text}"
-        );
-        assert!(text.contains("relay_delivery_latency_ms_bucket{source=\"a\",le=\"+Inf\"} 120\n"));
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        let mut tally = Tally::new();
-        tally.record_reply("we\"ird\\", 202, false);
-        assert!(tally.prometheus().contains("source=\"we\\\"ird\\\\\""));
+        let drained = tally.drain();
+        let (_, recent) = drained
+            .latencies
+            .iter()
+            .find(|(series, _)| series.metric == Metric::DeliveryLatency)
+            .expect("delivery latencies");
+        assert_eq!(recent.len(), MAX_RECENT_LATENCIES);
+        let histogram = tally
+            .histogram(Metric::DeliveryLatency, "a")
+            .expect("histogram");
+        assert_eq!(histogram.count, 120);
+        assert_eq!(histogram.cumulative().next(), Some((5, 6)));
+        assert_eq!(histogram.cumulative().last(), Some((30_000, 120)));
     }
 }

@@ -188,9 +188,8 @@ pub const fn base64_len(len: usize) -> usize {
     len.div_ceil(3) * 4
 }
 
-/// SQS's largest message (the queues' `MaximumMessageSize` in infra/template.yaml and
-/// relay-aws's provisioning).
-pub use crate::limits::SQS_MAX_MESSAGE_BYTES;
+/// The largest message a queue must carry (the core's bound).
+pub use crate::limits::MAX_QUEUE_MESSAGE_BYTES;
 
 /// The most a queue message adds to its encoded body: the keys and punctuation of the larger
 /// message (a `DeliveryTask`), and every other field at the largest the receiver lets through,
@@ -211,11 +210,11 @@ pub const fn largest_queue_message_bytes(max_body_bytes: usize) -> usize {
 }
 
 /// The largest queue message at the default body limit: 349,528 bytes of base64 for 256 KiB
-/// plus 3,280 bytes of envelope = 352,808 bytes, under SQS's 1,048,576.
+/// plus 3,280 bytes of envelope = 352,808 bytes, under the queues' 1,048,576.
 pub const LARGEST_QUEUE_MESSAGE_BYTES: usize =
     largest_queue_message_bytes(crate::receive::DEFAULT_MAX_BODY_BYTES);
 
-const _: () = assert!(LARGEST_QUEUE_MESSAGE_BYTES <= SQS_MAX_MESSAGE_BYTES);
+const _: () = assert!(LARGEST_QUEUE_MESSAGE_BYTES <= MAX_QUEUE_MESSAGE_BYTES);
 
 /// One (event, subscription) delivery waiting for its next attempt on the deliveries queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -571,13 +570,13 @@ mod tests {
             );
             for len in [as_event, as_delivery] {
                 assert!(len <= LARGEST_QUEUE_MESSAGE_BYTES, "{what}: {len} bytes");
-                assert!(len <= SQS_MAX_MESSAGE_BYTES, "{what}: {len} bytes");
+                assert!(len <= MAX_QUEUE_MESSAGE_BYTES, "{what}: {len} bytes");
             }
             largest_seen = largest_seen.max(as_delivery);
             assert_eq!(&*event.body_bytes().unwrap(), &body[..], "{what}");
         }
         println!(
-            "largest message {largest_seen} bytes; bound {LARGEST_QUEUE_MESSAGE_BYTES}; SQS {SQS_MAX_MESSAGE_BYTES}"
+            "largest message {largest_seen} bytes; bound {LARGEST_QUEUE_MESSAGE_BYTES}; queues {MAX_QUEUE_MESSAGE_BYTES}"
         );
     }
 

@@ -448,8 +448,6 @@ impl std::str::FromStr for QueueName {
 pub enum Settle {
     /// Remove it from the queue for good.
     Delete,
-    /// Hide it for this many seconds from now (at most SQS's 12 h; 0 makes it visible at once).
-    HideFor(u32),
     /// Do nothing: it comes back when the visibility timeout of its receive ends.
     Leave,
 }
@@ -503,7 +501,7 @@ impl QueueDepth {
 ///   ignore an outdated handle, moto applies it). Either way the latest receipt still settles the
 ///   message, and a deleted message is never handed out again. Consumers therefore only settle
 ///   what is safe whether or not it takes effect: a delete after the work is done for good (the
-///   fanout skips what its attempt log shows settled), a hide, or leave.
+///   fanout skips what its attempt log shows settled), or leave.
 /// - Redrive moves every message of a DLQ back to its source queue, visible at once with its
 ///   receive count started again, and returns how many moved.
 #[async_trait]

@@ -5,8 +5,8 @@ use std::time::Duration;
 use rand::Rng;
 
 pub const DEFAULT_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
-/// SQS delays a new message by at most 15 minutes.
-pub const MAX_SEND_DELAY_SECS: u32 = crate::limits::SQS_MAX_DELAY_SECS;
+/// A queue delays a new message by at most 15 minutes.
+pub const MAX_SEND_DELAY_SECS: u32 = crate::limits::MAX_QUEUE_DELAY_SECS;
 /// A Retry-After longer than this is not honoured beyond it.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(12 * 3600);
 
@@ -117,7 +117,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
 }
 
 /// The delay to send a delivery message with, `wait_ms` before its attempt is due: the whole
-/// wait when it fits SQS's maximum delay, else the maximum (the message then wakes early and
+/// wait when it fits a queue's maximum delay, else the maximum (the message then wakes early and
 /// hops on). Rounded up, so a message never wakes a fraction of a second early only to hop again.
 pub fn send_delay_secs(wait_ms: i64) -> u32 {
     let wait_ms = u64::try_from(wait_ms).unwrap_or(0);

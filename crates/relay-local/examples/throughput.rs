@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use relay_core::ports::{Catalog, DedupLedger, EventArchive};
-use relay_core::{AttemptRecord, BodyEncoding, EventEnvelope, Queue, QueueMessage};
+use relay_core::{AttemptRecord, BodyEncoding, EventEnvelope, Queue, QueueConsumer, QueueMessage};
 use relay_local::{LocalBackend, LocalOptions, LocalQueueName};
 
 const VIS: Duration = Duration::from_secs(30);
@@ -127,15 +127,11 @@ async fn run(mode: String, total: u64, producers: u64) -> Result<(), Box<dyn std
         let (backend, done) = (backend.clone(), Arc::clone(&done));
         tasks.spawn(async move {
             while done.load(Ordering::Relaxed) < total {
-                let got = backend
-                    .receive(LocalQueueName::Events, 10, VIS)
+                let wait = Duration::from_millis(200);
+                let got = QueueConsumer::receive(&backend, LocalQueueName::Events, 10, wait, VIS)
                     .await
                     .map_err(|e| e.to_string())?;
                 if got.is_empty() {
-                    backend
-                        .wait_for_messages(LocalQueueName::Events, Duration::from_millis(200))
-                        .await
-                        .map_err(|e| e.to_string())?;
                     continue;
                 }
                 if !pipeline {

@@ -9,6 +9,7 @@
 mod activity;
 mod backend;
 mod db;
+pub mod prometheus;
 mod queue;
 mod store;
 mod turns;
@@ -16,6 +17,6 @@ pub mod wiring;
 mod writer;
 
 pub use backend::{DB_FILE, LocalBackend, LocalOptions};
-pub use queue::{LocalQueueName, MAX_DELAY_SECS, MAX_VISIBILITY_SECS};
+pub use queue::LocalQueueName;
 pub use wiring::{LocalRelay, LocalSettings, wire};
 pub use writer::WriterStats;

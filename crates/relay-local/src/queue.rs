@@ -13,9 +13,6 @@ use rusqlite::{Transaction, params};
 use crate::backend::LocalBackend;
 use crate::db::DbResult;
 
-pub use relay_core::limits::{
-    SQS_MAX_DELAY_SECS as MAX_DELAY_SECS, SQS_MAX_VISIBILITY_SECS as MAX_VISIBILITY_SECS,
-};
 /// How often `wait_for_messages` looks at the file for messages sent by other processes.
 const POLL_INTERVAL: Duration = Duration::from_millis(150);
 
@@ -100,7 +97,7 @@ impl LocalBackend {
     /// Takes up to `max` visible messages, oldest first, hiding each for `visibility`. A message
     /// that has already been received the queue's maximum number of times moves to the DLQ
     /// instead of being returned, as an SQS redrive policy does.
-    pub async fn receive(
+    async fn take_visible(
         &self,
         queue: LocalQueueName,
         max: usize,
@@ -215,38 +212,6 @@ impl LocalBackend {
         .await
     }
 
-    /// Hides a received message for `secs` from now (0 makes it visible at once); false when the
-    /// handle is stale.
-    pub async fn change_visibility(
-        &self,
-        queue: LocalQueueName,
-        handle: &str,
-        secs: u32,
-    ) -> Result<bool, StoreError> {
-        if secs > MAX_VISIBILITY_SECS {
-            return Err(StoreError::Conflict(format!(
-                "visibility timeout {secs} s is over the limit of {MAX_VISIBILITY_SECS} s"
-            )));
-        }
-        let h = Handle::parse(handle)?;
-        let visible_at = self.now_millis().saturating_add(i64::from(secs) * 1000);
-        let changed = self
-            .write(move |tx| {
-                let n = tx
-                    .prepare_cached(
-                        "UPDATE messages SET visible_at = ?4 \
-                         WHERE id = ?1 AND receipt = ?2 AND queue = ?3",
-                    )?
-                    .execute(params![h.id, h.receipt, queue.as_str(), visible_at])?;
-                Ok(n > 0)
-            })
-            .await?;
-        if changed && secs == 0 {
-            self.notify(queue).notify_waiters();
-        }
-        Ok(changed)
-    }
-
     /// Waits until a message of `queue` may be visible, or `timeout` passes; true in the first
     /// case. Sends from this process wake it at once; messages from other processes, and delayed
     /// or hidden ones coming due, are noticed by looking at the file every ~150 ms (or at the
@@ -292,74 +257,10 @@ impl LocalBackend {
         })
         .await
     }
-
-    /// Moves every message of `from` (normally a DLQ) to `to`, visible now with its receive count
-    /// reset, in one transaction; returns how many moved.
-    pub async fn redrive(
-        &self,
-        from: LocalQueueName,
-        to: LocalQueueName,
-    ) -> Result<u64, StoreError> {
-        if from == to {
-            return Err(StoreError::Conflict(format!(
-                "cannot redrive {from} into itself"
-            )));
-        }
-        let now = self.now_millis();
-        let moved = self
-            .write(move |tx| {
-                let n = tx
-                    .prepare_cached(
-                        "UPDATE messages SET queue = ?2, visible_at = ?3, receive_count = 0, \
-                         receipt = 0 WHERE queue = ?1",
-                    )?
-                    .execute(params![from.as_str(), to.as_str(), now])?;
-                Ok(n as u64)
-            })
-            .await?;
-        if moved > 0 {
-            self.notify(to).notify_waiters();
-        }
-        Ok(moved)
-    }
-
-    /// Message counts of a queue. A hidden message never received is delayed; one received is
-    /// in flight (a redrive starts its receive count again, visible at once).
-    pub async fn queue_depth(&self, queue: LocalQueueName) -> Result<QueueDepth, StoreError> {
-        let now = self.now_millis();
-        self.read(move |conn| {
-            let (visible, in_flight, delayed, oldest_sent_at): (i64, i64, i64, Option<i64>) = conn
-                .prepare_cached(
-                    "SELECT COALESCE(SUM(visible_at <= ?2), 0), \
-                     COALESCE(SUM(visible_at > ?2 AND receive_count > 0), 0), \
-                     COALESCE(SUM(visible_at > ?2 AND receive_count = 0), 0), \
-                     MIN(sent_at) \
-                     FROM messages WHERE queue = ?1",
-                )?
-                .query_row(params![queue.as_str(), now], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                })?;
-            let count = |n: i64| u64::try_from(n).unwrap_or(0);
-            Ok(QueueDepth {
-                visible: count(visible),
-                in_flight: count(in_flight),
-                delayed: count(delayed),
-                oldest_age_secs: oldest_sent_at
-                    .map(|sent_at| count(now.saturating_sub(sent_at) / 1000)),
-            })
-        })
-        .await
-    }
-
-    /// `(visible, in flight or delayed)` message counts of a queue.
-    pub async fn depth(&self, queue: LocalQueueName) -> Result<(u64, u64), StoreError> {
-        let depth = self.queue_depth(queue).await?;
-        Ok((depth.visible, depth.in_flight + depth.delayed))
-    }
 }
 
-/// Waits are served by `wait_for_messages`; a stale receipt settles nothing (`delete` and
-/// `change_visibility` match the receipt of the latest receive only).
+/// Waits are served by `wait_for_messages`; a stale receipt settles nothing (`delete` matches
+/// the receipt of the latest receive only).
 #[async_trait]
 impl QueueConsumer for LocalBackend {
     async fn receive(
@@ -371,7 +272,8 @@ impl QueueConsumer for LocalBackend {
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
         let deadline = Instant::now() + wait;
         loop {
-            let received = LocalBackend::receive(self, queue, max, visibility)
+            let received = self
+                .take_visible(queue, max, visibility)
                 .await
                 .map_err(to_queue_error)?;
             let left = deadline.saturating_duration_since(Instant::now());
@@ -396,26 +298,63 @@ impl QueueConsumer for LocalBackend {
     ) -> Result<(), QueueError> {
         let settled = match action {
             Settle::Delete => self.delete(queue, receipt).await.map(|_| ()),
-            Settle::HideFor(secs) => self
-                .change_visibility(queue, receipt, secs.min(MAX_VISIBILITY_SECS))
-                .await
-                .map(|_| ()),
             Settle::Leave => Ok(()),
         };
         settled.map_err(to_queue_error)
     }
 
+    /// Moves every message of the DLQ to its source queue in one transaction, visible now with
+    /// its receive count reset.
     async fn redrive(&self, dlq: LocalQueueName) -> Result<u64, QueueError> {
         let target = dlq
             .source_queue()
             .ok_or_else(|| QueueError::Unavailable(format!("{dlq} is not a dead-letter queue")))?;
-        LocalBackend::redrive(self, dlq, target)
+        let now = self.now_millis();
+        let moved = self
+            .write(move |tx| {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE messages SET queue = ?2, visible_at = ?3, receive_count = 0, \
+                         receipt = 0 WHERE queue = ?1",
+                    )?
+                    .execute(params![dlq.as_str(), target.as_str(), now])?;
+                Ok(n as u64)
+            })
             .await
-            .map_err(to_queue_error)
+            .map_err(to_queue_error)?;
+        if moved > 0 {
+            self.notify(target).notify_waiters();
+        }
+        Ok(moved)
     }
 
+    /// A hidden message never received is delayed; one received is in flight (a redrive starts
+    /// its receive count again, visible at once).
     async fn depth(&self, queue: LocalQueueName) -> Result<QueueDepth, QueueError> {
-        self.queue_depth(queue).await.map_err(to_queue_error)
+        let now = self.now_millis();
+        self.read(move |conn| {
+            let (visible, in_flight, delayed, oldest_sent_at): (i64, i64, i64, Option<i64>) = conn
+                .prepare_cached(
+                    "SELECT COALESCE(SUM(visible_at <= ?2), 0), \
+                     COALESCE(SUM(visible_at > ?2 AND receive_count > 0), 0), \
+                     COALESCE(SUM(visible_at > ?2 AND receive_count = 0), 0), \
+                     MIN(sent_at) \
+                     FROM messages WHERE queue = ?1",
+                )?
+                .query_row(params![queue.as_str(), now], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })?;
+            let count = |n: i64| u64::try_from(n).unwrap_or(0);
+            Ok(QueueDepth {
+                visible: count(visible),
+                in_flight: count(in_flight),
+                delayed: count(delayed),
+                oldest_age_secs: oldest_sent_at
+                    .map(|sent_at| count(now.saturating_sub(sent_at) / 1000)),
+            })
+        })
+        .await
+        .map_err(to_queue_error)
     }
 }
 
@@ -448,7 +387,7 @@ impl Queue for LocalBackend {
 
     async fn send_delivery(&self, task: &DeliveryTask, delay_secs: u32) -> Result<(), QueueError> {
         // Refused like SQS would, so `relay dev` catches what would fail in AWS.
-        let delay = relay_core::limits::sqs_delay(delay_secs)?;
+        let delay = relay_core::limits::queue_delay(delay_secs)?;
         self.send_message(
             LocalQueueName::Deliveries,
             &QueueMessageRef::Delivery(task),

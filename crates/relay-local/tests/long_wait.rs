@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{T0, pinned, source, task};
+use common::{T0, depth_pair, pinned, receive_now, source, task};
 use relay_core::delivery::Outcome;
 use relay_core::fanout::{Fanout, FanoutConfig};
 use relay_core::testkit::ScriptedDeliverer;
@@ -59,14 +59,13 @@ async fn a_two_hour_wait_hops_through_fresh_delayed_messages() {
         // Nothing shows up before the hop's delay is over.
         clock.set_secs(now - 1);
         assert!(
-            backend
-                .receive(Q::Deliveries, 10, VIS)
+            receive_now(&backend, Q::Deliveries, 10, VIS)
                 .await
                 .unwrap()
                 .is_empty()
         );
         clock.set_secs(now);
-        let got = backend.receive(Q::Deliveries, 10, VIS).await.unwrap();
+        let got = receive_now(&backend, Q::Deliveries, 10, VIS).await.unwrap();
         assert_eq!(got.len(), 1, "one message at wake-up {wakes}");
         // A fresh message every time: none was held in flight since the last wake-up.
         assert_eq!(got[0].receive_count, 1);
@@ -85,7 +84,7 @@ async fn a_two_hour_wait_hops_through_fresh_delayed_messages() {
     assert_eq!(wakes, 8, "2 h in 15-minute hops");
     assert_eq!(now * 1000, due_ms);
     assert_eq!(deliverer.seen()[0].attempt, 2);
-    assert_eq!(backend.depth(Q::Deliveries).await.unwrap(), (0, 0));
+    assert_eq!(depth_pair(&backend, Q::Deliveries).await.unwrap(), (0, 0));
     let attempts = backend.event_attempts("evt_1").await.unwrap();
     assert_eq!(attempts.len(), 1, "the early wake-ups logged no attempt");
     assert_eq!(attempts[0].attempt, 2);

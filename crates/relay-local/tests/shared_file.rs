@@ -6,9 +6,9 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{event, source, subscription, task};
+use common::{depth_pair, event, receive_now, source, subscription, task};
 use relay_core::ports::{Catalog, EventArchive};
-use relay_core::{Queue, QueueMessage};
+use relay_core::{Queue, QueueConsumer, QueueMessage};
 use relay_local::{LocalBackend, LocalOptions, LocalQueueName as Q};
 
 const VIS: Duration = Duration::from_secs(30);
@@ -40,22 +40,24 @@ async fn two_processes_see_each_others_writes() {
         listed.events,
         vec![relay_core::EventSummary::of(&event("evt_1", 1))]
     );
-    assert_eq!(cli.depth(Q::Events).await.unwrap(), (1, 0));
+    assert_eq!(depth_pair(&cli, Q::Events).await.unwrap(), (1, 0));
 
-    let got = cli.receive(Q::Events, 10, VIS).await.unwrap();
+    let got = receive_now(&cli, Q::Events, 10, VIS).await.unwrap();
     assert_eq!(got.len(), 1);
     // The other process's receive hides the message here too.
-    assert!(dev.receive(Q::Events, 10, VIS).await.unwrap().is_empty());
+    assert!(
+        receive_now(&dev, Q::Events, 10, VIS)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(dev.delete(Q::Events, &got[0].receipt).await.unwrap());
-    assert_eq!(cli.depth(Q::Events).await.unwrap(), (0, 0));
+    assert_eq!(depth_pair(&cli, Q::Events).await.unwrap(), (0, 0));
 
     // `relay redrive` from the CLI while `relay dev` runs.
     dev.dead_letter_delivery(&task("evt_1", 8)).await.unwrap();
-    assert_eq!(
-        cli.redrive(Q::DeliveriesDlq, Q::Deliveries).await.unwrap(),
-        1
-    );
-    assert_eq!(dev.depth(Q::Deliveries).await.unwrap(), (1, 0));
+    assert_eq!(cli.redrive(Q::DeliveriesDlq).await.unwrap(), 1);
+    assert_eq!(depth_pair(&dev, Q::Deliveries).await.unwrap(), (1, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,7 +75,13 @@ async fn wait_notices_a_send_from_another_process() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     cli.send_delivery(&task("evt_1", 1), 0).await.unwrap();
     assert!(waiter.await.unwrap().unwrap());
-    assert_eq!(dev.receive(Q::Deliveries, 1, VIS).await.unwrap().len(), 1);
+    assert_eq!(
+        receive_now(&dev, Q::Deliveries, 1, VIS)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,7 +97,7 @@ async fn concurrent_writers_in_two_processes() {
     while let Some(sent) = tasks.join_next().await {
         sent.unwrap().unwrap();
     }
-    assert_eq!(a.depth(Q::Events).await.unwrap(), (400, 0));
+    assert_eq!(depth_pair(&a, Q::Events).await.unwrap(), (400, 0));
 }
 
 /// 2,000 concurrent sends end up in a handful of group commits; every one must be durable and
@@ -113,10 +121,10 @@ async fn group_commit_keeps_every_concurrent_send() {
         assert!(stats.batches < stats.jobs, "{stats:?}");
     }
     let fresh = open(dir.path());
-    assert_eq!(fresh.depth(Q::Events).await.unwrap(), (2000, 0));
+    assert_eq!(depth_pair(&fresh, Q::Events).await.unwrap(), (2000, 0));
     let mut seen = HashSet::new();
     loop {
-        let got = fresh.receive(Q::Events, 256, VIS).await.unwrap();
+        let got = receive_now(&fresh, Q::Events, 256, VIS).await.unwrap();
         if got.is_empty() {
             break;
         }
@@ -138,5 +146,5 @@ async fn group_commit_keeps_every_concurrent_send() {
         );
     }
     assert_eq!(seen.len(), 2000);
-    assert_eq!(fresh.depth(Q::Events).await.unwrap(), (0, 0));
+    assert_eq!(depth_pair(&fresh, Q::Events).await.unwrap(), (0, 0));
 }

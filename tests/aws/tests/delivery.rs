@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use harness::*;
 use relay_core::model::QueueMessage;
-use relay_core::ports::{Catalog, EventArchive, Queue};
+use relay_core::ports::{Catalog, EventArchive, Queue, QueueConsumer, QueueName};
 
 #[tokio::test]
 async fn signed_push_is_delivered_byte_identical_and_verified() {
@@ -356,8 +356,9 @@ async fn spent_schedule_dead_letters_and_redrive_delivers() {
         .expect("make it visible again");
 
     let moved = stack
-        .admin()
-        .redrive(&dlq, &stack.queues.deliveries, |_| {})
+        .aws
+        .queue
+        .redrive(QueueName::DeliveriesDlq)
         .await
         .expect("redrive");
     assert_eq!(moved, 1);

@@ -210,14 +210,15 @@ impl server::Handler for ReceiveHandler {
     async fn handle(&self, request: http::Request<Incoming>) -> Response {
         // GET /metrics is the Prometheus scrape; POST /metrics stays a source's path.
         if request.method() == http::Method::GET && request.uri().path() == "/metrics" {
-            let text = self
-                .tally
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .prometheus();
+            let text = relay_local::prometheus::render(
+                &self
+                    .tally
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
             return Reply {
                 status: 200,
-                headers: vec![("content-type", "text/plain; version=0.0.4".into())],
+                headers: vec![("content-type", relay_local::prometheus::CONTENT_TYPE.into())],
                 body: text,
             }
             .into_http();

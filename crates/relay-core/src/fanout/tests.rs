@@ -17,6 +17,7 @@ use super::plan::{
 use super::{ArchiveMode, Fanout, FanoutConfig};
 use crate::clock::{Clock, FixedClock};
 use crate::delivery::{AttemptResult, Outcome};
+use crate::metrics::{Metric, Tally};
 use crate::model::{
     AttemptOutcome, AttemptRecord, BodyEncoding, DeliveryTask, Disposition, EventEnvelope,
     NextStep, ProviderConfig, QueueMessage, ReceivedMessage, Source, Subscription,
@@ -571,26 +572,19 @@ async fn every_attempt_is_counted_in_the_tally() {
         ],
     )
     .await;
-    let tally = Arc::new(std::sync::Mutex::new(crate::metrics::Tally::new()));
+    let tally = Arc::new(std::sync::Mutex::new(Tally::new()));
     let fanout = rig.fanout.with_tally(tally.clone());
     let disposition = handle_event_with(&fanout).await;
     assert_eq!(disposition, Disposition::Delete);
-    let text = tally.lock().unwrap().prometheus();
-    assert!(
-        text.contains("relay_delivered_total{source=\"gh\"} 1\n"),
-        "{text}"
-    );
-    assert!(
-        text.contains("relay_failed_total{source=\"gh\",class=\"http_status\"} 1\n"),
-        "{text}"
-    );
-    assert!(
-        text.contains("relay_retries_scheduled_total{source=\"gh\"} 1\n"),
-        "{text}"
-    );
-    assert!(
-        text.contains("relay_delivery_latency_ms_count{source=\"gh\"} 2\n"),
-        "{text}"
+    let tally = tally.lock().unwrap();
+    assert_eq!(tally.count(Metric::Delivered, "gh", ""), 1);
+    assert_eq!(tally.count(Metric::Failed, "gh", "http_status"), 1);
+    assert_eq!(tally.count(Metric::RetriesScheduled, "gh", ""), 1);
+    assert_eq!(
+        tally
+            .histogram(Metric::DeliveryLatency, "gh")
+            .map(|h| h.count),
+        Some(2)
     );
 }
 

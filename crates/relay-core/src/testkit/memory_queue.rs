@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::clock::SharedClock;
-use crate::limits::{SQS_MAX_VISIBILITY_SECS, sqs_delay};
+use crate::limits::queue_delay;
 use crate::model::{DeliveryTask, EventEnvelope, QueueMessageRef, ReceivedMessage};
 use crate::ports::{Queue, QueueConsumer, QueueDepth, QueueError, QueueName, Settle};
 
@@ -173,7 +173,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn send_delivery(&self, task: &DeliveryTask, delay_secs: u32) -> Result<(), QueueError> {
-        let delay = sqs_delay(delay_secs)?;
+        let delay = queue_delay(delay_secs)?;
         self.send_raw(
             QueueName::Deliveries,
             encode(&QueueMessageRef::Delivery(task))?,
@@ -226,7 +226,6 @@ impl QueueConsumer for MemoryQueue {
                 "invalid receipt {receipt:?}"
             )));
         };
-        let now = self.clock.now_millis();
         let mut state = self.lock();
         // A stale receipt matches nothing and settles nothing.
         let Some(index) = state
@@ -239,10 +238,6 @@ impl QueueConsumer for MemoryQueue {
         match action {
             Settle::Delete => {
                 state.messages.remove(index);
-            }
-            Settle::HideFor(secs) => {
-                let secs = secs.min(SQS_MAX_VISIBILITY_SECS);
-                state.messages[index].visible_at = now.saturating_add(i64::from(secs) * 1000);
             }
             Settle::Leave => {}
         }

@@ -14,3 +14,23 @@ pub use memory::MemoryStore;
 pub use memory_queue::MemoryQueue;
 pub use queue_contract::QueueFixture;
 pub use scripted::{RecordingQueue, ScriptedDeliverer, SeenAttempt};
+
+/// An attempt record of `evt_1` to `sub_1` (attempt 1, no status), for the metrics' tests.
+pub fn attempt_record(
+    outcome: crate::model::AttemptOutcome,
+    next: crate::model::NextStep,
+    at: i64,
+    latency_ms: u64,
+) -> crate::model::AttemptRecord {
+    crate::model::AttemptRecord {
+        event_id: "evt_1".into(),
+        subscription_id: "sub_1".into(),
+        attempt: 1,
+        at,
+        status: None,
+        outcome,
+        latency_ms,
+        response_excerpt: String::new(),
+        next,
+    }
+}

@@ -35,7 +35,6 @@ macro_rules! queue_contract_tests {
             queue_dead_lettered_after_the_maximum_receives,
             queue_delayed_message_not_received_before_its_delay,
             queue_settle_delete_removes_for_good,
-            queue_settle_hide_for_hides_from_now,
             queue_settle_leave_returns_after_the_visibility,
             queue_stale_receipt_is_not_an_error_and_the_latest_settles,
             queue_redrive_moves_all_and_counts_start_again,
@@ -251,24 +250,6 @@ pub async fn queue_settle_delete_removes_for_good(f: &dyn QueueFixture) {
     assert_eq!(ids, ["evt_b"], "only the message not deleted comes back");
 }
 
-pub async fn queue_settle_hide_for_hides_from_now(f: &dyn QueueFixture) {
-    send_event(f, "evt_a").await;
-    // Received visible at once, then hidden by the settle.
-    let got = receive(f, QueueName::Events, 10, Duration::ZERO).await;
-    assert_eq!(got.len(), 1);
-    settle(f, QueueName::Events, &got[0].receipt, Settle::HideFor(2)).await;
-    assert!(
-        receive(f, QueueName::Events, 10, VISIBILITY)
-            .await
-            .is_empty(),
-        "hidden by the settle"
-    );
-    f.pass(Duration::from_millis(3100)).await;
-    let again = receive(f, QueueName::Events, 10, VISIBILITY).await;
-    assert_eq!(again.len(), 1, "visible again once hidden long enough");
-    assert_eq!(again[0].receive_count, 2);
-}
-
 pub async fn queue_settle_leave_returns_after_the_visibility(f: &dyn QueueFixture) {
     send_event(f, "evt_a").await;
     let got = receive(f, QueueName::Events, 10, VISIBILITY).await;
@@ -290,14 +271,13 @@ pub async fn queue_stale_receipt_is_not_an_error_and_the_latest_settles(f: &dyn 
     assert_eq!((first.len(), second.len()), (1, 1));
     let (stale, latest) = (&first[0].receipt, &second[0].receipt);
     // Stale: received again since. Not an error, whether or not it takes effect.
-    settle(f, QueueName::Events, stale, Settle::HideFor(1)).await;
     settle(f, QueueName::Events, stale, Settle::Leave).await;
     settle(f, QueueName::Events, stale, Settle::Delete).await;
     // The latest receipt still settles the message.
     settle(f, QueueName::Events, latest, Settle::Delete).await;
     // Gone: stale too, and still not an error.
     settle(f, QueueName::Events, latest, Settle::Delete).await;
-    settle(f, QueueName::Events, latest, Settle::HideFor(1)).await;
+    settle(f, QueueName::Events, latest, Settle::Leave).await;
     f.pass(PAST_VISIBILITY).await;
     assert!(
         receive(f, QueueName::Events, 10, VISIBILITY)

@@ -2,10 +2,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use relay_core::{
     BodyEncoding, DeliveryTask, EventEnvelope, FixedClock, HmacOptions, ProviderConfig,
-    SignatureEncoding, Source,
+    QueueConsumer, QueueError, QueueName, ReceivedMessage, SignatureEncoding, Source,
 };
 use relay_local::{LocalBackend, LocalOptions};
 
@@ -68,3 +69,22 @@ pub fn source(name: &str) -> Source {
 /// The contract suite's fixtures, shared rather than restated (not every test binary uses both).
 #[allow(unused_imports)]
 pub use relay_core::testkit::contract::{attempt, subscription};
+
+/// What is visible now on `queue`, through the queue port (no wait).
+pub async fn receive_now(
+    backend: &LocalBackend,
+    queue: QueueName,
+    max: usize,
+    visibility: Duration,
+) -> Result<Vec<ReceivedMessage>, QueueError> {
+    QueueConsumer::receive(backend, queue, max, Duration::ZERO, visibility).await
+}
+
+/// `(visible, in flight or delayed)` message counts of `queue`, through the queue port.
+pub async fn depth_pair(
+    backend: &LocalBackend,
+    queue: QueueName,
+) -> Result<(u64, u64), QueueError> {
+    let depth = backend.depth(queue).await?;
+    Ok((depth.visible, depth.in_flight + depth.delayed))
+}

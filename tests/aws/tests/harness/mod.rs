@@ -28,7 +28,7 @@ use relay_core::QueueName;
 use relay_core::consume::pump;
 use relay_core::fanout::Fanout;
 use relay_core::model::{AttemptRecord, ProviderConfig, SigningSecret, Source, Subscription};
-use relay_core::ports::{Catalog, EventArchive};
+use relay_core::ports::{Catalog, EventArchive, QueueConsumer};
 use relay_core::receive::Receiver;
 use serde::Deserialize;
 use serde_json::json;
@@ -258,10 +258,15 @@ impl Stack {
         &self.aws.admin
     }
 
+    /// The depth of the stack's queue at `queue_url`, through the queue port.
     pub async fn depth(&self, queue_url: &str) -> QueueDepth {
+        let queue = QueueName::ALL
+            .into_iter()
+            .find(|&name| self.aws.queue.url(name).ok() == Some(queue_url))
+            .expect("one of the stack's four queues");
         self.aws
-            .admin
-            .queue_depth(queue_url)
+            .queue
+            .depth(queue)
             .await
             .expect("GetQueueAttributes")
     }
