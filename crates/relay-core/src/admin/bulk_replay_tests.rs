@@ -27,6 +27,22 @@ fn no_progress() -> impl FnMut(usize) + Send {
     |_| {}
 }
 
+/// The failed pairs of source gh in the last hour.
+fn source_failed() -> BulkReplay {
+    request(
+        BulkTarget::Source("gh".into()),
+        60,
+        Some(StatusFilter::Failed),
+    )
+}
+
+/// The plan of `request` over `store`, which must succeed.
+async fn plan(store: &MemoryStore, request: &BulkReplay) -> BulkPlan {
+    plan_bulk_replay(store, store, request, &mut no_progress())
+        .await
+        .unwrap_or_else(|e| panic!("planning {request:?}: {e}"))
+}
+
 /// Source gh with subscriptions s1 (push, issues.*), s2 (push only), s3 disabled, and source
 /// other with s5.
 async fn store() -> Arc<MemoryStore> {
@@ -128,61 +144,46 @@ async fn store_with_history() -> (Arc<MemoryStore>, Vec<EventEnvelope>) {
 async fn a_subscriptions_pairs_by_state_numbered_on_from_its_log() {
     let (store, e) = store_with_history().await;
     let s1 = BulkTarget::Subscription("s1".into());
-    let plan = |status| {
+    let by_status = |status| {
         let store = store.clone();
         let s1 = s1.clone();
-        async move {
-            plan_bulk_replay(
-                store.as_ref(),
-                store.as_ref(),
-                &request(s1, 60, status),
-                &mut no_progress(),
-            )
-            .await
-            .unwrap()
-        }
+        async move { plan(store.as_ref(), &request(s1, 60, status)).await }
     };
     // Failed takes dead too; oldest first; the next attempt numbers.
-    let failed_plan = plan(Some(StatusFilter::Failed)).await;
+    let failed_plan = by_status(Some(StatusFilter::Failed)).await;
     assert_eq!(
         pairs(&failed_plan),
         [(e[0].id.clone(), "s1", 2), (e[1].id.clone(), "s1", 3)]
     );
     assert_eq!(failed_plan.pairs[1].state, DeliveryState::Dead);
     assert_eq!(
-        pairs(&plan(Some(StatusFilter::Dead)).await),
+        pairs(&by_status(Some(StatusFilter::Dead)).await),
         [(e[1].id.clone(), "s1", 3)]
     );
     // Any: every event s1 takes (e[2] is issues.opened, which s1 takes; pending).
-    let any = plan(None).await;
+    let any = by_status(None).await;
     assert_eq!(any.pairs.len(), 5);
     assert_eq!(any.first_event_ids(2), [e[0].id.as_str(), e[1].id.as_str()]);
     // The time range: since 45 minutes, until 15 minutes ago.
-    let ranged = plan_bulk_replay(
-        store.as_ref(),
+    let ranged = plan(
         store.as_ref(),
         &BulkReplay {
             until_millis: Some(NOW_MS - 15 * MINUTE),
             ..request(s1.clone(), 45, None)
         },
-        &mut no_progress(),
     )
-    .await
-    .unwrap();
+    .await;
     let ids: Vec<String> = ranged.pairs.iter().map(|p| p.event_id.clone()).collect();
     assert_eq!(ids, [e[1].id.clone(), e[2].id.clone(), e[3].id.clone()]);
     // A type pattern.
-    let typed = plan_bulk_replay(
-        store.as_ref(),
+    let typed = plan(
         store.as_ref(),
         &BulkReplay {
             types: vec!["issues.*".into()],
             ..request(s1.clone(), 60, None)
         },
-        &mut no_progress(),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(pairs(&typed), [(e[2].id.clone(), "s1", 1)]);
 }
 
@@ -302,14 +303,11 @@ async fn more_than_ten_thousand_pairs_need_confirmation() {
             .await
             .unwrap();
     }
-    let plan = plan_bulk_replay(
-        store.as_ref(),
+    let plan = plan(
         store.as_ref(),
         &request(BulkTarget::Subscription("s2".into()), 30, None),
-        &mut no_progress(),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(plan.pairs.len(), CONFIRM_ABOVE + 1);
     assert!(plan.needs_confirmation());
     assert_eq!(plan.first_event_ids(20).len(), 20);
@@ -377,22 +375,11 @@ async fn a_waiting_retry_and_a_second_run_do_not_deliver_a_pair_twice() {
     assert!(waiting.iter().all(|t| t.attempt == 2));
 
     // The bulk replay of the source's failed pairs; the run stops after queuing s1's.
-    let plan = plan_bulk_replay(
-        store.as_ref(),
-        store.as_ref(),
-        &request(
-            BulkTarget::Source("gh".into()),
-            60,
-            Some(StatusFilter::Failed),
-        ),
-        &mut no_progress(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(plan.pairs.len(), 2);
+    let planned = plan(store.as_ref(), &source_failed()).await;
+    assert_eq!(planned.pairs.len(), 2);
     let replays = Arc::new(RecordingQueue::default());
     let crashed = BulkPlan {
-        pairs: plan.pairs[..1].to_vec(),
+        pairs: planned.pairs[..1].to_vec(),
         skipped: Vec::new(),
     };
     queue_bulk_replay(
@@ -417,18 +404,7 @@ async fn a_waiting_retry_and_a_second_run_do_not_deliver_a_pair_twice() {
     );
     assert_eq!(deliver(&replayed, "m-1").await, Disposition::Delete);
     // Run again: s1's pair is delivered now, so only s2's remains.
-    let again = plan_bulk_replay(
-        store.as_ref(),
-        store.as_ref(),
-        &request(
-            BulkTarget::Source("gh".into()),
-            60,
-            Some(StatusFilter::Failed),
-        ),
-        &mut no_progress(),
-    )
-    .await
-    .unwrap();
+    let again = plan(store.as_ref(), &source_failed()).await;
     let left: Vec<&str> = again
         .pairs
         .iter()
