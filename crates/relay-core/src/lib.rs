@@ -3,6 +3,7 @@
 //! same use cases (`receive`, `fanout`, and the operators' `admin`) over different adapters.
 
 pub mod admin;
+pub mod attempt;
 pub mod cache;
 pub mod civil;
 pub mod clock;
@@ -16,6 +17,7 @@ pub mod model;
 pub mod netguard;
 pub mod patterns;
 pub mod ports;
+pub mod provider_config;
 pub mod providers;
 pub mod receive;
 pub mod reconcile;

@@ -11,11 +11,16 @@ pub const MAX_QUEUE_MESSAGE_BYTES: usize = 1_048_576;
 
 /// The delay of a message sent with `delay_secs`, refused over `MAX_QUEUE_DELAY_SECS`; the
 /// queues that imitate SQS (local, memory) check it here.
-pub fn queue_delay(delay_secs: u32) -> Result<std::time::Duration, crate::ports::QueueError> {
+pub fn queue_delay(delay_secs: u32) -> Result<std::time::Duration, DelayTooLong> {
     if delay_secs > MAX_QUEUE_DELAY_SECS {
-        return Err(crate::ports::QueueError::Unavailable(format!(
-            "delay {delay_secs} s is over the queue limit of {MAX_QUEUE_DELAY_SECS} s"
-        )));
+        return Err(DelayTooLong { delay_secs });
     }
     Ok(std::time::Duration::from_secs(u64::from(delay_secs)))
+}
+
+/// A message delay over `MAX_QUEUE_DELAY_SECS` (a queue refuses the send, as SQS does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("delay {delay_secs} s is over the queue limit of {MAX_QUEUE_DELAY_SECS} s")]
+pub struct DelayTooLong {
+    pub delay_secs: u32,
 }

@@ -180,6 +180,17 @@ pub struct Drained {
     pub latencies: Vec<(Series, Vec<u64>)>,
 }
 
+/// The counts of one reconcile run of one source, as the metrics take them
+/// (`reconcile::Findings::counts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileCounts<'a> {
+    pub source: &'a str,
+    pub missing: usize,
+    pub recovered: usize,
+    pub unrecovered: usize,
+    pub stopped: bool,
+}
+
 /// Counts and latencies, cumulative (`counters`, `histograms`); `drain` takes what accumulated
 /// since its last call.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -295,19 +306,15 @@ impl Tally {
 
     /// What one reconcile run of a source found. Every count is added, zeros included, so the
     /// alarm on `ReconcileUnrecovered` sees data from each run.
-    pub fn record_findings(&mut self, findings: &crate::reconcile::Findings) {
-        let source = findings.source.as_str();
+    pub fn record_reconcile(&mut self, run: &ReconcileCounts<'_>) {
         let counts = [
-            (Metric::ReconcileMissing, findings.missing.len()),
-            (Metric::ReconcileRecovered, findings.recovered.len()),
-            (Metric::ReconcileUnrecovered, findings.unrecovered()),
-            (
-                Metric::ReconcileStopped,
-                usize::from(findings.stopped.is_some()),
-            ),
+            (Metric::ReconcileMissing, run.missing),
+            (Metric::ReconcileRecovered, run.recovered),
+            (Metric::ReconcileUnrecovered, run.unrecovered),
+            (Metric::ReconcileStopped, usize::from(run.stopped)),
         ];
         for (metric, n) in counts {
-            self.add(metric, source, "", n as u64);
+            self.add(metric, run.source, "", n as u64);
         }
     }
 

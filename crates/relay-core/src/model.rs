@@ -24,7 +24,27 @@ pub struct Source {
     pub reconcile: Option<ReconcileSettings>,
 }
 
-pub use crate::reconcile::ReconcileSettings;
+/// How `relay reconcile` reaches a provider's API for one source (stored with the source).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ReconcileSettings {
+    /// The API's base URL; the provider's real one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// Where the API credential is, never the credential itself: `env:NAME`, `file:NAME` (in the
+    /// data dir), `ssm:NAME` (SecureString) or `secretsmanager:NAME`.
+    pub credential: String,
+    /// GitHub: whose hook's deliveries are listed: `repos/OWNER/REPO/hooks/ID`,
+    /// `orgs/ORG/hooks/ID` or `app/hook`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_hook: Option<String>,
+    /// GitHub, `app/hook` only: the App's client ID or App ID, the `iss` of the JWTs minted from
+    /// the App's private key (the credential).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_app_id: Option<String>,
+    /// Stripe: only events of these types (every type when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_types: Vec<String>,
+}
 
 fn default_tolerance() -> u64 {
     DEFAULT_TOLERANCE_SECS
@@ -32,7 +52,7 @@ fn default_tolerance() -> u64 {
 
 // Provider configs and their options live with their providers (`providers/`); re-exported here
 // because a `Source` carries them.
-pub use crate::providers::{
+pub use crate::provider_config::{
     HmacOptions, ProviderConfig, SignatureEncoding, TokenOptions, TwilioOptions,
 };
 
@@ -169,9 +189,29 @@ pub fn json_escaped_len(text: &str) -> usize {
         .sum()
 }
 
+// What the receiver lets through: the bounds every queue message and stored event is sized by
+// (`receive` refuses what goes beyond them).
+
+/// The default body limit: a body this large, in the worst case, still fits one queue message
+/// (`model::LARGEST_QUEUE_MESSAGE_BYTES`) and one stored event.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// The longest event type the relay carries; it travels in the `x-relay-event-type` header.
+pub const MAX_EVENT_TYPE_BYTES: usize = 256;
+
+/// The longest provider delivery id the relay deduplicates on: it becomes part of a store key
+/// (DynamoDB allows 2,048 bytes for a partition key, `DEDUP#<source>#<id>`).
+pub const MAX_DELIVERY_ID_BYTES: usize = 512;
+
+/// The longest source name (`POST /{source}`).
+pub const MAX_SOURCE_NAME_BYTES: usize = 64;
+
+/// The longest `content-type` the relay carries (it is stored and sent on with every delivery).
+pub const MAX_CONTENT_TYPE_BYTES: usize = 1024;
+
 /// Escaped text up to this size is carried as text whatever its density of escapes: the base64
 /// of a body at the default limit, so the bound on a message does not grow.
-pub const TEXT_BODY_BUDGET_BYTES: usize = base64_len(crate::receive::DEFAULT_MAX_BODY_BYTES);
+pub const TEXT_BODY_BUDGET_BYTES: usize = base64_len(DEFAULT_MAX_BODY_BYTES);
 
 /// The most an encoded body of at most `max_body_bytes` can take in a message.
 pub const fn largest_encoded_body_bytes(max_body_bytes: usize) -> usize {
@@ -196,9 +236,9 @@ pub use crate::limits::MAX_QUEUE_MESSAGE_BYTES;
 /// each byte escaped to at most 2 (those fields are visible ASCII, space or tab).
 pub const QUEUE_MESSAGE_OVERHEAD_BYTES: usize = 256 // keys, quotes, commas, "base64"
     + 2 * 2 * MAX_RELAY_ID_BYTES // event id, subscription id
-    + 2 * crate::receive::MAX_SOURCE_NAME_BYTES
-    + 2 * crate::receive::MAX_EVENT_TYPE_BYTES
-    + 2 * crate::receive::MAX_CONTENT_TYPE_BYTES
+    + 2 * MAX_SOURCE_NAME_BYTES
+    + 2 * MAX_EVENT_TYPE_BYTES
+    + 2 * MAX_CONTENT_TYPE_BYTES
     + 4 * 20; // received_at, attempt, schedule_step, not_before (at most 20 digits each)
 
 /// The longest id the relay mints (`evt_` / `sub_` + 32 hex digits is 36 bytes).
@@ -211,8 +251,7 @@ pub const fn largest_queue_message_bytes(max_body_bytes: usize) -> usize {
 
 /// The largest queue message at the default body limit: 349,528 bytes of base64 for 256 KiB
 /// plus 3,280 bytes of envelope = 352,808 bytes, under the queues' 1,048,576.
-pub const LARGEST_QUEUE_MESSAGE_BYTES: usize =
-    largest_queue_message_bytes(crate::receive::DEFAULT_MAX_BODY_BYTES);
+pub const LARGEST_QUEUE_MESSAGE_BYTES: usize = largest_queue_message_bytes(DEFAULT_MAX_BODY_BYTES);
 
 const _: () = assert!(LARGEST_QUEUE_MESSAGE_BYTES <= MAX_QUEUE_MESSAGE_BYTES);
 

@@ -29,6 +29,12 @@ pub enum QueueError {
     Unavailable(String),
 }
 
+impl From<crate::limits::DelayTooLong> for QueueError {
+    fn from(refused: crate::limits::DelayTooLong) -> Self {
+        QueueError::Unavailable(refused.to_string())
+    }
+}
+
 /// The whole store: the catalog, the dedup ledger and the event archive, as one adapter
 /// provides them (SQLite, DynamoDB, memory). Use cases take only the parts they use; admin
 /// commands take the whole.
@@ -359,10 +365,7 @@ pub trait Queue: Send + Sync {
 pub trait Deliverer: Send + Sync {
     /// The configured delivery timeout; an attempt may be given less.
     fn timeout(&self) -> std::time::Duration;
-    async fn deliver(
-        &self,
-        attempt: crate::delivery::Attempt<'_>,
-    ) -> crate::delivery::AttemptResult;
+    async fn deliver(&self, attempt: crate::attempt::Attempt<'_>) -> crate::attempt::AttemptResult;
 }
 
 /// The relay's four queues: the two it consumes and their dead-letter queues.

@@ -106,7 +106,7 @@ impl Sweeper {
             let tally = metrics.tally();
             let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
             for findings in &runs {
-                tally.record_findings(findings);
+                tally.record_reconcile(&findings.counts());
             }
         }
         Ok(Response {

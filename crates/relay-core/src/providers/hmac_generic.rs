@@ -18,14 +18,13 @@
 //! - Presets (`PRESETS`, each in its own file: `typeform.rs`) fill these options for a
 //!   well-known sender; `--preset NAME` or the preset's own `--provider NAME` starts from them.
 
-use serde::{Deserialize, Serialize};
-
 use super::{
     GivenOptions, InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection,
     Verified, check_timestamp, parse_timestamp, require_shared_secret, type_token,
 };
 use super::{InvalidProviderOptions, WeakSourceSecret};
 use crate::model::Source;
+use crate::provider_config::{HmacOptions, SignatureEncoding};
 use crate::signing::{Algorithm, constant_time_eq, decode_base64, decode_hex, hmac};
 
 pub(super) const PROVIDER: Provider = Provider {
@@ -61,56 +60,6 @@ pub(super) const OPTIONS: &[&str] = &[
 /// The known senders whose options are filled in for them.
 pub(super) const PRESETS: &[&Preset] = &[&super::typeform::PRESET];
 
-/// Options of the generic HMAC provider.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HmacOptions {
-    pub header: String,
-    pub algorithm: Algorithm,
-    pub encoding: SignatureEncoding,
-    #[serde(default)]
-    pub prefix: String,
-    /// Header naming the event type, when the sender sends one.
-    #[serde(default)]
-    pub type_header: Option<String>,
-    /// Header carrying the sender's delivery id, used for deduplication.
-    #[serde(default)]
-    pub id_header: Option<String>,
-    /// JSON pointer (`/type`, `/event/type`) to the event type in the body, when no header has it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub type_pointer: Option<String>,
-    /// JSON pointer to the sender's delivery id in the body, when no header has it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id_pointer: Option<String>,
-    /// Header carrying the signed Unix timestamp (seconds), checked against the tolerance.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timestamp_header: Option<String>,
-    /// What is signed, with `{body}`, `{timestamp}` and `{id}` placeholders. Absent: the body
-    /// alone, or `{timestamp}.{body}` when a timestamp header is configured.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signed_payload: Option<String>,
-    /// The preset these options came from (`typeform`), shown by `sources list`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preset: Option<String>,
-}
-
-impl Default for HmacOptions {
-    fn default() -> Self {
-        Self {
-            header: String::new(),
-            algorithm: Algorithm::Sha256,
-            encoding: SignatureEncoding::Hex,
-            prefix: String::new(),
-            type_header: None,
-            id_header: None,
-            type_pointer: None,
-            id_pointer: None,
-            timestamp_header: None,
-            signed_payload: None,
-            preset: None,
-        }
-    }
-}
-
 impl HmacOptions {
     /// The options of the preset `name`.
     pub fn preset(name: &str) -> Option<Self> {
@@ -121,13 +70,6 @@ impl HmacOptions {
     pub fn preset_names() -> impl Iterator<Item = &'static str> {
         PRESETS.iter().map(|preset| preset.name)
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SignatureEncoding {
-    Hex,
-    Base64,
 }
 
 /// A well-known sender that is only a combination of hmac options.

@@ -34,14 +34,14 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
-use serde::{Deserialize, Serialize};
 
 use crate::model::Source;
 
+pub use crate::provider_config::{
+    HmacOptions, ProviderConfig, SignatureEncoding, TokenOptions, TwilioOptions,
+};
 pub use document::{EventDocument, PAYLOAD_FIELD, event_document};
-pub use hmac_generic::{HmacOptions, SignatureEncoding};
-pub use token::TokenOptions;
-pub use twilio::{InvalidPublicUrl, TwilioOptions, check_public_url};
+pub use twilio::{InvalidPublicUrl, check_public_url};
 
 /// The registry: every `--provider` choice, in the order `relay sources add --help` lists them.
 /// Adding a provider is its file plus its line here (and its variant below when it is a new
@@ -57,22 +57,6 @@ pub static PROVIDERS: &[&Provider] = &[
     &token::PROVIDER,
     &typeform::PROVIDER,
 ];
-
-/// Which provider signs a source's requests, with that provider's options. Serialized flat into
-/// the source under `provider` (the tag) plus the variant's own fields; every option added later
-/// carries a serde default so older stored sources keep loading.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "provider", rename_all = "lowercase")]
-pub enum ProviderConfig {
-    Github,
-    Standard,
-    Hmac(HmacOptions),
-    Stripe,
-    Shopify,
-    Slack,
-    Twilio(TwilioOptions),
-    Token(TokenOptions),
-}
 
 impl ProviderConfig {
     /// The registry entry that verifies this config: the one place that matches on the variant.

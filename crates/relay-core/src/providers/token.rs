@@ -15,7 +15,6 @@
 //! - Secret (the token): at least 16 characters; being in the URL, it should be random.
 
 use http::Method;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{
@@ -25,6 +24,7 @@ use super::{
 };
 use super::{InvalidProviderOptions, WeakSourceSecret};
 use crate::model::Source;
+use crate::provider_config::TokenOptions;
 use crate::signing::constant_time_eq;
 
 pub(super) const PROVIDER: Provider = Provider {
@@ -42,17 +42,6 @@ pub(super) const PROVIDER: Provider = Provider {
         verify(source, options, request)
     },
 };
-
-/// Options of the shared-token provider. The token itself is one of the source's secrets.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct TokenOptions {
-    /// Query parameter carrying the token; `token` when neither this nor a header is set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_param: Option<String>,
-    /// Header carrying the token instead (`Authorization: Bearer <token>` is understood).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_header: Option<String>,
-}
 
 impl TokenOptions {
     pub const DEFAULT_PARAM: &'static str = "token";

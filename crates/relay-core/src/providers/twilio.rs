@@ -24,7 +24,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{
@@ -34,6 +33,7 @@ use super::{
 };
 use super::{InvalidProviderOptions, WeakSourceSecret};
 use crate::model::Source;
+use crate::provider_config::TwilioOptions;
 use crate::signing::{Algorithm, constant_time_eq, hmac};
 
 const SIGNATURE_HEADER: &str = "x-twilio-signature";
@@ -54,16 +54,6 @@ pub(super) const PROVIDER: Provider = Provider {
         verify(source, options, request).map(Outcome::Event)
     },
 };
-
-/// Options of the Twilio provider.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct TwilioOptions {
-    /// The URL Twilio was told to call, without the query (the request's own query is appended),
-    /// e.g. `https://hooks.example.com/prod/twilio`. Absent: rebuilt from `X-Forwarded-Proto`,
-    /// `Host` and the request path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub public_url: Option<String>,
-}
 
 fn configure(given: &GivenOptions) -> Result<ProviderConfig, InvalidProviderOptions> {
     let public_url = given

@@ -5,8 +5,9 @@
 //! - Event type: the body's `/event_type` (`form_response`). Delivery id: `/event_id`.
 //! - Secret: the one typed into the webhook's settings; at least 16 characters.
 
-use super::hmac_generic::{self, HmacOptions, Preset, SignatureEncoding};
+use super::hmac_generic::{self, Preset};
 use super::{InvalidProviderOptions, Provider};
+use crate::provider_config::{HmacOptions, SignatureEncoding};
 use crate::signing::Algorithm;
 
 pub(super) const PROVIDER: Provider = Provider {

@@ -18,22 +18,10 @@ use crate::providers::{self, InboundRequest, Outcome, Rejection, Verified};
 mod outcome;
 pub use outcome::{ReceiveOutcome, Refusal, Reply, Unavailable};
 
-/// The default body limit: a body this large, in the worst case, still fits one queue message
-/// (`model::LARGEST_QUEUE_MESSAGE_BYTES`) and one stored event.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
-
-/// The longest event type the relay carries; it travels in the `x-relay-event-type` header.
-pub const MAX_EVENT_TYPE_BYTES: usize = 256;
-
-/// The longest provider delivery id the relay deduplicates on: it becomes part of a store key
-/// (DynamoDB allows 2,048 bytes for a partition key, `DEDUP#<source>#<id>`).
-pub const MAX_DELIVERY_ID_BYTES: usize = 512;
-
-/// The longest source name (`POST /{source}`).
-pub const MAX_SOURCE_NAME_BYTES: usize = 64;
-
-/// The longest `content-type` the relay carries (it is stored and sent on with every delivery).
-pub const MAX_CONTENT_TYPE_BYTES: usize = 1024;
+pub use crate::model::{
+    DEFAULT_MAX_BODY_BYTES, MAX_CONTENT_TYPE_BYTES, MAX_DELIVERY_ID_BYTES, MAX_EVENT_TYPE_BYTES,
+    MAX_SOURCE_NAME_BYTES,
+};
 
 #[derive(Debug, Clone)]
 pub struct ReceiverConfig {

@@ -14,7 +14,7 @@ mod stripe;
 mod sweep;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::model::Source;
 use crate::ports::DedupLedger;
@@ -36,27 +36,7 @@ pub fn reconciler_for(source: &Source) -> Option<&'static Reconciler> {
         .find(|r| r.provider == source.provider.name())
 }
 
-/// How `relay reconcile` reaches a provider's API for one source (stored with the source).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ReconcileSettings {
-    /// The API's base URL; the provider's real one when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_url: Option<String>,
-    /// Where the API credential is, never the credential itself: `env:NAME`, `file:NAME` (in the
-    /// data dir), `ssm:NAME` (SecureString) or `secretsmanager:NAME`.
-    pub credential: String,
-    /// GitHub: whose hook's deliveries are listed: `repos/OWNER/REPO/hooks/ID`,
-    /// `orgs/ORG/hooks/ID` or `app/hook`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub github_hook: Option<String>,
-    /// GitHub, `app/hook` only: the App's client ID or App ID, the `iss` of the JWTs minted from
-    /// the App's private key (the credential).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub github_app_id: Option<String>,
-    /// Stripe: only events of these types (every type when empty).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub event_types: Vec<String>,
-}
+pub use crate::model::ReconcileSettings;
 
 /// A change to a source's reconcile settings (`relay sources update`): each given part replaces
 /// the stored one.
@@ -287,6 +267,17 @@ pub struct FailedRecovery {
 }
 
 impl Findings {
+    /// The run's counts for the metrics.
+    pub fn counts(&self) -> crate::metrics::ReconcileCounts<'_> {
+        crate::metrics::ReconcileCounts {
+            source: &self.source,
+            missing: self.missing.len(),
+            recovered: self.recovered.len(),
+            unrecovered: self.unrecovered(),
+            stopped: self.stopped.is_some(),
+        }
+    }
+
     /// True when nothing is left unrecovered: no failure, no early stop, and (unless a dry run)
     /// every missing event recovered.
     pub fn complete(&self) -> bool {

@@ -337,7 +337,8 @@ mod tests {
 
         // Each run is counted, zeros included: the alarm's metric has data from every run.
         let mut tally = Tally::new();
-        runs.iter().for_each(|f| tally.record_findings(f));
+        runs.iter()
+            .for_each(|f| tally.record_reconcile(&f.counts()));
         let drained = tally.drain();
         let counted = |metric: Metric, source: &str, n: u64| {
             drained.counts.contains(&(
