@@ -356,3 +356,20 @@ def test_reconcile_needs_settings_and_a_known_provider(dev):
     bad_hook = dev.cli("sources", "update", "plain", "--reconcile-credential", "env:X",
                        "--github-hook", "repos/octo/hooks/1", check=False)
     assert bad_hook.returncode == 1 and "github hook" in bad_hook.stderr
+
+
+def test_an_api_that_cannot_be_reached_says_why(dev, monkeypatch):
+    """The transport error keeps its causes: the operator reads that the connection was refused."""
+    import socket
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    dev.cli("sources", "add", "gh", "--provider", "github", "--secret", f"gh-{uuid.uuid4().hex}")
+    monkeypatch.setenv("RELAY_TEST_GITHUB_TOKEN", f"ghp_{uuid.uuid4().hex}")
+    dev.cli("sources", "update", "gh", "--reconcile-credential", "env:RELAY_TEST_GITHUB_TOKEN",
+            "--reconcile-api-url", f"http://127.0.0.1:{closed}", "--github-hook", HOOK)
+    result = reconcile(dev, "gh", check=False)
+    assert result.returncode == 1
+    said = (result.stdout + result.stderr).lower()
+    assert "cannot reach the api" in said, said
+    assert "connection refused" in said, said

@@ -103,6 +103,22 @@ pub enum ApiError {
     Invalid(String),
 }
 
+/// An error's message followed by its causes (`error sending request: client error (Connect):
+/// tcp connect error: Connection refused`), so the reason survives; no URL is in it.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let said = inner.to_string();
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = inner.source();
+    }
+    text
+}
+
 impl ApiError {
     /// True when further calls in this run would fail the same way.
     pub fn stops_the_run(&self) -> bool {
@@ -167,7 +183,7 @@ impl ApiClient {
                 env!("CARGO_PKG_VERSION")
             ))
             .build()
-            .map_err(|e| ApiError::Transport(e.to_string()))?;
+            .map_err(|e| ApiError::Transport(with_causes(&e)))?;
         Ok(Self {
             http,
             base,
@@ -242,13 +258,13 @@ impl ApiClient {
                 .bearer_auth(bearer)
                 .send()
                 .await
-                .map_err(|e| ApiError::Transport(e.without_url().to_string()))?;
+                .map_err(|e| ApiError::Transport(with_causes(&e.without_url())))?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
             let body = response
                 .bytes()
                 .await
-                .map_err(|e| ApiError::Transport(e.without_url().to_string()))?;
+                .map_err(|e| ApiError::Transport(with_causes(&e.without_url())))?;
             let now = self.clock.now_secs();
             if let Some(wait) = wait_for_rate_limit(status, &headers, now) {
                 if tries >= self.policy.max_tries {
