@@ -120,6 +120,41 @@ def test_bulk_replay_usage_errors_exit_2(dev):
     assert (result.returncode, json.loads(result.stderr)["error"]["kind"]) == (1, "not_found")
 
 
+def ask_on_a_terminal(relay_bin, data, answer, args):
+    """Runs `relay --data-dir DATA ARGS` with stdin and stderr on a pseudo-terminal, typing
+    `answer`; returns the exit code and what the terminal showed."""
+    import os
+    import pty
+    import select
+    import subprocess
+    main_end, side = pty.openpty()
+    proc = subprocess.Popen([str(relay_bin), "--data-dir", str(data), *args], stdin=side,
+                            stderr=side, stdout=subprocess.PIPE)
+    os.close(side)
+    shown = b""
+    typed = False
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main_end], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(main_end, 4096)
+            except OSError:  # the process closed its end
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if not typed and b"[y/N]" in shown:
+                os.write(main_end, answer.encode())
+                typed = True
+        elif proc.poll() is not None:
+            break
+    code = proc.wait(timeout=60)
+    proc.stdout.close()
+    os.close(main_end)
+    return {"code": code, "terminal": shown.decode(errors="replace")}
+
+
 def test_more_than_ten_thousand_deliveries_ask_for_yes(relay_bin, tmp_path):
     """10,001 stored events (written straight into the store's events table, as the fanout
     stores them): the dry run counts them, the run refuses without --yes when nobody can be
@@ -150,6 +185,14 @@ def test_more_than_ten_thousand_deliveries_ask_for_yes(relay_bin, tmp_path):
     assert refused.returncode == 2, refused.stderr
     message = json.loads(refused.stderr)["error"]["message"]
     assert "10001 deliveries match, more than 10000: pass --yes" in message
+    with sqlite3.connect(data / "relay.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
+    # On a terminal it asks; anything but yes sends nothing.
+    asked = ask_on_a_terminal(relay_bin, data, answer="n\n", args=[
+        "replay", "--subscription", sub, "--since", "1h", "--status", "any"])
+    assert asked["code"] == 1, asked
+    assert "10001 deliveries match, more than 10000. Send them? [y/N]" in asked["terminal"], asked
+    assert "not confirmed: nothing sent" in asked["terminal"], asked
     with sqlite3.connect(data / "relay.db") as db:
         assert db.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
     sent = run_cli(relay_bin, data, "replay", "--subscription", sub, "--since", "1h",
