@@ -2,7 +2,7 @@
 //! `RELAY_*` variables, each overridden by what the operator names, and every AWS client those
 //! commands use over one SDK config (`admin_backend`).
 
-use aws_sdk_cloudformation::error::DisplayErrorContext;
+use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
 
 use crate::config::{AwsSettings, Caller, load_sdk_config};
 use crate::{AwsAdapters, AwsCredentials, CloudWatchActivity, adapters_from_sdk_config};
@@ -107,10 +107,13 @@ impl AwsSettings {
             .await
             .map_err(|e| {
                 let stack = stack.to_owned();
-                // CloudFormation answers a missing stack with a ValidationError naming it.
-                let missing = e
-                    .as_service_error()
-                    .map(|service| service.to_string().contains("does not exist"));
+                // CloudFormation answers a missing stack with a ValidationError naming it. The
+                // SDK has no variant for it, and an unhandled error's text leaves the message out.
+                let missing = e.as_service_error().map(|service| {
+                    service
+                        .message()
+                        .is_some_and(|message| message.contains("does not exist"))
+                });
                 let cause = DisplayErrorContext(e).to_string();
                 match missing {
                     Some(true) => StackError::NotFound { stack, cause },

@@ -100,3 +100,49 @@ fn classify_stack_error(error: StackError) -> anyhow::Error {
     };
     classified(kind, error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_stack_error_keeps_its_kind_and_text() {
+        let cause = || "service error".to_owned();
+        let cases = [
+            (
+                StackError::NotFound {
+                    stack: "s".into(),
+                    cause: cause(),
+                },
+                Kind::NotFound,
+            ),
+            (
+                StackError::Refused {
+                    stack: "s".into(),
+                    cause: cause(),
+                },
+                Kind::Invalid,
+            ),
+            (
+                StackError::Unreachable {
+                    stack: "s".into(),
+                    cause: cause(),
+                },
+                Kind::Unavailable,
+            ),
+            (StackError::NotARelayStack("s".into()), Kind::Invalid),
+        ];
+        for (error, kind) in cases {
+            let text = error.to_string();
+            let classified = classify_stack_error(error);
+            assert_eq!(Kind::of(&classified), kind, "{text}");
+            assert_eq!(classified.to_string(), text);
+        }
+        let usage = classify_stack_error(StackError::NoTable);
+        assert_eq!(Kind::of(&usage), Kind::Usage);
+        assert_eq!(
+            usage.to_string(),
+            "--aws needs --stack NAME or --table (env RELAY_TABLE)"
+        );
+    }
+}
