@@ -46,22 +46,21 @@ async fn a_relay_stack_gives_its_table_and_queues() {
     .await;
     let settings = AwsSettings::from_stack(&sdk, &name).await.unwrap();
     assert_eq!(settings.table, "relay-table");
-    assert_eq!(
-        settings.require_events_queue_url().unwrap(),
-        "http://sqs/events"
-    );
-    assert_eq!(
-        settings.require_events_dlq_url().unwrap(),
-        "http://sqs/events-dlq"
-    );
-    assert_eq!(
-        settings.require_deliveries_queue_url().unwrap(),
-        "http://sqs/deliveries"
-    );
-    assert_eq!(
-        settings.require_deliveries_dlq_url().unwrap(),
-        "http://sqs/deliveries-dlq"
-    );
+    let urls = [
+        (settings.require_events_queue_url(), "http://sqs/events"),
+        (settings.require_events_dlq_url(), "http://sqs/events-dlq"),
+        (
+            settings.require_deliveries_queue_url(),
+            "http://sqs/deliveries",
+        ),
+        (
+            settings.require_deliveries_dlq_url(),
+            "http://sqs/deliveries-dlq",
+        ),
+    ];
+    for (url, output) in urls {
+        assert_eq!(url.unwrap(), output);
+    }
 }
 
 #[tokio::test]
