@@ -1,6 +1,7 @@
 //! SQS and DynamoDB adapters of the relay's ports (`relay_core::Store`, `relay_core::Queue`,
 //! `relay_core::QueueConsumer`), plus the SQS calls by queue URL no port covers (`SqsAdmin`), and
-//! the functions' metrics read back from CloudWatch for `relay status` (`cloudwatch`).
+//! the functions' metrics read back from CloudWatch for `relay status` (`cloudwatch`), and where
+//! the admin commands find a deployed stack (`stack`).
 //!
 //! Build the SDK config once (`load_sdk_config`) and the adapters from it (`connect`), at cold
 //! start, and share them.
@@ -11,9 +12,12 @@ pub mod dynamo;
 pub mod lambda;
 pub mod logging;
 pub mod metrics;
+#[cfg(feature = "provision")]
 pub mod provision;
 pub mod secrets;
 pub mod sqs;
+#[cfg(feature = "stack")]
+pub mod stack;
 pub mod wiring;
 
 pub use cloudwatch::CloudWatchActivity;
@@ -23,6 +27,8 @@ pub use config::{
 pub use dynamo::DynamoStore;
 pub use secrets::AwsCredentials;
 pub use sqs::{QueueDepth, RedriveMethod, RedriveProgress, SqsAdmin, SqsMessage, SqsQueue};
+#[cfg(feature = "stack")]
+pub use stack::{AdminBackend, StackError, StackTarget, admin_backend};
 
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};

@@ -3,7 +3,9 @@
 //! Values are decrypted by the service and held only as `Credential`, which never prints.
 
 use async_trait::async_trait;
-use relay_core::reconcile::{Credential, CredentialReader, CredentialRef, env_credential};
+use relay_core::reconcile::{
+    Credential, CredentialError, CredentialReader, CredentialRef, env_credential,
+};
 
 use crate::describe_sdk_error;
 
@@ -21,7 +23,12 @@ impl AwsCredentials {
         }
     }
 
-    async fn parameter(&self, name: &str) -> Result<Credential, String> {
+    async fn parameter(&self, name: &str) -> Result<Credential, CredentialError> {
+        let what = || format!("the SSM parameter {name}");
+        let no_value = || CredentialError::NoValue {
+            what: what(),
+            value: "value",
+        };
         let answer = self
             .ssm
             .get_parameter()
@@ -29,58 +36,48 @@ impl AwsCredentials {
             .with_decryption(true)
             .send()
             .await
-            .map_err(|e| {
-                format!(
-                    "cannot read the SSM parameter {name}: {}",
-                    describe_sdk_error("GetParameter", &e)
-                )
+            .map_err(|e| CredentialError::Unreadable {
+                what: what(),
+                cause: describe_sdk_error("GetParameter", &e),
             })?;
-        let parameter = answer
-            .parameter
-            .ok_or_else(|| format!("the SSM parameter {name} has no value"))?;
+        let parameter = answer.parameter.ok_or_else(no_value)?;
         if parameter.r#type != Some(aws_sdk_ssm::types::ParameterType::SecureString) {
             // A String parameter is stored in plain text: refuse it rather than use it.
-            return Err(format!(
-                "the SSM parameter {name} is not a SecureString: store credentials encrypted"
-            ));
+            return Err(CredentialError::NotEncrypted(name.to_owned()));
         }
-        parameter
-            .value
-            .map(Credential::new)
-            .ok_or_else(|| format!("the SSM parameter {name} has no value"))
+        parameter.value.map(Credential::new).ok_or_else(no_value)
     }
 
-    async fn secret(&self, name: &str) -> Result<Credential, String> {
+    async fn secret(&self, name: &str) -> Result<Credential, CredentialError> {
+        let what = || format!("the secret {name}");
         let answer = self
             .secrets
             .get_secret_value()
             .secret_id(name)
             .send()
             .await
-            .map_err(|e| {
-                format!(
-                    "cannot read the secret {name}: {}",
-                    describe_sdk_error("GetSecretValue", &e)
-                )
+            .map_err(|e| CredentialError::Unreadable {
+                what: what(),
+                cause: describe_sdk_error("GetSecretValue", &e),
             })?;
         answer
             .secret_string
             .map(Credential::new)
-            .ok_or_else(|| format!("the secret {name} has no string value"))
+            .ok_or_else(|| CredentialError::NoValue {
+                what: what(),
+                value: "string value",
+            })
     }
 }
 
 #[async_trait]
 impl CredentialReader for AwsCredentials {
-    async fn read(&self, reference: &CredentialRef) -> Result<Credential, String> {
+    async fn read(&self, reference: &CredentialRef) -> Result<Credential, CredentialError> {
         match reference {
             CredentialRef::Env(name) => env_credential(name),
             CredentialRef::Ssm(name) => self.parameter(name).await,
             CredentialRef::SecretsManager(name) => self.secret(name).await,
-            CredentialRef::File(_) => Err(
-                "file: credentials are read from the local data dir; on AWS use ssm: or secretsmanager:"
-                    .into(),
-            ),
+            CredentialRef::File(_) => Err(CredentialError::FileOnAws),
         }
     }
 }

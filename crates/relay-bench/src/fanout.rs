@@ -66,8 +66,7 @@ pub async fn run(
         },
         ..LocalSettings::default()
     };
-    let relay = relay_local::wire(&backend, settings, relay_core::clock::system())
-        .map_err(anyhow::Error::msg)?;
+    let relay = relay_local::wire(&backend, settings, relay_core::clock::system())?;
     let fanout = relay.fanout;
     let body = "x".repeat(1024);
     let mut walls = Vec::new();

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use relay_core::clock;
 use relay_core::receive::{Receiver, ReceiverConfig};
 use relay_core::reconcile::{
-    Credential, CredentialReader, CredentialRef, Findings, RateLimitPolicy, Reconciliation,
-    env_credential,
+    Credential, CredentialError, CredentialReader, CredentialRef, Findings, RateLimitPolicy,
+    Reconciliation, env_credential,
 };
 
 use crate::args::Global;
@@ -42,7 +42,7 @@ pub async fn run(
             };
             &local
         }
-        Backend::Aws { credentials, .. } => credentials.as_ref(),
+        Backend::Aws(aws) => &aws.credentials,
     };
     let reconciliation = Reconciliation {
         ledger: store.as_ref(),
@@ -86,13 +86,11 @@ fn receiver(backend: &Backend, clock: clock::SharedClock) -> anyhow::Result<Rece
             clock,
             config,
         ),
-        Backend::Aws {
-            adapters, settings, ..
-        } => {
-            settings.require_events_queue_url()?;
+        Backend::Aws(aws) => {
+            aws.settings.require_events_queue_url()?;
             Receiver::new(
-                Arc::new(adapters.store.clone()),
-                Arc::new(adapters.queue.clone()),
+                Arc::new(aws.adapters.store.clone()),
+                Arc::new(aws.adapters.queue.clone()),
                 clock,
                 config,
             )
@@ -107,18 +105,21 @@ struct LocalCredentials {
 
 #[async_trait]
 impl CredentialReader for LocalCredentials {
-    async fn read(&self, reference: &CredentialRef) -> Result<Credential, String> {
+    async fn read(&self, reference: &CredentialRef) -> Result<Credential, CredentialError> {
         match reference {
             CredentialRef::Env(name) => env_credential(name),
             CredentialRef::File(file) => {
                 let path = self.data_dir.join(file);
                 std::fs::read_to_string(&path)
                     .map(Credential::new)
-                    .map_err(|e| format!("cannot read the credential file {}: {e}", path.display()))
+                    .map_err(|e| CredentialError::Unreadable {
+                        what: format!("the credential file {}", path.display()),
+                        cause: e.to_string(),
+                    })
             }
-            CredentialRef::Ssm(name) | CredentialRef::SecretsManager(name) => Err(format!(
-                "the credential {name} is in AWS: run reconcile with --aws"
-            )),
+            CredentialRef::Ssm(name) | CredentialRef::SecretsManager(name) => {
+                Err(CredentialError::InAws(name.clone()))
+            }
         }
     }
 }

@@ -95,8 +95,8 @@ impl DeliveryClient {
                 );
             }
         };
-        if let Err(reason) = self.check_destination(&url) {
-            return finish(Outcome::Refused(reason), String::new(), None);
+        if let Err(refused) = self.check_destination(&url) {
+            return finish(Outcome::Refused(refused.to_string()), String::new(), None);
         }
         let headers = match delivery_headers(&attempt) {
             Ok(headers) => headers,
@@ -140,9 +140,9 @@ impl DeliveryClient {
     }
 
     /// Scheme check, and for IP-literal hosts the address check (the resolver never sees them).
-    fn check_destination(&self, url: &reqwest::Url) -> Result<(), String> {
+    fn check_destination(&self, url: &reqwest::Url) -> Result<(), RefusedUrl> {
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("scheme {} is not http or https", url.scheme()));
+            return Err(RefusedUrl::Scheme(url.scheme().to_owned()));
         }
         if self.config.allow_private {
             return Ok(());
@@ -151,13 +151,28 @@ impl DeliveryClient {
             Some(url::Host::Ipv4(ip)) => std::net::IpAddr::V4(ip),
             Some(url::Host::Ipv6(ip)) => std::net::IpAddr::V6(ip),
             Some(url::Host::Domain(_)) => return Ok(()),
-            None => return Err("URL has no host".into()),
+            None => return Err(RefusedUrl::NoHost),
         };
         match non_global_reason(ip) {
-            Some(reason) => Err(format!("destination {ip} is a {reason}")),
+            Some(reason) => Err(RefusedUrl::NotGlobal { ip, reason }),
             None => Ok(()),
         }
     }
+}
+
+/// Why an attempt's URL is refused before any connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum RefusedUrl {
+    #[error("scheme {0} is not http or https")]
+    Scheme(String),
+    #[error("URL has no host")]
+    NoHost,
+    /// An IP-literal host that is not a global unicast address.
+    #[error("destination {ip} is a {reason}")]
+    NotGlobal {
+        ip: std::net::IpAddr,
+        reason: &'static str,
+    },
 }
 
 /// The headers of one attempt: Standard Webhooks signature over the exact body, the relay's own

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use relay_core::clock::SharedClock;
-use relay_core::delivery::{DeliveryClient, DeliveryConfig};
+use relay_core::delivery::{DeliveryClient, DeliveryClientError, DeliveryConfig};
 use relay_core::fanout::{Fanout, FanoutConfig};
 use relay_core::metrics::Tally;
 use relay_core::receive::{Receiver, ReceiverConfig};
@@ -54,7 +54,7 @@ pub fn wire(
     backend: &LocalBackend,
     settings: LocalSettings,
     clock: SharedClock,
-) -> Result<LocalRelay, String> {
+) -> Result<LocalRelay, DeliveryClientError> {
     let store = Arc::new(backend.clone());
     let producer: Arc<dyn Queue> = Arc::new(backend.clone());
     let tally = Arc::new(Mutex::new(Tally::new()));
@@ -71,7 +71,7 @@ pub fn wire(
         Fanout::new(
             store,
             Arc::clone(&producer),
-            DeliveryClient::new(settings.delivery).map_err(|e| e.to_string())?,
+            DeliveryClient::new(settings.delivery)?,
             clock,
             settings.fanout,
         )

@@ -123,7 +123,7 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the store in {}", global.data_dir.display()))?;
     let visibility = settings.delivery.timeout + VISIBILITY_MARGIN;
     let allow_private = settings.delivery.allow_private;
-    let relay = relay_local::wire(&backend, settings, clock::system()).map_err(|e| anyhow!(e))?;
+    let relay = relay_local::wire(&backend, settings, clock::system())?;
     let receiver = Arc::clone(&relay.receiver);
 
     let limits = ServerLimits {

@@ -23,7 +23,7 @@ use crate::receive::{ReceiveOutcome, Receiver};
 
 pub use client::{ApiClient, ApiError, Bearer, Credential, RateLimitPolicy, wait_for_rate_limit};
 pub use github_app::GithubAppJwt;
-pub use sweep::{CredentialReader, Reconciliation, env_credential};
+pub use sweep::{CredentialError, CredentialReader, Reconciliation, env_credential};
 
 /// Every provider `relay reconcile` knows, by the provider name of its sources.
 pub static RECONCILERS: &[&Reconciler] = &[&github::RECONCILER, &stripe::RECONCILER];
@@ -232,8 +232,8 @@ pub enum ReconcileError {
     NotConfigured(String),
     #[error("reconcile does not support {0} sources (it knows github and stripe)")]
     Unsupported(String),
-    #[error("{0}")]
-    Credential(String),
+    #[error(transparent)]
+    Credential(CredentialError),
 }
 
 /// What one run found and did.

@@ -18,13 +18,43 @@ use crate::receive::Receiver;
 /// SSM Parameter Store, Secrets Manager). Errors say what could not be read, never the value.
 #[async_trait]
 pub trait CredentialReader: Send + Sync {
-    async fn read(&self, reference: &CredentialRef) -> Result<Credential, String>;
+    async fn read(&self, reference: &CredentialRef) -> Result<Credential, CredentialError>;
+}
+
+/// Why a credential could not be read. Never carries the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    #[error("the credential variable {0} is not set")]
+    VariableNotSet(String),
+    /// The place holding it (`what`: "the SSM parameter NAME", "the credential file PATH")
+    /// did not answer or refused.
+    #[error("cannot read {what}: {cause}")]
+    Unreadable { what: String, cause: String },
+    /// The place holding it has nothing (`what` as in `Unreadable`).
+    #[error("{what} has no {value}")]
+    NoValue { what: String, value: &'static str },
+    /// The store has no credential of that name.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// An SSM parameter stored in plain text: refused rather than used.
+    #[error("the SSM parameter {0} is not a SecureString: store credentials encrypted")]
+    NotEncrypted(String),
+    /// A `file:` reference on AWS.
+    #[error(
+        "file: credentials are read from the local data dir; on AWS use ssm: or secretsmanager:"
+    )]
+    FileOnAws,
+    /// An `ssm:` or `secretsmanager:` reference on the local backend.
+    #[error("the credential {0} is in AWS: run reconcile with --aws")]
+    InAws(String),
+    #[error("the credential is empty")]
+    Empty,
 }
 
 /// The credential in an environment variable (`env:NAME`), on every backend.
-pub fn env_credential(name: &str) -> Result<Credential, String> {
+pub fn env_credential(name: &str) -> Result<Credential, CredentialError> {
     std::env::var(name).map_or_else(
-        |_| Err(format!("the credential variable {name} is not set")),
+        |_| Err(CredentialError::VariableNotSet(name.to_owned())),
         |value| Ok(Credential::new(value)),
     )
 }
@@ -72,7 +102,7 @@ impl Reconciliation<'_> {
             .await
             .map_err(ReconcileError::Credential)?;
         if credential.is_empty() {
-            return Err(ReconcileError::Credential("the credential is empty".into()));
+            return Err(ReconcileError::Credential(CredentialError::Empty));
         }
         let mut client = reconciler
             .client(settings, credential, self.policy, self.clock.clone())
@@ -168,15 +198,15 @@ mod tests {
 
     #[async_trait]
     impl CredentialReader for Credentials {
-        async fn read(&self, reference: &CredentialRef) -> Result<Credential, String> {
+        async fn read(&self, reference: &CredentialRef) -> Result<Credential, CredentialError> {
             let CredentialRef::Env(name) = reference else {
-                return Err("only env: here".into());
+                return Err(CredentialError::NotFound(format!("{reference:?}")));
             };
             self.0
                 .iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| Credential::new(*v))
-                .ok_or_else(|| format!("{name} not found"))
+                .ok_or_else(|| CredentialError::NotFound(name.clone()))
         }
     }
 
