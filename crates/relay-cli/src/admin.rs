@@ -291,7 +291,8 @@ async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyho
             }
             let page = core_events::list_events(store, &query).await?;
             let next_cursor = page.next.as_ref().map(ToString::to_string);
-            let with_state = query.delivery.is_some();
+            let filtered = query.delivery.as_ref().map(|d| d.subscription_id.as_str());
+            let with_state = filtered.is_some();
             let value = json!({
                 "events": page.events.iter()
                     .map(|e| {
@@ -301,7 +302,7 @@ async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyho
                         if let Some(state) = e.delivery {
                             value["state"] = json!(state.as_str());
                             value["attempts"] = json!(e.attempts.iter()
-                                .filter(|a| Some(&a.subscription_id) == query.delivery.as_ref().map(|d| &d.subscription_id))
+                                .filter(|a| Some(a.subscription_id.as_str()) == filtered)
                                 .count());
                         }
                         value

@@ -160,8 +160,8 @@ pub trait EventArchive: Send + Sync {
 }
 
 /// Which events `EventArchive::list_events` returns. A store bounds what it reads by the
-/// source, the time range and the cursor, and asks `admits` (and, with a delivery filter,
-/// `delivery_state` over the event's attempt log) for the rest, so every store filters alike.
+/// source, the time range and the cursor, and passes each event it reads through
+/// `EventSummary::admitted` for the rest, so every store filters alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventQuery {
     /// At most this many events (0 gives an empty page).
@@ -207,19 +207,6 @@ impl EventQuery {
             && self.since_millis.is_none_or(|t| event.received_at >= t)
             && self.until_millis.is_none_or(|t| event.received_at < t)
             && self.is_after_cursor(event.received_at, &event.id)
-    }
-
-    /// With a delivery filter: the subscription's state for an event `admits` let through,
-    /// `None` when the filter leaves it out. Without one: `Some(None)`.
-    pub fn delivery_state(
-        &self,
-        event_type: &str,
-        log: &[AttemptRecord],
-    ) -> Option<Option<DeliveryState>> {
-        match &self.delivery {
-            None => Some(None),
-            Some(filter) => filter.state(event_type, log).map(Some),
-        }
     }
 
     /// Whether an event at this position comes after the cursor (is older than it).
@@ -312,12 +299,12 @@ impl EventSummary {
         if !query.admits(&self) {
             return Ok(None);
         }
-        if query.delivery.is_none() {
+        let Some(filter) = &query.delivery else {
             return Ok(Some(self));
-        }
+        };
         let log = log()?;
-        Ok(query.delivery_state(&self.event_type, &log).map(|state| {
-            self.delivery = state;
+        Ok(filter.state(&self.event_type, &log).map(|state| {
+            self.delivery = Some(state);
             self.attempts = log;
             self
         }))
