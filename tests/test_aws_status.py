@@ -99,3 +99,28 @@ def test_status_on_aws_reads_sqs_the_table_and_cloudwatch(relay_bin, stack):  # 
     assert bare["queues"] == {**queues, "events": {**queues["events"], "oldest_age_secs": None}}
     assert bare["last_hour"] is None
     assert "RELAY_METRICS_NAMESPACE" in bare["last_hour_error"]
+
+
+def test_subscriptions_add_refuses_a_private_url_where_the_lambdas_would(relay_bin, stack):  # noqa: F811
+    """Without a stack to read `AllowPrivateDestinations` from, the Lambdas' default holds (or
+    their `RELAY_ALLOW_PRIVATE_DESTINATIONS` when the operator sets it)."""
+    relay_aws(relay_bin, stack, "sources", "add", "private", "--provider", "github",
+              "--secret", "gh-test-secret-0123456789")
+    argv = [str(relay_bin), "--aws", "--table", stack["table"], "subscriptions", "add",
+            "--source", "private", "--url", "http://127.0.0.1:9/hook", "--json"]
+    env = aws_env()
+    env.pop("RELAY_ALLOW_PRIVATE_DESTINATIONS", None)
+    refused = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                             env=env, timeout=120)
+    assert refused.returncode == 1, refused.stderr
+    error = json.loads(refused.stderr)["error"]
+    assert error["kind"] == "invalid", error
+    assert "127.0.0.1 is a loopback address" in error["message"], error
+    assert "AllowPrivateDestinations" in error["message"], error
+    assert relay_aws(relay_bin, stack, "subscriptions", "list", "--source", "private") == []
+
+    env["RELAY_ALLOW_PRIVATE_DESTINATIONS"] = "true"
+    added = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                           env=env, timeout=120)
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["url"] == "http://127.0.0.1:9/hook"

@@ -3,28 +3,50 @@
 The guard is exercised with loopback addresses only: 127.0.0.1, localhost and [::1]."""
 
 import json
+import time
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from conftest import accepted_id, add_github_source, add_subscription, send_github
+from conftest import (accepted_id, add_github_source, add_subscription, room, send_github,
+                      wait_until)
 
 # Source secrets need at least 16 characters.
 GITHUB_SECRET = "gh-test-secret-0123456789"
 
 
-@pytest.mark.dev(args=["--deny-private-destinations"])
+def deny_private_destinations(dev, *args):
+    """Restarts `dev` on its data dir with private destinations denied."""
+    dev.stop()
+    dev.args = [*args]
+    dev.start()
+
+
 def test_deny_private_destinations_refuses_loopback(dev, sink, sub_secret):
     add_github_source(dev, secret=GITHUB_SECRET)
     port = sink.port
-    subs = {
-        add_subscription(dev, "github", url, secret=sub_secret)["id"]: url
-        for url in (
-            f"http://127.0.0.1:{port}/ok/ip",
-            f"http://localhost:{port}/ok/name",
-            f"http://[::1]:{port}/ok/v6",
-        )
-    }
+    urls = (
+        f"http://127.0.0.1:{port}/ok/ip",
+        f"http://localhost:{port}/ok/name",
+        f"http://[::1]:{port}/ok/v6",
+    )
+    # relay dev allows private destinations by default: these are added.
+    subs = {add_subscription(dev, "github", url, secret=sub_secret)["id"]: url for url in urls}
+    deny_private_destinations(dev, "--deny-private-destinations")
+
+    # Now `subscriptions add` refuses each, saying which address and which setting.
+    for url, says in zip(urls, ("127.0.0.1 is a loopback address",
+                                "localhost resolves to ",
+                                "::1 is a loopback address")):
+        refused = dev.cli("subscriptions", "add", "--source", "github", "--url", url,
+                          check=False)
+        assert refused.returncode == 1, refused.stderr
+        error = json.loads(refused.stderr)["error"]
+        assert error["kind"] == "invalid", error
+        assert says in error["message"] and "--deny-private-destinations" in error["message"], error
+    assert sorted(s["id"] for s in dev.cli("subscriptions", "list")) == sorted(subs)
+
+    # The ones stored before are refused at delivery.
     response, _, _ = send_github(dev, GITHUB_SECRET)
     event_id = accepted_id(response)
     attempts = dev.wait_attempts(event_id, lambda a: len(a) >= len(subs))
@@ -39,15 +61,34 @@ def test_deny_private_destinations_refuses_loopback(dev, sink, sub_secret):
     assert dev.cli("redrive") == {"events": 0, "deliveries": 0}
     assert sink.received("") == []
 
+    # `relay status` lists them, enabled, with the guard's reason.
+    def refused_listed():
+        listed = {s["id"]: s for s in dev.cli("status")["subscriptions"]}
+        return listed if set(listed) == set(subs) else None
 
-def test_relay_dev_takes_delivery_settings_from_the_environment(
-    dev_factory, sink, sub_secret, monkeypatch
-):
-    # The Lambdas' variable, read by relay dev too: loopback refused without the flag.
-    monkeypatch.setenv("RELAY_ALLOW_PRIVATE_DESTINATIONS", "false")
-    dev = dev_factory()
+    listed = wait_until(refused_listed, timeout=room(15), interval=0.2,
+                        message="the refused subscriptions in relay status")
+    for sub_id, entry in listed.items():
+        assert entry["enabled"] is True and entry["failing_since"] is None, entry
+        assert "loopback address" in entry["refused"]["reason"], entry
+        assert entry["refused"]["since"] <= time.time(), entry
+    text = dev.cli("status", json=False).stdout
+    assert f"subscriptions failing, disabled or refused: {len(subs)}" in text
+    for sub_id in subs:
+        line = next(line for line in text.splitlines() if line.startswith(sub_id))
+        assert "deliveries refused since" in line, line
+
+
+def test_relay_dev_takes_delivery_settings_from_the_environment(dev, sink, sub_secret,
+                                                                 monkeypatch):
     add_github_source(dev, secret=GITHUB_SECRET)
     sub = add_subscription(dev, "github", f"{sink.url}/ok/env", secret=sub_secret)
+    # The Lambdas' variable, read by relay dev too: loopback refused without the flag.
+    monkeypatch.setenv("RELAY_ALLOW_PRIVATE_DESTINATIONS", "false")
+    deny_private_destinations(dev)
+    refused = dev.cli("subscriptions", "add", "--source", "github", "--url",
+                      f"{sink.url}/ok/env2", check=False)
+    assert refused.returncode == 1 and "127.0.0.1 is a loopback" in refused.stderr
     response, _, _ = send_github(dev, GITHUB_SECRET)
     event_id = accepted_id(response)
     [attempt] = dev.wait_attempts(event_id, lambda a: len(a) >= 1)

@@ -83,7 +83,7 @@ def test_status_shows_queues_attention_and_the_last_hour(dev, sink, sub_secret):
     assert rows["events"] == ["0", "0", "0", "-"]
     assert rows["deliveries"][:3] == ["0", "0", "2"] and rows["deliveries"][3].endswith("s")
     assert rows["deliveries-dlq"] == ["0", "0", "0", "-"]
-    assert "subscriptions failing or disabled: 2" in text
+    assert "subscriptions failing, disabled or refused: 2" in text
     failing_line = next(line for line in lines if failing in line)
     assert "failing since" in failing_line and "/status/500/f" in failing_line
     gone_line = next(line for line in lines if gone in line)

@@ -229,8 +229,12 @@ def deployed(translated):
     name = f"relay-{uuid.uuid4().hex[:8]}"
     cloudformation = boto("cloudformation")
     # `sam deploy` passes samconfig.toml's tags as the stack's tags.
+    # Subscribers in these tests listen on loopback: deployed as a user testing against a local
+    # subscriber would, with private destinations allowed.
     cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(template),
                                 Capabilities=["CAPABILITY_IAM"],
+                                Parameters=[{"ParameterKey": "AllowPrivateDestinations",
+                                             "ParameterValue": "true"}],
                                 Tags=[{"Key": k, "Value": v} for k, v in stack_tags().items()])
     deadline = time.monotonic() + 120
     while True:

@@ -28,7 +28,7 @@ pub use dynamo::DynamoStore;
 pub use secrets::AwsCredentials;
 pub use sqs::{QueueDepth, RedriveMethod, RedriveProgress, SqsAdmin, SqsMessage, SqsQueue};
 #[cfg(feature = "stack")]
-pub use stack::{AdminBackend, StackError, StackTarget, admin_backend};
+pub use stack::{AdminBackend, DeployedStack, StackError, StackTarget, admin_backend};
 
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};

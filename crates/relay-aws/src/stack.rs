@@ -28,6 +28,8 @@ pub struct AdminBackend {
     /// Where reconcile reads provider credentials (SSM, Secrets Manager). Built here, not with
     /// the adapters, so the receiver and fanout functions do not link those clients.
     pub credentials: AwsCredentials,
+    /// The stack's `AllowPrivateDestinations` parameter; `None` without a stack.
+    pub allow_private_destinations: Option<bool>,
 }
 
 /// Why a deployed relay could not be found.
@@ -52,9 +54,15 @@ pub enum StackError {
 /// The clients over the relay `target` names, with the admin commands' retries and timeouts.
 pub async fn admin_backend(target: &StackTarget) -> Result<AdminBackend, StackError> {
     let sdk = load_sdk_config(&Caller::Admin.policy()).await;
-    let mut settings = match &target.stack {
-        Some(stack) => AwsSettings::from_stack(&sdk, stack).await?,
-        None => AwsSettings::from_env().unwrap_or_else(|_| AwsSettings::new(String::new())),
+    let (mut settings, allow_private_destinations) = match &target.stack {
+        Some(stack) => {
+            let deployed = AwsSettings::from_stack(&sdk, stack).await?;
+            (deployed.settings, deployed.allow_private_destinations)
+        }
+        None => (
+            AwsSettings::from_env().unwrap_or_else(|_| AwsSettings::new(String::new())),
+            None,
+        ),
     };
     if let Some(table) = &target.table {
         settings.table = table.clone();
@@ -94,12 +102,25 @@ pub async fn admin_backend(target: &StackTarget) -> Result<AdminBackend, StackEr
             .map(|ns| CloudWatchActivity::from_sdk_config(&sdk, ns).with_queues(&settings)),
         credentials: AwsCredentials::from_sdk_config(&sdk),
         settings,
+        allow_private_destinations,
     })
 }
 
+/// What the admin commands read of a deployed stack.
+#[derive(Debug, Clone)]
+pub struct DeployedStack {
+    pub settings: AwsSettings,
+    /// Its `AllowPrivateDestinations` parameter; `None` when it has none.
+    pub allow_private_destinations: Option<bool>,
+}
+
 impl AwsSettings {
-    /// The table and queue URLs from a deployed stack's outputs.
-    pub async fn from_stack(sdk: &aws_config::SdkConfig, stack: &str) -> Result<Self, StackError> {
+    /// The table and queue URLs from a deployed stack's outputs, and its private destinations
+    /// parameter.
+    pub async fn from_stack(
+        sdk: &aws_config::SdkConfig,
+        stack: &str,
+    ) -> Result<DeployedStack, StackError> {
         let described = aws_sdk_cloudformation::Client::new(sdk)
             .describe_stacks()
             .stack_name(stack)
@@ -121,11 +142,15 @@ impl AwsSettings {
                     None => StackError::Unreachable { stack, cause },
                 }
             })?;
-        let outputs = described
-            .stacks()
-            .first()
-            .map(|s| s.outputs().to_vec())
-            .unwrap_or_default();
+        let described = described.stacks().first();
+        let outputs = described.map(|s| s.outputs().to_vec()).unwrap_or_default();
+        let allow_private_destinations = described.and_then(|s| {
+            s.parameters()
+                .iter()
+                .find(|p| p.parameter_key() == Some("AllowPrivateDestinations"))
+                .and_then(|p| p.parameter_value())
+                .map(|value| value.trim().eq_ignore_ascii_case("true"))
+        });
         let output = |key: &str| {
             outputs
                 .iter()
@@ -135,12 +160,15 @@ impl AwsSettings {
         };
         let table =
             output("TableName").ok_or_else(|| StackError::NotARelayStack(stack.to_owned()))?;
-        Ok(Self {
-            events_queue_url: output("EventsQueueUrl"),
-            events_dlq_url: output("EventsDlqUrl"),
-            deliveries_queue_url: output("DeliveriesQueueUrl"),
-            deliveries_dlq_url: output("DeliveriesDlqUrl"),
-            ..Self::new(table)
+        Ok(DeployedStack {
+            settings: Self {
+                events_queue_url: output("EventsQueueUrl"),
+                events_dlq_url: output("EventsDlqUrl"),
+                deliveries_queue_url: output("DeliveriesQueueUrl"),
+                deliveries_dlq_url: output("DeliveriesDlqUrl"),
+                ..Self::new(table)
+            },
+            allow_private_destinations,
         })
     }
 }

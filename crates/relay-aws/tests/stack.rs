@@ -9,23 +9,44 @@ use std::time::Duration;
 use common::{OPERATION_TIMEOUT, moto_endpoint, sdk_config, unique};
 use relay_aws::{AwsSettings, StackError};
 
-/// A stack of one queue whose outputs are `outputs` (key, literal value).
-async fn create_stack(sdk: &aws_config::SdkConfig, name: &str, outputs: &[(&str, &str)]) {
+/// A stack of one queue whose outputs are `outputs` (key, literal value), with the template's
+/// `AllowPrivateDestinations` parameter set to `allow_private` when given.
+async fn create_stack(
+    sdk: &aws_config::SdkConfig,
+    name: &str,
+    outputs: &[(&str, &str)],
+    allow_private: Option<&str>,
+) {
     let outputs: serde_json::Map<String, serde_json::Value> = outputs
         .iter()
         .map(|(key, value)| ((*key).to_owned(), serde_json::json!({ "Value": value })))
         .collect();
-    let template = serde_json::json!({
+    let mut template = serde_json::json!({
         "Resources": { "Queue": { "Type": "AWS::SQS::Queue" } },
         "Outputs": outputs,
     });
-    aws_sdk_cloudformation::Client::new(sdk)
+    let mut create = aws_sdk_cloudformation::Client::new(sdk)
         .create_stack()
-        .stack_name(name)
-        .template_body(template.to_string())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("creating stack {name} on moto: {e:?}"));
+        .stack_name(name);
+    if let Some(value) = allow_private {
+        template["Parameters"] = serde_json::json!({
+            "AllowPrivateDestinations": { "Type": "String", "Default": "false" }
+        });
+        create = create.parameters(
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key("AllowPrivateDestinations")
+                .parameter_value(value)
+                .build(),
+        );
+    }
+    let created = create.template_body(template.to_string()).send().await;
+    // A slow first CreateStack on a busy machine can time out after moto applied it; the SDK's
+    // retry then finds the stack this call made (the name is unique to the test).
+    if let Err(e) = created
+        && e.as_service_error().and_then(|e| e.meta().code()) != Some("AlreadyExistsException")
+    {
+        panic!("creating stack {name} on moto: {e:?}");
+    }
 }
 
 #[tokio::test]
@@ -42,9 +63,12 @@ async fn a_relay_stack_gives_its_table_and_queues() {
             ("DeliveriesQueueUrl", "http://sqs/deliveries"),
             ("DeliveriesDlqUrl", "http://sqs/deliveries-dlq"),
         ],
+        None,
     )
     .await;
-    let settings = AwsSettings::from_stack(&sdk, &name).await.unwrap();
+    let deployed = AwsSettings::from_stack(&sdk, &name).await.unwrap();
+    assert_eq!(deployed.allow_private_destinations, None);
+    let settings = deployed.settings;
     assert_eq!(settings.table, "relay-table");
     let urls = [
         (settings.require_events_queue_url(), "http://sqs/events"),
@@ -64,10 +88,27 @@ async fn a_relay_stack_gives_its_table_and_queues() {
 }
 
 #[tokio::test]
+async fn the_private_destinations_parameter_is_read() {
+    let sdk = sdk_config(&moto_endpoint("from_stack"), OPERATION_TIMEOUT).await;
+    for (value, read) in [("true", Some(true)), ("false", Some(false))] {
+        let name = unique("relay-private");
+        create_stack(&sdk, &name, &[("TableName", "t")], Some(value)).await;
+        let deployed = AwsSettings::from_stack(&sdk, &name).await.unwrap();
+        assert_eq!(deployed.allow_private_destinations, read, "{value}");
+    }
+}
+
+#[tokio::test]
 async fn a_stack_without_a_table_is_not_a_relay_stack() {
     let sdk = sdk_config(&moto_endpoint("from_stack"), OPERATION_TIMEOUT).await;
     let name = unique("other-stack");
-    create_stack(&sdk, &name, &[("EventsQueueUrl", "http://sqs/events")]).await;
+    create_stack(
+        &sdk,
+        &name,
+        &[("EventsQueueUrl", "http://sqs/events")],
+        None,
+    )
+    .await;
     let error = AwsSettings::from_stack(&sdk, &name).await.unwrap_err();
     assert_eq!(error, StackError::NotARelayStack(name.clone()));
     assert_eq!(

@@ -49,6 +49,7 @@ pub async fn run(
                 enabled: true,
                 disabled_reason: None,
                 failing_since: None,
+                refused: None,
                 headers: vec![],
                 created_at: 0,
                 revision: 0,

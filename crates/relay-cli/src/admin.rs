@@ -10,7 +10,7 @@ use relay_core::admin::events::{self as core_events, EventDetail};
 use relay_core::admin::redrive as core_redrive;
 use relay_core::admin::sources::{self as core_sources, NewSource, SourceChange};
 use relay_core::admin::status::{self as core_status, StatusReport};
-use relay_core::admin::subscriptions::{self as core_subscriptions, NewSubscription};
+use relay_core::admin::subscriptions::{self as core_subscriptions, Destinations, NewSubscription};
 use relay_core::clock::{Clock, SystemClock};
 use relay_core::model::{ProviderConfig, TokenOptions};
 
@@ -55,7 +55,11 @@ pub async fn run(backend: &Backend, global: &Global, command: Command) -> anyhow
             Err(anyhow!("not an admin command"))
         }
         Command::Sources(cmd) => sources(store.as_ref(), json_mode, cmd).await,
-        Command::Subscriptions(cmd) => subscriptions(store.as_ref(), json_mode, cmd).await,
+        Command::Subscriptions(cmd) => {
+            let resolver = crate::destinations::SystemResolver;
+            let destinations = crate::destinations::for_backend(backend, global, &resolver);
+            subscriptions(store.as_ref(), &destinations, json_mode, cmd).await
+        }
         Command::Events(cmd) => events(store.as_ref(), json_mode, cmd).await,
         Command::Replay(args) => {
             crate::recover::run(backend, store.as_ref(), json_mode, args).await
@@ -166,6 +170,7 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
 
 async fn subscriptions(
     store: &dyn Store,
+    destinations: &Destinations<'_>,
     json_mode: bool,
     cmd: SubscriptionsCommand,
 ) -> anyhow::Result<()> {
@@ -177,6 +182,7 @@ async fn subscriptions(
             secret,
             headers,
         } => {
+            core_subscriptions::check_destination(&url, destinations).await?;
             let input = NewSubscription {
                 source,
                 url,
@@ -450,8 +456,13 @@ fn status_json(report: &StatusReport) -> Value {
         .attention
         .iter()
         .map(|s| {
+            let refused = s
+                .refused
+                .as_ref()
+                .map(|r| json!({ "since": r.since, "reason": r.reason }));
             json!({ "id": s.id, "source": s.source, "url": s.url, "enabled": s.enabled,
-                    "failing_since": s.failing_since, "disabled_reason": s.disabled_reason })
+                    "failing_since": s.failing_since, "disabled_reason": s.disabled_reason,
+                    "refused": refused })
         })
         .collect();
     let (last_hour, last_hour_error) = match &report.last_hour {
@@ -498,31 +509,50 @@ fn status_text(report: &StatusReport) -> String {
     }
     lines.push(String::new());
     if report.attention.is_empty() {
-        lines.push("subscriptions: none failing or disabled".to_owned());
+        lines.push("subscriptions: none failing, disabled or refused".to_owned());
     } else {
         lines.push(format!(
-            "subscriptions failing or disabled: {}",
+            "subscriptions failing, disabled or refused: {}",
             report.attention.len()
         ));
         let now_secs = report.at_millis.div_euclid(1000);
-        for s in &report.attention {
-            let state = if !s.enabled {
-                format!(
-                    "disabled: {}",
-                    s.disabled_reason.as_deref().unwrap_or("by hand")
-                )
-            } else if let Some(since) = s.failing_since {
-                let age = u64::try_from(now_secs.saturating_sub(since)).unwrap_or(0);
-                format!(
-                    "failing since {} ({} ago)",
-                    millis_text(since.saturating_mul(1000)),
-                    age_text(age)
-                )
-            } else {
-                "enabled".to_owned()
-            };
-            lines.push(format!("  {}  {}  {}  {state}", s.id, s.source, s.url));
-        }
+        let since_text = |since: i64| {
+            let age = u64::try_from(now_secs.saturating_sub(since)).unwrap_or(0);
+            format!(
+                "since {} ({} ago)",
+                millis_text(since.saturating_mul(1000)),
+                age_text(age)
+            )
+        };
+        let rows: Vec<Vec<String>> = report
+            .attention
+            .iter()
+            .map(|s| {
+                let mut state = Vec::new();
+                if !s.enabled {
+                    state.push(format!(
+                        "disabled: {}",
+                        s.disabled_reason.as_deref().unwrap_or("by hand")
+                    ));
+                } else if let Some(since) = s.failing_since {
+                    state.push(format!("failing {}", since_text(since)));
+                }
+                if let Some(refused) = &s.refused {
+                    state.push(format!(
+                        "deliveries refused {}: {}",
+                        since_text(refused.since),
+                        refused.reason
+                    ));
+                }
+                vec![
+                    s.id.clone(),
+                    s.source.clone(),
+                    s.url.clone(),
+                    state.join("; "),
+                ]
+            })
+            .collect();
+        lines.push(table(&["subscription", "source", "url", "state"], &rows));
     }
     for (source, count) in &report.weak_secrets {
         lines.push(format!(

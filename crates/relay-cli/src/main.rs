@@ -4,6 +4,7 @@
 mod admin;
 mod args;
 mod backend;
+mod destinations;
 mod dev;
 mod errors;
 mod output;

@@ -113,6 +113,8 @@ pub fn subscription_json(sub: &Subscription) -> Value {
         "events": sub.events,
         "enabled": sub.enabled,
         "disabled_reason": sub.disabled_reason,
+        "failing_since": sub.failing_since,
+        "refused": sub.refused.as_ref().map(|r| json!({ "since": r.since, "reason": r.reason })),
         "headers": sub.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
         "secrets": sub.secrets.len(),
     })
@@ -120,16 +122,11 @@ pub fn subscription_json(sub: &Subscription) -> Value {
 
 /// Milliseconds since the epoch as an RFC 3339 UTC time.
 pub fn millis_text(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = relay_core::civil::civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60,
-        ms.rem_euclid(1000)
-    )
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(at) => format!("{at:.3}"),
+        // Outside jiff's range (years -9999 to 9999): the number as stored.
+        Err(_) => format!("{ms} ms since the epoch"),
+    }
 }
 
 #[cfg(test)]

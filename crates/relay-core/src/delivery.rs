@@ -292,6 +292,7 @@ mod tests {
             enabled: true,
             disabled_reason: None,
             failing_since: None,
+            refused: None,
             headers: vec![
                 ("Authorization".into(), "Bearer abc".into()),
                 ("webhook-id".into(), "spoof".into()),

@@ -81,6 +81,10 @@ pub struct Subscription {
     /// success. A run longer than the health window disables the subscription.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<i64>,
+    /// Set when the destination guard refused a delivery (the URL is or resolves to a
+    /// non-global address while private destinations are denied); cleared by a delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<RefusedDeliveries>,
     /// Extra headers sent with every delivery.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
@@ -90,6 +94,15 @@ pub struct Subscription {
     /// 0 only before the first write; a document stored without one reads as revision 1.
     #[serde(default = "first_revision")]
     pub revision: u64,
+}
+
+/// Deliveries of a subscription the destination guard refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedDeliveries {
+    /// Seconds since the epoch of the first refusal since the last delivery.
+    pub since: i64,
+    /// The guard's reason for the latest refusal.
+    pub reason: String,
 }
 
 fn first_revision() -> u64 {

@@ -569,3 +569,11 @@ impl ActivityCounts {
         }
     }
 }
+
+/// Host name resolution for the destination check of `subscriptions add`: the CLI uses the
+/// system resolver. Deliveries resolve again on every connection (`netguard::GuardedResolver`).
+#[async_trait]
+pub trait HostResolver: Send + Sync {
+    /// Every address `host` resolves to; `Err` says why it could not be resolved.
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<std::net::IpAddr>, String>;
+}

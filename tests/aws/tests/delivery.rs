@@ -918,6 +918,22 @@ async fn lambda_defaults_refuse_loopback_destinations() {
             owned(&[(1, "refused_destination", "dropped")]),
             "{sub}"
         );
+        // Stored with the subscription in the table, for `relay status`.
+        let stored = stack
+            .aws
+            .store
+            .get_subscription(sub)
+            .await
+            .unwrap()
+            .unwrap();
+        let refused = stored
+            .refused
+            .unwrap_or_else(|| panic!("{sub}: no refusal stored"));
+        assert!(
+            refused.reason.contains("loopback address"),
+            "{sub}: {refused:?}"
+        );
+        assert!(stored.enabled && stored.failing_since.is_none(), "{sub}");
     }
     for url in [
         &stack.queues.events,

@@ -184,11 +184,12 @@ pub(super) fn from_doc<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::dynamo) mod tests {
     use super::*;
     use relay_core::model::{BodyEncoding, Source};
 
-    fn item(pairs: &[(&str, AttributeValue)]) -> Item {
+    /// An item of the given attributes (shared by the dynamo modules' tests).
+    pub(in crate::dynamo) fn item(pairs: &[(&str, AttributeValue)]) -> Item {
         pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))

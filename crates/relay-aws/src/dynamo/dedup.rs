@@ -202,14 +202,7 @@ fn settle_conditional<T, E: ProvideErrorMetadata>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_dynamodb::types::AttributeValue;
-
-    fn item(pairs: &[(&str, AttributeValue)]) -> Item {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect()
-    }
+    use crate::dynamo::codec::tests::item;
 
     #[test]
     fn claims_classify_existing_items() {

@@ -119,6 +119,8 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
     let lookup = |name: &str| std::env::var(name).ok();
     let settings = dev_settings(&lookup, &args)?;
     let _only_dev = claim_data_dir(&global.data_dir)?;
+    crate::destinations::record_dev_setting(&global.data_dir, settings.delivery.allow_private)
+        .with_context(|| format!("cannot write to {}", global.data_dir.display()))?;
     let backend = LocalBackend::open(&global.data_dir, LocalOptions::default())
         .with_context(|| format!("cannot open the store in {}", global.data_dir.display()))?;
     let visibility = settings.delivery.timeout + VISIBILITY_MARGIN;

@@ -1,7 +1,7 @@
 //! `relay status`: the queues' depths, the subscriptions that need attention and the last hour's
 //! counts, gathered through the ports into one plain report the CLI prints.
 
-use crate::model::Subscription;
+use crate::model::{RefusedDeliveries, Subscription};
 use crate::ports::{ActivityCounts, Catalog, QueueConsumer, QueueDepth, QueueName, RecentActivity};
 
 use super::AdminError;
@@ -16,7 +16,8 @@ pub struct StatusReport {
     pub at_millis: i64,
     /// Every queue, main queues each followed by its DLQ.
     pub queues: Vec<QueueStatus>,
-    /// Subscriptions that are failing or disabled, by id.
+    /// Subscriptions that are failing, disabled, or whose deliveries the destination guard
+    /// refused, by id.
     pub attention: Vec<SubscriptionHealth>,
     /// Sources holding secrets weaker than their provider's rule (accepted with
     /// `--allow-weak-secret`), by name, with how many.
@@ -32,7 +33,8 @@ pub struct QueueStatus {
     pub depth: QueueDepth,
 }
 
-/// A subscription that is disabled, or enabled and in a run of failures.
+/// A subscription that is disabled, in a run of failures, or whose deliveries the destination
+/// guard refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionHealth {
     pub id: String,
@@ -43,12 +45,17 @@ pub struct SubscriptionHealth {
     pub failing_since: Option<i64>,
     /// As stored; `None` for a subscription disabled by hand.
     pub disabled_reason: Option<String>,
+    /// Since when, and why, the destination guard refuses its deliveries.
+    pub refused: Option<RefusedDeliveries>,
 }
 
 impl SubscriptionHealth {
-    /// `None` for a subscription that is enabled and not failing.
+    /// `None` for a subscription that is enabled, not failing and not refused.
     pub fn of(subscription: &Subscription) -> Option<Self> {
-        if subscription.enabled && subscription.failing_since.is_none() {
+        if subscription.enabled
+            && subscription.failing_since.is_none()
+            && subscription.refused.is_none()
+        {
             return None;
         }
         Some(Self {
@@ -58,6 +65,7 @@ impl SubscriptionHealth {
             enabled: subscription.enabled,
             failing_since: subscription.failing_since,
             disabled_reason: subscription.disabled_reason.clone(),
+            refused: subscription.refused.clone(),
         })
     }
 }
@@ -186,7 +194,12 @@ mod tests {
         let mut gone = subscription("sub_c", "gh");
         gone.enabled = false;
         gone.disabled_reason = Some("endpoint answered 410 Gone".into());
-        for sub in [&healthy, &failing, &gone] {
+        let mut refused = subscription("sub_d", "gh");
+        refused.refused = Some(RefusedDeliveries {
+            since: NOW_SECS - 60,
+            reason: "destination refused: localhost resolves only to non-global addresses (loopback address)".into(),
+        });
+        for sub in [&healthy, &failing, &gone, &refused] {
             store.put_subscription(sub).await.unwrap();
         }
         let counts = ActivityCounts {
@@ -230,7 +243,13 @@ mod tests {
         assert_eq!(depth(QueueName::EventsDlq).oldest_age_secs, None, "empty");
 
         let ids: Vec<_> = report.attention.iter().map(|s| s.id.as_str()).collect();
-        assert_eq!(ids, ["sub_b", "sub_c"], "the healthy one is left out");
+        assert_eq!(
+            ids,
+            ["sub_b", "sub_c", "sub_d"],
+            "the healthy one is left out"
+        );
+        assert_eq!(report.attention[2].refused, refused.refused);
+        assert!(report.attention[2].enabled && report.attention[2].failing_since.is_none());
         assert_eq!(report.attention[0].failing_since, Some(NOW_SECS - 600));
         assert!(report.attention[0].enabled);
         assert!(!report.attention[1].enabled);

@@ -2,12 +2,14 @@
 //! a stored subscription goes through `subscriptions::modify_subscription`, so no operator's
 //! change undoes the fanout's (or another operator's).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::ids;
 use crate::model::{SigningSecret, Subscription};
+use crate::netguard::non_global_reason;
 use crate::patterns::parse_list;
-use crate::ports::Catalog;
+use crate::ports::{Catalog, HostResolver};
 use crate::signing::validate_signing_secret;
 use crate::subscriptions::modify_subscription;
 
@@ -36,6 +38,74 @@ pub struct Rotated {
     pub old_secrets_expire_at: i64,
 }
 
+/// Where the relay that will send a subscription's deliveries lets them go.
+pub enum Destinations<'a> {
+    /// Private destinations are allowed (`relay dev` by default, a stack deployed with
+    /// `AllowPrivateDestinations=true`): nothing to check.
+    Any,
+    /// Deliveries to non-global addresses are refused; `because` names the setting that says
+    /// so, and host names are resolved through `resolver`.
+    GlobalOnly {
+        resolver: &'a dyn HostResolver,
+        because: String,
+    },
+}
+
+/// Refuses a subscription URL whose deliveries the destination guard would refuse: an
+/// IP-literal host, or a name resolving to any address, that is not globally routable.
+///
+/// An early, clear refusal, not the boundary: deliveries are checked again on every connection,
+/// so a name that cannot be resolved now (not yet in DNS) is accepted, and one that later
+/// resolves elsewhere is refused at delivery and listed by `relay status`.
+pub async fn check_destination(
+    url: &str,
+    destinations: &Destinations<'_>,
+) -> Result<(), AdminError> {
+    let Destinations::GlobalOnly { resolver, because } = destinations else {
+        return Ok(());
+    };
+    let parsed = parse_url(url)?;
+    let (name, addresses) = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => (None, vec![IpAddr::V4(ip)]),
+        Some(url::Host::Ipv6(ip)) => (None, vec![IpAddr::V6(ip)]),
+        Some(url::Host::Domain(name)) => {
+            let port = parsed.port_or_known_default().unwrap_or(443);
+            match resolver.resolve(name, port).await {
+                Ok(addresses) => (Some(name), addresses),
+                Err(_) => return Ok(()),
+            }
+        }
+        None => return Ok(()),
+    };
+    let Some((ip, reason)) = addresses
+        .iter()
+        .find_map(|ip| non_global_reason(*ip).map(|reason| (ip, reason)))
+    else {
+        return Ok(());
+    };
+    let what = match name {
+        Some(name) => format!("{name} resolves to {ip}, a {reason}"),
+        None => format!("{ip} is a {reason}"),
+    };
+    Err(AdminError::invalid(
+        "url",
+        format!("--url {url}: {what}; deliveries there would be refused because {because}"),
+    ))
+}
+
+/// An http or https URL with a host.
+fn parse_url(url: &str) -> Result<url::Url, AdminError> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| AdminError::invalid("url", format!("invalid --url {url}: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(AdminError::invalid(
+            "url",
+            "--url must be an http or https URL with a host",
+        ));
+    }
+    Ok(parsed)
+}
+
 /// Adds a subscription to an existing source; its signing secret is `subscription.secrets[0]`.
 pub async fn add_subscription(
     catalog: &dyn Catalog,
@@ -47,14 +117,7 @@ pub async fn add_subscription(
         return Err(AdminError::NotFound(Missing::SourceToSubscribe(source)));
     }
     let url = input.url;
-    let parsed = url::Url::parse(&url)
-        .map_err(|e| AdminError::invalid("url", format!("invalid --url {url}: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-        return Err(AdminError::invalid(
-            "url",
-            "--url must be an http or https URL with a host",
-        ));
-    }
+    parse_url(&url)?;
     let events =
         parse_list(&input.events).map_err(|e| AdminError::invalid("events", e.to_string()))?;
     let secret = match input.secret {
@@ -81,6 +144,7 @@ pub async fn add_subscription(
         enabled: true,
         disabled_reason: None,
         failing_since: None,
+        refused: None,
         headers,
         created_at: now_secs,
         revision: 0,

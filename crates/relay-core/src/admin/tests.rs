@@ -11,8 +11,8 @@ use super::sources::{
     NewSource, SourceChange, add_source, list_sources, remove_source, update_source,
 };
 use super::subscriptions::{
-    NewSubscription, add_subscription, get_subscription, list_subscriptions, rotate_secret,
-    set_enabled,
+    Destinations, NewSubscription, add_subscription, check_destination, get_subscription,
+    list_subscriptions, rotate_secret, set_enabled,
 };
 use super::{AdminError, Missing};
 use crate::clock::FixedClock;
@@ -392,6 +392,85 @@ async fn adding_a_subscription_checks_source_url_patterns_and_headers() {
         get_subscription(store.as_ref(), &added.id).await.unwrap(),
         added
     );
+}
+
+/// Answers fixed addresses per host name; any other name does not resolve.
+struct FixedResolver(Vec<(&'static str, Vec<std::net::IpAddr>)>);
+
+#[async_trait::async_trait]
+impl crate::ports::HostResolver for FixedResolver {
+    async fn resolve(&self, host: &str, _port: u16) -> Result<Vec<std::net::IpAddr>, String> {
+        self.0
+            .iter()
+            .find(|(name, _)| *name == host)
+            .map(|(_, addresses)| addresses.clone())
+            .ok_or_else(|| format!("{host}: no such host"))
+    }
+}
+
+#[tokio::test]
+async fn where_private_destinations_are_denied_a_url_reaching_one_is_refused() {
+    let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+    let resolver = FixedResolver(vec![
+        ("localhost", vec![ip("127.0.0.1"), ip("::1")]),
+        ("hooks.example.com", vec![ip("93.184.215.14")]),
+        (
+            "mixed.example.com",
+            vec![ip("93.184.215.14"), ip("10.1.2.3")],
+        ),
+    ]);
+    let denied = Destinations::GlobalOnly {
+        resolver: &resolver,
+        because: "the stack's AllowPrivateDestinations is false".into(),
+    };
+    for (url, says) in [
+        (
+            "http://127.0.0.1:9000/hook",
+            "127.0.0.1 is a loopback address",
+        ),
+        ("https://[::1]/hook", "::1 is a loopback address (::1)"),
+        (
+            "http://169.254.169.254/latest",
+            "169.254.169.254 is a link-local address",
+        ),
+        (
+            "https://10.0.0.7/",
+            "10.0.0.7 is a private address (10.0.0.0/8)",
+        ),
+        (
+            "http://localhost:8080/",
+            "localhost resolves to 127.0.0.1, a loopback address",
+        ),
+        (
+            "https://mixed.example.com/",
+            "mixed.example.com resolves to 10.1.2.3, a private address",
+        ),
+    ] {
+        let (field, reason) = invalid(check_destination(url, &denied).await.unwrap_err());
+        assert_eq!(field, "url");
+        assert!(reason.contains(says), "{url}: {reason}");
+        assert!(
+            reason.ends_with("because the stack's AllowPrivateDestinations is false"),
+            "{reason}"
+        );
+    }
+    for url in [
+        "https://hooks.example.com/in",
+        "https://93.184.215.14/in",
+        // Not resolvable yet: accepted, the guard checks every delivery.
+        "https://not-yet.example.com/in",
+    ] {
+        check_destination(url, &denied).await.unwrap();
+    }
+    for url in ["http://127.0.0.1:9000/hook", "http://localhost/"] {
+        check_destination(url, &Destinations::Any).await.unwrap();
+    }
+    let (field, _) = invalid(
+        check_destination("ftp://10.0.0.1/", &denied)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(field, "url");
 }
 
 #[tokio::test]

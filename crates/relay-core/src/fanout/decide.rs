@@ -35,6 +35,9 @@ pub enum HealthChange {
     Recovered,
     /// No more deliveries, for this reason.
     Disable(String),
+    /// The destination guard refused the delivery (seconds since the epoch, the guard's reason);
+    /// `relay status` lists the subscription until a delivery succeeds.
+    Refused(i64, String),
 }
 
 /// What must be queued so the delivery goes on.
@@ -71,7 +74,8 @@ pub fn decide(facts: &AttemptFacts<'_>) -> Decision {
     match outcome {
         Outcome::Delivered { .. } => Decision {
             next: NextStep::Done,
-            health: failing_since.map(|_| HealthChange::Recovered),
+            health: (failing_since.is_some() || facts.subscription.refused.is_some())
+                .then_some(HealthChange::Recovered),
             follow_up: None,
         },
         Outcome::Gone => Decision {
@@ -81,7 +85,17 @@ pub fn decide(facts: &AttemptFacts<'_>) -> Decision {
             )),
             follow_up: None,
         },
-        Outcome::Refused(_) | Outcome::Invalid(_) => Decision {
+        // One write per run of refusals, not one per event.
+        Outcome::Refused(reason) => Decision {
+            next: NextStep::Dropped,
+            health: facts
+                .subscription
+                .refused
+                .is_none()
+                .then(|| HealthChange::Refused(now_secs, reason.clone())),
+            follow_up: None,
+        },
+        Outcome::Invalid(_) => Decision {
             next: NextStep::Dropped,
             health: None,
             follow_up: None,

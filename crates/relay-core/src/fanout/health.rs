@@ -4,7 +4,7 @@ use tracing::warn;
 
 use super::Fanout;
 use super::decide::HealthChange;
-use crate::model::Subscription;
+use crate::model::{RefusedDeliveries, Subscription};
 use crate::subscriptions::modify_subscription;
 
 impl Fanout {
@@ -17,8 +17,22 @@ impl Fanout {
                 .await;
             }
             HealthChange::Recovered => {
-                self.update_subscription(subscription, |sub| sub.failing_since = None)
-                    .await;
+                self.update_subscription(subscription, |sub| {
+                    sub.failing_since = None;
+                    sub.refused = None;
+                })
+                .await;
+            }
+            HealthChange::Refused(now, reason) => {
+                self.update_subscription(subscription, |sub| {
+                    let refused = sub.refused.get_or_insert_with(|| RefusedDeliveries {
+                        since: now,
+                        reason: reason.clone(),
+                    });
+                    refused.reason.clone_from(&reason);
+                })
+                .await;
+                warn!(subscription_id = %subscription.id, reason = %reason, "delivery refused by the destination guard");
             }
             HealthChange::Disable(reason) => {
                 self.update_subscription(subscription, |sub| {

@@ -20,7 +20,8 @@ use crate::delivery::{AttemptResult, Outcome};
 use crate::metrics::{Metric, Tally};
 use crate::model::{
     AttemptOutcome, AttemptRecord, BodyEncoding, DeliveryTask, Disposition, EventEnvelope,
-    NextStep, ProviderConfig, QueueMessage, ReceivedMessage, Source, Subscription,
+    NextStep, ProviderConfig, QueueMessage, ReceivedMessage, RefusedDeliveries, Source,
+    Subscription,
 };
 use crate::ports::{Catalog, EventArchive};
 use crate::retry::RetrySchedule;
@@ -155,16 +156,44 @@ fn gone_disables_without_retrying() {
 
 #[test]
 fn refused_destinations_and_invalid_requests_are_dropped() {
-    for outcome in [
-        Outcome::Refused("10.0.0.1 is a private address".into()),
-        Outcome::Invalid("invalid URL".into()),
+    let reason = "10.0.0.1 is a private address";
+    let first_refusal = decided(
+        &subscription("s"),
+        Outcome::Refused(reason.into()),
+        Some(Duration::from_secs(5)),
+    );
+    assert_eq!(
+        (
+            first_refusal.next,
+            first_refusal.health,
+            first_refusal.follow_up
+        ),
+        (
+            NextStep::Dropped,
+            Some(HealthChange::Refused(NOW, reason.into())),
+            None
+        )
+    );
+    let already_refused = Subscription {
+        refused: Some(RefusedDeliveries {
+            since: NOW - 60,
+            reason: reason.into(),
+        }),
+        ..subscription("s")
+    };
+    for (sub, outcome) in [
+        (&already_refused, Outcome::Refused(reason.into())),
+        (&subscription("s"), Outcome::Invalid("invalid URL".into())),
     ] {
-        let decision = decided(&subscription("s"), outcome, Some(Duration::from_secs(5)));
+        let decision = decided(sub, outcome, Some(Duration::from_secs(5)));
         assert_eq!(
             (decision.next, decision.health, decision.follow_up),
-            (NextStep::Dropped, None, None)
+            (NextStep::Dropped, None, None),
+            "one write per run of refusals; an invalid request changes no health"
         );
     }
+    let delivered = decided(&already_refused, Outcome::Delivered { status: 200 }, None);
+    assert_eq!(delivered.health, Some(HealthChange::Recovered));
 }
 
 #[test]

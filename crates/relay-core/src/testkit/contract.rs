@@ -117,6 +117,7 @@ pub fn subscription(id: &str, source: &str) -> Subscription {
         enabled: true,
         disabled_reason: None,
         failing_since: None,
+        refused: None,
         headers: vec![("x-team".into(), "a".into())],
         created_at: NOW,
         revision: 0,

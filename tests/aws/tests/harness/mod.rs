@@ -304,6 +304,7 @@ impl Stack {
                 enabled: true,
                 disabled_reason: None,
                 failing_since: None,
+                refused: None,
                 headers: Vec::new(),
                 created_at: 0,
                 revision: 0,
