@@ -4,11 +4,11 @@
 //! Rules every provider keeps: the signature is checked over the raw bytes before anything in the
 //! body is believed; every secret of the source is tried (rotation); comparisons are constant-time
 //! (`signing::constant_time_eq`); signed timestamps are checked in both directions against the
-//! source's tolerance (`shared::check_timestamp`) with the clock passed in as `now`; header names are
-//! case-insensitive, values are trimmed and repeated headers are all looked at (a provider whose
-//! signature header may arrive comma-joined by a proxy splits it: GitHub, Stripe, Slack); a 401
-//! says what failed and never echoes a secret or an expected signature; a 400 is only given to an
-//! authentic request whose body breaks the structure the provider defines.
+//! source's tolerance (`shared::check_timestamp`) with the clock passed in as `now`; header names
+//! are case-insensitive, values are trimmed and repeated headers are all looked at (a provider
+//! whose signature header may arrive comma-joined by a proxy splits it: GitHub, Stripe, Slack); a
+//! 401 says what failed and never echoes a secret or an expected signature; a 400 is only given to
+//! an authentic request whose body breaks the structure the provider defines.
 //!
 //! What a provider extracts is checked once more, for every provider, by the receive use case
 //! (`receive::check_carriable`): an event type must be at most `receive::MAX_EVENT_TYPE_BYTES`
