@@ -435,7 +435,7 @@ async fn run(dedup: bool, archive: &str, events: usize) -> Run {
     let setup = DynamoStore::new(plain_dynamo.clone(), name.clone());
     setup
         .put_source(&Source {
-            provider: ProviderConfig::Github,
+            provider: ProviderConfig::named("github").unwrap(),
             secrets: vec![SECRET.into()],
             ..relay_core::testkit::contract::source("gh")
         })

@@ -25,10 +25,12 @@ pub async fn run(
     let dir = tempfile::tempdir()?;
     let backend = LocalBackend::open(dir.path(), LocalOptions::default())?;
     let sink = Sink::start(Duration::from_millis(delay_ms)).await?;
+    let provider = ProviderConfig::named("github")
+        .ok_or_else(|| anyhow::anyhow!("no github provider registered"))?;
     backend
         .put_source(&Source {
             name: "bench".into(),
-            provider: ProviderConfig::Github,
+            provider,
             secrets: vec!["s".into()],
             tolerance_secs: 300,
             created_at: 0,

@@ -12,7 +12,7 @@ use relay_core::admin::sources::{self as core_sources, NewSource, SourceChange};
 use relay_core::admin::status::{self as core_status, StatusReport};
 use relay_core::admin::subscriptions::{self as core_subscriptions, Destinations, NewSubscription};
 use relay_core::clock::{Clock, SystemClock};
-use relay_core::model::{ProviderConfig, TokenOptions};
+use relay_core::providers::TokenOptions;
 
 use crate::args::{
     Command, EventsCommand, Global, RedriveQueue, SourcesCommand, SubscriptionsCommand,
@@ -108,10 +108,11 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
             emit(json_mode, &source_json(&source), || {
                 let name = &source.name;
                 let mut text = format!("added source {name}: providers POST to /{name}");
-                if let ProviderConfig::Token(TokenOptions {
+                let token = source.provider.options::<TokenOptions>();
+                if let Some(TokenOptions {
                     token_header: None,
                     token_param,
-                }) = &source.provider
+                }) = token
                 {
                     let param = token_param
                         .as_deref()

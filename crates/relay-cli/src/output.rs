@@ -4,7 +4,8 @@ use serde_json::{Value, json};
 
 use crate::errors::Kind;
 
-use relay_core::model::{HmacOptions, ProviderConfig, Source, Subscription};
+use relay_core::model::{ProviderConfig, Source, Subscription};
+use relay_core::providers::HmacOptions;
 
 /// The error and its cause chain; under `--json` with its class (`kind`).
 pub fn print_error(json_mode: bool, kind: Kind, error: &anyhow::Error) {
@@ -96,12 +97,12 @@ pub fn source_json(source: &Source) -> Value {
 
 /// `hmac (typeform)` for a preset, else the provider's name.
 pub fn provider_label(provider: &ProviderConfig) -> String {
-    match provider {
-        ProviderConfig::Hmac(HmacOptions {
-            preset: Some(preset),
-            ..
-        }) => format!("hmac ({preset})"),
-        other => other.name().to_owned(),
+    let preset = provider
+        .options::<HmacOptions>()
+        .and_then(|options| options.preset.as_deref());
+    match preset {
+        Some(preset) => format!("{} ({preset})", provider.name()),
+        None => provider.name().to_owned(),
     }
 }
 

@@ -79,7 +79,7 @@ fn bench(c: &mut Criterion) {
         .unwrap_or_else(|e| panic!("runtime: {e}"));
     let source = Source {
         name: "github".into(),
-        provider: ProviderConfig::Github,
+        provider: ProviderConfig::named("github").unwrap(),
         secrets: vec![SECRET.into()],
         tolerance_secs: 300,
         created_at: 0,

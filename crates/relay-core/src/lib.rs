@@ -17,7 +17,6 @@ pub mod model;
 pub mod netguard;
 pub mod patterns;
 pub mod ports;
-pub mod provider_config;
 pub mod providers;
 pub mod receive;
 pub mod reconcile;

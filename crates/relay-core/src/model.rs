@@ -50,11 +50,24 @@ fn default_tolerance() -> u64 {
     DEFAULT_TOLERANCE_SECS
 }
 
-// Provider configs and their options live with their providers (`providers/`); re-exported here
-// because a `Source` carries them.
-pub use crate::provider_config::{
-    HmacOptions, ProviderConfig, SignatureEncoding, TokenOptions, TwilioOptions,
-};
+// A source's provider config lives with the providers (`providers/config.rs`, each provider's
+// options in its own file); re-exported here because a `Source` carries it.
+pub use crate::providers::ProviderConfig;
+
+/// What verification reads of a source.
+impl crate::providers::SourceView for Source {
+    fn provider(&self) -> &ProviderConfig {
+        &self.provider
+    }
+
+    fn secrets(&self) -> &[String] {
+        &self.secrets
+    }
+
+    fn tolerance_secs(&self) -> u64 {
+        self.tolerance_secs
+    }
+}
 
 /// A secret a subscription's deliveries are signed with. An old secret kept during rotation has
 /// an expiry, after which it is no longer used.

@@ -3,7 +3,9 @@
 
 use crate::model::{ProviderConfig, Source};
 use crate::ports::Catalog;
-use crate::providers::{GivenOptions, check_public_url, find, validate_source_secret};
+use crate::providers::{
+    GivenOptions, TwilioOptions, check_public_url, find, validate_source_secret,
+};
 use crate::receive::validate_source_name;
 
 use super::{AdminError, Missing};
@@ -123,7 +125,7 @@ pub async fn update_source(
         change.allow_weak_secret,
     )?;
     if let Some(url) = change.public_url {
-        let ProviderConfig::Twilio(options) = &mut source.provider else {
+        let Some(mut options) = source.provider.options::<TwilioOptions>().cloned() else {
             return Err(AdminError::invalid(
                 "public_url",
                 "--public-url is an option of twilio sources",
@@ -137,6 +139,7 @@ pub async fn update_source(
                     .map_err(|reason| AdminError::invalid("public_url", reason))?,
             )
         };
+        source.provider = options.into();
     }
     for secret in change.add_secrets {
         if !source.secrets.contains(&secret) {

@@ -295,7 +295,7 @@ async fn rig(subscriptions: &[&str], outcomes: impl IntoIterator<Item = Outcome>
 async fn rig_scripted(subscriptions: &[&str], script: Vec<AttemptResult>) -> Rig {
     let store = Arc::new(MemoryStore::with_sources([Source {
         name: "gh".into(),
-        provider: ProviderConfig::Github,
+        provider: ProviderConfig::named("github").unwrap(),
         secrets: vec!["github-webhook-secret".into()],
         tolerance_secs: 300,
         created_at: 0,

@@ -7,7 +7,7 @@
 
 use serde::de::IgnoredAny;
 
-use super::{FORM_MEDIA_TYPE, form_pairs, media_type_is, object_string_field};
+use super::shared::{FORM_MEDIA_TYPE, form_pairs, media_type_is, object_string_field};
 
 /// The form field that carries a form body's JSON document.
 pub const PAYLOAD_FIELD: &str = "payload";

@@ -1,12 +1,16 @@
 //! Entry points for the cargo-fuzz targets in `fuzz/` (and for property tests): each takes
 //! arbitrary bytes, runs one provider's pure parsing code on them and checks what must always
-//! hold. A panic is a finding. Not part of the relay's API.
+//! hold. A panic is a finding. Not part of the relay's API: built with the feature `fuzzing`
+//! (which fuzz/Cargo.toml enables) and for relay-core's own tests.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-use super::{InboundRequest, Outcome, hmac_generic, slack, standard, stripe, token, twilio};
-use crate::model::{HmacOptions, ProviderConfig, Source, TokenOptions, TwilioOptions};
+use super::shared::form_pairs;
+use super::{
+    InboundRequest, Outcome, PROVIDERS, ProviderConfig, SourceView, hmac_generic, slack, standard,
+    stripe, token, twilio,
+};
 
 fn text(data: &[u8]) -> String {
     String::from_utf8_lossy(data).into_owned()
@@ -56,7 +60,7 @@ pub fn twilio_request(data: &[u8]) {
     if url.contains("://") {
         assert!(variants.contains(&url), "{url:?} not among {variants:?}");
     }
-    let params = super::form_pairs(body);
+    let params = form_pairs(body);
     let base = twilio::signature_base(&url, &params);
     assert!(base.starts_with(&url));
     let _ = twilio::body_sha256_param(Some(&query));
@@ -94,32 +98,37 @@ pub fn hmac_template(data: &[u8]) {
     }
 }
 
-/// The config each registered provider runs with in `verify_request`, by `--provider` name. A
-/// new provider adds its line here (the registry's completeness test checks that it did).
+/// The config each registered provider runs with in `verify_request`, by `--provider` name: its
+/// sample source (`Provider::sample_options`). A provider whose sample configures nothing is
+/// left out (the registry's completeness test says which).
 pub fn fuzzed_providers() -> Vec<(&'static str, ProviderConfig)> {
-    vec![
-        ("github", ProviderConfig::Github),
-        ("standard", ProviderConfig::Standard),
-        ("stripe", ProviderConfig::Stripe),
-        ("shopify", ProviderConfig::Shopify),
-        ("slack", ProviderConfig::Slack),
-        ("twilio", ProviderConfig::Twilio(TwilioOptions::default())),
-        ("token", ProviderConfig::Token(TokenOptions::default())),
-        (
-            "hmac",
-            ProviderConfig::Hmac(HmacOptions {
-                header: "x-sig".into(),
-                timestamp_header: Some("x-ts".into()),
-                type_pointer: Some("/type".into()),
-                id_pointer: Some("/id".into()),
-                ..HmacOptions::default()
-            }),
-        ),
-        (
-            "typeform",
-            ProviderConfig::Hmac(HmacOptions::preset("typeform").unwrap_or_default()),
-        ),
-    ]
+    PROVIDERS
+        .iter()
+        .filter_map(|provider| {
+            let config = provider.new_config(&provider.sample()).ok()?;
+            Some((provider.name, config))
+        })
+        .collect()
+}
+
+/// A source no input can sign for.
+struct FuzzSource {
+    provider: ProviderConfig,
+    secrets: Vec<String>,
+}
+
+impl SourceView for FuzzSource {
+    fn provider(&self) -> &ProviderConfig {
+        &self.provider
+    }
+
+    fn secrets(&self) -> &[String] {
+        &self.secrets
+    }
+
+    fn tolerance_secs(&self) -> u64 {
+        300
+    }
 }
 
 /// A whole request (`Name: value` header lines, an empty line, the body) through every provider:
@@ -154,14 +163,10 @@ pub fn verify_request(data: &[u8]) {
         body: Bytes::copy_from_slice(body),
     };
     for (_, provider) in fuzzed_providers() {
-        let source = Source {
-            name: "fuzz".into(),
+        let source = FuzzSource {
             provider,
             // A secret no input can know (the token provider compares it as given).
             secrets: vec!["whsec_ZnV6ei1zZWNyZXQtbm9ib2R5LWd1ZXNzZXM=".into()],
-            tolerance_secs: 300,
-            created_at: 0,
-            reconcile: None,
         };
         match super::verify(&source, &request, 1_700_000_000) {
             Ok(Outcome::Event(_) | Outcome::Answer(_)) => {

@@ -8,19 +8,22 @@
 //! not a header value (control characters, over 256 bytes) and a delivery id over 512 bytes.
 //! Secret: the one typed into GitHub's webhook settings, at least 16 characters.
 
-use super::WeakSourceSecret;
+use super::config::decode;
+use super::shared::{POST_ONLY, require_shared_secret};
 use super::{
-    EventDocument, InboundRequest, Outcome, PAYLOAD_FIELD, POST_ONLY, Provider, ProviderConfig,
-    Rejection, Verified, event_document, require_shared_secret,
+    EventDocument, InboundRequest, NoOptions, Outcome, PAYLOAD_FIELD, Provider, ProviderConfig,
+    Rejection, SourceView, Verified, WeakSourceSecret, event_document,
 };
-use crate::model::Source;
 use crate::signing::{constant_time_eq, decode_hex, hmac_sha256};
 
 pub(super) const PROVIDER: Provider = Provider {
     name: "github",
     help: "X-Hub-Signature-256 (the webhook secret)",
     options: &[],
-    configure: |_| Ok(ProviderConfig::Github),
+    sample_options: &[],
+    preset_of: None,
+    configure: |_| Ok(ProviderConfig::new(&PROVIDER, NoOptions {})),
+    decode: decode::<NoOptions>,
     validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     methods: POST_ONLY,
     verify: |source, request, _now| verify(source, request).map(Outcome::Event),
@@ -47,7 +50,10 @@ pub fn parse_signatures<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<Ve
         .collect()
 }
 
-pub(super) fn verify(source: &Source, request: &InboundRequest) -> Result<Verified, Rejection> {
+pub(super) fn verify(
+    source: &dyn SourceView,
+    request: &InboundRequest,
+) -> Result<Verified, Rejection> {
     if request.header(SIGNATURE_HEADER).is_none() {
         return Err(Rejection::unauthorized("no X-Hub-Signature-256 header"));
     }
@@ -58,7 +64,7 @@ pub(super) fn verify(source: &Source, request: &InboundRequest) -> Result<Verifi
         ));
     }
     // Each entry is compared in constant time; which entry matched may show, as it is public.
-    let matched = source.secrets.iter().any(|secret| {
+    let matched = source.secrets().iter().any(|secret| {
         let expected = hmac_sha256(secret.as_bytes(), &[&request.body]);
         given.iter().any(|g| constant_time_eq(&expected, g))
     });
@@ -94,9 +100,9 @@ pub(super) fn verify(source: &Source, request: &InboundRequest) -> Result<Verifi
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{request, source, vectors};
+    use super::super::test_support::{config, request, source, vectors};
     use super::*;
-    use crate::model::ProviderConfig;
+    use crate::model::Source;
 
     fn vector_request(extra: &[(&str, &str)], body: &str) -> (Source, InboundRequest) {
         let v = &vectors()["github"];
@@ -104,7 +110,7 @@ mod tests {
         let mut headers = vec![("X-Hub-Signature-256", sig), ("X-GitHub-Event", "ping")];
         headers.extend_from_slice(extra);
         (
-            source(ProviderConfig::Github, v["secret"].as_str().unwrap()),
+            source(config("github"), v["secret"].as_str().unwrap()),
             request(&headers, body),
         )
     }
@@ -128,7 +134,7 @@ mod tests {
         let right = v["headers"]["X-Hub-Signature-256"].as_str().unwrap();
         let wrong = format!("sha256={}", "0".repeat(64));
         let body = v["body"].as_str().unwrap();
-        let src = source(ProviderConfig::Github, v["secret"].as_str().unwrap());
+        let src = source(config("github"), v["secret"].as_str().unwrap());
         let signed = |signature: &str| {
             request(
                 &[
@@ -182,7 +188,7 @@ mod tests {
 
     #[test]
     fn missing_and_malformed_headers_say_which() {
-        let src = source(ProviderConfig::Github, "s");
+        let src = source(config("github"), "s");
         let err = verify(&src, &request(&[], "{}")).unwrap_err();
         assert_eq!(err.message, "no X-Hub-Signature-256 header");
         let err = verify(&src, &request(&[("X-Hub-Signature-256", "md5=zz")], "{}")).unwrap_err();
@@ -204,7 +210,7 @@ mod tests {
             ],
             body,
         );
-        let verified = verify(&source(ProviderConfig::Github, "s"), &req).unwrap();
+        let verified = verify(&source(config("github"), "s"), &req).unwrap();
         assert_eq!(verified.event_type, "issues.opened");
         assert_eq!(verified.delivery_id, None);
     }
@@ -225,12 +231,12 @@ mod tests {
         )
     }
 
-    use crate::providers::FORM_MEDIA_TYPE as FORM;
     use crate::providers::document::form_of;
+    use crate::providers::shared::FORM_MEDIA_TYPE as FORM;
 
     #[test]
     fn form_deliveries_are_typed_as_the_same_event_in_json() {
-        let src = source(ProviderConfig::Github, "s");
+        let src = source(config("github"), "s");
         let type_of = |event: &str, content_type: &str, body: &str| {
             verify(&src, &signed(event, content_type, body))
                 .map(|v| v.event_type)
@@ -273,7 +279,7 @@ mod tests {
 
     #[test]
     fn form_signatures_cover_the_raw_form_bytes() {
-        let src = source(ProviderConfig::Github, "s");
+        let src = source(config("github"), "s");
         let form = form_of(r#"{"action":"opened", "n":1}"#);
         assert!(form.contains('+'), "{form}");
         let mut req = signed("issues", FORM, &form);
@@ -288,7 +294,7 @@ mod tests {
 
     #[test]
     fn form_bodies_without_a_json_payload_are_400_and_say_which() {
-        let src = source(ProviderConfig::Github, "s");
+        let src = source(config("github"), "s");
         let refusal = |body: &str| verify(&src, &signed("issues", FORM, body)).unwrap_err();
         for body in ["", "action=opened", "payloads=%7B%7D"] {
             let err = refusal(body);

@@ -15,30 +15,39 @@
 //! - `sources add` refuses a timestamp header that the signed payload does not contain: a
 //!   tolerance on a timestamp nobody signed stops no replay.
 //! - Secret: at least 16 characters (a preset may say where the sender shows it).
-//! - Presets (`PRESETS`, each in its own file: `typeform.rs`) fill these options for a
-//!   well-known sender; `--preset NAME` or the preset's own `--provider NAME` starts from them.
+//! - Presets (each in its own file, `typeform.rs`, registered as a provider whose `preset_of` is
+//!   `hmac`) fill these options for a well-known sender; `--preset NAME` or the preset's own
+//!   `--provider NAME` starts from them.
 
-use super::{
-    GivenOptions, InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection,
-    Verified, check_timestamp, parse_timestamp, require_shared_secret, type_token,
+use serde::{Deserialize, Serialize};
+
+use super::config::decode;
+use super::shared::{
+    POST_ONLY, check_timestamp, options_of, parse_timestamp, require_shared_secret, type_token,
 };
-use super::{InvalidProviderOptions, WeakSourceSecret};
-use crate::model::Source;
-use crate::provider_config::{HmacOptions, SignatureEncoding};
+use super::{
+    GivenOptions, InboundRequest, InvalidProviderOptions, Outcome, PROVIDERS, Provider,
+    ProviderConfig, Rejection, SourceView, Verified, WeakSourceSecret,
+};
 use crate::signing::{Algorithm, constant_time_eq, decode_base64, decode_hex, hmac};
 
 pub(super) const PROVIDER: Provider = Provider {
     name: "hmac",
     help: "Any HMAC in one header: --header, --algorithm, --encoding, --prefix, ...",
     options: OPTIONS,
-    configure: |given| configure(given, None).map_err(InvalidProviderOptions),
-    validate_secret: |config, secret| validate_secret(config, secret).map_err(WeakSourceSecret),
+    sample_options: &[
+        ("header", "x-sig"),
+        ("timestamp-header", "x-ts"),
+        ("type-pointer", "/type"),
+        ("id-pointer", "/id"),
+    ],
+    preset_of: None,
+    configure: |given| configure(given).map_err(InvalidProviderOptions),
+    decode: decode::<HmacOptions>,
+    validate_secret,
     methods: POST_ONLY,
     verify: |source, request, now| {
-        let ProviderConfig::Hmac(options) = &source.provider else {
-            return Err(super::wrong_provider(source, "hmac"));
-        };
-        verify(source, options, request, now).map(Outcome::Event)
+        verify(source, options_of(source, "hmac")?, request, now).map(Outcome::Event)
     },
 };
 
@@ -57,57 +66,128 @@ pub(super) const OPTIONS: &[&str] = &[
     "id-pointer",
 ];
 
-/// The known senders whose options are filled in for them.
-pub(super) const PRESETS: &[&Preset] = &[&super::typeform::PRESET];
+/// Options of the generic HMAC provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HmacOptions {
+    pub header: String,
+    pub algorithm: Algorithm,
+    pub encoding: SignatureEncoding,
+    #[serde(default)]
+    pub prefix: String,
+    /// Header naming the event type, when the sender sends one.
+    #[serde(default)]
+    pub type_header: Option<String>,
+    /// Header carrying the sender's delivery id, used for deduplication.
+    #[serde(default)]
+    pub id_header: Option<String>,
+    /// JSON pointer (`/type`, `/event/type`) to the event type in the body, when no header has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub type_pointer: Option<String>,
+    /// JSON pointer to the sender's delivery id in the body, when no header has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_pointer: Option<String>,
+    /// Header carrying the signed Unix timestamp (seconds), checked against the tolerance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_header: Option<String>,
+    /// What is signed, with `{body}`, `{timestamp}` and `{id}` placeholders. Absent: the body
+    /// alone, or `{timestamp}.{body}` when a timestamp header is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_payload: Option<String>,
+    /// The preset these options came from (`typeform`), shown by `sources list`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+}
+
+impl Default for HmacOptions {
+    fn default() -> Self {
+        Self {
+            header: String::new(),
+            algorithm: Algorithm::Sha256,
+            encoding: SignatureEncoding::Hex,
+            prefix: String::new(),
+            type_header: None,
+            id_header: None,
+            type_pointer: None,
+            id_pointer: None,
+            timestamp_header: None,
+            signed_payload: None,
+            preset: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    Hex,
+    Base64,
+}
+
+impl From<HmacOptions> for ProviderConfig {
+    fn from(options: HmacOptions) -> Self {
+        ProviderConfig::new(&PROVIDER, options)
+    }
+}
 
 impl HmacOptions {
     /// The options of the preset `name`.
     pub fn preset(name: &str) -> Option<Self> {
-        find_preset(name).map(|preset| (preset.options)())
+        let config = (find_preset(name)?.configure)(&GivenOptions::default()).ok()?;
+        config.options::<HmacOptions>().cloned()
     }
 
     /// The names of the presets.
     pub fn preset_names() -> impl Iterator<Item = &'static str> {
-        PRESETS.iter().map(|preset| preset.name)
+        presets().map(|preset| preset.name)
     }
 }
 
-/// A well-known sender that is only a combination of hmac options.
-#[derive(Debug)]
-pub(super) struct Preset {
-    pub name: &'static str,
-    /// Its options, `preset` set to `name`.
-    pub options: fn() -> HmacOptions,
-    /// Where the sender shows the secret, for the refusal of a weak one.
-    pub issued: &'static str,
+/// The presets: the registered providers that are only a combination of hmac options (each in
+/// its own file, e.g. `typeform.rs`, its entry's `preset_of` naming hmac).
+fn presets() -> impl Iterator<Item = &'static Provider> {
+    PROVIDERS
+        .iter()
+        .copied()
+        .filter(|provider| provider.preset_of == Some(PROVIDER.name))
 }
 
-fn find_preset(name: &str) -> Option<&'static Preset> {
-    PRESETS.iter().copied().find(|preset| preset.name == name)
+fn find_preset(name: &str) -> Option<&'static Provider> {
+    presets().find(|preset| preset.name == name)
 }
 
-/// The options of a new hmac source from the flags, on top of `preset` (a preset's own
-/// `--provider`) or `--preset` when one is named.
-pub(super) fn configure(
+/// The options of a new hmac source from the flags; `--preset NAME` starts from that preset's
+/// options (through its own entry, which comes back to `configure_preset`).
+fn configure(given: &GivenOptions) -> Result<ProviderConfig, String> {
+    let Some(name) = given.get("preset") else {
+        return configure_from(given, HmacOptions::default());
+    };
+    let preset = find_preset(name).ok_or_else(|| {
+        let names: Vec<&str> = HmacOptions::preset_names().collect();
+        format!("no preset {name:?}; presets: {}", names.join(", "))
+    })?;
+    (preset.configure)(given).map_err(|refused| refused.0)
+}
+
+/// The options of a new source of the preset `name` (its own `--provider name`, or `--provider
+/// hmac --preset name`): the preset's `options` with the flags on top.
+pub(super) fn configure_preset(
     given: &GivenOptions,
-    preset: Option<&str>,
+    name: &str,
+    options: HmacOptions,
+) -> Result<ProviderConfig, InvalidProviderOptions> {
+    if let Some(other) = given.get("preset").filter(|other| *other != name) {
+        return Err(InvalidProviderOptions(format!(
+            "--provider {name} is the {name} preset; leave out --preset {other}"
+        )));
+    }
+    configure_from(given, options).map_err(InvalidProviderOptions)
+}
+
+/// `options` with the flags given on top, checked as a new source's.
+fn configure_from(
+    given: &GivenOptions,
+    mut options: HmacOptions,
 ) -> Result<ProviderConfig, String> {
-    let preset = match (preset, given.get("preset")) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(format!(
-                "--provider {a} is the {a} preset; leave out --preset {b}"
-            ));
-        }
-        (Some(p), _) | (None, Some(p)) => Some(p),
-        (None, None) => None,
-    };
-    let mut options = match preset {
-        Some(name) => HmacOptions::preset(name).ok_or_else(|| {
-            let names: Vec<&str> = HmacOptions::preset_names().collect();
-            format!("no preset {name:?}; presets: {}", names.join(", "))
-        })?,
-        None => HmacOptions::default(),
-    };
     if let Some(header) = given.get("header") {
         options.header = header.to_owned();
     }
@@ -145,7 +225,7 @@ pub(super) fn configure(
     set(&mut options.id_header, "id-header");
     set(&mut options.id_pointer, "id-pointer");
     validate_new_options(&options)?;
-    Ok(ProviderConfig::Hmac(options))
+    Ok(options.into())
 }
 
 /// One piece of a signed-payload template.
@@ -244,16 +324,20 @@ pub fn validate_new_options(options: &HmacOptions) -> Result<(), String> {
     Ok(())
 }
 
-fn validate_secret(config: &ProviderConfig, secret: &str) -> Result<(), String> {
-    let preset = match config {
-        ProviderConfig::Hmac(options) => options.preset.as_deref().and_then(find_preset),
-        _ => None,
-    };
-    let issued = preset.map_or(
-        "the secret the sender signs with: a random string of at least 16 characters",
-        |preset| preset.issued,
-    );
-    require_shared_secret(secret, issued)
+/// A preset's sources follow the preset's rule (it says where the sender shows the secret).
+fn validate_secret(config: &ProviderConfig, secret: &str) -> Result<(), WeakSourceSecret> {
+    let preset = config
+        .options::<HmacOptions>()
+        .and_then(|options| options.preset.as_deref())
+        .and_then(find_preset);
+    match preset {
+        Some(preset) => (preset.validate_secret)(config, secret),
+        None => require_shared_secret(
+            secret,
+            "the secret the sender signs with: a random string of at least 16 characters",
+        )
+        .map_err(WeakSourceSecret),
+    }
 }
 
 /// Strips `prefix` from `value` without regard to ASCII case.
@@ -273,7 +357,7 @@ fn pointer_text(body: &serde_json::Value, pointer: &str) -> Option<String> {
 }
 
 pub(super) fn verify(
-    source: &Source,
+    source: &dyn SourceView,
     options: &HmacOptions,
     request: &InboundRequest,
     now: i64,
@@ -320,7 +404,7 @@ pub(super) fn verify(
                 .header(name)
                 .ok_or_else(|| Rejection::unauthorized(format!("no {name} header")))?;
             let timestamp = parse_timestamp(text, name)?;
-            check_timestamp(timestamp, now, source.tolerance_secs)?;
+            check_timestamp(timestamp, now, source.tolerance_secs())?;
             Some(text)
         }
         None => None,
@@ -342,7 +426,7 @@ pub(super) fn verify(
             Part::Id => header_id.unwrap_or_default().as_bytes(),
         })
         .collect();
-    let matched = source.secrets.iter().any(|secret| {
+    let matched = source.secrets().iter().any(|secret| {
         let expected = hmac(options.algorithm, secret.as_bytes(), &pieces);
         given.iter().any(|g| constant_time_eq(&expected, g))
     });
@@ -390,15 +474,13 @@ pub(super) fn verify(
 mod tests {
     use super::super::test_support::{request, source};
     use super::*;
-    use crate::model::ProviderConfig;
+    use crate::model::Source;
     use crate::signing::{Algorithm, hmac_sha256};
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
 
     fn run(src: &Source, req: &InboundRequest, now: i64) -> Result<Verified, Rejection> {
-        let ProviderConfig::Hmac(options) = &src.provider else {
-            unreachable!()
-        };
+        let options = src.provider.options::<HmacOptions>().unwrap();
         verify(src, options, req, now)
     }
 
@@ -411,10 +493,7 @@ mod tests {
             "sha256={}",
             STANDARD.encode(hmac_sha256(secret.as_bytes(), &[body.as_bytes()]))
         );
-        let src = source(
-            ProviderConfig::Hmac(HmacOptions::preset("typeform").unwrap()),
-            secret,
-        );
+        let src = source(HmacOptions::preset("typeform").unwrap().into(), secret);
         let verified = run(&src, &request(&[("typeform-signature", &sig)], body), 0).unwrap();
         assert_eq!(verified.event_type, "form_response");
         assert_eq!(verified.delivery_id.as_deref(), Some("01H5"));
@@ -468,7 +547,7 @@ mod tests {
             };
             let mac = hmac(algorithm, b"k", &[b"body"]);
             assert_eq!(mac.len(), len);
-            let src = source(ProviderConfig::Hmac(options), "k");
+            let src = source(options.into(), "k");
             let req = request(
                 &[
                     ("x-sig", &hex::encode_upper(&mac)),
@@ -505,7 +584,7 @@ mod tests {
             id_pointer: Some("/id".into()),
             ..HmacOptions::default()
         };
-        let src = source(ProviderConfig::Hmac(options), "sekrit");
+        let src = source(options.into(), "sekrit");
         let body = r#"{"id":42,"event":{"type":"thing.done"}}"#;
         let sign = |ts: i64, body: &str| {
             let mac = hmac_sha256(
@@ -555,7 +634,7 @@ mod tests {
             signed_payload: Some("v0:{id}:{body}".into()),
             ..HmacOptions::default()
         };
-        let src = source(ProviderConfig::Hmac(options), "k");
+        let src = source(options.into(), "k");
         let mac = hmac_sha256(b"k", &[b"v0:m1:{}"]);
         let req = request(&[("sig", &hex::encode(mac)), ("msg-id", "m1")], "{}");
         assert_eq!(
@@ -633,9 +712,7 @@ mod tests {
     fn old_stored_options_still_load() {
         let json = r#"{"name":"n","provider":"hmac","header":"x-sig","algorithm":"sha256","encoding":"hex","prefix":"sha256=","type_header":null,"id_header":"x-id","secrets":["s"],"tolerance_secs":300,"created_at":1}"#;
         let src: Source = serde_json::from_str(json).unwrap();
-        let ProviderConfig::Hmac(options) = &src.provider else {
-            panic!()
-        };
+        let options = src.provider.options::<HmacOptions>().unwrap();
         assert_eq!(options.id_header.as_deref(), Some("x-id"));
         assert_eq!(options.timestamp_header, None);
         let back: Source = serde_json::from_str(&serde_json::to_string(&src).unwrap()).unwrap();

@@ -10,19 +10,22 @@
 //!   else `X-Shopify-Event-Id`; the receiver refuses (400) one over 512 bytes.
 //! - Secret: at least 16 characters (Shopify issues 32 or more).
 
-use super::WeakSourceSecret;
+use super::config::decode;
+use super::shared::{POST_ONLY, base64_signatures, require_shared_secret, type_token};
 use super::{
-    InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection, Verified,
-    require_shared_secret, type_token,
+    InboundRequest, NoOptions, Outcome, Provider, ProviderConfig, Rejection, SourceView, Verified,
+    WeakSourceSecret,
 };
-use crate::model::Source;
 use crate::signing::{constant_time_eq, hmac_sha256};
 
 pub(super) const PROVIDER: Provider = Provider {
     name: "shopify",
     help: "X-Shopify-Hmac-Sha256 (the app's client secret)",
     options: &[],
-    configure: |_| Ok(ProviderConfig::Shopify),
+    sample_options: &[],
+    preset_of: None,
+    configure: |_| Ok(ProviderConfig::new(&PROVIDER, NoOptions {})),
+    decode: decode::<NoOptions>,
     validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     methods: POST_ONLY,
     verify: |source, request, _now| verify(source, request).map(Outcome::Event),
@@ -38,13 +41,17 @@ pub(super) fn validate_secret(secret: &str) -> Result<(), String> {
     )
 }
 
-pub(super) fn verify(source: &Source, request: &InboundRequest) -> Result<Verified, Rejection> {
-    let given = request.base64_signatures(
+pub(super) fn verify(
+    source: &dyn SourceView,
+    request: &InboundRequest,
+) -> Result<Verified, Rejection> {
+    let given = base64_signatures(
+        request,
         SIGNATURE_HEADER,
         "no X-Shopify-Hmac-Sha256 header",
         "X-Shopify-Hmac-Sha256 is not base64",
     )?;
-    let matched = source.secrets.iter().any(|secret| {
+    let matched = source.secrets().iter().any(|secret| {
         let expected = hmac_sha256(secret.as_bytes(), &[&request.body]);
         given.iter().any(|g| constant_time_eq(&expected, g))
     });
@@ -66,9 +73,9 @@ pub(super) fn verify(source: &Source, request: &InboundRequest) -> Result<Verifi
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{request, source, vectors};
+    use super::super::test_support::{config, request, source, vectors};
     use super::*;
-    use crate::model::ProviderConfig;
+    use crate::model::Source;
 
     fn vector(extra: &[(&str, &str)], body: Option<&str>) -> (Source, InboundRequest) {
         let v = &vectors()["shopify"];
@@ -79,7 +86,7 @@ mod tests {
         ];
         headers.extend_from_slice(extra);
         (
-            source(ProviderConfig::Shopify, v["secret"].as_str().unwrap()),
+            source(config("shopify"), v["secret"].as_str().unwrap()),
             request(&headers, body.unwrap_or(v["body"].as_str().unwrap())),
         )
     }
@@ -132,7 +139,7 @@ mod tests {
             )],
             v["body"].as_str().unwrap(),
         );
-        let src = source(ProviderConfig::Shopify, v["secret"].as_str().unwrap());
+        let src = source(config("shopify"), v["secret"].as_str().unwrap());
         assert_eq!(verify(&src, &req).unwrap_err().status, 400);
     }
 }

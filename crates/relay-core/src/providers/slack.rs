@@ -21,20 +21,25 @@
 //!   bytes (checked by the receiver for every provider).
 //! - Secret: the app's signing secret (32 hex characters); at least 16 are required.
 
-use super::WeakSourceSecret;
-use super::{
-    Answer, EventDocument, FORM_MEDIA_TYPE, InboundRequest, Outcome, POST_ONLY, Provider,
-    ProviderConfig, Rejection, Verified, check_timestamp, event_document, form_field,
-    parse_timestamp, require_shared_secret, type_token,
+use super::config::decode;
+use super::shared::{
+    FORM_MEDIA_TYPE, POST_ONLY, check_timestamp, form_field, parse_timestamp,
+    require_shared_secret, type_token,
 };
-use crate::model::Source;
+use super::{
+    Answer, EventDocument, InboundRequest, NoOptions, Outcome, Provider, ProviderConfig, Rejection,
+    SourceView, Verified, WeakSourceSecret, event_document,
+};
 use crate::signing::{constant_time_eq, decode_hex, hmac_sha256};
 
 pub(super) const PROVIDER: Provider = Provider {
     name: "slack",
     help: "X-Slack-Signature (the app's signing secret)",
     options: &[],
-    configure: |_| Ok(ProviderConfig::Slack),
+    sample_options: &[],
+    preset_of: None,
+    configure: |_| Ok(ProviderConfig::new(&PROVIDER, NoOptions {})),
+    decode: decode::<NoOptions>,
     validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     methods: POST_ONLY,
     verify,
@@ -150,7 +155,7 @@ fn classify_form(pairs: &[(String, String)]) -> Result<SlackBody, String> {
 }
 
 pub(super) fn verify(
-    source: &Source,
+    source: &dyn SourceView,
     request: &InboundRequest,
     now: i64,
 ) -> Result<Outcome, Rejection> {
@@ -167,8 +172,8 @@ pub(super) fn verify(
         ));
     }
     let timestamp = parse_timestamp(timestamp_text, "X-Slack-Request-Timestamp")?;
-    check_timestamp(timestamp, now, source.tolerance_secs)?;
-    let matched = source.secrets.iter().any(|secret| {
+    check_timestamp(timestamp, now, source.tolerance_secs())?;
+    let matched = source.secrets().iter().any(|secret| {
         let expected = hmac_sha256(
             secret.as_bytes(),
             &[b"v0:", timestamp_text.as_bytes(), b":", &request.body],
@@ -197,9 +202,8 @@ pub(super) fn verify(
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{request, source, vectors};
+    use super::super::test_support::{config, request, source, vectors};
     use super::*;
-    use crate::model::ProviderConfig;
 
     const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
     const T: i64 = 1_531_420_618;
@@ -248,7 +252,7 @@ mod tests {
             ],
             v["body"].as_str().unwrap(),
         );
-        let src = source(ProviderConfig::Slack, v["secret"].as_str().unwrap());
+        let src = source(config("slack"), v["secret"].as_str().unwrap());
         let verified = event(verify(&src, &req, ts).unwrap());
         assert_eq!(verified.event_type, "slash_command.webhook-collect");
         assert_eq!(verified.delivery_id, None);
@@ -260,7 +264,7 @@ mod tests {
     #[test]
     fn url_verification_is_answered_only_when_verified() {
         let body = r#"{"token":"x","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
-        let src = source(ProviderConfig::Slack, SECRET);
+        let src = source(config("slack"), SECRET);
         let outcome = verify(&src, &signed(T, body, "application/json"), T).unwrap();
         assert_eq!(
             outcome,
@@ -276,7 +280,7 @@ mod tests {
 
     #[test]
     fn event_callback_interaction_and_other_envelopes() {
-        let src = source(ProviderConfig::Slack, SECRET);
+        let src = source(config("slack"), SECRET);
         let body = r#"{"type":"event_callback","event_id":"Ev123","event":{"type":"app_mention","text":"hi"}}"#;
         let verified = event(verify(&src, &signed(T, body, "application/json"), T).unwrap());
         assert_eq!(verified.event_type, "app_mention");
@@ -315,7 +319,7 @@ mod tests {
 
     #[test]
     fn authentic_but_broken_bodies_are_400() {
-        let src = source(ProviderConfig::Slack, SECRET);
+        let src = source(config("slack"), SECRET);
         for (body, ct) in [
             ("{", "application/json"),
             (r#"{"event":{}}"#, "application/json"),
@@ -333,7 +337,7 @@ mod tests {
     #[test]
     fn tampered_wrong_secret_unsigned_stale_future() {
         let body = r#"{"type":"event_callback","event_id":"Ev1","event":{"type":"message"}}"#;
-        let mut src = source(ProviderConfig::Slack, "other-secret");
+        let mut src = source(config("slack"), "other-secret");
         assert_eq!(
             verify(&src, &signed(T, body, "application/json"), T)
                 .unwrap_err()
@@ -382,7 +386,7 @@ mod tests {
     #[test]
     fn repeated_signature_headers_any_matches() {
         let body = r#"{"type":"event_callback","event":{"type":"message"}}"#;
-        let src = source(ProviderConfig::Slack, SECRET);
+        let src = source(config("slack"), SECRET);
         let req = request(
             &[
                 ("x-slack-request-timestamp", &format!(" {T} ")),

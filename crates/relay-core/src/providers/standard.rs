@@ -4,12 +4,12 @@
 //! receiver refuses (400) a type that is not a header value (control characters, over 256 bytes)
 //! and an id over 512 bytes. Secret: `whsec_` + base64 of 24 to 64 bytes, as the spec says.
 
-use super::WeakSourceSecret;
+use super::config::decode;
+use super::shared::{POST_ONLY, check_timestamp, json_string_field};
 use super::{
-    InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection, Verified,
-    check_timestamp, json_string_field,
+    InboundRequest, NoOptions, Outcome, Provider, ProviderConfig, Rejection, SourceView, Verified,
+    WeakSourceSecret,
 };
-use crate::model::Source;
 use crate::signing::{
     constant_time_eq, decode_base64, hmac_sha256, standard_secret_key, validate_whsec,
 };
@@ -18,7 +18,10 @@ pub(super) const PROVIDER: Provider = Provider {
     name: "standard",
     help: "Standard Webhooks / Svix (a whsec_ secret)",
     options: &[],
-    configure: |_| Ok(ProviderConfig::Standard),
+    sample_options: &[],
+    preset_of: None,
+    configure: |_| Ok(ProviderConfig::new(&PROVIDER, NoOptions {})),
+    decode: decode::<NoOptions>,
     validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     methods: POST_ONLY,
     verify: |source, request, now| verify(source, request, now).map(Outcome::Event),
@@ -51,7 +54,7 @@ pub fn parse_signatures<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<Ve
 }
 
 pub(super) fn verify(
-    source: &Source,
+    source: &dyn SourceView,
     request: &InboundRequest,
     now: i64,
 ) -> Result<Verified, Rejection> {
@@ -75,10 +78,10 @@ pub(super) fn verify(
             "no v1 signature in the {display}-signature header"
         )));
     }
-    check_timestamp(timestamp, now, source.tolerance_secs)?;
+    check_timestamp(timestamp, now, source.tolerance_secs())?;
 
     let ts = timestamp.to_string();
-    let matched = source.secrets.iter().any(|secret| {
+    let matched = source.secrets().iter().any(|secret| {
         let Some(key) = standard_secret_key(secret) else {
             return false;
         };
@@ -105,9 +108,8 @@ pub(super) fn verify(
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{request, source, vectors};
+    use super::super::test_support::{config, request, source, vectors};
     use super::*;
-    use crate::model::ProviderConfig;
     use crate::signing::standard_signature_header;
 
     fn signed(secret: &str, id: &str, ts: i64, body: &str) -> InboundRequest {
@@ -134,7 +136,7 @@ mod tests {
             ],
             v["body"].as_str().unwrap(),
         );
-        let src = source(ProviderConfig::Standard, v["secret"].as_str().unwrap());
+        let src = source(config("standard"), v["secret"].as_str().unwrap());
         // The vector's body has no "type": the signature passes, then the body is refused.
         let err = verify(&src, &req, ts).unwrap_err();
         assert_eq!(err.status, 400);
@@ -163,7 +165,7 @@ mod tests {
             .unwrap()
             .to_owned();
         let body = r#"{"type":"invoice.paid","data":{}}"#;
-        let src = source(ProviderConfig::Standard, &secret);
+        let src = source(config("standard"), &secret);
         let verified = verify(&src, &signed(&secret, "msg_1", 1000, body), 1000).unwrap();
         assert_eq!(verified.event_type, "invoice.paid");
         assert_eq!(verified.delivery_id.as_deref(), Some("msg_1"));
@@ -187,7 +189,7 @@ mod tests {
             .unwrap()
             .to_owned();
         let body = r#"{"type":"a"}"#;
-        let src = source(ProviderConfig::Standard, &secret);
+        let src = source(config("standard"), &secret);
         let stale = verify(&src, &signed(&secret, "m", 1000, body), 1812).unwrap_err();
         assert_eq!(stale.message, "timestamp 812 s old, tolerance 300 s");
         let future = verify(&src, &signed(&secret, "m", 1400, body), 1000).unwrap_err();

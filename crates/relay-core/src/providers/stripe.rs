@@ -13,19 +13,22 @@
 //!   256 bytes) or an id over 512 bytes (checked by the receiver for every provider).
 //! - Secret: `whsec_` followed by the rest of the endpoint's signing secret.
 
-use super::WeakSourceSecret;
+use super::config::decode;
+use super::shared::{POST_ONLY, check_timestamp, parse_timestamp};
 use super::{
-    InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection, Verified,
-    check_timestamp, parse_timestamp,
+    InboundRequest, NoOptions, Outcome, Provider, ProviderConfig, Rejection, SourceView, Verified,
+    WeakSourceSecret,
 };
-use crate::model::Source;
 use crate::signing::{constant_time_eq, decode_hex, hmac_sha256};
 
 pub(super) const PROVIDER: Provider = Provider {
     name: "stripe",
     help: "Stripe-Signature (the endpoint's whsec_ signing secret)",
     options: &[],
-    configure: |_| Ok(ProviderConfig::Stripe),
+    sample_options: &[],
+    preset_of: None,
+    configure: |_| Ok(ProviderConfig::new(&PROVIDER, NoOptions {})),
+    decode: decode::<NoOptions>,
     validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     methods: POST_ONLY,
     verify: |source, request, now| verify(source, request, now).map(Outcome::Event),
@@ -93,7 +96,7 @@ pub fn expected_signature(secret: &str, timestamp: i64, body: &[u8]) -> Vec<u8> 
 }
 
 pub(super) fn verify(
-    source: &Source,
+    source: &dyn SourceView,
     request: &InboundRequest,
     now: i64,
 ) -> Result<Verified, Rejection> {
@@ -109,8 +112,8 @@ pub(super) fn verify(
             "Stripe-Signature has no v1 signature (v1=<64 hex digits>)",
         ));
     }
-    check_timestamp(timestamp, now, source.tolerance_secs)?;
-    let matched = source.secrets.iter().any(|secret| {
+    check_timestamp(timestamp, now, source.tolerance_secs())?;
+    let matched = source.secrets().iter().any(|secret| {
         let expected = expected_signature(secret, timestamp, &request.body);
         header
             .v1
@@ -144,9 +147,9 @@ pub(super) fn verify(
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{request, source};
+    use super::super::test_support::{config, request, source};
     use super::*;
-    use crate::model::ProviderConfig;
+    use crate::model::Source;
 
     const SECRET: &str = "whsec_test_secret";
     const BODY: &str = r#"{"id":"evt_1","object":"event","type":"payment_intent.succeeded"}"#;
@@ -164,7 +167,7 @@ mod tests {
     }
 
     fn src() -> Source {
-        source(ProviderConfig::Stripe, SECRET)
+        source(config("stripe"), SECRET)
     }
 
     /// Produced by the official `stripe` Python library (stripe 16.1, `WebhookSignature.generate_signature_header`): the header that
@@ -177,7 +180,7 @@ mod tests {
         let t = 1_700_000_000;
         let sig =
             "t=1700000000,v1=dedcb17f0e6cb0edfa1b8990429c72d68d7bff47404b384af2ffdd0ff8acffd2";
-        let src = source(ProviderConfig::Stripe, secret);
+        let src = source(config("stripe"), secret);
         let verified = verify(&src, &req(sig, body), t).unwrap();
         assert_eq!(verified.event_type, "charge.succeeded");
         assert_eq!(verified.delivery_id.as_deref(), Some("evt_test_webhook"));

@@ -17,34 +17,52 @@
 use http::Method;
 use sha2::{Digest, Sha256};
 
-use super::{
-    Answer, GivenOptions, InboundRequest, Outcome, Provider, ProviderConfig, Rejection, Verified,
-    form_field, form_pairs, is_form, json_string_field, media_type_is, require_shared_secret,
-    type_token,
+use serde::{Deserialize, Serialize};
+
+use super::config::decode;
+use super::shared::{
+    form_field, form_pairs, is_form, json_string_field, media_type_is, options_of,
+    require_shared_secret, type_token,
 };
-use super::{InvalidProviderOptions, WeakSourceSecret};
-use crate::model::Source;
-use crate::provider_config::TokenOptions;
+use super::{
+    Answer, GivenOptions, InboundRequest, InvalidProviderOptions, Outcome, Provider,
+    ProviderConfig, Rejection, SourceView, Verified, WeakSourceSecret,
+};
 use crate::signing::constant_time_eq;
 
 pub(super) const PROVIDER: Provider = Provider {
     name: "token",
     help: "A shared token in the URL (?token=...) or a header; weaker than a signature",
     options: &["token-param", "token-header"],
+    sample_options: &[],
+    preset_of: None,
     configure: |given| configure(given).map_err(InvalidProviderOptions),
+    decode: decode::<TokenOptions>,
     validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     // Mailchimp checks the URL with a GET when the webhook is saved.
     methods: &[Method::POST, Method::GET],
-    verify: |source, request, _now| {
-        let ProviderConfig::Token(options) = &source.provider else {
-            return Err(super::wrong_provider(source, "token"));
-        };
-        verify(source, options, request)
-    },
+    verify: |source, request, _now| verify(source, options_of(source, "token")?, request),
 };
+
+/// Options of the shared-token provider. The token itself is one of the source's secrets.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TokenOptions {
+    /// Query parameter carrying the token; `token` when neither this nor a header is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_param: Option<String>,
+    /// Header carrying the token instead (`Authorization: Bearer <token>` is understood).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_header: Option<String>,
+}
 
 impl TokenOptions {
     pub const DEFAULT_PARAM: &'static str = "token";
+}
+
+impl From<TokenOptions> for ProviderConfig {
+    fn from(options: TokenOptions) -> Self {
+        ProviderConfig::new(&PROVIDER, options)
+    }
 }
 
 fn configure(given: &GivenOptions) -> Result<ProviderConfig, String> {
@@ -62,10 +80,11 @@ fn configure(given: &GivenOptions) -> Result<ProviderConfig, String> {
         http::HeaderName::from_bytes(header.as_bytes())
             .map_err(|_| format!("invalid header name {header:?}"))?;
     }
-    Ok(ProviderConfig::Token(TokenOptions {
+    Ok(TokenOptions {
         token_param,
         token_header,
-    }))
+    }
+    .into())
 }
 
 pub(super) fn validate_secret(secret: &str) -> Result<(), String> {
@@ -119,7 +138,7 @@ pub fn token_matches(given: &str, secret: &str) -> bool {
 }
 
 pub(super) fn verify(
-    source: &Source,
+    source: &dyn SourceView,
     options: &TokenOptions,
     request: &InboundRequest,
 ) -> Result<Outcome, Rejection> {
@@ -134,7 +153,7 @@ pub(super) fn verify(
     };
     // Every secret is compared, so timing does not tell which one matched.
     let matched = source
-        .secrets
+        .secrets()
         .iter()
         .fold(false, |acc, secret| token_matches(&given, secret) | acc);
     if !matched {
@@ -167,10 +186,10 @@ pub(super) fn verify(
 mod tests {
     use super::super::test_support::{request, source};
     use super::*;
-    use crate::model::ProviderConfig;
+    use crate::model::Source;
 
     fn src(options: TokenOptions) -> Source {
-        source(ProviderConfig::Token(options), "t0ken-value")
+        source(options.into(), "t0ken-value")
     }
 
     fn with_query(mut req: InboundRequest, query: &str) -> InboundRequest {
@@ -179,9 +198,7 @@ mod tests {
     }
 
     fn run(src: &Source, req: &InboundRequest) -> Result<Outcome, Rejection> {
-        let ProviderConfig::Token(options) = &src.provider else {
-            unreachable!()
-        };
+        let options = src.provider.options::<TokenOptions>().unwrap();
         verify(src, options, req)
     }
 

@@ -26,14 +26,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 
-use super::{
-    GivenOptions, InboundRequest, Outcome, POST_ONLY, Provider, ProviderConfig, Rejection,
-    Verified, form_field, form_pairs, is_form, json_string_field, require_shared_secret,
-    type_token,
+use serde::{Deserialize, Serialize};
+
+use super::config::decode;
+use super::shared::{
+    POST_ONLY, base64_signatures, form_field, form_pairs, is_form, json_string_field, options_of,
+    require_shared_secret, type_token,
 };
-use super::{InvalidProviderOptions, WeakSourceSecret};
-use crate::model::Source;
-use crate::provider_config::TwilioOptions;
+use super::{
+    GivenOptions, InboundRequest, InvalidProviderOptions, Outcome, Provider, ProviderConfig,
+    Rejection, SourceView, Verified, WeakSourceSecret,
+};
 use crate::signing::{Algorithm, constant_time_eq, hmac};
 
 const SIGNATURE_HEADER: &str = "x-twilio-signature";
@@ -44,16 +47,32 @@ pub(super) const PROVIDER: Provider = Provider {
     name: "twilio",
     help: "X-Twilio-Signature (the account's Auth Token); see --public-url",
     options: &["public-url"],
+    sample_options: &[],
+    preset_of: None,
     configure,
+    decode: decode::<TwilioOptions>,
     validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     methods: POST_ONLY,
     verify: |source, request, _now| {
-        let ProviderConfig::Twilio(options) = &source.provider else {
-            return Err(super::wrong_provider(source, "twilio"));
-        };
-        verify(source, options, request).map(Outcome::Event)
+        verify(source, options_of(source, "twilio")?, request).map(Outcome::Event)
     },
 };
+
+/// Options of the Twilio provider.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TwilioOptions {
+    /// The URL Twilio was told to call, without the query (the request's own query is appended),
+    /// e.g. `https://hooks.example.com/prod/twilio`. Absent: rebuilt from `X-Forwarded-Proto`,
+    /// `Host` and the request path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+}
+
+impl From<TwilioOptions> for ProviderConfig {
+    fn from(options: TwilioOptions) -> Self {
+        ProviderConfig::new(&PROVIDER, options)
+    }
+}
 
 fn configure(given: &GivenOptions) -> Result<ProviderConfig, InvalidProviderOptions> {
     let public_url = given
@@ -61,7 +80,7 @@ fn configure(given: &GivenOptions) -> Result<ProviderConfig, InvalidProviderOpti
         .map(check_public_url)
         .transpose()
         .map_err(|e| InvalidProviderOptions(e.to_string()))?;
-    Ok(ProviderConfig::Twilio(TwilioOptions { public_url }))
+    Ok(TwilioOptions { public_url }.into())
 }
 
 /// A `--public-url` that is not an http(s) URL with a host and without a query or fragment.
@@ -212,11 +231,12 @@ pub fn body_sha256_param(query: Option<&str>) -> Option<String> {
 }
 
 pub(super) fn verify(
-    source: &Source,
+    source: &dyn SourceView,
     options: &TwilioOptions,
     request: &InboundRequest,
 ) -> Result<Verified, Rejection> {
-    let given = request.base64_signatures(
+    let given = base64_signatures(
+        request,
         SIGNATURE_HEADER,
         "no X-Twilio-Signature header",
         "X-Twilio-Signature is not base64",
@@ -245,7 +265,7 @@ pub(super) fn verify(
 
     let matched = url_variants(&url).iter().any(|candidate| {
         let base = signature_base(candidate, &params);
-        source.secrets.iter().any(|secret| {
+        source.secrets().iter().any(|secret| {
             let expected = hmac(algorithm, secret.as_bytes(), &[base.as_bytes()]);
             given.iter().any(|g| constant_time_eq(&expected, g))
         })
@@ -282,7 +302,7 @@ pub(super) fn verify(
 mod tests {
     use super::super::test_support::{request, source, vectors};
     use super::*;
-    use crate::model::ProviderConfig;
+    use crate::model::Source;
 
     fn vector_form() -> String {
         let v = &vectors()["twilio"];
@@ -296,9 +316,10 @@ mod tests {
     fn vector_source(public_url: Option<&str>) -> Source {
         let v = &vectors()["twilio"];
         source(
-            ProviderConfig::Twilio(TwilioOptions {
+            TwilioOptions {
                 public_url: public_url.map(str::to_owned),
-            }),
+            }
+            .into(),
             v["auth_token"].as_str().unwrap(),
         )
     }
@@ -320,9 +341,7 @@ mod tests {
     }
 
     fn verify_with(src: &Source, req: &InboundRequest) -> Result<Verified, Rejection> {
-        let ProviderConfig::Twilio(options) = &src.provider else {
-            unreachable!()
-        };
+        let options = src.provider.options::<TwilioOptions>().unwrap();
         verify(src, options, req)
     }
 
@@ -447,9 +466,10 @@ mod tests {
     fn sha256_shared_key_and_event_types() {
         let secret = "shared-key-secret";
         let src = source(
-            ProviderConfig::Twilio(TwilioOptions {
+            TwilioOptions {
                 public_url: Some("https://h.example/t".into()),
-            }),
+            }
+            .into(),
             secret,
         );
         let form = "MessageSid=SM1&MessageStatus=Delivered&To=%2B1555";

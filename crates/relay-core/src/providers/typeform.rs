@@ -5,27 +5,31 @@
 //! - Event type: the body's `/event_type` (`form_response`). Delivery id: `/event_id`.
 //! - Secret: the one typed into the webhook's settings; at least 16 characters.
 
-use super::hmac_generic::{self, Preset};
-use super::{InvalidProviderOptions, Provider};
-use crate::provider_config::{HmacOptions, SignatureEncoding};
+use super::hmac_generic::{self, HmacOptions, SignatureEncoding};
+use super::shared::require_shared_secret;
+use super::{Provider, WeakSourceSecret};
 use crate::signing::Algorithm;
 
+const NAME: &str = "typeform";
+
 pub(super) const PROVIDER: Provider = Provider {
-    name: "typeform",
+    name: NAME,
     help: "Typeform-Signature (the hmac provider with the typeform preset)",
-    options: hmac_generic::OPTIONS,
-    configure: |given| {
-        hmac_generic::configure(given, Some(PRESET.name)).map_err(InvalidProviderOptions)
-    },
+    sample_options: &[],
+    preset_of: Some(hmac_generic::PROVIDER.name),
+    configure: |given| hmac_generic::configure_preset(given, NAME, options()),
+    validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
+    // Options, decoding, methods and verification are hmac's.
     ..hmac_generic::PROVIDER
 };
 
-pub(super) const PRESET: Preset = Preset {
-    name: "typeform",
-    options,
-    issued: "the secret typed into the Typeform webhook's settings (Connect > Webhooks > Edit > \
-             Secret): a random string of at least 16 characters",
-};
+fn validate_secret(secret: &str) -> Result<(), String> {
+    require_shared_secret(
+        secret,
+        "the secret typed into the Typeform webhook's settings (Connect > Webhooks > Edit > \
+         Secret): a random string of at least 16 characters",
+    )
+}
 
 fn options() -> HmacOptions {
     HmacOptions {
@@ -35,7 +39,7 @@ fn options() -> HmacOptions {
         prefix: "sha256=".into(),
         type_pointer: Some("/event_type".into()),
         id_pointer: Some("/event_id".into()),
-        preset: Some(PRESET.name.into()),
+        preset: Some(NAME.into()),
         ..HmacOptions::default()
     }
 }

@@ -230,7 +230,7 @@ impl Receiver {
 
         let now_ms = self.clock.now_millis();
         let now = now_ms.div_euclid(1000);
-        let verified = match providers::verify(&source, &request, now) {
+        let verified = match providers::verify(source.as_ref(), &request, now) {
             Ok(Outcome::Event(verified)) => verified,
             Ok(Outcome::Answer(answer)) => {
                 // A challenge or URL check: answered, nothing queued.
@@ -457,7 +457,8 @@ mod tests {
     use super::*;
     use crate::clock::FixedClock;
     use crate::metrics::Metric;
-    use crate::model::{HmacOptions, ProviderConfig, TokenOptions};
+    use crate::model::ProviderConfig;
+    use crate::providers::{HmacOptions, TokenOptions};
     use crate::signing::hmac_sha256;
     use crate::testkit::{MemoryStore, RecordingQueue};
     use bytes::Bytes;
@@ -484,6 +485,7 @@ mod tests {
         Arc<MemoryStore>,
         Arc<FixedClock>,
     ) {
+        let named = |name: &str| ProviderConfig::named(name).unwrap();
         let source = |name: &str, provider| Source {
             name: name.into(),
             provider,
@@ -493,21 +495,22 @@ mod tests {
             reconcile: None,
         };
         let store = Arc::new(MemoryStore::with_sources([
-            source("slack", ProviderConfig::Slack),
-            source("mc", ProviderConfig::Token(TokenOptions::default())),
-            source("gh", ProviderConfig::Github),
-            source("stripe", ProviderConfig::Stripe),
+            source("slack", named("slack")),
+            source("mc", TokenOptions::default().into()),
+            source("gh", named("github")),
+            source("stripe", named("stripe")),
             source(
                 "acme",
-                ProviderConfig::Hmac(HmacOptions {
+                HmacOptions {
                     header: "x-sig".into(),
                     type_pointer: Some("/kind".into()),
                     ..HmacOptions::default()
-                }),
+                }
+                .into(),
             ),
             Source {
                 secrets: vec![STANDARD_SECRET.into()],
-                ..source("std", ProviderConfig::Standard)
+                ..source("std", named("standard"))
             },
         ]));
         let queue = Arc::new(RecordingQueue::default());

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use url::Url;
 
-use super::github_app::GithubAppJwt;
 use crate::clock::SharedClock;
 
 /// An API credential. Never printed: `Debug` shows only that there is one.
@@ -37,28 +36,17 @@ impl std::fmt::Debug for Credential {
     }
 }
 
-/// What a request sends as `Authorization: Bearer`. `Debug` shows no secret.
-#[derive(Debug)]
-pub enum Bearer {
-    /// The credential as it is: a token or an API key.
-    Token(Credential),
-    /// A GitHub App's JWT, minted from its private key and renewed before it expires.
-    GithubApp(GithubAppJwt),
-}
-
-impl From<Credential> for Bearer {
-    fn from(credential: Credential) -> Self {
-        Bearer::Token(credential)
-    }
-}
-
-impl Bearer {
+/// What a request sends as `Authorization: Bearer`: a credential as it is (a token, an API key),
+/// or one minted and renewed during a run (a GitHub App's JWT, `github_app`). `Debug` shows no
+/// secret.
+pub trait Bearer: std::fmt::Debug + Send + Sync {
     /// The value to send at `now` (seconds since the epoch).
-    fn current(&mut self, now: i64) -> Result<&str, ApiError> {
-        match self {
-            Bearer::Token(credential) => Ok(credential.secret()),
-            Bearer::GithubApp(app) => app.current(now),
-        }
+    fn current(&mut self, now: i64) -> Result<&str, ApiError>;
+}
+
+impl Bearer for Credential {
+    fn current(&mut self, _now: i64) -> Result<&str, ApiError> {
+        Ok(self.secret())
     }
 }
 
@@ -143,7 +131,7 @@ pub struct ApiResponse {
 pub struct ApiClient {
     http: reqwest::Client,
     base: Url,
-    bearer: Bearer,
+    bearer: Box<dyn Bearer>,
     headers: HeaderMap,
     policy: RateLimitPolicy,
     clock: SharedClock,
@@ -158,7 +146,7 @@ const MESSAGE_EXCERPT_CHARS: usize = 200;
 impl ApiClient {
     pub fn new(
         base_url: &str,
-        credential: impl Into<Bearer>,
+        bearer: impl Bearer + 'static,
         policy: RateLimitPolicy,
         clock: SharedClock,
     ) -> Result<Self, ApiError> {
@@ -187,7 +175,7 @@ impl ApiClient {
         Ok(Self {
             http,
             base,
-            bearer: credential.into(),
+            bearer: Box::new(bearer),
             headers: HeaderMap::new(),
             policy,
             clock,

@@ -12,7 +12,7 @@ use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
-use super::client::{ApiError, Credential};
+use super::client::{ApiError, Bearer, Credential};
 
 /// `iat` lies this far in the past, as GitHub advises for clocks that drift.
 pub const BACKDATE_SECS: i64 = 60;
@@ -50,16 +50,6 @@ impl GithubAppJwt {
         })
     }
 
-    /// The JWT to send at `now` (seconds): the last one while it is young enough, else a new one.
-    pub fn current(&mut self, now: i64) -> Result<&str, ApiError> {
-        // A clock set back is no reason to keep a JWT issued "in the future".
-        let age = self.current.as_ref().map(|(minted, _)| now - minted);
-        if !age.is_some_and(|age| (0..RENEW_AFTER_SECS).contains(&age)) {
-            self.current = Some((now, self.mint(now)?));
-        }
-        Ok(self.current.as_ref().map_or("", |(_, jwt)| jwt.as_str()))
-    }
-
     /// A new JWT issued at `now` (seconds), backdated by `BACKDATE_SECS`.
     fn mint(&self, now: i64) -> Result<String, ApiError> {
         let header = br#"{"alg":"RS256","typ":"JWT"}"#;
@@ -87,6 +77,18 @@ impl GithubAppJwt {
             "{signing_input}.{}",
             URL_SAFE_NO_PAD.encode(signature)
         ))
+    }
+}
+
+impl Bearer for GithubAppJwt {
+    /// The JWT to send at `now` (seconds): the last one while it is young enough, else a new one.
+    fn current(&mut self, now: i64) -> Result<&str, ApiError> {
+        // A clock set back is no reason to keep a JWT issued "in the future".
+        let age = self.current.as_ref().map(|(minted, _)| now - minted);
+        if !age.is_some_and(|age| (0..RENEW_AFTER_SECS).contains(&age)) {
+            self.current = Some((now, self.mint(now)?));
+        }
+        Ok(self.current.as_ref().map_or("", |(_, jwt)| jwt.as_str()))
     }
 }
 

@@ -173,11 +173,13 @@ impl Reconciler {
     ) -> Result<ApiClient, ApiError> {
         let base = settings.api_url.as_deref().unwrap_or(self.default_api_url);
         // The credential of an App hook is the App's private key (checked by `connect`).
-        let bearer = match &settings.github_app_id {
-            Some(app_id) => Bearer::GithubApp(GithubAppJwt::new(app_id, &credential)?),
-            None => Bearer::Token(credential),
+        let client = match &settings.github_app_id {
+            Some(app_id) => {
+                let jwt = GithubAppJwt::new(app_id, &credential)?;
+                ApiClient::new(base, jwt, policy, clock)?
+            }
+            None => ApiClient::new(base, credential, policy, clock)?,
         };
-        let client = ApiClient::new(base, bearer, policy, clock)?;
         Ok(self.headers.iter().fold(client, |client, (name, value)| {
             client.with_header(name, value)
         }))

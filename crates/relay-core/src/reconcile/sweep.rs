@@ -221,7 +221,7 @@ mod tests {
     fn stripe_source(name: &str, credential: &str, api_url: &str) -> Source {
         Source {
             name: name.into(),
-            provider: ProviderConfig::Stripe,
+            provider: ProviderConfig::named("stripe").unwrap(),
             secrets: vec!["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()],
             tolerance_secs: 300,
             created_at: 0,

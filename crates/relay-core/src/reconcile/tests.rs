@@ -159,7 +159,7 @@ impl Fixture {
 
 #[tokio::test]
 async fn missing_deliveries_are_redelivered_and_queued_ones_left_alone() {
-    let mut f = fixture(ProviderConfig::Github);
+    let mut f = fixture(ProviderConfig::named("github").unwrap());
     f.mark_queued("g2").await;
     let api = FakeApi::new(vec![
         page(vec![redelivery("g3", 30), redelivery("g2", 20)], Some("p2")),
@@ -187,7 +187,7 @@ async fn missing_deliveries_are_redelivered_and_queued_ones_left_alone() {
 
 #[tokio::test]
 async fn dry_run_finds_and_recovers_nothing() {
-    let mut f = fixture(ProviderConfig::Stripe);
+    let mut f = fixture(ProviderConfig::named("stripe").unwrap());
     let api = FakeApi::new(vec![page(vec![stripe_event("evt_1")], None)]);
     let findings = f.run(&api, true).await;
     assert_eq!(findings.missing, ["evt_1"]);
@@ -202,7 +202,7 @@ async fn dry_run_finds_and_recovers_nothing() {
 
 #[tokio::test]
 async fn stripe_events_are_ingested_once_and_marked_reconciled() {
-    let mut f = fixture(ProviderConfig::Stripe);
+    let mut f = fixture(ProviderConfig::named("stripe").unwrap());
     f.mark_queued("evt_2").await;
     let sent = || {
         vec![
@@ -233,7 +233,7 @@ async fn stripe_events_are_ingested_once_and_marked_reconciled() {
 
 #[tokio::test]
 async fn a_rate_limit_stops_the_listing_but_keeps_what_was_found() {
-    let mut f = fixture(ProviderConfig::Stripe);
+    let mut f = fixture(ProviderConfig::named("stripe").unwrap());
     let api = FakeApi::new(vec![
         page(vec![stripe_event("evt_2")], Some("evt_2")),
         Err(ApiError::RateLimited("wait 600s".into())),
@@ -252,7 +252,7 @@ async fn a_rate_limit_stops_the_listing_but_keeps_what_was_found() {
 
 #[tokio::test]
 async fn a_refused_credential_stops_the_redeliveries() {
-    let mut f = fixture(ProviderConfig::Github);
+    let mut f = fixture(ProviderConfig::named("github").unwrap());
     let mut api = FakeApi::new(vec![page(
         vec![redelivery("g1", 1), redelivery("g2", 2)],
         None,
@@ -297,13 +297,13 @@ fn credential_references() {
 
 #[test]
 fn reconcilers_by_provider() {
-    let f = fixture(ProviderConfig::Github);
+    let f = fixture(ProviderConfig::named("github").unwrap());
     assert_eq!(
         reconciler_for(&f.source).map(|r| r.provider),
         Some("github")
     );
     let other = Source {
-        provider: ProviderConfig::Slack,
+        provider: ProviderConfig::named("slack").unwrap(),
         ..f.source
     };
     assert!(reconciler_for(&other).is_none());
@@ -327,7 +327,7 @@ fn config_error(result: Result<ReconcileSettings, ReconcileError>) -> String {
 
 #[test]
 fn the_app_hook_needs_an_app_id_and_only_it_takes_one() {
-    let github = fixture(ProviderConfig::Github).source;
+    let github = fixture(ProviderConfig::named("github").unwrap()).source;
     let change = |hook: &str, app_id: Option<&str>| ReconcileChange {
         credential: Some("env:GITHUB_APP_KEY".into()),
         github_hook: Some(hook.into()),
@@ -375,7 +375,7 @@ fn the_app_hook_needs_an_app_id_and_only_it_takes_one() {
     assert_eq!(removed.github_app_id, None);
 
     // Stripe has no App hook.
-    let stripe = fixture(ProviderConfig::Stripe).source;
+    let stripe = fixture(ProviderConfig::named("stripe").unwrap()).source;
     let on_stripe = ReconcileChange {
         credential: Some("env:STRIPE_KEY".into()),
         github_app_id: Some("123".into()),

@@ -96,7 +96,7 @@ pub(super) fn far_expiry() -> i64 {
 pub fn source(name: &str) -> Source {
     Source {
         name: name.to_owned(),
-        provider: ProviderConfig::Github,
+        provider: ProviderConfig::named("github").unwrap(),
         secrets: vec!["s3cret".into()],
         tolerance_secs: 300,
         created_at: NOW,

@@ -4,9 +4,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use relay_core::providers::{HmacOptions, SignatureEncoding};
 use relay_core::{
-    BodyEncoding, DeliveryTask, EventEnvelope, FixedClock, HmacOptions, ProviderConfig,
-    QueueConsumer, QueueError, QueueName, ReceivedMessage, SignatureEncoding, Source,
+    BodyEncoding, DeliveryTask, EventEnvelope, FixedClock, QueueConsumer, QueueError, QueueName,
+    ReceivedMessage, Source,
 };
 use relay_local::{LocalBackend, LocalOptions};
 
@@ -50,7 +51,7 @@ pub fn task(id: &str, attempt: u32) -> DeliveryTask {
 pub fn source(name: &str) -> Source {
     Source {
         name: name.into(),
-        provider: ProviderConfig::Hmac(HmacOptions {
+        provider: HmacOptions {
             header: "x-sig".into(),
             algorithm: serde_json::from_str("\"sha256\"").unwrap(),
             encoding: SignatureEncoding::Hex,
@@ -58,7 +59,8 @@ pub fn source(name: &str) -> Source {
             type_header: None,
             id_header: Some("x-id".into()),
             ..HmacOptions::default()
-        }),
+        }
+        .into(),
         secrets: vec!["s1".into(), "s2".into()],
         tolerance_secs: 300,
         created_at: T0,

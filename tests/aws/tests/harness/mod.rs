@@ -277,7 +277,7 @@ impl Stack {
             .store
             .put_source(&Source {
                 name: name.to_owned(),
-                provider: ProviderConfig::Github,
+                provider: ProviderConfig::named("github").unwrap(),
                 secrets: vec![secret.to_owned()],
                 tolerance_secs: relay_core::model::DEFAULT_TOLERANCE_SECS,
                 created_at: 0,
