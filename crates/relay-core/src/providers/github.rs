@@ -8,26 +8,19 @@
 //! not a header value (control characters, over 256 bytes) and a delivery id over 512 bytes.
 //! Secret: the one typed into GitHub's webhook settings, at least 16 characters.
 
-use super::config::decode;
-use super::shared::{POST_ONLY, require_shared_secret};
+use super::shared::require_shared_secret;
 use super::{
-    EventDocument, InboundRequest, NoOptions, Outcome, PAYLOAD_FIELD, Provider, ProviderConfig,
-    Rejection, SourceView, Verified, WeakSourceSecret, event_document,
+    EventDocument, InboundRequest, Outcome, PAYLOAD_FIELD, Provider, Rejection, SourceView,
+    Verified, WeakSourceSecret, event_document,
 };
 use crate::signing::{constant_time_eq, decode_hex, hmac_sha256};
 
-pub(super) const PROVIDER: Provider = Provider {
-    name: "github",
-    help: "X-Hub-Signature-256 (the webhook secret)",
-    options: &[],
-    sample_options: &[],
-    preset_of: None,
-    configure: |_| Ok(ProviderConfig::new(&PROVIDER, NoOptions {})),
-    decode: decode::<NoOptions>,
-    validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
-    methods: POST_ONLY,
-    verify: |source, request, _now| verify(source, request).map(Outcome::Event),
-};
+pub(super) const PROVIDER: Provider = Provider::without_options(
+    "github",
+    "X-Hub-Signature-256 (the webhook secret)",
+    |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
+    |source, request, _now| verify(source, request).map(Outcome::Event),
+);
 
 const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 

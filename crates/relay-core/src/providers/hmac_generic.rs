@@ -42,7 +42,7 @@ pub(super) const PROVIDER: Provider = Provider {
         ("id-pointer", "/id"),
     ],
     preset_of: None,
-    configure: |given| configure(given).map_err(InvalidProviderOptions),
+    configure: |_, given| configure(given).map_err(InvalidProviderOptions),
     decode: decode::<HmacOptions>,
     validate_secret,
     methods: POST_ONLY,
@@ -132,7 +132,9 @@ impl From<HmacOptions> for ProviderConfig {
 impl HmacOptions {
     /// The options of the preset `name`.
     pub fn preset(name: &str) -> Option<Self> {
-        let config = (find_preset(name)?.configure)(&GivenOptions::default()).ok()?;
+        let config = find_preset(name)?
+            .new_config(&GivenOptions::default())
+            .ok()?;
         config.options::<HmacOptions>().cloned()
     }
 
@@ -165,7 +167,7 @@ fn configure(given: &GivenOptions) -> Result<ProviderConfig, String> {
         let names: Vec<&str> = HmacOptions::preset_names().collect();
         format!("no preset {name:?}; presets: {}", names.join(", "))
     })?;
-    (preset.configure)(given).map_err(|refused| refused.0)
+    (preset.configure)(preset, given).map_err(|refused| refused.0)
 }
 
 /// The options of a new source of the preset `name` (its own `--provider name`, or `--provider

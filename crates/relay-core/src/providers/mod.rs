@@ -79,7 +79,8 @@ pub struct Provider {
     /// sources are stored and verified as that provider's.
     pub preset_of: Option<&'static str>,
     /// The config of a new source from its options (only names in `options` reach it).
-    pub configure: fn(&GivenOptions) -> Result<ProviderConfig, InvalidProviderOptions>,
+    pub configure:
+        fn(&'static Provider, &GivenOptions) -> Result<ProviderConfig, InvalidProviderOptions>,
     /// Its options from a stored source's fields (`config::decode` of its options type), once
     /// per read of the source.
     pub decode: fn(StoredFields) -> Result<Arc<dyn ProviderOptions>, serde_json::Error>,
@@ -92,10 +93,32 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// The entry of a provider that has no options and answers `POST` only, as most do: its
+    /// name, help line, secret rule and verification, the rest implied.
+    pub(super) const fn without_options(
+        name: &'static str,
+        help: &'static str,
+        validate_secret: fn(&ProviderConfig, &str) -> Result<(), WeakSourceSecret>,
+        verify: fn(&dyn SourceView, &InboundRequest, i64) -> Result<Outcome, Rejection>,
+    ) -> Self {
+        Provider {
+            name,
+            help,
+            options: &[],
+            sample_options: &[],
+            preset_of: None,
+            configure: |provider, _| Ok(ProviderConfig::new(provider, NoOptions {})),
+            decode: config::decode::<NoOptions>,
+            validate_secret,
+            methods: shared::POST_ONLY,
+            verify,
+        }
+    }
+
     /// The config of a new source: refuses options that belong to other providers, then lets
     /// the provider build and check its own.
     pub fn new_config(
-        &self,
+        &'static self,
         given: &GivenOptions,
     ) -> Result<ProviderConfig, InvalidProviderOptions> {
         if let Some(foreign) = given.names().find(|name| !self.options.contains(name)) {
@@ -109,7 +132,7 @@ impl Provider {
                 owners.join(" or ")
             )));
         }
-        (self.configure)(given)
+        (self.configure)(self, given)
     }
 
     /// The options of its sample source (`sample_options`).

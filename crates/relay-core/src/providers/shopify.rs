@@ -10,26 +10,16 @@
 //!   else `X-Shopify-Event-Id`; the receiver refuses (400) one over 512 bytes.
 //! - Secret: at least 16 characters (Shopify issues 32 or more).
 
-use super::config::decode;
-use super::shared::{POST_ONLY, base64_signatures, require_shared_secret, type_token};
-use super::{
-    InboundRequest, NoOptions, Outcome, Provider, ProviderConfig, Rejection, SourceView, Verified,
-    WeakSourceSecret,
-};
+use super::shared::{base64_signatures, require_shared_secret, type_token};
+use super::{InboundRequest, Outcome, Provider, Rejection, SourceView, Verified, WeakSourceSecret};
 use crate::signing::{constant_time_eq, hmac_sha256};
 
-pub(super) const PROVIDER: Provider = Provider {
-    name: "shopify",
-    help: "X-Shopify-Hmac-Sha256 (the app's client secret)",
-    options: &[],
-    sample_options: &[],
-    preset_of: None,
-    configure: |_| Ok(ProviderConfig::new(&PROVIDER, NoOptions {})),
-    decode: decode::<NoOptions>,
-    validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
-    methods: POST_ONLY,
-    verify: |source, request, _now| verify(source, request).map(Outcome::Event),
-};
+pub(super) const PROVIDER: Provider = Provider::without_options(
+    "shopify",
+    "X-Shopify-Hmac-Sha256 (the app's client secret)",
+    |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
+    |source, request, _now| verify(source, request).map(Outcome::Event),
+);
 
 const SIGNATURE_HEADER: &str = "x-shopify-hmac-sha256";
 

@@ -21,29 +21,22 @@
 //!   bytes (checked by the receiver for every provider).
 //! - Secret: the app's signing secret (32 hex characters); at least 16 are required.
 
-use super::config::decode;
 use super::shared::{
-    FORM_MEDIA_TYPE, POST_ONLY, check_timestamp, form_field, parse_timestamp,
-    require_shared_secret, type_token,
+    FORM_MEDIA_TYPE, check_timestamp, form_field, parse_timestamp, require_shared_secret,
+    type_token,
 };
 use super::{
-    Answer, EventDocument, InboundRequest, NoOptions, Outcome, Provider, ProviderConfig, Rejection,
-    SourceView, Verified, WeakSourceSecret, event_document,
+    Answer, EventDocument, InboundRequest, Outcome, Provider, Rejection, SourceView, Verified,
+    WeakSourceSecret, event_document,
 };
 use crate::signing::{constant_time_eq, decode_hex, hmac_sha256};
 
-pub(super) const PROVIDER: Provider = Provider {
-    name: "slack",
-    help: "X-Slack-Signature (the app's signing secret)",
-    options: &[],
-    sample_options: &[],
-    preset_of: None,
-    configure: |_| Ok(ProviderConfig::new(&PROVIDER, NoOptions {})),
-    decode: decode::<NoOptions>,
-    validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
-    methods: POST_ONLY,
+pub(super) const PROVIDER: Provider = Provider::without_options(
+    "slack",
+    "X-Slack-Signature (the app's signing secret)",
+    |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     verify,
-};
+);
 
 const TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
 const SIGNATURE_HEADER: &str = "x-slack-signature";

@@ -4,28 +4,18 @@
 //! receiver refuses (400) a type that is not a header value (control characters, over 256 bytes)
 //! and an id over 512 bytes. Secret: `whsec_` + base64 of 24 to 64 bytes, as the spec says.
 
-use super::config::decode;
-use super::shared::{POST_ONLY, check_timestamp, json_string_field};
-use super::{
-    InboundRequest, NoOptions, Outcome, Provider, ProviderConfig, Rejection, SourceView, Verified,
-    WeakSourceSecret,
-};
+use super::shared::{check_timestamp, json_string_field};
+use super::{InboundRequest, Outcome, Provider, Rejection, SourceView, Verified, WeakSourceSecret};
 use crate::signing::{
     constant_time_eq, decode_base64, hmac_sha256, standard_secret_key, validate_whsec,
 };
 
-pub(super) const PROVIDER: Provider = Provider {
-    name: "standard",
-    help: "Standard Webhooks / Svix (a whsec_ secret)",
-    options: &[],
-    sample_options: &[],
-    preset_of: None,
-    configure: |_| Ok(ProviderConfig::new(&PROVIDER, NoOptions {})),
-    decode: decode::<NoOptions>,
-    validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
-    methods: POST_ONLY,
-    verify: |source, request, now| verify(source, request, now).map(Outcome::Event),
-};
+pub(super) const PROVIDER: Provider = Provider::without_options(
+    "standard",
+    "Standard Webhooks / Svix (a whsec_ secret)",
+    |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
+    |source, request, now| verify(source, request, now).map(Outcome::Event),
+);
 
 /// `whsec_` + base64 of the key, or the base64 alone: the Standard Webhooks libraries accept
 /// both (`signing` strips the prefix when present).

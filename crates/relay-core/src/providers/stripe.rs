@@ -13,26 +13,16 @@
 //!   256 bytes) or an id over 512 bytes (checked by the receiver for every provider).
 //! - Secret: `whsec_` followed by the rest of the endpoint's signing secret.
 
-use super::config::decode;
-use super::shared::{POST_ONLY, check_timestamp, parse_timestamp};
-use super::{
-    InboundRequest, NoOptions, Outcome, Provider, ProviderConfig, Rejection, SourceView, Verified,
-    WeakSourceSecret,
-};
+use super::shared::{check_timestamp, parse_timestamp};
+use super::{InboundRequest, Outcome, Provider, Rejection, SourceView, Verified, WeakSourceSecret};
 use crate::signing::{constant_time_eq, decode_hex, hmac_sha256};
 
-pub(super) const PROVIDER: Provider = Provider {
-    name: "stripe",
-    help: "Stripe-Signature (the endpoint's whsec_ signing secret)",
-    options: &[],
-    sample_options: &[],
-    preset_of: None,
-    configure: |_| Ok(ProviderConfig::new(&PROVIDER, NoOptions {})),
-    decode: decode::<NoOptions>,
-    validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
-    methods: POST_ONLY,
-    verify: |source, request, now| verify(source, request, now).map(Outcome::Event),
-};
+pub(super) const PROVIDER: Provider = Provider::without_options(
+    "stripe",
+    "Stripe-Signature (the endpoint's whsec_ signing secret)",
+    |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
+    |source, request, now| verify(source, request, now).map(Outcome::Event),
+);
 
 const HEADER: &str = "stripe-signature";
 

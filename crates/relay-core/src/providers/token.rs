@@ -36,7 +36,7 @@ pub(super) const PROVIDER: Provider = Provider {
     options: &["token-param", "token-header"],
     sample_options: &[],
     preset_of: None,
-    configure: |given| configure(given).map_err(InvalidProviderOptions),
+    configure: |_, given| configure(given).map_err(InvalidProviderOptions),
     decode: decode::<TokenOptions>,
     validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     // Mailchimp checks the URL with a GET when the webhook is saved.

@@ -49,7 +49,7 @@ pub(super) const PROVIDER: Provider = Provider {
     options: &["public-url"],
     sample_options: &[],
     preset_of: None,
-    configure,
+    configure: |_, given| configure(given),
     decode: decode::<TwilioOptions>,
     validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     methods: POST_ONLY,

@@ -17,7 +17,7 @@ pub(super) const PROVIDER: Provider = Provider {
     help: "Typeform-Signature (the hmac provider with the typeform preset)",
     sample_options: &[],
     preset_of: Some(hmac_generic::PROVIDER.name),
-    configure: |given| hmac_generic::configure_preset(given, NAME, options()),
+    configure: |_, given| hmac_generic::configure_preset(given, NAME, options()),
     validate_secret: |_, secret| validate_secret(secret).map_err(WeakSourceSecret),
     // Options, decoding, methods and verification are hmac's.
     ..hmac_generic::PROVIDER

@@ -887,38 +887,36 @@ mod tests {
             );
             assert_eq!(reply.2, None, "queued: {reply:?}");
         };
-        // GitHub: the body's action after X-GitHub-Event.
-        let body = r#"{"action":"a\u0001b"}"#;
-        let reply = outcome(&receiver, &fake, github_request("issues", "d-1", body)).await;
-        refused(&reply, "byte 9 of 10 is not visible ASCII or space");
-        // GitHub: the header alone, too long or with a tab.
         let long = "e".repeat(MAX_EVENT_TYPE_BYTES + 1);
-        let reply = outcome(&receiver, &fake, github_request(&long, "d-2", "{}")).await;
-        refused(&reply, "257 bytes long, the limit is 256");
-        let reply = outcome(&receiver, &fake, github_request("is\tsues", "d-3", "{}")).await;
-        refused(&reply, "byte 3 of 7");
-        // Standard Webhooks and Stripe: the body's type.
-        let reply = outcome(
-            &receiver,
-            &fake,
-            standard_request("m-1", r#"{"type":"a\u0001b"}"#),
-        )
-        .await;
-        refused(&reply, "byte 2 of 3");
-        let reply = outcome(
-            &receiver,
-            &fake,
-            standard_request("m-2", r#"{"type":"caf\u00e9"}"#),
-        )
-        .await;
-        refused(&reply, "byte 4 of 5");
-        let reply = outcome(
-            &receiver,
-            &fake,
-            stripe_request(r#"{"id":"evt_1","type":"a\u007fb"}"#),
-        )
-        .await;
-        refused(&reply, "byte 2 of 3");
+        let cases = [
+            // GitHub: the body's action after X-GitHub-Event.
+            (
+                github_request("issues", "d-1", r#"{"action":"a\u0001b"}"#),
+                "byte 9 of 10 is not visible ASCII or space",
+            ),
+            // GitHub: the header alone, too long or with a tab.
+            (
+                github_request(&long, "d-2", "{}"),
+                "257 bytes long, the limit is 256",
+            ),
+            (github_request("is\tsues", "d-3", "{}"), "byte 3 of 7"),
+            // Standard Webhooks and Stripe: the body's type.
+            (
+                standard_request("m-1", r#"{"type":"a\u0001b"}"#),
+                "byte 2 of 3",
+            ),
+            (
+                standard_request("m-2", r#"{"type":"caf\u00e9"}"#),
+                "byte 4 of 5",
+            ),
+            (
+                stripe_request(r#"{"id":"evt_1","type":"a\u007fb"}"#),
+                "byte 2 of 3",
+            ),
+        ];
+        for (request, detail) in cases {
+            refused(&outcome(&receiver, &fake, request).await, detail);
+        }
         assert!(fake.events.lock().unwrap().is_empty());
         assert!(
             store.dedup_keys().is_empty(),
