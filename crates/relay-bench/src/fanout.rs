@@ -51,6 +51,7 @@ pub async fn run(
                 failing_since: None,
                 headers: vec![],
                 created_at: 0,
+                filter: None,
                 revision: 0,
             })
             .await?;

@@ -6,6 +6,7 @@ mod args;
 mod backend;
 mod dev;
 mod errors;
+mod filters;
 mod output;
 mod reconcile;
 mod recover;

@@ -115,6 +115,7 @@ pub fn subscription_json(sub: &Subscription) -> Value {
         "disabled_reason": sub.disabled_reason,
         "headers": sub.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
         "secrets": sub.secrets.len(),
+        "filter": sub.filter,
     })
 }
 
