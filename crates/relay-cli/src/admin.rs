@@ -224,7 +224,9 @@ async fn subscriptions(
                         s.url.clone(),
                         s.events.join(","),
                         state,
-                        s.filter.as_ref().map_or_else(|| "-".to_owned(), |f| f.to_string()),
+                        s.filter
+                            .as_ref()
+                            .map_or_else(|| "-".to_owned(), |f| f.to_string()),
                     ]
                 },
             );

@@ -130,8 +130,8 @@ impl Filter {
                 text.len()
             )));
         }
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| whole(format!("not valid JSON ({e})")))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| whole(format!("not valid JSON ({e})")))?;
         Filter::from_value(value)
     }
 
@@ -400,11 +400,18 @@ fn why(node: &Node, value: Option<&Value>, path: &str) -> String {
                 _ => why(inner, None, &inner_path),
             }
         }
-        Node::Or(_) => format!("{path}: no $or alternative matches (found {})", shown(value)),
+        Node::Or(_) => format!(
+            "{path}: no $or alternative matches (found {})",
+            shown(value)
+        ),
         Node::Not(_) => format!("{path}: the condition inside $not matches"),
         Node::Exist(true) => format!("{path}: expected to exist, found nothing"),
         Node::Exist(false) => format!("{path}: expected not to exist, found {}", shown(value)),
-        _ => format!("{path}: expected {}, found {}", expected(node), shown(value)),
+        _ => format!(
+            "{path}: expected {}, found {}",
+            expected(node),
+            shown(value)
+        ),
     }
 }
 
@@ -557,7 +564,10 @@ fn parse_root(value: &Value, path: &mut Path, reads_body: &mut bool) -> Result<N
                 *reads_body = true;
                 Ok(Node::Field(BODY.into(), Box::new(parse_pattern(item, p)?)))
             }
-            HEADERS => Ok(Node::Field(HEADERS.into(), Box::new(parse_headers(item, p)?))),
+            HEADERS => Ok(Node::Field(
+                HEADERS.into(),
+                Box::new(parse_headers(item, p)?),
+            )),
             "$and" => parse_list(item, p, |v, p| parse_root(v, p, reads_body)).map(Node::And),
             "$or" => parse_list(item, p, |v, p| parse_root(v, p, reads_body)).map(Node::Or),
             "$not" => Ok(Node::Not(Box::new(parse_root(item, p, reads_body)?))),

@@ -110,7 +110,10 @@ fn nested_objects_and_arrays_match_on_any_element() {
             json!({"issue": {"labels": {"name": {"$in": ["docs", "p1"]}}}}),
             true,
         ),
-        (json!({"issue": {"labels": {"name": {"$startsWith": "b"}}}}), true),
+        (
+            json!({"issue": {"labels": {"name": {"$startsWith": "b"}}}}),
+            true,
+        ),
         // An empty array has no element to match.
         (json!({"issue": {"assignees": {"login": "x"}}}), false),
         (json!({"tags": "b"}), true),
@@ -147,7 +150,10 @@ fn types_do_not_coerce() {
         (json!({"missing": {"$neq": 1}}), true),
         (json!({"missing": {"$nin": [1]}}), true),
         // An object in a filter is a condition, not a literal; $eq makes it one.
-        (json!({"issue": {"$eq": {"labels": [{"name": "bug"}, {"name": "p1"}], "assignees": []}}}), true),
+        (
+            json!({"issue": {"$eq": {"labels": [{"name": "bug"}, {"name": "p1"}], "assignees": []}}}),
+            true,
+        ),
         (json!({"issue": {"$eq": {"labels": []}}}), false),
         // Fields of a non-object are missing.
         (json!({"action": {"length": {"$exist": true}}}), false),
@@ -184,20 +190,22 @@ fn a_body_that_is_not_json_never_matches_a_body_filter() {
 #[test]
 fn header_names_are_case_insensitive() {
     let cases = [
-        (json!({"Content-Type": {"$startsWith": "application/json"}}), true),
+        (
+            json!({"Content-Type": {"$startsWith": "application/json"}}),
+            true,
+        ),
         (json!({"content-type": {"$endsWith": "utf-8"}}), true),
         (json!({"X-Relay-Event-Type": "issues"}), true),
         (json!({"x-relay-event-type": "push"}), false),
         (json!({"Webhook-Id": "evt_1"}), true),
         (json!({"x-github-event": {"$exist": false}}), true),
-        (json!({"$or": [{"x-relay-source": "stripe"}, {"X-RELAY-SOURCE": "gh"}]}), true),
+        (
+            json!({"$or": [{"x-relay-source": "stripe"}, {"X-RELAY-SOURCE": "gh"}]}),
+            true,
+        ),
     ];
     for (filter, want) in cases {
-        assert_eq!(
-            check(json!({ "headers": filter }), BODY),
-            want,
-            "{filter}"
-        );
+        assert_eq!(check(json!({ "headers": filter }), BODY), want, "{filter}");
     }
     // Both parts must match; top-level $or chooses between them.
     assert!(!check(
@@ -230,9 +238,17 @@ fn refusal(text: &str) -> FilterError {
 fn bad_filters_are_refused_where_they_go_wrong() {
     let cases = [
         ("nope", "", "not valid JSON"),
-        ("[]", "", "expected an object with body and/or headers, found an array"),
+        (
+            "[]",
+            "",
+            "expected an object with body and/or headers, found an array",
+        ),
         ("{}", "", "found an empty object"),
-        (r#"{"bdy":{}}"#, "bdy", "expected body, headers, $and, $or or $not"),
+        (
+            r#"{"bdy":{}}"#,
+            "bdy",
+            "expected body, headers, $and, $or or $not",
+        ),
         (r#"{"body":{}}"#, "body", "expected fields or operators"),
         (
             r#"{"body":{"issue":{"labels":{"$in":"bug"}}}}"#,
@@ -272,7 +288,11 @@ fn bad_filters_are_refused_where_they_go_wrong() {
             "expected a header name",
         ),
         (r#"{"headers":"x"}"#, "headers", "found a string"),
-        (r#"{"$not":{"bdy":1}}"#, "$not.bdy", "expected body, headers"),
+        (
+            r#"{"$not":{"bdy":1}}"#,
+            "$not.bdy",
+            "expected body, headers",
+        ),
     ];
     for (text, path, message) in cases {
         let err = refusal(text);
@@ -376,9 +396,15 @@ fn a_float_with_more_digits_than_f64_loads_from_its_stored_form() {
     // Found by the fuzz target: the stored form of 1666…6 (47 digits) reads back one ulp off.
     fuzz_parse(include_bytes!("../../../fuzz/seeds/filter_parse/seed-3"));
     for seed in ["seed-0", "seed-1", "seed-2"] {
-        let path = format!("{}/../../fuzz/seeds/filter_parse/{seed}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../fuzz/seeds/filter_parse/{seed}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let text = std::fs::read(&path).unwrap();
-        assert!(Filter::parse(std::str::from_utf8(&text).unwrap()).is_ok(), "{seed}");
+        assert!(
+            Filter::parse(std::str::from_utf8(&text).unwrap()).is_ok(),
+            "{seed}"
+        );
         fuzz_parse(&text);
     }
 }

@@ -168,16 +168,12 @@ pub async fn plan_bulk_replay(
             progress(examined);
             // Delivered with the subscription's current patterns and filter only.
             let taken = taken_events(archive, sub, &page.events).await?;
-            plan.pairs.extend(
-                taken
-                    .into_iter()
-                    .map(|e| PlannedPair {
-                        event_id: e.id.clone(),
-                        subscription_id: sub.id.clone(),
-                        attempt: next_attempt(&e.attempts, &sub.id),
-                        state: e.delivery.unwrap_or(DeliveryState::Pending),
-                    }),
-            );
+            plan.pairs.extend(taken.into_iter().map(|e| PlannedPair {
+                event_id: e.id.clone(),
+                subscription_id: sub.id.clone(),
+                attempt: next_attempt(&e.attempts, &sub.id),
+                state: e.delivery.unwrap_or(DeliveryState::Pending),
+            }));
             match page.next {
                 Some(cursor) => query.before = Some(cursor),
                 None => break,

@@ -983,7 +983,10 @@ fn a_round_takes_the_subscriptions_whose_patterns_and_filter_match() {
         subscription("plain"),
         filtered("opened", r#"{"body":{"action":"opened"}}"#),
         filtered("closed", r#"{"body":{"action":"closed"}}"#),
-        filtered("by-header", r#"{"headers":{"Content-Type":"application/json"}}"#),
+        filtered(
+            "by-header",
+            r#"{"headers":{"Content-Type":"application/json"}}"#,
+        ),
         Subscription {
             events: vec!["issues.*".into()],
             ..filtered("other-type", r#"{"body":{"action":"opened"}}"#)
