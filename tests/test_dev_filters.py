@@ -3,6 +3,7 @@ and not the others (a non-JSON body included), `subscriptions test-filter` says 
 filter is refused with exit 2 and nothing stored."""
 
 import json
+from urllib.parse import urlencode
 
 from conftest import accepted_id, add_github_source, add_subscription, send_github
 
@@ -42,8 +43,10 @@ def test_a_filtered_subscription_gets_only_matching_events(dev, sink, sub_secret
         ("bug", issue("opened", "p1", "bug"), "application/json"),
         ("docs", issue("opened", "docs"), "application/json"),
         ("closed", issue("closed", "bug"), "application/json"),
-        # Not JSON: never matches a filter that reads the body.
-        ("form", b"action=opened&label=bug", "application/x-www-form-urlencoded"),
+        # GitHub's form content type: the body is payload=<JSON>, not JSON, so it never
+        # matches a filter that reads the body.
+        ("form", urlencode({"payload": issue("opened", "bug")}).encode(),
+         "application/x-www-form-urlencoded"),
     ):
         response, _, _ = send_github(dev, GITHUB_SECRET, body=body, content_type=content_type)
         sent[name] = accepted_id(response)
