@@ -1259,7 +1259,24 @@ async fn a_filtered_subscription_skips_events_its_filter_does_not_match() {
     };
     let main = send(PUSH_BODY.as_bytes()).await;
     let dev_branch = send(br#"{"ref":"refs/heads/dev","pusher":{"name":"Zo\u00eb"}}"#).await;
-    let not_json = send(b"ref=refs/heads/main").await;
+    // GitHub's form content type: payload=<JSON>, a body that is not JSON.
+    let form_body = b"payload=%7B%22ref%22%3A%22refs%2Fheads%2Fmain%22%7D";
+    let form = function_url_request(
+        "POST",
+        "/github",
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("x-github-delivery", &unique()),
+            ("x-github-event", "push"),
+            (
+                "x-hub-signature-256",
+                &github_signature(GITHUB_SECRET, form_body),
+            ),
+        ],
+        Some(form_body),
+        false,
+    );
+    let not_json = accepted_id(invoke_receiver(&receiver, form).await).await;
 
     // Each round attempts every subscription that takes its event and deletes the message.
     let delivered = poller
