@@ -154,11 +154,6 @@ impl Filter {
         })
     }
 
-    /// The filter as written.
-    pub fn as_json(&self) -> &Value {
-        &self.written
-    }
-
     /// True when the event's body and headers match.
     pub fn matches(&self, event: &EventInput<'_>) -> bool {
         if self.reads_body && event.body().is_none() {
@@ -228,10 +223,6 @@ impl<'a> EventInput<'a> {
             body: OnceLock::new(),
             headers: OnceLock::new(),
         }
-    }
-
-    pub fn event(&self) -> &'a EventEnvelope {
-        self.event
     }
 
     pub fn event_type(&self) -> &'a str {
