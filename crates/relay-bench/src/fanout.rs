@@ -54,6 +54,7 @@ pub async fn run(
                 refused: None,
                 headers: vec![],
                 created_at: 0,
+                filter: None,
                 revision: 0,
             })
             .await?;

@@ -182,6 +182,7 @@ async fn subscriptions(
             events,
             secret,
             headers,
+            filter,
         } => {
             core_subscriptions::check_destination(&url, destinations).await?;
             let input = NewSubscription {
@@ -190,6 +191,7 @@ async fn subscriptions(
                 events,
                 secret,
                 headers,
+                filter: crate::filters::read_filter(&filter)?,
             };
             let sub = core_subscriptions::add_subscription(store, input, now_secs()).await?;
             let secret = sub
@@ -213,7 +215,7 @@ async fn subscriptions(
                 &list,
                 subscription_json,
                 "no subscriptions",
-                &["id", "source", "url", "events", "state"],
+                &["id", "source", "url", "events", "state", "filter"],
                 |s| {
                     let state = if s.enabled {
                         "enabled".to_owned()
@@ -229,6 +231,9 @@ async fn subscriptions(
                         s.url.clone(),
                         s.events.join(","),
                         state,
+                        s.filter
+                            .as_ref()
+                            .map_or_else(|| "-".to_owned(), |f| f.to_string()),
                     ]
                 },
             );
@@ -248,6 +253,9 @@ async fn subscriptions(
             emit(json_mode, &subscription_json(&sub), || {
                 format!("enabled subscription {id}")
             });
+        }
+        SubscriptionsCommand::TestFilter { id, event, body } => {
+            crate::filters::test_filter(store, json_mode, &id, event, body).await?;
         }
         SubscriptionsCommand::RotateSecret { id, keep_old } => {
             let keep = crate::when::duration(&keep_old)

@@ -369,6 +369,8 @@ pub enum SubscriptionsCommand {
         /// Extra header for every delivery, 'Name: value' (repeatable).
         #[arg(long = "header")]
         headers: Vec<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Subscriptions with their state (enabled, disabled and why); secrets only counted.
     List {
@@ -399,6 +401,30 @@ pub enum SubscriptionsCommand {
         #[arg(long, default_value = "24h")]
         keep_old: String,
     },
+    /// Whether a subscription takes a stored event or a body (its type patterns and content
+    /// filter), and which part did not match.
+    #[command(group(clap::ArgGroup::new("subject").required(true).args(["event", "body"])))]
+    TestFilter {
+        /// The subscription's id.
+        id: String,
+        /// A stored event's id.
+        #[arg(long)]
+        event: Option<String>,
+        /// A file holding a body to try (the type patterns are not checked).
+        #[arg(long, value_name = "FILE")]
+        body: Option<std::path::PathBuf>,
+    },
+}
+
+/// A subscription's content filter, as JSON (see docs/subscriptions.md).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FilterArgs {
+    /// Content filter on the JSON body and headers, e.g. '{"body":{"action":"opened"}}'.
+    #[arg(long, value_name = "JSON", conflicts_with = "filter_file")]
+    pub filter: Option<String>,
+    /// The content filter, read from a file.
+    #[arg(long, value_name = "FILE")]
+    pub filter_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@ mod backend;
 mod destinations;
 mod dev;
 mod errors;
+mod filters;
 mod output;
 mod reconcile;
 mod recover;

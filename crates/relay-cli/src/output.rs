@@ -118,6 +118,7 @@ pub fn subscription_json(sub: &Subscription) -> Value {
         "refused": sub.refused.as_ref().map(|r| json!({ "since": r.since, "reason": r.reason })),
         "headers": sub.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
         "secrets": sub.secrets.len(),
+        "filter": sub.filter,
     })
 }
 

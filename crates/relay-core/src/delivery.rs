@@ -298,6 +298,7 @@ mod tests {
                 ("webhook-id".into(), "spoof".into()),
             ],
             created_at: 0,
+            filter: None,
             revision: 0,
         }
     }

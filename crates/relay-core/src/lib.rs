@@ -10,6 +10,7 @@ pub mod clock;
 pub mod consume;
 pub mod delivery;
 pub mod fanout;
+pub mod filter;
 pub mod ids;
 pub mod limits;
 pub mod metrics;

@@ -101,6 +101,10 @@ pub struct Subscription {
     /// Extra headers sent with every delivery.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
+    /// A content filter the event's body and headers must match too (`filter`); parsed when
+    /// the subscription is read. Absent in subscriptions stored before filters existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<crate::filter::Filter>,
     #[serde(default)]
     pub created_at: i64,
     /// Bumped by every write; a write names the revision it read (`Store::put_subscription`).

@@ -1243,3 +1243,81 @@ fn now_millis() -> i64 {
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+#[tokio::test]
+async fn a_filtered_subscription_skips_events_its_filter_does_not_match() {
+    let stack = Stack::new("a_filtered_subscription_skips_events_its_filter_does_not_match").await;
+    stack.add_github_source("github", GITHUB_SECRET).await;
+    let whsec = relay_core::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    let filter = relay_core::filter::Filter::parse(
+        r#"{"body":{"ref":"refs/heads/main","pusher":{"name":{"$startsWith":"Zoë"}}}}"#,
+    )
+    .expect("filter");
+    let main_only = stack
+        .add_filtered_subscription("github", &sink.url("/ok/main"), &whsec, Some(filter))
+        .await;
+    let every = stack
+        .add_subscription("github", &sink.url("/ok/every"), &whsec)
+        .await;
+    let receiver = stack.receiver();
+    let poller = stack.poller("1s").await;
+
+    let send = async |body: &[u8]| {
+        accepted_id(
+            invoke_receiver(
+                &receiver,
+                github_request("github", GITHUB_SECRET, &unique(), "push", body, false),
+            )
+            .await,
+        )
+        .await
+    };
+    let main = send(PUSH_BODY.as_bytes()).await;
+    let dev_branch = send(br#"{"ref":"refs/heads/dev","pusher":{"name":"Zo\u00eb"}}"#).await;
+    // GitHub's form content type: payload=<JSON>, a body that is not JSON.
+    let form_body = b"payload=%7B%22ref%22%3A%22refs%2Fheads%2Fmain%22%7D";
+    let form = function_url_request(
+        "POST",
+        "/github",
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("x-github-delivery", &unique()),
+            ("x-github-event", "push"),
+            (
+                "x-hub-signature-256",
+                &github_signature(GITHUB_SECRET, form_body),
+            ),
+        ],
+        Some(form_body),
+        false,
+    );
+    let not_json = accepted_id(invoke_receiver(&receiver, form).await).await;
+
+    // Each round attempts every subscription that takes its event and deletes the message.
+    let delivered = poller
+        .run_until(Duration::from_secs(20), async || {
+            sink.received_on("/ok/every").await.len() >= 3
+        })
+        .await;
+    assert!(delivered, "sink got {:?}", sink.received().await);
+    assert_eq!(stack.depth(&stack.queues.events).await.total(), 0);
+    let got = sink.received_on("/ok/main").await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].header("webhook-id"), Some(main.as_str()));
+    assert_eq!(got[0].body(), PUSH_BODY.as_bytes());
+    assert_eq!(
+        attempt_log(&stack, &main, &main_only).await,
+        owned(&[(1, "ok", "done")])
+    );
+    for skipped in [&dev_branch, &not_json] {
+        // Skipped without a trace: no attempt, no retry, nothing queued.
+        assert_eq!(attempt_log(&stack, skipped, &main_only).await, owned(&[]));
+        assert_eq!(
+            attempt_log(&stack, skipped, &every).await,
+            owned(&[(1, "ok", "done")])
+        );
+    }
+    assert_eq!(stack.depth(&stack.queues.deliveries).await.total(), 0);
+    assert_eq!(poller.stats().failures, 0);
+}

@@ -11,10 +11,10 @@
 
 use futures::stream::{self, StreamExt};
 
-use crate::fanout::targets::next_attempt;
+use crate::fanout::targets::{next_attempt, takes, takes_type};
+use crate::filter::EventInput;
 use crate::model::{DeliveryTask, Subscription};
-use crate::patterns::matches_any;
-use crate::ports::{Catalog, EventArchive, EventQuery, Queue};
+use crate::ports::{Catalog, EventArchive, EventQuery, EventSummary, Queue};
 use crate::search::{DeliveryFilter, DeliveryState, StatusFilter};
 
 use super::events::refuse_disabled;
@@ -166,18 +166,14 @@ pub async fn plan_bulk_replay(
             let page = archive.list_events(&query).await?;
             examined += page.events.len();
             progress(examined);
-            // Delivered with the subscription's current patterns only.
-            plan.pairs.extend(
-                page.events
-                    .iter()
-                    .filter(|e| matches_any(&sub.events, &e.event_type))
-                    .map(|e| PlannedPair {
-                        event_id: e.id.clone(),
-                        subscription_id: sub.id.clone(),
-                        attempt: next_attempt(&e.attempts, &sub.id),
-                        state: e.delivery.unwrap_or(DeliveryState::Pending),
-                    }),
-            );
+            // Delivered with the subscription's current patterns and filter only.
+            let taken = taken_events(archive, sub, &page.events).await?;
+            plan.pairs.extend(taken.into_iter().map(|e| PlannedPair {
+                event_id: e.id.clone(),
+                subscription_id: sub.id.clone(),
+                attempt: next_attempt(&e.attempts, &sub.id),
+                state: e.delivery.unwrap_or(DeliveryState::Pending),
+            }));
             match page.next {
                 Some(cursor) => query.before = Some(cursor),
                 None => break,
@@ -188,6 +184,30 @@ pub async fn plan_bulk_replay(
     plan.pairs
         .sort_by(|a, b| (&a.event_id, &a.subscription_id).cmp(&(&b.event_id, &b.subscription_id)));
     Ok(plan)
+}
+
+/// The events of a search page that `sub` takes as stored now (`fanout::targets::takes`): by
+/// type from the summaries, and, when it has a content filter, by reading each event it takes
+/// by type (the search sees no bodies). An event gone meanwhile is left out.
+async fn taken_events<'e>(
+    archive: &dyn EventArchive,
+    sub: &Subscription,
+    events: &'e [EventSummary],
+) -> Result<Vec<&'e EventSummary>, AdminError> {
+    let by_type = events.iter().filter(|e| takes_type(sub, &e.event_type));
+    if sub.filter.is_none() {
+        return Ok(by_type.collect());
+    }
+    let mut reads = stream::iter(by_type)
+        .map(|summary| async move { (summary, archive.get_event(&summary.id).await) })
+        .buffered(QUEUE_CONCURRENCY);
+    let mut taken = Vec::new();
+    while let Some((summary, read)) = reads.next().await {
+        if read?.is_some_and(|event| takes(sub, &EventInput::new(&event))) {
+            taken.push(summary);
+        }
+    }
+    Ok(taken)
 }
 
 /// Queues the plan's deliveries, each event read once. Stops at the first delivery that cannot

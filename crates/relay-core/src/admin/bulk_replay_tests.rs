@@ -472,3 +472,42 @@ async fn an_event_gone_before_queuing_is_skipped_and_a_down_queue_fails() {
         .unwrap_err();
     assert!(matches!(error, AdminError::Queue(_)), "{error:?}");
 }
+
+#[tokio::test]
+async fn a_filtered_subscription_replays_only_the_events_its_filter_matches() {
+    let store = store().await;
+    let filter = crate::filter::Filter::parse(r#"{"body":{"action":"opened"}}"#).unwrap();
+    let s2 = store.get_subscription("s2").await.unwrap().unwrap();
+    store
+        .put_subscription(&Subscription {
+            filter: Some(filter),
+            ..s2
+        })
+        .await
+        .unwrap();
+    let with_body = |ago: i64, body: &str| EventEnvelope {
+        body: body.into(),
+        ..event_at(ago, "push")
+    };
+    let e = [
+        with_body(30, r#"{"action":"opened"}"#),
+        with_body(20, r#"{"action":"closed"}"#),
+        with_body(10, "action=opened"),
+    ];
+    for event in &e {
+        store.put_event(event, NOW + 86_400).await.unwrap();
+    }
+    let s2_plan = plan(
+        &store,
+        &request(BulkTarget::Subscription("s2".into()), 60, None),
+    )
+    .await;
+    assert_eq!(pairs(&s2_plan), [(e[0].id.clone(), "s2", 1)]);
+    // s1 has no filter: every event it takes by type.
+    let s1_plan = plan(
+        &store,
+        &request(BulkTarget::Subscription("s1".into()), 60, None),
+    )
+    .await;
+    assert_eq!(pairs(&s1_plan).len(), 3);
+}

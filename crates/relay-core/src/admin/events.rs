@@ -3,6 +3,7 @@
 //! (`fanout::targets`), so `x-relay-attempt` runs on and never repeats.
 
 use crate::fanout::targets::{delivers_to, next_attempt};
+use crate::filter::EventInput;
 use crate::model::{AttemptRecord, DeliveryTask, EventEnvelope};
 use crate::ports::{Catalog, EventArchive, EventPage, EventQuery, Queue};
 use crate::search::{DeliveryFilter, StatusFilter};
@@ -101,12 +102,15 @@ pub async fn plan_replay(
             refuse_disabled(&sub)?;
             vec![sub]
         }
-        None => catalog
-            .source_subscriptions(&event.source)
-            .await?
-            .into_iter()
-            .filter(|s| delivers_to(s, &event.event_type))
-            .collect(),
+        None => {
+            let input = EventInput::new(&event);
+            catalog
+                .source_subscriptions(&event.source)
+                .await?
+                .into_iter()
+                .filter(|s| delivers_to(s, &input))
+                .collect()
+        }
     };
     let tasks = targets
         .iter()

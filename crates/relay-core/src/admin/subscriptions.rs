@@ -5,18 +5,20 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::fanout::targets::takes_type;
+use crate::filter::{EventInput, Filter};
 use crate::ids;
-use crate::model::{SigningSecret, Subscription};
+use crate::model::{EventEnvelope, SigningSecret, Subscription};
 use crate::netguard::non_global_reason;
 use crate::patterns::parse_list;
-use crate::ports::{Catalog, HostResolver};
+use crate::ports::{Catalog, EventArchive, HostResolver};
 use crate::signing::validate_signing_secret;
 use crate::subscriptions::modify_subscription;
 
 use super::{AdminError, Missing};
 
 /// A subscription to add.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewSubscription {
     pub source: String,
     pub url: String,
@@ -26,6 +28,8 @@ pub struct NewSubscription {
     pub secret: Option<String>,
     /// Extra headers for every delivery, each as `Name: value`.
     pub headers: Vec<String>,
+    /// A content filter (`Filter::parse` checked it).
+    pub filter: Option<Filter>,
 }
 
 /// A rotated signing secret.
@@ -146,6 +150,7 @@ pub async fn add_subscription(
         failing_since: None,
         refused: None,
         headers,
+        filter: input.filter,
         created_at: now_secs,
         revision: 0,
     };
@@ -245,5 +250,83 @@ pub async fn rotate_secret(
         subscription,
         secret,
         old_secrets_expire_at: until,
+    })
+}
+
+/// What `test_filter` tries a subscription's filter on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterSubject {
+    /// A stored event: its source, type, body and headers.
+    Event(String),
+    /// A body alone; the type patterns are not checked.
+    Body(Vec<u8>),
+}
+
+/// Whether a subscription takes an event, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterTrial {
+    pub subscription_id: String,
+    /// The stored event tried; `None` for a body.
+    pub event_id: Option<String>,
+    pub matched: bool,
+    /// Every part that did not match (source, type patterns, filter).
+    pub reasons: Vec<String>,
+}
+
+/// Tries subscription `id` on `subject` the way the fanout decides (`fanout::targets::takes`),
+/// saying which part failed. Whether the subscription is enabled is not part of the answer.
+pub async fn test_filter(
+    catalog: &dyn Catalog,
+    archive: &dyn EventArchive,
+    id: &str,
+    subject: FilterSubject,
+) -> Result<FilterTrial, AdminError> {
+    let sub = get_subscription(catalog, id).await?;
+    let mut reasons = Vec::new();
+    let (event, event_id) = match subject {
+        FilterSubject::Event(event_id) => {
+            let event = archive
+                .get_event(&event_id)
+                .await?
+                .ok_or_else(|| AdminError::NotFound(Missing::Event(event_id.clone())))?;
+            if event.source != sub.source {
+                reasons.push(format!(
+                    "the event is of source {}, the subscription takes source {}",
+                    event.source, sub.source
+                ));
+            }
+            if !takes_type(&sub, &event.event_type) {
+                reasons.push(format!(
+                    "event type {} matches none of the patterns {}",
+                    event.event_type,
+                    sub.events.join(",")
+                ));
+            }
+            (event, Some(event_id))
+        }
+        FilterSubject::Body(body) => {
+            let (body, body_encoding) = EventEnvelope::encode_body(&body);
+            let event = EventEnvelope {
+                id: "evt_test".to_owned(),
+                source: sub.source.clone(),
+                event_type: String::new(),
+                content_type: None,
+                received_at: 0,
+                body,
+                body_encoding,
+                reconciled: false,
+            };
+            (event, None)
+        }
+    };
+    if let Some(filter) = &sub.filter {
+        let verdict = filter.explain(&EventInput::new(&event));
+        reasons.extend(verdict.reason.map(|why| format!("filter: {why}")));
+    }
+    Ok(FilterTrial {
+        subscription_id: sub.id,
+        event_id,
+        matched: reasons.is_empty(),
+        reasons,
     })
 }

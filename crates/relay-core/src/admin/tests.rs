@@ -349,6 +349,7 @@ async fn adding_a_subscription_checks_source_url_patterns_and_headers() {
         events: events.into(),
         secret: None,
         headers: headers.iter().map(|h| h.to_string()).collect(),
+        filter: None,
     };
     let missing = add_subscription(
         store.as_ref(),
@@ -794,4 +795,78 @@ async fn redrive_of_one_queue_leaves_the_other_dead_letter_queue() {
     );
     assert_eq!(queue.depth(QueueName::EventsDlq).await.unwrap().total(), 2);
     assert_eq!(queue.depth(QueueName::Events).await.unwrap().total(), 0);
+}
+
+// ------------------------------------------------------------------ content filters
+
+#[tokio::test]
+async fn a_filter_is_stored_tried_and_followed_by_replay() {
+    use super::subscriptions::{FilterSubject, FilterTrial, test_filter};
+    use crate::filter::Filter;
+    let store = store_with([]).await;
+    let sub = add_subscription(
+        store.as_ref(),
+        NewSubscription {
+            source: "gh".into(),
+            url: "https://a.example/".into(),
+            events: "push".into(),
+            secret: None,
+            headers: vec![],
+            filter: Some(Filter::parse(r#"{"body":{"id":"evt_1"}}"#).unwrap()),
+        },
+        NOW,
+    )
+    .await
+    .unwrap();
+    let stored = get_subscription(store.as_ref(), &sub.id).await.unwrap();
+    assert_eq!(stored.filter, sub.filter);
+    // contract::event's body is {"id": <its id>, ...}.
+    let matching = event("evt_1", NOW * 1000);
+    let other = event("evt_2", NOW * 1000 + 1);
+    for e in [&matching, &other] {
+        store.put_event(e, NOW + 86_400).await.unwrap();
+    }
+    let trial = |subject| test_filter(store.as_ref(), store.as_ref(), &sub.id, subject);
+    assert_eq!(
+        trial(FilterSubject::Event("evt_1".into())).await.unwrap(),
+        FilterTrial {
+            subscription_id: sub.id.clone(),
+            event_id: Some("evt_1".into()),
+            matched: true,
+            reasons: vec![],
+        }
+    );
+    let missed = trial(FilterSubject::Event("evt_2".into())).await.unwrap();
+    assert!(!missed.matched);
+    assert_eq!(
+        missed.reasons,
+        ["filter: body.id: expected \"evt_1\", found \"evt_2\""]
+    );
+    let issues = crate::model::EventEnvelope {
+        id: "evt_3".into(),
+        event_type: "issues".into(),
+        body: "not json".into(),
+        ..matching.clone()
+    };
+    store.put_event(&issues, NOW + 86_400).await.unwrap();
+    let both = trial(FilterSubject::Event("evt_3".into())).await.unwrap();
+    assert_eq!(
+        both.reasons,
+        [
+            "event type issues matches none of the patterns push",
+            "filter: the body is not JSON, and the filter reads the body"
+        ]
+    );
+    let body = trial(FilterSubject::Body(br#"{"id":"evt_1"}"#.to_vec()))
+        .await
+        .unwrap();
+    assert!(body.matched && body.event_id.is_none());
+    assert!(matches!(
+        trial(FilterSubject::Event("evt_9".into())).await,
+        Err(AdminError::NotFound(Missing::Event(_)))
+    ));
+    // Replay reaches it for the matching event only.
+    let plan = |id: &'static str| plan_replay(store.as_ref(), store.as_ref(), id, None);
+    assert_eq!(plan("evt_1").await.unwrap().tasks.len(), 1);
+    assert!(plan("evt_2").await.unwrap().tasks.is_empty());
 }

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 
 use crate::delivery::{AttemptResult, Outcome};
+use crate::filter::EventInput;
 use crate::model::{AttemptOutcome, AttemptRecord, DeliveryTask, EventEnvelope, Subscription};
 
 use super::ArchiveMode;
@@ -31,7 +32,7 @@ pub struct Planned<'a> {
 }
 
 /// Plans a round of `event` over its source's `subscriptions`: each enabled subscription whose
-/// patterns match, skipping those whose outcome the attempt log `past` already settled (a
+/// patterns and filter match (the body parsed once for all of them), skipping those whose outcome the attempt log `past` already settled (a
 /// retried or redriven event). Attempt numbers run on past earlier tries (whose follow-up could
 /// not be queued), so `x-relay-attempt` never repeats. Empty: nobody to deliver to.
 pub fn plan_round<'a>(
@@ -44,9 +45,10 @@ pub fn plan_round<'a>(
         .filter(|a| a.settles_fanout())
         .map(|a| a.subscription_id.as_str())
         .collect();
+    let input = EventInput::new(event);
     subscriptions
         .iter()
-        .filter(|s| delivers_to(s, &event.event_type))
+        .filter(|s| delivers_to(s, &input))
         .filter(|s| !done.contains(s.id.as_str()))
         .map(|subscription| Planned {
             subscription,

@@ -2,13 +2,28 @@
 //! fanout and for replay, so a replay reaches the subscriptions the fanout would and
 //! `x-relay-attempt` never repeats.
 
+use crate::filter::EventInput;
 use crate::model::{AttemptRecord, Subscription};
 use crate::patterns::matches_any;
 
-/// True when the fanout delivers an event of `event_type` to `subscription`: it is enabled and
-/// one of its event patterns matches.
-pub fn delivers_to(subscription: &Subscription, event_type: &str) -> bool {
-    subscription.enabled && matches_any(&subscription.events, event_type)
+/// True when the fanout delivers the event to `subscription`: it is enabled and takes the event.
+pub fn delivers_to(subscription: &Subscription, event: &EventInput<'_>) -> bool {
+    subscription.enabled && takes(subscription, event)
+}
+
+/// True when `subscription` takes the event, enabled or not: one of its event patterns matches
+/// the type (`takes_type`) and its content filter, when it has one, matches the body and headers.
+pub fn takes(subscription: &Subscription, event: &EventInput<'_>) -> bool {
+    takes_type(subscription, event.event_type())
+        && subscription
+            .filter
+            .as_ref()
+            .is_none_or(|filter| filter.matches(event))
+}
+
+/// The type half of `takes`, for a search that sees event types and not bodies.
+pub fn takes_type(subscription: &Subscription, event_type: &str) -> bool {
+    matches_any(&subscription.events, event_type)
 }
 
 /// The number of the next attempt to `subscription_id`: one past the highest in the event's

@@ -1000,3 +1000,42 @@ fn a_round_writes_the_event_once_and_holds_successes_while_only_failures_are_kep
         LogWrite::Nothing
     );
 }
+
+#[test]
+fn a_round_takes_the_subscriptions_whose_patterns_and_filter_match() {
+    use crate::filter::Filter;
+    let filtered = |id: &str, filter: &str| Subscription {
+        filter: Some(Filter::parse(filter).unwrap()),
+        ..subscription(id)
+    };
+    let subs = vec![
+        subscription("plain"),
+        filtered("opened", r#"{"body":{"action":"opened"}}"#),
+        filtered("closed", r#"{"body":{"action":"closed"}}"#),
+        filtered(
+            "by-header",
+            r#"{"headers":{"Content-Type":"application/json"}}"#,
+        ),
+        Subscription {
+            events: vec!["issues.*".into()],
+            ..filtered("other-type", r#"{"body":{"action":"opened"}}"#)
+        },
+    ];
+    let opened = EventEnvelope {
+        body: r#"{"action":"opened"}"#.into(),
+        ..event()
+    };
+    let ids = |event: &EventEnvelope| -> Vec<String> {
+        plan_round(event, &subs, &[])
+            .into_iter()
+            .map(|p| p.subscription.id.clone())
+            .collect()
+    };
+    assert_eq!(ids(&opened), ["plain", "opened", "by-header"]);
+    // A body that is not JSON: only the filters that do not read the body can match.
+    let form = EventEnvelope {
+        body: "action=opened".into(),
+        ..event()
+    };
+    assert_eq!(ids(&form), ["plain", "by-header"]);
+}

@@ -33,6 +33,7 @@ macro_rules! store_contract_tests {
             removing_a_missing_source_is_false,
             subscriptions_by_source,
             subscriptions_listed_in_order,
+            subscription_keeps_its_filter,
             subscription_moves_to_another_source,
             subscription_removed,
             removing_a_source_removes_its_subscriptions,
@@ -120,6 +121,7 @@ pub fn subscription(id: &str, source: &str) -> Subscription {
         refused: None,
         headers: vec![("x-team".into(), "a".into())],
         created_at: NOW,
+        filter: None,
         revision: 0,
     }
 }
@@ -265,6 +267,43 @@ pub async fn subscriptions_listed_in_order(store: &dyn Store) {
     let listed = store.list_subscriptions().await.unwrap();
     assert_eq!(ids(&listed), ["sub_1", "sub_2", "sub_3", "sub_4"]);
     assert!(listed.iter().all(|s| s.revision == 1), "{listed:?}");
+}
+
+pub async fn subscription_keeps_its_filter(store: &dyn Store) {
+    use crate::filter::{EventInput, Filter};
+    let text = r#"{"body":{"action":{"$in":["opened","reopened"]},"issue":{"labels":{"name":"bug"}},"n":{"$gte":1.5}},"headers":{"Content-Type":{"$startsWith":"application/json"}}}"#;
+    let filter = Filter::parse(text).unwrap();
+    let filtered = create(
+        store,
+        &Subscription {
+            filter: Some(filter.clone()),
+            ..subscription("sub_1", "a")
+        },
+    )
+    .await;
+    let plain = create(store, &subscription("sub_2", "a")).await;
+    let read = store.get_subscription("sub_1").await.unwrap();
+    assert_eq!(read.as_ref(), Some(&filtered));
+    assert_eq!(read.and_then(|s| s.filter), Some(filter));
+    assert_eq!(
+        store.source_subscriptions("a").await.unwrap(),
+        vec![filtered.clone(), plain.clone()]
+    );
+    assert_eq!(store.list_subscriptions().await.unwrap()[1].filter, None);
+    // Read back, it is a parsed filter that works.
+    let listed = store.source_subscriptions("a").await.unwrap();
+    let stored_filter = listed[0].filter.as_ref().unwrap();
+    let opened = EventEnvelope {
+        content_type: Some("application/json".into()),
+        body: r#"{"action":"reopened","n":2,"issue":{"labels":[{"name":"bug"}]}}"#.into(),
+        ..event("evt_1", NOW)
+    };
+    assert!(stored_filter.matches(&EventInput::new(&opened)));
+    let closed = EventEnvelope {
+        body: r#"{"action":"closed","n":2,"issue":{"labels":[{"name":"bug"}]}}"#.into(),
+        ..opened
+    };
+    assert!(!stored_filter.matches(&EventInput::new(&closed)));
 }
 
 pub async fn subscription_moves_to_another_source(store: &dyn Store) {

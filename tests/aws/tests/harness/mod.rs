@@ -289,6 +289,19 @@ impl Stack {
 
     /// Registers a subscription for every event of `source`; returns its id.
     pub async fn add_subscription(&self, source: &str, url: &str, secret: &str) -> String {
+        self.add_filtered_subscription(source, url, secret, None)
+            .await
+    }
+
+    /// Registers a subscription for every event of `source` its content filter matches (all
+    /// of them when `None`); returns its id.
+    pub async fn add_filtered_subscription(
+        &self,
+        source: &str,
+        url: &str,
+        secret: &str,
+        filter: Option<relay_core::filter::Filter>,
+    ) -> String {
         let id = relay_core::ids::new_subscription_id();
         self.aws
             .store
@@ -307,6 +320,7 @@ impl Stack {
                 refused: None,
                 headers: Vec::new(),
                 created_at: 0,
+                filter,
                 revision: 0,
             })
             .await
