@@ -184,6 +184,8 @@ async fn subscriptions(
             headers,
             filter,
         } => {
+            // A bad filter is a usage error (exit 2), found before any lookup.
+            let filter = crate::filters::read_filter(&filter)?;
             core_subscriptions::check_destination(&url, destinations).await?;
             let input = NewSubscription {
                 source,
@@ -191,7 +193,7 @@ async fn subscriptions(
                 events,
                 secret,
                 headers,
-                filter: crate::filters::read_filter(&filter)?,
+                filter,
             };
             let sub = core_subscriptions::add_subscription(store, input, now_secs()).await?;
             let secret = sub

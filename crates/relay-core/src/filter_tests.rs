@@ -2,6 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::model::BodyEncoding;
+use crate::model::EventEnvelope;
 
 fn event_with(body: &str, content_type: Option<&str>) -> EventEnvelope {
     EventEnvelope {

@@ -122,6 +122,24 @@ pub struct RefusedDeliveries {
     pub reason: String,
 }
 
+impl crate::filter::FilterSubject for EventEnvelope {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn source(&self) -> &str {
+        &self.source
+    }
+    fn event_type(&self) -> &str {
+        &self.event_type
+    }
+    fn content_type(&self) -> Option<&str> {
+        self.content_type.as_deref()
+    }
+    fn body(&self) -> Option<std::borrow::Cow<'_, [u8]>> {
+        self.body_bytes().ok()
+    }
+}
+
 fn first_revision() -> u64 {
     1
 }
