@@ -124,3 +124,20 @@ def test_subscriptions_add_refuses_a_private_url_where_the_lambdas_would(relay_b
                            env=env, timeout=120)
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)["url"] == "http://127.0.0.1:9/hook"
+
+
+def test_subscriptions_update_on_the_table(relay_bin, stack):  # noqa: F811
+    """`subscriptions update` on DynamoDB: the changes are stored, the id and secret stay."""
+    relay_aws(relay_bin, stack, "sources", "add", "updates", "--provider", "github",
+              "--secret", "gh-test-secret-0123456789")
+    added = relay_aws(relay_bin, stack, "subscriptions", "add", "--source", "updates",
+                      "--url", "https://example.com/old", "--events", "push")
+    updated = relay_aws(relay_bin, stack, "subscriptions", "update", added["id"],
+                        "--url", "https://example.com/new", "--events", "issues.*",
+                        "--filter", '{"body":{"action":"opened"}}')
+    assert updated["id"] == added["id"]
+    [listed] = relay_aws(relay_bin, stack, "subscriptions", "list", "--source", "updates")
+    assert listed == updated
+    assert (listed["url"], listed["events"]) == ("https://example.com/new", ["issues.*"])
+    assert listed["filter"] == {"body": {"action": "opened"}}
+    assert listed["secrets"] == 1

@@ -10,7 +10,9 @@ use relay_core::admin::events::{self as core_events, EventDetail};
 use relay_core::admin::redrive as core_redrive;
 use relay_core::admin::sources::{self as core_sources, NewSource, SourceChange};
 use relay_core::admin::status::{self as core_status, StatusReport};
-use relay_core::admin::subscriptions::{self as core_subscriptions, Destinations, NewSubscription};
+use relay_core::admin::subscriptions::{
+    self as core_subscriptions, Destinations, NewSubscription, SubscriptionChange,
+};
 use relay_core::clock::{Clock, SystemClock};
 use relay_core::providers::TokenOptions;
 
@@ -258,6 +260,43 @@ async fn subscriptions(
         }
         SubscriptionsCommand::TestFilter { id, event, body } => {
             crate::filters::test_filter(store, json_mode, &id, event, body).await?;
+        }
+        SubscriptionsCommand::Update {
+            id,
+            url,
+            events,
+            headers,
+            no_headers,
+            filter,
+            no_filter,
+        } => {
+            let filter = match crate::filters::read_filter(&filter)? {
+                Some(filter) => Some(Some(filter)),
+                None => no_filter.then_some(None),
+            };
+            let headers = if no_headers {
+                Some(Vec::new())
+            } else {
+                (!headers.is_empty()).then_some(headers)
+            };
+            let change = SubscriptionChange {
+                url,
+                events,
+                filter,
+                headers,
+            };
+            if change.is_empty() {
+                return Err(crate::errors::usage(
+                    "nothing to change: give --url, --events, --filter, --filter-file, --no-filter, --header or --no-headers",
+                ));
+            }
+            if let Some(url) = &change.url {
+                core_subscriptions::check_destination(url, destinations).await?;
+            }
+            let sub = core_subscriptions::update_subscription(store, &id, change).await?;
+            emit(json_mode, &subscription_json(&sub), || {
+                format!("updated subscription {}", sub.id)
+            });
         }
         SubscriptionsCommand::RotateSecret { id, keep_old } => {
             let keep = crate::when::duration(&keep_old)

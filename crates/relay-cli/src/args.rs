@@ -372,6 +372,28 @@ pub enum SubscriptionsCommand {
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// Change a subscription's URL, event types, filter or headers, keeping its id and secret.
+    Update {
+        /// The subscription's id.
+        id: String,
+        /// Where deliveries are POSTed from now on (checked as `add` checks it).
+        #[arg(long)]
+        url: Option<String>,
+        /// Event-type patterns: *, an exact type, or prefix.*, comma-separated.
+        #[arg(long)]
+        events: Option<String>,
+        /// Extra header for every delivery, 'Name: value' (repeatable); replaces them all.
+        #[arg(long = "header", conflicts_with = "no_headers")]
+        headers: Vec<String>,
+        /// Send no extra headers any more.
+        #[arg(long)]
+        no_headers: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Remove the content filter.
+        #[arg(long, conflicts_with_all = ["filter", "filter_file"])]
+        no_filter: bool,
+    },
     /// Subscriptions with their state (enabled, disabled and why); secrets only counted.
     List {
         /// Only this source's.

@@ -199,6 +199,85 @@ pub async fn get_subscription(catalog: &dyn Catalog, id: &str) -> Result<Subscri
         .ok_or_else(|| subscription_not_found(id))
 }
 
+/// What `subscriptions update` changes; `None` keeps what is stored. The id and the signing
+/// secrets are never changed here (`rotate_secret` changes the secret).
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionChange {
+    pub url: Option<String>,
+    /// Event-type patterns as a comma list; empty means every type.
+    pub events: Option<String>,
+    /// `Some(None)` removes the filter.
+    pub filter: Option<Option<Filter>>,
+    /// Replaces every extra header, each as `Name: value` (`Some(vec![])` removes them all).
+    pub headers: Option<Vec<String>>,
+}
+
+impl SubscriptionChange {
+    pub fn is_empty(&self) -> bool {
+        self.url.is_none()
+            && self.events.is_none()
+            && self.filter.is_none()
+            && self.headers.is_none()
+    }
+}
+
+/// Changes a subscription's URL, event types, filter or headers, keeping its id and secrets.
+/// Everything is checked before anything is written, and the write is on the revision read
+/// (`modify_subscription`), so a concurrent change (the fanout's health, another operator) is
+/// never undone. A new URL starts the subscription's health afresh: the failures and refusals
+/// it carried were the old URL's.
+pub async fn update_subscription(
+    catalog: &dyn Catalog,
+    id: &str,
+    change: SubscriptionChange,
+) -> Result<Subscription, AdminError> {
+    if change.is_empty() {
+        return Err(AdminError::invalid(
+            "change",
+            "nothing to change: give --url, --events, --filter, --filter-file, --no-filter, --header or --no-headers",
+        ));
+    }
+    if let Some(url) = &change.url {
+        parse_url(url)?;
+    }
+    let events = match &change.events {
+        Some(events) => {
+            Some(parse_list(events).map_err(|e| AdminError::invalid("events", e.to_string()))?)
+        }
+        None => None,
+    };
+    let headers = match &change.headers {
+        Some(lines) => Some(
+            lines
+                .iter()
+                .map(|h| parse_header(h))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        None => None,
+    };
+    modify_subscription(catalog, id, |sub| {
+        if let Some(url) = &change.url
+            && *url != sub.url
+        {
+            sub.url.clone_from(url);
+            sub.failing_since = None;
+            sub.refused = None;
+        }
+        if let Some(events) = &events {
+            sub.events.clone_from(events);
+        }
+        if let Some(filter) = &change.filter {
+            sub.filter.clone_from(filter);
+        }
+        if let Some(headers) = &headers {
+            sub.headers.clone_from(headers);
+        }
+        true
+    })
+    .await?
+    .ok_or_else(|| subscription_not_found(id))
+}
+
 /// Enables or disables a subscription by hand. Enabling is a fresh start: the health window
 /// counts from the next failure, so a subscription is not disabled again for an old run.
 pub async fn set_enabled(

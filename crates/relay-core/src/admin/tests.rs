@@ -11,8 +11,8 @@ use super::sources::{
     NewSource, SourceChange, add_source, list_sources, remove_source, update_source,
 };
 use super::subscriptions::{
-    Destinations, NewSubscription, add_subscription, check_destination, get_subscription,
-    list_subscriptions, rotate_secret, set_enabled,
+    Destinations, NewSubscription, SubscriptionChange, add_subscription, check_destination,
+    get_subscription, list_subscriptions, rotate_secret, set_enabled, update_subscription,
 };
 use super::{AdminError, Missing};
 use crate::clock::FixedClock;
@@ -472,6 +472,133 @@ async fn where_private_destinations_are_denied_a_url_reaching_one_is_refused() {
             .unwrap_err(),
     );
     assert_eq!(field, "url");
+}
+
+#[tokio::test]
+async fn update_changes_what_it_is_given_and_keeps_id_and_secret() {
+    let mut stored = subscription("s1", "gh");
+    stored.failing_since = Some(NOW - 600);
+    stored.headers = vec![("X-Old".into(), "1".into())];
+    let store = store_with([stored]).await;
+    let before = get_subscription(store.as_ref(), "s1").await.unwrap();
+
+    // Only the events: URL, health, headers and secret stay.
+    let changed = update_subscription(
+        store.as_ref(),
+        "s1",
+        SubscriptionChange {
+            events: Some("push, issues.*".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(changed.events, vec!["push", "issues.*"]);
+    assert_eq!(
+        (&changed.url, changed.failing_since, &changed.headers),
+        (&before.url, before.failing_since, &before.headers)
+    );
+    assert_eq!(
+        (&changed.id, &changed.secrets),
+        (&before.id, &before.secrets)
+    );
+    assert!(changed.revision > before.revision);
+
+    // A new URL, a filter and new headers; the old URL's failures go with it.
+    let filter = crate::filter::Filter::parse(r#"{"body":{"action":"opened"}}"#).unwrap();
+    let changed = update_subscription(
+        store.as_ref(),
+        "s1",
+        SubscriptionChange {
+            url: Some("https://new.example/hook".into()),
+            filter: Some(Some(filter.clone())),
+            headers: Some(vec!["Authorization: Bearer t".into()]),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(changed.url, "https://new.example/hook");
+    assert_eq!(changed.failing_since, None);
+    assert_eq!(
+        changed.filter.as_ref().map(|f| f.to_string()),
+        Some(filter.to_string())
+    );
+    assert_eq!(
+        changed.headers,
+        vec![("Authorization".to_owned(), "Bearer t".to_owned())]
+    );
+    assert_eq!(
+        (&changed.id, &changed.secrets),
+        (&before.id, &before.secrets)
+    );
+    assert_eq!(
+        get_subscription(store.as_ref(), "s1").await.unwrap().url,
+        changed.url
+    );
+
+    // Removing the filter and the headers.
+    let cleared = update_subscription(
+        store.as_ref(),
+        "s1",
+        SubscriptionChange {
+            filter: Some(None),
+            headers: Some(Vec::new()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(cleared.filter.is_none() && cleared.headers.is_empty());
+
+    // Bad input: refused, naming the field; nothing written.
+    let revision = cleared.revision;
+    for (change, field) in [
+        (
+            SubscriptionChange {
+                url: Some("ftp://x.example/".into()),
+                events: Some("push".into()),
+                ..Default::default()
+            },
+            "url",
+        ),
+        (
+            SubscriptionChange {
+                events: Some("is*ues".into()),
+                ..Default::default()
+            },
+            "events",
+        ),
+        (
+            SubscriptionChange {
+                headers: Some(vec!["no colon".into()]),
+                ..Default::default()
+            },
+            "headers",
+        ),
+        (SubscriptionChange::default(), "change"),
+    ] {
+        let error = update_subscription(store.as_ref(), "s1", change)
+            .await
+            .unwrap_err();
+        assert_eq!(invalid(error).0, field);
+    }
+    let unchanged = get_subscription(store.as_ref(), "s1").await.unwrap();
+    assert_eq!(unchanged.revision, revision);
+    assert_eq!(unchanged.events, vec!["push", "issues.*"]);
+
+    let missing = update_subscription(
+        store.as_ref(),
+        "nope",
+        SubscriptionChange {
+            events: Some("push".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        matches!(missing, Err(AdminError::NotFound(Missing::Subscription(id))) if id == "nope")
+    );
 }
 
 #[tokio::test]
