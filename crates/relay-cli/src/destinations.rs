@@ -12,12 +12,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use relay_core::admin::subscriptions::Destinations;
 use relay_core::ports::HostResolver;
+use relay_core::settings::allow_private_destinations;
 
 use crate::args::Global;
 use crate::backend::Backend;
-
-/// The functions' variable for the stack's `AllowPrivateDestinations`.
-const ALLOW_PRIVATE_VAR: &str = "RELAY_ALLOW_PRIVATE_DESTINATIONS";
 
 /// The file `relay dev` writes in its data dir: `global-only` or `any`.
 const DEV_SETTING_FILE: &str = "destinations";
@@ -51,11 +49,12 @@ pub fn denied_because(backend: &Backend, global: &Global) -> Option<String> {
             }
             // No stack: the functions' own variable when the operator sets it beside the
             // table's, else the Lambdas' default.
-            None => match std::env::var(ALLOW_PRIVATE_VAR) {
-                Ok(value) if value.trim().eq_ignore_ascii_case("true") => None,
-                _ => Some(format!(
-                    "the relay's Lambdas refuse private destinations unless the stack's AllowPrivateDestinations parameter ({ALLOW_PRIVATE_VAR}) is true"
-                )),
+            None => match allow_private_destinations(&|name| std::env::var(name).ok()) {
+                Ok(Some(true)) => None,
+                _ => Some(
+                    "the relay's Lambdas refuse private destinations unless the stack's AllowPrivateDestinations parameter (RELAY_ALLOW_PRIVATE_DESTINATIONS) is true"
+                        .to_owned(),
+                ),
             },
         },
     }

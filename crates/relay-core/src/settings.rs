@@ -40,6 +40,14 @@ pub fn receiver_config(
     Ok(config)
 }
 
+/// `RELAY_ALLOW_PRIVATE_DESTINATIONS` as the functions read it (`None` when unset); the CLI
+/// reads it the same way when no stack says.
+pub fn allow_private_destinations(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<bool>, SettingError> {
+    boolean(lookup, "RELAY_ALLOW_PRIVATE_DESTINATIONS")
+}
+
 /// Reads the fanout's and the delivery client's tunables.
 pub fn fanout_config(
     lookup: &dyn Fn(&str) -> Option<String>,
@@ -67,7 +75,7 @@ pub fn fanout_config(
     if let Some(v) = number(lookup, "RELAY_FIRST_ATTEMPT_TIMEOUT_SECS")? {
         fanout.first_attempt_timeout = Some(Duration::from_secs(v.max(1)));
     }
-    if let Some(allow) = boolean(lookup, "RELAY_ALLOW_PRIVATE_DESTINATIONS")? {
+    if let Some(allow) = allow_private_destinations(lookup)? {
         delivery.allow_private = allow;
     }
     fanout.archive = archive_mode(lookup)?;
