@@ -371,7 +371,7 @@ def test_stack_reads_back_as_the_template_says(deployed):
     assert table["DeletionProtectionEnabled"] is True
 
     # The dashboard: one screen, its relay metrics in the stack's own namespace, each one the
-    # functions emit (crates/relay-core/src/metrics.rs).
+    # functions emit (crates/relay-core/src/domain/metrics.rs).
     body = json.loads(boto("cloudwatch").get_dashboard(DashboardName=out["DashboardName"])["DashboardBody"])
     titles = [w["properties"]["title"] for w in body["widgets"]]
     assert titles == ["Inbound", "Deliveries", "Latency (ms)", "Queues: visible messages",
@@ -380,7 +380,7 @@ def test_stack_reads_back_as_the_template_says(deployed):
     relay_metrics = {m[1] for w in body["widgets"] for m in w["properties"]["metrics"]
                      if m[0] == namespace}
     emitted = set(re.findall(r'Metric::\w+ => "(\w+)"',
-                             (ROOT / "crates/relay-core/src/metrics.rs").read_text()))
+                             (ROOT / "crates/relay-core/src/domain/metrics.rs").read_text()))
     assert relay_metrics and relay_metrics <= emitted, relay_metrics - emitted
     assert fanout["Environment"]["Variables"]["RELAY_METRICS_NAMESPACE"] == namespace
     assert receiver["Environment"]["Variables"]["RELAY_METRICS_NAMESPACE"] == namespace

@@ -8,7 +8,7 @@ use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::Dimension;
 use aws_sdk_cloudwatch::types::{Metric as CloudWatchMetric, MetricDataQuery, MetricStat};
-use relay_core::metrics::Metric;
+use relay_core::domain::metrics::Metric;
 use relay_core::{ActivityCounts, QueueName, RecentActivity, StoreError};
 
 use crate::{AwsSettings, describe_sdk_error};

@@ -3,8 +3,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use relay_core::clock::SharedClock;
-use relay_core::metrics::Tally;
+use relay_core::domain::metrics::Tally;
+use relay_core::ports::clock::SharedClock;
 
 use crate::metrics::EmfMetrics;
 use crate::{AwsSettings, Caller, DynamoStore, SqsQueue, connect, logging};
@@ -48,7 +48,7 @@ pub async fn start<T>(
         aws.queue,
         &settings,
         &env_lookup,
-        relay_core::clock::system(),
+        relay_core::ports::clock::system(),
     )?;
     let metrics = EmfMetrics::from_lookup(&env_lookup).map(Arc::new);
     let use_case = match &metrics {

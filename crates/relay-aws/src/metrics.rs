@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use relay_core::Clock;
-use relay_core::metrics::{Drained, MAX_RECENT_LATENCIES, Metric, Tally};
+use relay_core::domain::metrics::{Drained, MAX_RECENT_LATENCIES, Metric, Tally};
 
 /// The namespace setting; metrics are written only when it is set (the template sets it to
 /// `WebhookRelay/<stack>`).
@@ -122,7 +122,7 @@ pub fn emf_lines(drained: Drained, namespace: &str, timestamp_ms: i64) -> Vec<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use relay_core::model::{AttemptOutcome, NextStep};
+    use relay_core::domain::model::{AttemptOutcome, NextStep};
     use relay_core::testkit::attempt_record as record;
 
     fn drain_emf(tally: &mut Tally, namespace: &str, timestamp_ms: i64) -> Vec<String> {

@@ -11,7 +11,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use relay_core::model::{DeliveryTask, EventEnvelope, ReceivedMessage};
+use relay_core::domain::model::{DeliveryTask, EventEnvelope, ReceivedMessage};
 pub use relay_core::ports::QueueDepth;
 use relay_core::ports::{Queue, QueueConsumer, QueueError, QueueName, Settle};
 use serde::Serialize;
@@ -35,15 +35,15 @@ pub const MAX_RECEIVE: u32 = 10;
 pub const MAX_MESSAGE_BYTES: usize = 1_048_576;
 
 // What the core asks of a queue fits within SQS's quotas.
-const _: () = assert!(relay_core::limits::MAX_QUEUE_DELAY_SECS <= MAX_DELAY_SECS);
-const _: () = assert!(relay_core::limits::MAX_QUEUE_MESSAGE_BYTES <= MAX_MESSAGE_BYTES);
+const _: () = assert!(relay_core::domain::limits::MAX_QUEUE_DELAY_SECS <= MAX_DELAY_SECS);
+const _: () = assert!(relay_core::domain::limits::MAX_QUEUE_MESSAGE_BYTES <= MAX_MESSAGE_BYTES);
 
 /// While a fallback redrive copies a message it stays hidden this long; if the copy fails it
 /// reappears in the DLQ, so nothing is lost.
 const COPY_VISIBILITY_SECS: u32 = 60;
 const MOVE_TASK_POLL: Duration = Duration::from_secs(1);
 
-use relay_core::model::QueueMessageRef as OutgoingMessage;
+use relay_core::domain::model::QueueMessageRef as OutgoingMessage;
 
 /// The relay's `Queue` and `QueueConsumer` over SQS. Queue URLs that a function does not need
 /// may be absent; using one that is absent fails with an error naming its variable.

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use relay_core::clock::SharedClock;
-use relay_core::delivery::DeliveryClient;
 use relay_core::fanout::Fanout;
+use relay_core::outbound::delivery::DeliveryClient;
+use relay_core::ports::clock::SharedClock;
 use relay_core::receive::Receiver;
 
 use crate::{AwsSettings, DynamoStore, SqsQueue};
@@ -21,7 +21,8 @@ pub fn receiver(
     lookup: &dyn Fn(&str) -> Option<String>,
     clock: SharedClock,
 ) -> anyhow::Result<Receiver> {
-    let config = relay_core::settings::receiver_config(lookup).map_err(anyhow::Error::msg)?;
+    let config =
+        relay_core::runtime::settings::receiver_config(lookup).map_err(anyhow::Error::msg)?;
     settings.require_events_queue_url()?;
     Ok(Receiver::new(
         Arc::new(store),
@@ -41,7 +42,7 @@ pub fn fanout(
     clock: SharedClock,
 ) -> anyhow::Result<Fanout> {
     let (fanout_config, delivery_config) =
-        relay_core::settings::fanout_config(lookup).map_err(anyhow::Error::msg)?;
+        relay_core::runtime::settings::fanout_config(lookup).map_err(anyhow::Error::msg)?;
     settings.require_deliveries_queue_url()?;
     settings.require_deliveries_dlq_url()?;
     let client =

@@ -24,11 +24,11 @@ use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use bytes::Bytes;
 use futures::StreamExt;
 use relay_aws::{DynamoStore, SqsQueue, wiring};
-use relay_core::clock;
-use relay_core::consume::{ConsumeOptions, consume};
-use relay_core::model::{ProviderConfig, Source};
+use relay_core::domain::model::{ProviderConfig, Source};
+use relay_core::ports::clock;
 use relay_core::ports::{Catalog, QueueName};
 use relay_core::providers::InboundRequest;
+use relay_core::runtime::consume::{ConsumeOptions, consume};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -359,8 +359,8 @@ struct Search {
 /// the recording store: a listing by time, and one subscription's events by state (which also
 /// reads each event's later attempt items).
 async fn searches(store: &DynamoStore, recorder: &Recorder, events: usize) -> Vec<Search> {
+    use relay_core::domain::search::{DeliveryFilter, StatusFilter};
     use relay_core::ports::{EventArchive, EventQuery};
-    use relay_core::search::{DeliveryFilter, StatusFilter};
     let now = clock::system().now_millis();
     let by_time = EventQuery {
         since_millis: Some(now - 3_600_000),
@@ -442,11 +442,11 @@ async fn run(dedup: bool, archive: &str, events: usize) -> Run {
         .await
         .unwrap();
     setup
-        .put_subscription(&relay_core::model::Subscription {
+        .put_subscription(&relay_core::domain::model::Subscription {
             url,
             events: vec!["*".into()],
-            secrets: vec![relay_core::model::SigningSecret {
-                secret: relay_core::ids::new_signing_secret(),
+            secrets: vec![relay_core::domain::model::SigningSecret {
+                secret: relay_core::domain::ids::new_signing_secret(),
                 expires_at: None,
             }],
             headers: Vec::new(),

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use aws_sdk_dynamodb::types::AttributeValue;
 use relay_aws::DynamoStore;
 use relay_aws::dynamo::keys::{EVENT_INDEX_SHARDS, event_shard, events_partition};
-use relay_core::ids::event_id_at;
-use relay_core::model::{AttemptOutcome, AttemptRecord, EventEnvelope, NextStep};
+use relay_core::domain::ids::event_id_at;
+use relay_core::domain::model::{AttemptOutcome, AttemptRecord, EventEnvelope, NextStep};
 use relay_core::{EventArchive, EventQuery, EventSummary};
 
 const DAY_MILLIS: i64 = 86_400_000;

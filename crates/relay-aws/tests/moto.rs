@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::{OPERATION_TIMEOUT, fresh_queues, fresh_table, moto_endpoint, sdk_config, unique};
 use relay_aws::provision::QueueSet;
 use relay_aws::{AwsAdapters, AwsSettings, RedriveMethod, SqsAdmin, adapters_from_sdk_config};
-use relay_core::model::{DeliveryTask, EventEnvelope, QueueMessage};
+use relay_core::domain::model::{DeliveryTask, EventEnvelope, QueueMessage};
 use relay_core::ports::Catalog;
 use relay_core::ports::{Queue, QueueConsumer, QueueName, StoreError};
 

@@ -4,12 +4,12 @@
 use std::time::{Duration, Instant};
 
 use relay_core::Disposition;
-use relay_core::delivery::DeliveryConfig;
-use relay_core::fanout::FanoutConfig;
-use relay_core::model::{
+use relay_core::domain::model::{
     BodyEncoding, EventEnvelope, ProviderConfig, QueueMessage, ReceivedMessage, SigningSecret,
     Source, Subscription,
 };
+use relay_core::fanout::FanoutConfig;
+use relay_core::outbound::delivery::DeliveryConfig;
 use relay_local::{LocalBackend, LocalOptions, LocalSettings};
 
 use crate::quantile;
@@ -45,7 +45,7 @@ pub async fn run(
                 url: format!("http://{}/hook/{i}", sink.address),
                 events: vec!["*".into()],
                 secrets: vec![SigningSecret {
-                    secret: relay_core::ids::new_signing_secret(),
+                    secret: relay_core::domain::ids::new_signing_secret(),
                     expires_at: None,
                 }],
                 enabled: true,
@@ -70,7 +70,7 @@ pub async fn run(
         },
         ..LocalSettings::default()
     };
-    let relay = relay_local::wire(&backend, settings, relay_core::clock::system())?;
+    let relay = relay_local::wire(&backend, settings, relay_core::ports::clock::system())?;
     let fanout = relay.fanout;
     let body = "x".repeat(1024);
     let mut walls = Vec::new();
@@ -79,7 +79,7 @@ pub async fn run(
         let batch: Vec<ReceivedMessage> = (0..events)
             .map(|i| {
                 let event = EventEnvelope {
-                    id: relay_core::ids::new_event_id(),
+                    id: relay_core::domain::ids::new_event_id(),
                     source: "bench".into(),
                     event_type: "push".into(),
                     content_type: Some("application/json".into()),

@@ -13,7 +13,7 @@ use relay_core::admin::status::{self as core_status, StatusReport};
 use relay_core::admin::subscriptions::{
     self as core_subscriptions, Destinations, NewSubscription, SubscriptionChange,
 };
-use relay_core::clock::{Clock, SystemClock};
+use relay_core::ports::clock::{Clock, SystemClock};
 use relay_core::providers::TokenOptions;
 
 use crate::args::{
@@ -328,7 +328,7 @@ async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyho
         } => {
             let now_millis = SystemClock.now_millis();
             let types = match types {
-                Some(list) => relay_core::patterns::parse_list(&list)
+                Some(list) => relay_core::domain::patterns::parse_list(&list)
                     .map_err(|e| crate::errors::usage(format!("--type: {e}")))?,
                 None => Vec::new(),
             };

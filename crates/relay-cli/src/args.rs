@@ -107,7 +107,7 @@ pub struct DevArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Delays between delivery attempts, e.g. 1s,5s,30s.
-    #[arg(long, default_value = relay_core::retry::DEFAULT_SCHEDULE)]
+    #[arg(long, default_value = relay_core::domain::retry::DEFAULT_SCHEDULE)]
     pub retry_schedule: String,
     /// Refuse loopback and private destinations, as the Lambdas do.
     #[arg(long)]
@@ -190,7 +190,7 @@ pub enum SourcesCommand {
         #[arg(long = "secret", required = true)]
         secrets: Vec<String>,
         /// Seconds a signed timestamp may be off, either way (stripe, slack, standard, hmac).
-        #[arg(long, default_value_t = relay_core::model::DEFAULT_TOLERANCE_SECS)]
+        #[arg(long, default_value_t = relay_core::domain::model::DEFAULT_TOLERANCE_SECS)]
         tolerance: u64,
         #[command(flatten)]
         hmac: Box<HmacArgs>,
@@ -503,8 +503,8 @@ pub enum StatusArg {
 
 impl StatusArg {
     /// The search's status filter; `None` for every state.
-    pub fn filter(self) -> Option<relay_core::search::StatusFilter> {
-        use relay_core::search::StatusFilter;
+    pub fn filter(self) -> Option<relay_core::domain::search::StatusFilter> {
+        use relay_core::domain::search::StatusFilter;
         match self {
             StatusArg::Delivered => Some(StatusFilter::Delivered),
             StatusArg::Failed => Some(StatusFilter::Failed),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use relay_core::admin::subscriptions::Destinations;
 use relay_core::ports::HostResolver;
-use relay_core::settings::allow_private_destinations;
+use relay_core::runtime::settings::allow_private_destinations;
 
 use crate::args::Global;
 use crate::backend::Backend;

@@ -8,8 +8,8 @@ use serde_json::json;
 
 use relay_core::Store;
 use relay_core::admin::subscriptions::{self as core_subscriptions, FilterSubject};
-use relay_core::filter::{Filter, MAX_FILTER_TEXT_BYTES};
-use relay_core::model::DEFAULT_MAX_BODY_BYTES;
+use relay_core::domain::filter::{Filter, MAX_FILTER_TEXT_BYTES};
+use relay_core::domain::model::DEFAULT_MAX_BODY_BYTES;
 
 use crate::args::FilterArgs;
 use crate::errors::usage;

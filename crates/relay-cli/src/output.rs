@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::errors::Kind;
 
-use relay_core::model::{ProviderConfig, Source, Subscription};
+use relay_core::domain::model::{ProviderConfig, Source, Subscription};
 use relay_core::providers::HmacOptions;
 
 /// The error and its cause chain; under `--json` with its class (`kind`).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use relay_core::clock;
+use relay_core::ports::clock;
 use relay_core::receive::{Receiver, ReceiverConfig};
 use relay_core::reconcile::{
     Credential, CredentialError, CredentialReader, CredentialRef, Findings, RateLimitPolicy,

@@ -12,8 +12,8 @@ use relay_core::admin::bulk_replay::{
     self as core_bulk, BulkPlan, BulkReplay, BulkTarget, CONFIRM_ABOVE, Skipped,
 };
 use relay_core::admin::events as core_events;
-use relay_core::clock::{Clock, SystemClock};
-use relay_core::patterns;
+use relay_core::domain::patterns;
+use relay_core::ports::clock::{Clock, SystemClock};
 
 use crate::args::ReplayArgs;
 use crate::backend::Backend;

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
-use relay_core::filter::{EventInput, Filter};
-use relay_core::model::{
+use relay_core::domain::filter::{EventInput, Filter};
+use relay_core::domain::model::{
     BodyEncoding, DeliveryTask, EventEnvelope, ProviderConfig, QueueMessageRef, Source,
 };
 use relay_core::ports::{Queue, QueueError};
@@ -93,7 +93,7 @@ fn bench(c: &mut Criterion) {
     let receiver = Receiver::new(
         Arc::new(MemoryStore::with_sources([source])),
         Arc::new(SerializingQueue),
-        relay_core::clock::system(),
+        relay_core::ports::clock::system(),
         ReceiverConfig {
             cache_ttl: Duration::from_secs(3600),
             ..ReceiverConfig::default()

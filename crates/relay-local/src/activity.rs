@@ -3,7 +3,7 @@
 //! process's memory and start again at each restart).
 
 use async_trait::async_trait;
-use relay_core::model::AttemptOutcome;
+use relay_core::domain::model::AttemptOutcome;
 use relay_core::{ActivityCounts, RecentActivity, StoreError};
 use rusqlite::params;
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use relay_core::StoreError;
-use relay_core::clock::{self, SharedClock};
+use relay_core::ports::clock::{self, SharedClock};
 use rusqlite::{Connection, Transaction};
 use tokio::sync::Notify;
 

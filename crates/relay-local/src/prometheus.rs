@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use relay_core::metrics::{Metric, Tally};
+use relay_core::domain::metrics::{Metric, Tally};
 
 /// The `content-type` of the text `render` writes.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -81,7 +81,7 @@ fn escape_label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use relay_core::model::{AttemptOutcome, NextStep};
+    use relay_core::domain::model::{AttemptOutcome, NextStep};
     use relay_core::testkit::attempt_record as record;
 
     /// Fails naming the first of `lines` that `text` lacks.

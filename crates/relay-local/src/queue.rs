@@ -19,7 +19,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(150);
 /// The four local queues are the core's four queues.
 pub use relay_core::ports::QueueName as LocalQueueName;
 
-use relay_core::model::QueueMessageRef;
+use relay_core::domain::model::QueueMessageRef;
 
 /// A parsed receipt handle: `"<rowid>:<receipt>"`.
 #[derive(Debug, Clone, Copy)]
@@ -387,7 +387,7 @@ impl Queue for LocalBackend {
 
     async fn send_delivery(&self, task: &DeliveryTask, delay_secs: u32) -> Result<(), QueueError> {
         // Refused like SQS would, so `relay dev` catches what would fail in AWS.
-        let delay = relay_core::limits::queue_delay(delay_secs)?;
+        let delay = relay_core::domain::limits::queue_delay(delay_secs)?;
         self.send_message(
             LocalQueueName::Deliveries,
             &QueueMessageRef::Delivery(task),

@@ -3,10 +3,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use relay_core::clock::SharedClock;
-use relay_core::delivery::{DeliveryClient, DeliveryClientError, DeliveryConfig};
+use relay_core::domain::metrics::Tally;
 use relay_core::fanout::{Fanout, FanoutConfig};
-use relay_core::metrics::Tally;
+use relay_core::outbound::delivery::{DeliveryClient, DeliveryClientError, DeliveryConfig};
+use relay_core::ports::clock::SharedClock;
 use relay_core::receive::{Receiver, ReceiverConfig};
 use relay_core::{Queue, QueueConsumer};
 
@@ -21,13 +21,13 @@ pub struct LocalSettings {
 }
 
 impl LocalSettings {
-    /// The same `RELAY_*` tunables the Lambdas read (`relay_core::settings`); unset ones keep
+    /// The same `RELAY_*` tunables the Lambdas read (`relay_core::runtime::settings`); unset ones keep
     /// their defaults.
     pub fn from_lookup(
         lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, relay_core::settings::SettingError> {
-        let receiver = relay_core::settings::receiver_config(lookup)?;
-        let (fanout, delivery) = relay_core::settings::fanout_config(lookup)?;
+    ) -> Result<Self, relay_core::runtime::settings::SettingError> {
+        let receiver = relay_core::runtime::settings::receiver_config(lookup)?;
+        let (fanout, delivery) = relay_core::runtime::settings::fanout_config(lookup)?;
         Ok(Self {
             receiver,
             fanout,

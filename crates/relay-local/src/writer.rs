@@ -12,7 +12,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use relay_core::StoreError;
-use relay_core::clock::SharedClock;
+use relay_core::ports::clock::SharedClock;
 use rusqlite::{Connection, Transaction};
 use tokio::sync::oneshot;
 
@@ -322,7 +322,7 @@ fn purge_expired(conn: &mut Connection, turns: &WriteTurns, purge: &Purge) -> Db
 #[cfg(test)]
 mod tests {
     use super::*;
-    use relay_core::clock;
+    use relay_core::ports::clock;
     use std::sync::Arc;
 
     fn writer(dir: &std::path::Path) -> (Writer, std::path::PathBuf) {

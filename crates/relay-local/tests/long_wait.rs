@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{T0, depth_pair, pinned, receive_now, source, task};
-use relay_core::delivery::Outcome;
 use relay_core::fanout::{Fanout, FanoutConfig};
+use relay_core::outbound::delivery::Outcome;
 use relay_core::testkit::ScriptedDeliverer;
 use relay_core::{Catalog, Disposition, EventArchive, Queue, QueueMessage};
 use relay_local::LocalQueueName as Q;

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{T0, event, pinned, task};
-use relay_core::model::{AttemptOutcome, AttemptRecord, NextStep};
+use relay_core::domain::model::{AttemptOutcome, AttemptRecord, NextStep};
 use relay_core::{ActivityCounts, EventArchive, Queue, QueueConsumer, QueueName, RecentActivity};
 
 fn record(event_id: &str, sub: &str, at: i64, outcome: AttemptOutcome) -> AttemptRecord {

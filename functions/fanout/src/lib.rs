@@ -59,11 +59,11 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use relay_core::clock::FixedClock;
-    use relay_core::delivery::Outcome;
+    use relay_core::domain::model::QueueMessage;
     use relay_core::fanout::FanoutConfig;
-    use relay_core::model::QueueMessage;
+    use relay_core::outbound::delivery::Outcome;
     use relay_core::ports::Catalog;
+    use relay_core::ports::clock::FixedClock;
     use relay_core::testkit::contract::{event, source, subscription};
     use relay_core::testkit::{MemoryStore, RecordingQueue, ScriptedDeliverer};
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use relay_aws::metrics::EmfMetrics;
 use relay_aws::{AwsCredentials, DynamoStore};
-use relay_core::clock::SharedClock;
 use relay_core::ports::Catalog;
+use relay_core::ports::clock::SharedClock;
 use relay_core::receive::Receiver;
 use relay_core::reconcile::{Findings, RateLimitPolicy, ReconcileError, Reconciliation};
 use serde::{Deserialize, Serialize};

@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     // Reconcile queues what it finds through the receiver's claim and send.
     let sdk = relay_aws::load_sdk_config(&settings.sdk_policy(relay_aws::Caller::Receiver)).await;
     let aws = relay_aws::adapters_from_sdk_config(&sdk, &settings);
-    let clock = relay_core::clock::system();
+    let clock = relay_core::ports::clock::system();
     let receiver = relay_aws::wiring::receiver(
         aws.store.clone(),
         aws.queue.clone(),
@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
         clock.clone(),
     )?;
     let lookback = match env_lookup("RELAY_RECONCILE_LOOKBACK") {
-        Some(text) => relay_core::retry::parse_duration(&text)
+        Some(text) => relay_core::domain::retry::parse_duration(&text)
             .map_err(|e| format!("RELAY_RECONCILE_LOOKBACK {text:?}: {e}"))?,
         None => DEFAULT_LOOKBACK,
     };

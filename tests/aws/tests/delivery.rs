@@ -10,14 +10,14 @@ mod harness;
 use std::time::Duration;
 
 use harness::*;
-use relay_core::model::QueueMessage;
+use relay_core::domain::model::QueueMessage;
 use relay_core::ports::{Catalog, EventArchive, Queue, QueueConsumer, QueueName};
 
 #[tokio::test]
 async fn signed_push_is_delivered_byte_identical_and_verified() {
     let stack = Stack::new("signed_push_is_delivered_byte_identical_and_verified").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
-    let whsec = relay_core::ids::new_signing_secret();
+    let whsec = relay_core::domain::ids::new_signing_secret();
     let sink = Sink::start(&whsec).await;
     stack
         .add_subscription("github", &sink.url("/ok/push"), &whsec)
@@ -130,7 +130,7 @@ async fn fixtures_go_through_both_handlers() {
     stack
         .add_github_source("github", "fixture-github-secret")
         .await;
-    let whsec = relay_core::ids::new_signing_secret();
+    let whsec = relay_core::domain::ids::new_signing_secret();
     let sink = Sink::start(&whsec).await;
     stack
         .add_subscription("github", &sink.url("/ok/fixture"), &whsec)
@@ -187,7 +187,7 @@ async fn fixtures_go_through_both_handlers() {
 async fn failing_subscription_is_retried_alone() {
     let stack = Stack::new("failing_subscription_is_retried_alone").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
-    let whsec = relay_core::ids::new_signing_secret();
+    let whsec = relay_core::domain::ids::new_signing_secret();
     let sink = Sink::start(&whsec).await;
     let healthy = stack
         .add_subscription("github", &sink.url("/ok/healthy"), &whsec)
@@ -277,7 +277,7 @@ async fn failing_subscription_is_retried_alone() {
 async fn spent_schedule_dead_letters_and_redrive_delivers() {
     let stack = Stack::new("spent_schedule_dead_letters_and_redrive_delivers").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
-    let whsec = relay_core::ids::new_signing_secret();
+    let whsec = relay_core::domain::ids::new_signing_secret();
     let sink = Sink::start(&whsec).await;
     // Fails the first three requests: attempt 1 and the two retries of "1s,1s".
     let path = "/fail/3/dlq";
@@ -402,7 +402,7 @@ async fn unqueueable_retry_keeps_the_event_without_repeating_the_healthy_deliver
         Stack::new("unqueueable_retry_keeps_the_event_without_repeating_the_healthy_delivery")
             .await;
     stack.add_github_source("github", GITHUB_SECRET).await;
-    let whsec = relay_core::ids::new_signing_secret();
+    let whsec = relay_core::domain::ids::new_signing_secret();
     let sink = Sink::start(&whsec).await;
     let healthy = stack
         .add_subscription("github", &sink.url("/ok/healthy"), &whsec)
@@ -520,7 +520,7 @@ async fn unreadable_event_message_ends_in_the_events_dlq() {
 async fn largest_bodies_fit_every_hop() {
     let stack = Stack::new("largest_bodies_fit_every_hop").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
-    let whsec = relay_core::ids::new_signing_secret();
+    let whsec = relay_core::domain::ids::new_signing_secret();
     let sink = Sink::start(&whsec).await;
     // The first two requests (attempt 1 of each event) fail, so each body also travels inside
     // a retry message on the deliveries queue.
@@ -640,7 +640,7 @@ async fn largest_bodies_fit_every_hop() {
 #[tokio::test]
 async fn early_delivery_hops_until_due() {
     let stack = Stack::new("early_delivery_hops_until_due").await;
-    let whsec = relay_core::ids::new_signing_secret();
+    let whsec = relay_core::domain::ids::new_signing_secret();
     let sink = Sink::start(&whsec).await;
     let sub = stack
         .add_subscription("github", &sink.url("/ok/early"), &whsec)
@@ -652,18 +652,18 @@ async fn early_delivery_hops_until_due() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64;
-    let event = relay_core::model::EventEnvelope {
-        id: relay_core::ids::new_event_id(),
+    let event = relay_core::domain::model::EventEnvelope {
+        id: relay_core::domain::ids::new_event_id(),
         source: "github".into(),
         event_type: "push".into(),
         content_type: Some("application/json".into()),
         received_at: now_ms,
         body: PUSH_BODY.into(),
-        body_encoding: relay_core::model::BodyEncoding::Utf8,
+        body_encoding: relay_core::domain::model::BodyEncoding::Utf8,
         reconciled: false,
     };
     let due = now_ms + 3_000;
-    let task = relay_core::model::DeliveryTask {
+    let task = relay_core::domain::model::DeliveryTask {
         event: event.clone(),
         subscription_id: sub.clone(),
         attempt: 2,
@@ -728,7 +728,7 @@ async fn early_delivery_hops_until_due() {
 async fn a_retry_due_in_two_hours_holds_nothing_in_flight() {
     let stack = Stack::new("a_retry_due_in_two_hours_holds_nothing_in_flight").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
-    let whsec = relay_core::ids::new_signing_secret();
+    let whsec = relay_core::domain::ids::new_signing_secret();
     let sink = Sink::start(&whsec).await;
     let sub = stack
         .add_subscription("github", &sink.url("/fail/100/far"), &whsec)
@@ -763,7 +763,7 @@ async fn a_retry_due_in_two_hours_holds_nothing_in_flight() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64;
-    let woken = relay_core::model::DeliveryTask {
+    let woken = relay_core::domain::model::DeliveryTask {
         event,
         subscription_id: sub.clone(),
         attempt: 2,
@@ -811,7 +811,7 @@ async fn a_retry_due_in_two_hours_holds_nothing_in_flight() {
 async fn gone_subscriber_is_disabled_without_retries() {
     let stack = Stack::new("gone_subscriber_is_disabled_without_retries").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
-    let whsec = relay_core::ids::new_signing_secret();
+    let whsec = relay_core::domain::ids::new_signing_secret();
     let sink = Sink::start(&whsec).await;
     let sub = stack
         .add_subscription("github", &sink.url("/status/410/gone"), &whsec)
@@ -868,7 +868,7 @@ async fn gone_subscriber_is_disabled_without_retries() {
 async fn lambda_defaults_refuse_loopback_destinations() {
     let stack = Stack::new("lambda_defaults_refuse_loopback_destinations").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
-    let whsec = relay_core::ids::new_signing_secret();
+    let whsec = relay_core::domain::ids::new_signing_secret();
     let sink = Sink::start(&whsec).await;
     let by_ip = stack
         .add_subscription("github", &sink.url("/ok/ip"), &whsec)
@@ -951,7 +951,7 @@ async fn hanging_subscriber_leaves_the_event_batch_at_the_first_attempt_timeout(
     let stack =
         Stack::new("hanging_subscriber_leaves_the_event_batch_at_the_first_attempt_timeout").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
-    let whsec = relay_core::ids::new_signing_secret();
+    let whsec = relay_core::domain::ids::new_signing_secret();
     let sink = Sink::start(&whsec).await;
     let (hanging_url, _holder) = silent_endpoint().await;
     let healthy = stack
@@ -991,7 +991,7 @@ async fn hanging_subscriber_leaves_the_event_batch_at_the_first_attempt_timeout(
 async fn attempts_fit_the_invocation_deadline() {
     let stack = Stack::new("attempts_fit_the_invocation_deadline").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
-    let whsec = relay_core::ids::new_signing_secret();
+    let whsec = relay_core::domain::ids::new_signing_secret();
     let (hanging_url, _holder) = silent_endpoint().await;
     let hanging = stack
         .add_subscription("github", &format!("{hanging_url}/hook"), &whsec)
@@ -1051,7 +1051,7 @@ struct RetryPending {
 
 /// Sends a new event to a subscription at `path` of a fresh sink and fails its first attempt.
 async fn first_attempt_failed(stack: &Stack, path: &str) -> RetryPending {
-    let whsec = relay_core::ids::new_signing_secret();
+    let whsec = relay_core::domain::ids::new_signing_secret();
     let sink = Sink::start(&whsec).await;
     let poller = stack.poller("1s").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
@@ -1112,7 +1112,7 @@ async fn handle_and_lose_the_delete(
     fanout: &relay_core::fanout::Fanout,
     queue_url: &str,
     message: &relay_aws::SqsMessage,
-) -> relay_core::model::Disposition {
+) -> relay_core::domain::model::Disposition {
     let disposition = fanout.handle_message(&message.to_received(), None).await;
     stack
         .admin()
@@ -1137,7 +1137,7 @@ async fn a_delivery_whose_delete_was_lost_is_not_delivered_again() {
 
     let first = next_message(&stack, &deliveries).await;
     let disposition = handle_and_lose_the_delete(&stack, &fanout, &deliveries, &first).await;
-    assert_eq!(disposition, relay_core::model::Disposition::Delete);
+    assert_eq!(disposition, relay_core::domain::model::Disposition::Delete);
     assert_eq!(sink.received_on(path).await.len(), 2, "attempt 2 made");
 
     // The same message comes back: dropped, not attempted again.
@@ -1145,7 +1145,7 @@ async fn a_delivery_whose_delete_was_lost_is_not_delivered_again() {
     assert_eq!(again.message_id, first.message_id);
     assert_eq!(again.receive_count, 2);
     let disposition = fanout.handle_message(&again.to_received(), None).await;
-    assert_eq!(disposition, relay_core::model::Disposition::Delete);
+    assert_eq!(disposition, relay_core::domain::model::Disposition::Delete);
     stack
         .admin()
         .delete(&deliveries, &again.receipt_handle)
@@ -1199,7 +1199,7 @@ async fn a_hop_whose_delete_was_lost_is_attempted_once() {
     let disposition = handle_and_lose_the_delete(&stack, &fanout, &deliveries, &early).await;
     assert_eq!(
         disposition,
-        relay_core::model::Disposition::Delete,
+        relay_core::domain::model::Disposition::Delete,
         "hopped"
     );
     // The early message comes back and hops again: two messages now carry attempt 2.
@@ -1208,7 +1208,7 @@ async fn a_hop_whose_delete_was_lost_is_attempted_once() {
     let disposition = fanout.handle_message(&again.to_received(), None).await;
     assert_eq!(
         disposition,
-        relay_core::model::Disposition::Delete,
+        relay_core::domain::model::Disposition::Delete,
         "hopped"
     );
     stack
@@ -1248,9 +1248,9 @@ fn now_millis() -> i64 {
 async fn a_filtered_subscription_skips_events_its_filter_does_not_match() {
     let stack = Stack::new("a_filtered_subscription_skips_events_its_filter_does_not_match").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
-    let whsec = relay_core::ids::new_signing_secret();
+    let whsec = relay_core::domain::ids::new_signing_secret();
     let sink = Sink::start(&whsec).await;
-    let filter = relay_core::filter::Filter::parse(
+    let filter = relay_core::domain::filter::Filter::parse(
         r#"{"body":{"ref":"refs/heads/main","pusher":{"name":{"$startsWith":"Zoë"}}}}"#,
     )
     .expect("filter");

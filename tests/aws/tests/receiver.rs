@@ -9,7 +9,7 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use harness::*;
-use relay_core::model::QueueMessage;
+use relay_core::domain::model::QueueMessage;
 use relay_core::receive::MAX_DELIVERY_ID_BYTES;
 
 /// How long GitHub waits for an answer before it counts the delivery as failed: an outage must

@@ -12,8 +12,8 @@ use std::time::Duration;
 use harness::*;
 use relay_core::admin::bulk_replay::{BulkReplay, BulkTarget, plan_bulk_replay, queue_bulk_replay};
 use relay_core::admin::events::{list_events, subscription_query};
+use relay_core::domain::search::{DeliveryState, StatusFilter};
 use relay_core::ports::{EventQuery, QueueConsumer, QueueName};
-use relay_core::search::{DeliveryState, StatusFilter};
 
 fn now_millis() -> i64 {
     std::time::SystemTime::now()
@@ -49,7 +49,7 @@ async fn search(
 async fn an_outage_is_found_and_recovered_with_one_bulk_replay() {
     let stack = Stack::new("an_outage_is_found_and_recovered_with_one_bulk_replay").await;
     stack.add_github_source("github", GITHUB_SECRET).await;
-    let whsec = relay_core::ids::new_signing_secret();
+    let whsec = relay_core::domain::ids::new_signing_secret();
     let sink = Sink::start(&whsec).await;
     // Fails 6 requests: the three events' two attempts each under "1s", which dead-letter.
     let down_path = "/fail/6/down";

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use futures::future::try_join_all;
-use relay_core::model::{AttemptRecord, EventEnvelope};
+use relay_core::domain::model::{AttemptRecord, EventEnvelope};
 use relay_core::ports::{EventArchive, EventPage, EventQuery, EventSummary, StoreError};
 
 use super::codec::{

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use relay_core::model::{Source, Subscription};
+use relay_core::domain::model::{Source, Subscription};
 use relay_core::ports::{Catalog, StoreError};
 
 use super::codec::{from_doc, n, s, str_attr, to_json};

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use relay_core::model::{AttemptRecord, EventEnvelope};
+use relay_core::domain::model::{AttemptRecord, EventEnvelope};
 use relay_core::ports::{EventSummary, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -186,7 +186,7 @@ pub(super) fn from_doc<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError
 #[cfg(test)]
 pub(in crate::dynamo) mod tests {
     use super::*;
-    use relay_core::model::{BodyEncoding, Source};
+    use relay_core::domain::model::{BodyEncoding, Source};
 
     /// An item of the given attributes (shared by the dynamo modules' tests).
     pub(in crate::dynamo) fn item(pairs: &[(&str, AttributeValue)]) -> Item {

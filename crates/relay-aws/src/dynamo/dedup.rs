@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
-use relay_core::model::DedupClaim;
+use relay_core::domain::model::DedupClaim;
 use relay_core::ports::{DedupLedger, StoreError};
 
 use super::codec::{n, num_attr, s, str_attr};

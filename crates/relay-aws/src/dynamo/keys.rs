@@ -117,7 +117,7 @@ mod tests {
         assert_eq!(event_shard("a"), 0xe40c_292c % EVENT_INDEX_SHARDS);
         let mut counts = [0u32; EVENT_INDEX_SHARDS as usize];
         for _ in 0..16_000 {
-            let id = relay_core::ids::new_event_id();
+            let id = relay_core::domain::ids::new_event_id();
             counts[event_shard(&id) as usize] += 1;
         }
         // 1,000 expected per shard; a fair hash stays far inside these bounds.

@@ -32,7 +32,7 @@ pub async fn sdk_config(endpoint: &str, timeout: Duration) -> aws_config::SdkCon
 
 /// `prefix-<12 characters of a new id>`: tests run in parallel against one server.
 pub fn unique(prefix: &str) -> String {
-    let id = relay_core::ids::new_event_id();
+    let id = relay_core::domain::ids::new_event_id();
     format!("{prefix}-{}", &id[id.len() - 12..])
 }
 

@@ -11,11 +11,11 @@
 
 use futures::stream::{self, StreamExt};
 
+use crate::domain::filter::EventInput;
+use crate::domain::model::{DeliveryTask, Subscription};
+use crate::domain::search::{DeliveryFilter, DeliveryState, StatusFilter};
 use crate::fanout::targets::{next_attempt, takes, takes_type};
-use crate::filter::EventInput;
-use crate::model::{DeliveryTask, Subscription};
 use crate::ports::{Catalog, EventArchive, EventQuery, EventSummary, Queue};
-use crate::search::{DeliveryFilter, DeliveryState, StatusFilter};
 
 use super::events::refuse_disabled;
 use super::subscriptions::get_subscription;

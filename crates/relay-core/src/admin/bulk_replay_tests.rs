@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::clock::FixedClock;
-use crate::delivery::Outcome;
-use crate::fanout::{Fanout, FanoutConfig};
-use crate::ids::event_id_at;
-use crate::model::{
+use crate::domain::ids::event_id_at;
+use crate::domain::model::{
     AttemptOutcome, AttemptRecord, Disposition, EventEnvelope, NextStep, QueueMessage,
     ReceivedMessage,
 };
+use crate::domain::search::StatusFilter;
+use crate::fanout::{Fanout, FanoutConfig};
+use crate::outbound::delivery::Outcome;
 use crate::ports::Catalog;
-use crate::search::StatusFilter;
+use crate::ports::clock::FixedClock;
 use crate::testkit::contract::{attempt, event, source, subscription};
 use crate::testkit::{MemoryStore, RecordingQueue, ScriptedDeliverer};
 
@@ -476,7 +476,7 @@ async fn an_event_gone_before_queuing_is_skipped_and_a_down_queue_fails() {
 #[tokio::test]
 async fn a_filtered_subscription_replays_only_the_events_its_filter_matches() {
     let store = store().await;
-    let filter = crate::filter::Filter::parse(r#"{"body":{"action":"opened"}}"#).unwrap();
+    let filter = crate::domain::filter::Filter::parse(r#"{"body":{"action":"opened"}}"#).unwrap();
     let s2 = store.get_subscription("s2").await.unwrap().unwrap();
     store
         .put_subscription(&Subscription {

@@ -2,11 +2,11 @@
 //! subscriptions the fanout would and numbers its attempts as the fanout does
 //! (`fanout::targets`), so `x-relay-attempt` runs on and never repeats.
 
+use crate::domain::filter::EventInput;
+use crate::domain::model::{AttemptRecord, DeliveryTask, EventEnvelope};
+use crate::domain::search::{DeliveryFilter, StatusFilter};
 use crate::fanout::targets::{delivers_to, next_attempt};
-use crate::filter::EventInput;
-use crate::model::{AttemptRecord, DeliveryTask, EventEnvelope};
 use crate::ports::{Catalog, EventArchive, EventPage, EventQuery, Queue};
-use crate::search::{DeliveryFilter, StatusFilter};
 
 use super::subscriptions::get_subscription;
 use super::{AdminError, Missing};
@@ -126,7 +126,7 @@ pub async fn plan_replay(
 }
 
 /// A replay to a disabled subscription is refused: it would only be dropped when due.
-pub(super) fn refuse_disabled(sub: &crate::model::Subscription) -> Result<(), AdminError> {
+pub(super) fn refuse_disabled(sub: &crate::domain::model::Subscription) -> Result<(), AdminError> {
     if sub.enabled {
         return Ok(());
     }

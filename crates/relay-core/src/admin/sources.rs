@@ -1,7 +1,7 @@
 //! Sources: add (with each provider's options and secret rules, from its registry entry), list,
 //! update, remove.
 
-use crate::model::{ProviderConfig, Source};
+use crate::domain::model::{ProviderConfig, Source};
 use crate::ports::Catalog;
 use crate::providers::{
     GivenOptions, TwilioOptions, check_public_url, find, validate_source_secret,

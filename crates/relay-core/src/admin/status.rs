@@ -1,7 +1,7 @@
 //! `relay status`: the queues' depths, the subscriptions that need attention and the last hour's
 //! counts, gathered through the ports into one plain report the CLI prints.
 
-use crate::model::{RefusedDeliveries, Subscription};
+use crate::domain::model::{RefusedDeliveries, Subscription};
 use crate::ports::{ActivityCounts, Catalog, QueueConsumer, QueueDepth, QueueName, RecentActivity};
 
 use super::AdminError;
@@ -136,8 +136,8 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::clock::FixedClock;
-    use crate::model::DeliveryTask;
+    use crate::domain::model::DeliveryTask;
+    use crate::ports::clock::FixedClock;
     use crate::ports::{Queue, StoreError};
     use crate::testkit::contract::{event, source, subscription};
     use crate::testkit::{MemoryQueue, MemoryStore};
@@ -305,7 +305,7 @@ mod tests {
     async fn sources_with_weak_secrets_are_listed() {
         let store = MemoryStore::with_sources([
             crate::testkit::contract::source("weak"),
-            crate::model::Source {
+            crate::domain::model::Source {
                 secrets: vec![
                     "a-strong-github-secret-0123".into(),
                     "tiny".into(),
@@ -313,12 +313,12 @@ mod tests {
                 ],
                 ..crate::testkit::contract::source("mixed")
             },
-            crate::model::Source {
+            crate::domain::model::Source {
                 secrets: vec!["a-strong-github-secret-0123".into()],
                 ..crate::testkit::contract::source("strong")
             },
         ]);
-        let queue = MemoryQueue::new(crate::clock::FixedClock::at_secs(NOW_SECS));
+        let queue = MemoryQueue::new(crate::ports::clock::FixedClock::at_secs(NOW_SECS));
         let report = status(&queue, &store, None, NOW_SECS * 1000).await.unwrap();
         assert_eq!(
             report.weak_secrets,
@@ -328,7 +328,7 @@ mod tests {
 
     #[test]
     fn attempts_count_as_the_metrics_count_them() {
-        use crate::model::AttemptOutcome as O;
+        use crate::domain::model::AttemptOutcome as O;
         let mut counts = ActivityCounts::default();
         for outcome in O::ALL {
             counts.add_attempts(*outcome, 1);

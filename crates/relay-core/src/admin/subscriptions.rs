@@ -5,15 +5,15 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::domain::filter::{EventInput, Filter};
+use crate::domain::ids;
+use crate::domain::model::{EventEnvelope, SigningSecret, Subscription};
+use crate::domain::patterns::parse_list;
 use crate::fanout::targets::takes_type;
-use crate::filter::{EventInput, Filter};
-use crate::ids;
-use crate::model::{EventEnvelope, SigningSecret, Subscription};
-use crate::netguard::non_global_reason;
-use crate::patterns::parse_list;
+use crate::outbound::netguard::non_global_reason;
+use crate::ports::subscriptions::modify_subscription;
 use crate::ports::{Catalog, EventArchive, HostResolver};
 use crate::signing::validate_signing_secret;
-use crate::subscriptions::modify_subscription;
 
 use super::{AdminError, Missing};
 

@@ -15,9 +15,9 @@ use super::subscriptions::{
     get_subscription, list_subscriptions, rotate_secret, set_enabled, update_subscription,
 };
 use super::{AdminError, Missing};
-use crate::clock::FixedClock;
+use crate::domain::model::{Disposition, QueueMessage, ReceivedMessage, Subscription};
 use crate::fanout::{Fanout, FanoutConfig};
-use crate::model::{Disposition, QueueMessage, ReceivedMessage, Subscription};
+use crate::ports::clock::FixedClock;
 use crate::ports::{Catalog, EventArchive, QueueConsumer, QueueName};
 use crate::testkit::contract::{attempt, event, subscription};
 use crate::testkit::{MemoryStore, RecordingQueue, ScriptedDeliverer};
@@ -505,7 +505,7 @@ async fn update_changes_what_it_is_given_and_keeps_id_and_secret() {
     assert!(changed.revision > before.revision);
 
     // A new URL, a filter and new headers; the old URL's failures go with it.
-    let filter = crate::filter::Filter::parse(r#"{"body":{"action":"opened"}}"#).unwrap();
+    let filter = crate::domain::filter::Filter::parse(r#"{"body":{"action":"opened"}}"#).unwrap();
     let changed = update_subscription(
         store.as_ref(),
         "s1",
@@ -929,7 +929,7 @@ async fn redrive_of_one_queue_leaves_the_other_dead_letter_queue() {
 #[tokio::test]
 async fn a_filter_is_stored_tried_and_followed_by_replay() {
     use super::subscriptions::{FilterSubject, FilterTrial, test_filter};
-    use crate::filter::Filter;
+    use crate::domain::filter::Filter;
     let store = store_with([]).await;
     let sub = add_subscription(
         store.as_ref(),
@@ -969,7 +969,7 @@ async fn a_filter_is_stored_tried_and_followed_by_replay() {
         missed.reasons,
         ["filter: body.id: expected \"evt_1\", found \"evt_2\""]
     );
-    let issues = crate::model::EventEnvelope {
+    let issues = crate::domain::model::EventEnvelope {
         id: "evt_3".into(),
         event_type: "issues".into(),
         body: "not json".into(),

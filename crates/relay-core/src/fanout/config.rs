@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::model::{AttemptOutcome, AttemptRecord};
-use crate::retry::RetrySchedule;
+use crate::domain::model::{AttemptOutcome, AttemptRecord};
+use crate::domain::retry::RetrySchedule;
 
 #[derive(Debug, Clone)]
 pub struct FanoutConfig {

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use crate::delivery::Outcome;
-use crate::model::{
+use crate::domain::model::{
     AttemptOutcome, AttemptRecord, DeliveryTask, EventEnvelope, NextStep, Subscription,
 };
-use crate::retry::send_delay_secs;
+use crate::domain::retry::send_delay_secs;
+use crate::outbound::delivery::Outcome;
 
 /// One attempt's facts, as `decide` needs them.
 pub struct AttemptFacts<'a> {

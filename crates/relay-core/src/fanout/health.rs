@@ -4,8 +4,8 @@ use tracing::warn;
 
 use super::Fanout;
 use super::decide::HealthChange;
-use crate::model::{RefusedDeliveries, Subscription};
-use crate::subscriptions::modify_subscription;
+use crate::domain::model::{RefusedDeliveries, Subscription};
+use crate::ports::subscriptions::modify_subscription;
 
 impl Fanout {
     pub(super) async fn apply_health(&self, subscription: &Subscription, change: HealthChange) {

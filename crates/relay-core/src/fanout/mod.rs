@@ -15,14 +15,14 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tracing::{debug, info, warn};
 
-use crate::cache::TtlCache;
-use crate::clock::SharedClock;
-use crate::delivery::{Attempt, AttemptResult, DeliveryClient};
-use crate::metrics::Tally;
-use crate::model::{
+use crate::domain::metrics::Tally;
+use crate::domain::model::{
     AttemptOutcome, AttemptRecord, DeliveryTask, Disposition, EventEnvelope, NextStep,
     QueueMessage, ReceivedMessage, Subscription,
 };
+use crate::outbound::delivery::{Attempt, AttemptResult, DeliveryClient};
+use crate::ports::cache::TtlCache;
+use crate::ports::clock::SharedClock;
 use crate::ports::{Catalog, Deliverer, EventArchive, Queue, StoreError};
 
 mod config;

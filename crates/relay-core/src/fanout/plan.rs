@@ -5,9 +5,11 @@
 
 use std::collections::HashSet;
 
-use crate::delivery::{AttemptResult, Outcome};
-use crate::filter::EventInput;
-use crate::model::{AttemptOutcome, AttemptRecord, DeliveryTask, EventEnvelope, Subscription};
+use crate::domain::filter::EventInput;
+use crate::domain::model::{
+    AttemptOutcome, AttemptRecord, DeliveryTask, EventEnvelope, Subscription,
+};
+use crate::outbound::delivery::{AttemptResult, Outcome};
 
 use super::ArchiveMode;
 use super::decide::superseding_record;
@@ -107,7 +109,7 @@ pub fn attempt_record(
     attempt: u32,
     now_millis: i64,
     step: Step<'_>,
-    next: crate::model::NextStep,
+    next: crate::domain::model::NextStep,
 ) -> AttemptRecord {
     let (at, status, outcome, latency_ms, response_excerpt) = match step {
         Step::Attempted(result) => (

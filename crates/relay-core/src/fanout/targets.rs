@@ -2,9 +2,9 @@
 //! fanout and for replay, so a replay reaches the subscriptions the fanout would and
 //! `x-relay-attempt` never repeats.
 
-use crate::filter::EventInput;
-use crate::model::{AttemptRecord, Subscription};
-use crate::patterns::matches_any;
+use crate::domain::filter::EventInput;
+use crate::domain::model::{AttemptRecord, Subscription};
+use crate::domain::patterns::matches_any;
 
 /// True when the fanout delivers the event to `subscription`: it is enabled and takes the event.
 pub fn delivers_to(subscription: &Subscription, event: &EventInput<'_>) -> bool {

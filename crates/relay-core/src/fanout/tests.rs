@@ -15,16 +15,16 @@ use super::plan::{
     LogWrite, RoundLog, RoundStep, Step, TaskPlan, attempt_record, plan_round, plan_task,
 };
 use super::{ArchiveMode, Fanout, FanoutConfig};
-use crate::clock::{Clock, FixedClock};
-use crate::delivery::{AttemptResult, Outcome};
-use crate::metrics::{Metric, Tally};
-use crate::model::{
+use crate::domain::metrics::{Metric, Tally};
+use crate::domain::model::{
     AttemptOutcome, AttemptRecord, BodyEncoding, DeliveryTask, Disposition, EventEnvelope,
     NextStep, ProviderConfig, QueueMessage, ReceivedMessage, RefusedDeliveries, Source,
     Subscription,
 };
+use crate::domain::retry::RetrySchedule;
+use crate::outbound::delivery::{AttemptResult, Outcome};
+use crate::ports::clock::{Clock, FixedClock};
 use crate::ports::{Catalog, EventArchive};
-use crate::retry::RetrySchedule;
 use crate::testkit::{MemoryStore, RecordingQueue, ScriptedDeliverer};
 
 const NOW: i64 = 1_700_000_000;
@@ -1003,7 +1003,7 @@ fn a_round_writes_the_event_once_and_holds_successes_while_only_failures_are_kep
 
 #[test]
 fn a_round_takes_the_subscriptions_whose_patterns_and_filter_match() {
-    use crate::filter::Filter;
+    use crate::domain::filter::Filter;
     let filtered = |id: &str, filter: &str| Subscription {
         filter: Some(Filter::parse(filter).unwrap()),
         ..subscription(id)

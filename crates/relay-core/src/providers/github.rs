@@ -95,7 +95,7 @@ pub(super) fn verify(
 mod tests {
     use super::super::test_support::{config, request, source, vectors};
     use super::*;
-    use crate::model::Source;
+    use crate::domain::model::Source;
 
     fn vector_request(extra: &[(&str, &str)], body: &str) -> (Source, InboundRequest) {
         let v = &vectors()["github"];

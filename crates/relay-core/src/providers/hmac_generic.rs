@@ -476,7 +476,7 @@ pub(super) fn verify(
 mod tests {
     use super::super::test_support::{request, source};
     use super::*;
-    use crate::model::Source;
+    use crate::domain::model::Source;
     use crate::signing::{Algorithm, hmac_sha256};
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;

@@ -65,7 +65,7 @@ pub(super) fn verify(
 mod tests {
     use super::super::test_support::{config, request, source, vectors};
     use super::*;
-    use crate::model::Source;
+    use crate::domain::model::Source;
 
     fn vector(extra: &[(&str, &str)], body: Option<&str>) -> (Source, InboundRequest) {
         let v = &vectors()["shopify"];

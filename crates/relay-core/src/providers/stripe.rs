@@ -139,7 +139,7 @@ pub(super) fn verify(
 mod tests {
     use super::super::test_support::{config, request, source};
     use super::*;
-    use crate::model::Source;
+    use crate::domain::model::Source;
 
     const SECRET: &str = "whsec_test_secret";
     const BODY: &str = r#"{"id":"evt_1","object":"event","type":"payment_intent.succeeded"}"#;

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 
 use super::{InboundRequest, ProviderConfig};
-use crate::model::Source;
+use crate::domain::model::Source;
 
 pub fn vectors() -> serde_json::Value {
     let text = include_str!("../../testdata/providers.json");

@@ -1,6 +1,6 @@
 use super::test_support::config;
 use super::*;
-use crate::model::Source;
+use crate::domain::model::Source;
 
 /// Where each registered provider's official vectors are in `providers.json`, when the key
 /// is not its `--provider` name.

@@ -186,7 +186,7 @@ pub(super) fn verify(
 mod tests {
     use super::super::test_support::{request, source};
     use super::*;
-    use crate::model::Source;
+    use crate::domain::model::Source;
 
     fn src(options: TokenOptions) -> Source {
         source(options.into(), "t0ken-value")

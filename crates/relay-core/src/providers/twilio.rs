@@ -302,7 +302,7 @@ pub(super) fn verify(
 mod tests {
     use super::super::test_support::{request, source, vectors};
     use super::*;
-    use crate::model::Source;
+    use crate::domain::model::Source;
 
     fn vector_form() -> String {
         let v = &vectors()["twilio"];

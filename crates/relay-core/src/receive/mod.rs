@@ -7,18 +7,18 @@ use std::time::Duration;
 use http::Method;
 use tracing::{info, warn};
 
-use crate::cache::TtlCache;
-use crate::clock::SharedClock;
-use crate::ids::event_id_at;
-use crate::metrics::Tally;
-use crate::model::{DedupClaim, EventEnvelope, Source};
+use crate::domain::ids::event_id_at;
+use crate::domain::metrics::Tally;
+use crate::domain::model::{DedupClaim, EventEnvelope, Source};
+use crate::ports::cache::TtlCache;
+use crate::ports::clock::SharedClock;
 use crate::ports::{Catalog, DedupLedger, EventArchive, Queue};
 use crate::providers::{self, InboundRequest, Outcome, Rejection, Verified};
 
 mod outcome;
 pub use outcome::{ReceiveOutcome, Refusal, Reply, Unavailable};
 
-pub use crate::model::{
+pub use crate::domain::model::{
     DEFAULT_MAX_BODY_BYTES, MAX_CONTENT_TYPE_BYTES, MAX_DELIVERY_ID_BYTES, MAX_EVENT_TYPE_BYTES,
     MAX_SOURCE_NAME_BYTES,
 };
@@ -371,7 +371,7 @@ enum ClaimVerdict {
 
 /// Seconds since the epoch when the relay minted `event_id` (its UUIDv7 time).
 fn event_time_secs(event_id: &str) -> Option<i64> {
-    crate::ids::event_time_millis(event_id).map(|ms| ms.div_euclid(1000))
+    crate::domain::ids::event_time_millis(event_id).map(|ms| ms.div_euclid(1000))
 }
 
 /// Refuses (400) an authentic request carrying something the relay could not deliver or store,
@@ -455,9 +455,9 @@ pub fn validate_source_name(name: &str) -> Result<(), InvalidSourceName> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::FixedClock;
-    use crate::metrics::Metric;
-    use crate::model::ProviderConfig;
+    use crate::domain::metrics::Metric;
+    use crate::domain::model::ProviderConfig;
+    use crate::ports::clock::FixedClock;
     use crate::providers::{HmacOptions, TokenOptions};
     use crate::signing::hmac_sha256;
     use crate::testkit::{MemoryStore, RecordingQueue};
@@ -561,7 +561,7 @@ mod tests {
     async fn an_unconfirmed_claim_whose_event_was_never_stored_is_taken_over() {
         let (receiver, queue, store, clock) = receiver_with(unconfirmed());
         // A receiver claimed the id and stopped before queuing anything.
-        let lost = crate::ids::event_id_at(NOW * 1000);
+        let lost = crate::domain::ids::event_id_at(NOW * 1000);
         let claim = store
             .claim_dedup("gh", "d-2", &lost, NOW, NOW + 7 * 86_400)
             .await

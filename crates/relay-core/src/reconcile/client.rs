@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use url::Url;
 
-use crate::clock::SharedClock;
+use crate::ports::clock::SharedClock;
 
 /// An API credential. Never printed: `Debug` shows only that there is one.
 #[derive(Clone)]
@@ -419,7 +419,7 @@ mod tests {
             "http://127.0.0.1:9/api",
             Credential::new("t"),
             RateLimitPolicy::default(),
-            crate::clock::FixedClock::at_secs(NOW),
+            crate::ports::clock::FixedClock::at_secs(NOW),
         )
         .unwrap();
         assert_eq!(

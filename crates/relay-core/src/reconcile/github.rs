@@ -262,7 +262,7 @@ mod tests {
         assert_eq!(parse_timestamp("2019-06-03 00:57:16"), None);
         assert_eq!(parse_timestamp("2019-13-03T00:57:16Z"), None);
         for days in [-1000, 0, 59, 365, 19_000, 30_000] {
-            let (y, m, d) = crate::civil::civil_from_days(days);
+            let (y, m, d) = crate::domain::civil::civil_from_days(days);
             assert_eq!(days_from_civil(y, i64::from(m), i64::from(d)), days);
         }
     }

@@ -16,7 +16,7 @@ mod sweep;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::model::Source;
+use crate::domain::model::Source;
 use crate::ports::DedupLedger;
 use crate::providers::Verified;
 use crate::receive::{ReceiveOutcome, Receiver};
@@ -36,7 +36,7 @@ pub fn reconciler_for(source: &Source) -> Option<&'static Reconciler> {
         .find(|r| r.provider == source.provider.name())
 }
 
-pub use crate::model::ReconcileSettings;
+pub use crate::domain::model::ReconcileSettings;
 
 /// A change to a source's reconcile settings (`relay sources update`): each given part replaces
 /// the stored one.
@@ -169,7 +169,7 @@ impl Reconciler {
         settings: &ReconcileSettings,
         credential: Credential,
         policy: RateLimitPolicy,
-        clock: crate::clock::SharedClock,
+        clock: crate::ports::clock::SharedClock,
     ) -> Result<ApiClient, ApiError> {
         let base = settings.api_url.as_deref().unwrap_or(self.default_api_url);
         // The credential of an App hook is the App's private key (checked by `connect`).
@@ -270,8 +270,8 @@ pub struct FailedRecovery {
 
 impl Findings {
     /// The run's counts for the metrics.
-    pub fn counts(&self) -> crate::metrics::ReconcileCounts<'_> {
-        crate::metrics::ReconcileCounts {
+    pub fn counts(&self) -> crate::domain::metrics::ReconcileCounts<'_> {
+        crate::domain::metrics::ReconcileCounts {
             source: &self.source,
             missing: self.missing.len(),
             recovered: self.recovered.len(),

@@ -9,8 +9,8 @@ use super::{
     Credential, CredentialRef, Findings, RateLimitPolicy, ReconcileError, Run, reconcile,
     reconciler_for,
 };
-use crate::clock::SharedClock;
-use crate::model::Source;
+use crate::domain::model::Source;
+use crate::ports::clock::SharedClock;
 use crate::ports::{Catalog, DedupLedger};
 use crate::receive::Receiver;
 
@@ -184,9 +184,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::clock::FixedClock;
-    use crate::metrics::{Metric, Series, Tally};
-    use crate::model::ProviderConfig;
+    use crate::domain::metrics::{Metric, Series, Tally};
+    use crate::domain::model::ProviderConfig;
+    use crate::ports::clock::FixedClock;
     use crate::receive::ReceiverConfig;
     use crate::reconcile::ReconcileSettings;
     use crate::testkit::{MemoryStore, RecordingQueue};

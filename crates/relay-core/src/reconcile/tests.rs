@@ -3,9 +3,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::*;
-use crate::clock::FixedClock;
-use crate::model::ProviderConfig;
+use crate::domain::model::ProviderConfig;
 use crate::ports::DedupLedger;
+use crate::ports::clock::FixedClock;
 use crate::receive::ReceiverConfig;
 use crate::testkit::{MemoryStore, RecordingQueue};
 

@@ -10,7 +10,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use super::search_contract::*;
-use crate::model::{
+use crate::domain::model::{
     AttemptOutcome, AttemptRecord, BodyEncoding, DedupClaim, EventEnvelope, NextStep,
     ProviderConfig, SigningSecret, Source, Subscription,
 };
@@ -270,7 +270,7 @@ pub async fn subscriptions_listed_in_order(store: &dyn Store) {
 }
 
 pub async fn subscription_keeps_its_filter(store: &dyn Store) {
-    use crate::filter::{EventInput, Filter};
+    use crate::domain::filter::{EventInput, Filter};
     let text = r#"{"body":{"action":{"$in":["opened","reopened"]},"issue":{"labels":{"name":"bug"}},"n":{"$gte":1.5}},"headers":{"Content-Type":{"$startsWith":"application/json"}}}"#;
     let filter = Filter::parse(text).unwrap();
     let filtered = create(
@@ -922,7 +922,7 @@ pub async fn events_filtered_by_source_and_type(store: &dyn Store) {
     for (source, pattern) in filters {
         let expected = newest_first(&events, |e| {
             source.is_none_or(|s| e.source == s)
-                && pattern.is_none_or(|p| crate::patterns::matches(p, &e.event_type))
+                && pattern.is_none_or(|p| crate::domain::patterns::matches(p, &e.event_type))
         });
         for size in [2, 50] {
             let query = EventQuery {

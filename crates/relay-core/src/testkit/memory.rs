@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use crate::model::{AttemptRecord, DedupClaim, EventEnvelope, Source, Subscription};
+use crate::domain::model::{AttemptRecord, DedupClaim, EventEnvelope, Source, Subscription};
 use crate::ports::{
     Catalog, DedupLedger, EventArchive, EventPage, EventQuery, EventSummary, StoreError,
 };

@@ -10,9 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::clock::SharedClock;
-use crate::limits::queue_delay;
-use crate::model::{DeliveryTask, EventEnvelope, QueueMessageRef, ReceivedMessage};
+use crate::domain::limits::queue_delay;
+use crate::domain::model::{DeliveryTask, EventEnvelope, QueueMessageRef, ReceivedMessage};
+use crate::ports::clock::SharedClock;
 use crate::ports::{Queue, QueueConsumer, QueueDepth, QueueError, QueueName, Settle};
 
 #[derive(Debug, Clone)]

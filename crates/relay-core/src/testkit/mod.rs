@@ -17,12 +17,12 @@ pub use scripted::{RecordingQueue, ScriptedDeliverer, SeenAttempt};
 
 /// An attempt record of `evt_1` to `sub_1` (attempt 1, no status), for the metrics' tests.
 pub fn attempt_record(
-    outcome: crate::model::AttemptOutcome,
-    next: crate::model::NextStep,
+    outcome: crate::domain::model::AttemptOutcome,
+    next: crate::domain::model::NextStep,
     at: i64,
     latency_ms: u64,
-) -> crate::model::AttemptRecord {
-    crate::model::AttemptRecord {
+) -> crate::domain::model::AttemptRecord {
+    crate::domain::model::AttemptRecord {
         event_id: "evt_1".into(),
         subscription_id: "sub_1".into(),
         attempt: 1,

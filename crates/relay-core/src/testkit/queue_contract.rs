@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::model::{BodyEncoding, DeliveryTask, EventEnvelope, QueueMessage, ReceivedMessage};
+use crate::domain::model::{
+    BodyEncoding, DeliveryTask, EventEnvelope, QueueMessage, ReceivedMessage,
+};
 use crate::ports::{Queue, QueueConsumer, QueueDepth, QueueName, Settle};
 
 /// A fresh set of the four queues, producer and consumer side, and a way to let time pass.
@@ -383,7 +385,7 @@ mod memory {
     use std::sync::Arc;
 
     use super::*;
-    use crate::clock::FixedClock;
+    use crate::ports::clock::FixedClock;
     use crate::testkit::MemoryQueue;
 
     struct MemoryFixture {
@@ -403,7 +405,7 @@ mod memory {
             3
         }
         async fn pass(&self, by: Duration) {
-            use crate::clock::Clock;
+            use crate::ports::clock::Clock;
             let now = self.clock.now_millis();
             self.clock
                 .set_millis(now + i64::try_from(by.as_millis()).unwrap_or(i64::MAX / 2));

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::delivery::{Attempt, AttemptResult, Outcome};
-use crate::model::{DeliveryTask, EventEnvelope};
+use crate::domain::model::{DeliveryTask, EventEnvelope};
+use crate::outbound::delivery::{Attempt, AttemptResult, Outcome};
 use crate::ports::{Deliverer, Queue, QueueError};
 
 /// Records sent events, scheduled deliveries (with their delays) and dead letters.

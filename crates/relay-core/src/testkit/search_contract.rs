@@ -2,10 +2,10 @@
 //! delivery state (`EventQuery::since_millis`, `until_millis`, `delivery`). Events here carry
 //! ids minted as the receiver mints them (`ids::event_id_at`), which a store may read by.
 
-use crate::ids::event_id_at;
-use crate::model::{AttemptOutcome, AttemptRecord, EventEnvelope, NextStep};
+use crate::domain::ids::event_id_at;
+use crate::domain::model::{AttemptOutcome, AttemptRecord, EventEnvelope, NextStep};
+use crate::domain::search::{DeliveryFilter, DeliveryState, StatusFilter};
 use crate::ports::{EventQuery, Store};
-use crate::search::{DeliveryFilter, DeliveryState, StatusFilter};
 
 use super::contract::{
     LIST_NOW_MILLIS, all_pages, attempt, event_of, far_expiry, newest_first, page, put_events,

@@ -25,11 +25,13 @@ use relay_aws::{
     adapters_from_sdk_config, sdk_config_loader,
 };
 use relay_core::QueueName;
-use relay_core::consume::pump;
+use relay_core::domain::model::{
+    AttemptRecord, ProviderConfig, SigningSecret, Source, Subscription,
+};
 use relay_core::fanout::Fanout;
-use relay_core::model::{AttemptRecord, ProviderConfig, SigningSecret, Source, Subscription};
 use relay_core::ports::{Catalog, EventArchive, QueueConsumer};
 use relay_core::receive::Receiver;
+use relay_core::runtime::consume::pump;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -112,7 +114,7 @@ pub fn room(time: Duration) -> Duration {
 
 /// A short random suffix for resource names (the random tail of a UUIDv7).
 pub fn unique() -> String {
-    let id = relay_core::ids::new_event_id();
+    let id = relay_core::domain::ids::new_event_id();
     id[id.len() - 12..].to_owned()
 }
 
@@ -186,7 +188,7 @@ impl Stack {
             queue,
             &self.settings,
             &lookup,
-            relay_core::clock::system(),
+            relay_core::ports::clock::system(),
         )
         .expect("receiver wiring")
     }
@@ -215,7 +217,7 @@ impl Stack {
             queue,
             &self.settings,
             &lookup,
-            relay_core::clock::system(),
+            relay_core::ports::clock::system(),
         )
         .expect("fanout wiring")
     }
@@ -279,7 +281,7 @@ impl Stack {
                 name: name.to_owned(),
                 provider: ProviderConfig::named("github").unwrap(),
                 secrets: vec![secret.to_owned()],
-                tolerance_secs: relay_core::model::DEFAULT_TOLERANCE_SECS,
+                tolerance_secs: relay_core::domain::model::DEFAULT_TOLERANCE_SECS,
                 created_at: 0,
                 reconcile: None,
             })
@@ -300,9 +302,9 @@ impl Stack {
         source: &str,
         url: &str,
         secret: &str,
-        filter: Option<relay_core::filter::Filter>,
+        filter: Option<relay_core::domain::filter::Filter>,
     ) -> String {
-        let id = relay_core::ids::new_subscription_id();
+        let id = relay_core::domain::ids::new_subscription_id();
         self.aws
             .store
             .put_subscription(&Subscription {
@@ -349,7 +351,7 @@ pub struct PollStats {
 
 /// Stands in for Lambda's SQS event source: receives up to 10 messages from one queue through
 /// the SQS consumer port, hands them to the fanout as one batch (under Lambda's deadline when
-/// set) and settles each as the core maps its disposition (`relay_core::consume::pump`): deleted,
+/// set) and settles each as the core maps its disposition (`relay_core::runtime::consume::pump`): deleted,
 /// hidden again, or left to come back after its visibility timeout.
 pub struct Poller {
     fanout: Fanout,

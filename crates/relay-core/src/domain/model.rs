@@ -104,7 +104,7 @@ pub struct Subscription {
     /// A content filter the event's body and headers must match too (`filter`); parsed when
     /// the subscription is read. Absent in subscriptions stored before filters existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filter: Option<crate::filter::Filter>,
+    pub filter: Option<crate::domain::filter::Filter>,
     #[serde(default)]
     pub created_at: i64,
     /// Bumped by every write; a write names the revision it read (`Store::put_subscription`).
@@ -122,7 +122,7 @@ pub struct RefusedDeliveries {
     pub reason: String,
 }
 
-impl crate::filter::FilterSubject for EventEnvelope {
+impl crate::domain::filter::FilterSubject for EventEnvelope {
     fn id(&self) -> &str {
         &self.id
     }
@@ -277,7 +277,7 @@ pub const fn base64_len(len: usize) -> usize {
 }
 
 /// The largest message a queue must carry (the core's bound).
-pub use crate::limits::MAX_QUEUE_MESSAGE_BYTES;
+pub use crate::domain::limits::MAX_QUEUE_MESSAGE_BYTES;
 
 /// The most a queue message adds to its encoded body: the keys and punctuation of the larger
 /// message (a `DeliveryTask`), and every other field at the largest the receiver lets through,

@@ -6,7 +6,7 @@ use rand::Rng;
 
 pub const DEFAULT_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
 /// A queue delays a new message by at most 15 minutes.
-pub const MAX_SEND_DELAY_SECS: u32 = crate::limits::MAX_QUEUE_DELAY_SECS;
+pub const MAX_SEND_DELAY_SECS: u32 = crate::domain::limits::MAX_QUEUE_DELAY_SECS;
 /// A Retry-After longer than this is not honoured beyond it.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(12 * 3600);
 

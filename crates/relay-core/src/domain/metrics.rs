@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{AttemptOutcome, AttemptRecord, NextStep};
+use crate::domain::model::{AttemptOutcome, AttemptRecord, NextStep};
 
 /// One metric the relay emits; `name` is its name in every format (docs/metrics.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

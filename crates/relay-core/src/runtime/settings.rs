@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use crate::delivery::DeliveryConfig;
+use crate::domain::retry::RetrySchedule;
 use crate::fanout::{ArchiveMode, FanoutConfig};
+use crate::outbound::delivery::DeliveryConfig;
 use crate::receive::ReceiverConfig;
-use crate::retry::RetrySchedule;
 
 /// A `RELAY_*` variable whose value cannot be used; the message names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! Changing a stored subscription without undoing anyone else's change: every writer (the
 //! fanout's health tracking, operators' commands) goes through `modify_subscription`.
 
-use crate::model::Subscription;
+use crate::domain::model::Subscription;
 use crate::ports::{Catalog, StoreError};
 
 /// How often a change is re-read and redone when other writers keep getting in first.

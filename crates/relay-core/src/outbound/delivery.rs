@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-pub use crate::attempt::{Attempt, AttemptResult, Outcome};
-use crate::netguard::{GuardedResolver, RefusedDestination, non_global_reason};
+pub use crate::domain::attempt::{Attempt, AttemptResult, Outcome};
+use crate::outbound::netguard::{GuardedResolver, RefusedDestination, non_global_reason};
 use crate::signing::standard_signature_header;
 
 pub const USER_AGENT: &str = concat!("webhook-relay/", env!("CARGO_PKG_VERSION"));
@@ -257,7 +257,9 @@ fn classify_error(error: &reqwest::Error) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AttemptOutcome, BodyEncoding, EventEnvelope, SigningSecret, Subscription};
+    use crate::domain::model::{
+        AttemptOutcome, BodyEncoding, EventEnvelope, SigningSecret, Subscription,
+    };
     use bytes::Bytes;
 
     fn event() -> EventEnvelope {

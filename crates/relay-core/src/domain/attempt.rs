@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::model::{AttemptOutcome, EventEnvelope, Subscription};
+use crate::domain::model::{AttemptOutcome, EventEnvelope, Subscription};
 
 /// What one attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]

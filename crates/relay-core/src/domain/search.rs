@@ -2,8 +2,8 @@
 //! filters a search of the archive applies to it. One reading serves `relay events list
 //! --subscription --status`, the bulk replay and the stores that filter while they read.
 
-use crate::model::{AttemptOutcome, AttemptRecord, NextStep};
-use crate::patterns::matches_any;
+use crate::domain::model::{AttemptOutcome, AttemptRecord, NextStep};
+use crate::domain::patterns::matches_any;
 
 /// One subscription's state for one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

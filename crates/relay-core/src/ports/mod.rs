@@ -1,14 +1,20 @@
 //! The ports the use cases need. relay-aws implements them over SQS and DynamoDB, relay-local
-//! over SQLite.
+//! over SQLite. Time is a port too (`clock`), warm processes
+//! cache the catalog's look-ups (`cache`), and every change of a stored subscription goes
+//! through one function over the catalog (`subscriptions::modify_subscription`).
+
+pub mod cache;
+pub mod clock;
+pub mod subscriptions;
 
 use async_trait::async_trait;
 
-use crate::model::{
+use crate::domain::model::{
     AttemptRecord, DedupClaim, DeliveryTask, Disposition, EventEnvelope, ReceivedMessage, Source,
     Subscription,
 };
-use crate::patterns::matches_any;
-use crate::search::{DeliveryFilter, DeliveryState};
+use crate::domain::patterns::matches_any;
+use crate::domain::search::{DeliveryFilter, DeliveryState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -29,8 +35,8 @@ pub enum QueueError {
     Unavailable(String),
 }
 
-impl From<crate::limits::DelayTooLong> for QueueError {
-    fn from(refused: crate::limits::DelayTooLong) -> Self {
+impl From<crate::domain::limits::DelayTooLong> for QueueError {
+    fn from(refused: crate::domain::limits::DelayTooLong) -> Self {
         QueueError::Unavailable(refused.to_string())
     }
 }
@@ -352,7 +358,10 @@ pub trait Queue: Send + Sync {
 pub trait Deliverer: Send + Sync {
     /// The configured delivery timeout; an attempt may be given less.
     fn timeout(&self) -> std::time::Duration;
-    async fn deliver(&self, attempt: crate::attempt::Attempt<'_>) -> crate::attempt::AttemptResult;
+    async fn deliver(
+        &self,
+        attempt: crate::domain::attempt::Attempt<'_>,
+    ) -> crate::domain::attempt::AttemptResult;
 }
 
 /// The relay's four queues: the two it consumes and their dead-letter queues.
@@ -554,8 +563,8 @@ impl ActivityCounts {
     /// Adds `n` attempts with this outcome, counted as the metrics count them: 2xx is
     /// delivered, a retry that sent nothing (subscription removed or disabled) or an attempt
     /// deferred untried is not an attempt, everything else failed.
-    pub fn add_attempts(&mut self, outcome: crate::model::AttemptOutcome, n: u64) {
-        use crate::model::AttemptOutcome as O;
+    pub fn add_attempts(&mut self, outcome: crate::domain::model::AttemptOutcome, n: u64) {
+        use crate::domain::model::AttemptOutcome as O;
         match outcome {
             O::Ok => self.delivered += n,
             O::SubscriptionRemoved | O::SubscriptionDisabled | O::Deferred => {}

@@ -13,8 +13,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{error, warn};
 
+use crate::domain::model::{Disposition, ReceivedMessage};
 use crate::fanout::Fanout;
-use crate::model::{Disposition, ReceivedMessage};
 use crate::ports::{QueueConsumer, QueueError, QueueName, Settle};
 
 /// How `consume` takes messages from one queue.
@@ -205,9 +205,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::clock::FixedClock;
+    use crate::domain::model::DeliveryTask;
     use crate::fanout::FanoutConfig;
-    use crate::model::DeliveryTask;
+    use crate::ports::clock::FixedClock;
     use crate::ports::{Catalog, Queue};
     use crate::testkit::contract::{event, source, subscription};
     use crate::testkit::{MemoryQueue, MemoryStore, ScriptedDeliverer};
