@@ -1,6 +1,7 @@
 //! `Store` over SQLite: JSON documents in TEXT columns, plus the key columns queries use.
 
 use async_trait::async_trait;
+use relay_core::ports::{ClaimRef, Lease};
 use relay_core::{
     AttemptRecord, Catalog, DedupClaim, DedupLedger, EventArchive, EventEnvelope, EventPage,
     EventQuery, EventSummary, Source, StoreError, Subscription,
@@ -172,12 +173,18 @@ impl Catalog for LocalBackend {
 impl DedupLedger for LocalBackend {
     async fn claim_dedup(
         &self,
-        source: &str,
-        key: &str,
-        event_id: &str,
-        now: i64,
-        lease_until: i64,
+        claim: ClaimRef<'_>,
+        lease: Lease,
     ) -> Result<DedupClaim, StoreError> {
+        let ClaimRef {
+            source,
+            key,
+            event_id,
+        } = claim;
+        let Lease {
+            now,
+            until: lease_until,
+        } = lease;
         let (source, key, event_id) = (source.to_owned(), key.to_owned(), event_id.to_owned());
         self.write(move |tx| {
             // Live while `now < expires_at`; free from the expiry instant on.
@@ -216,13 +223,12 @@ impl DedupLedger for LocalBackend {
         .await
     }
 
-    async fn confirm_dedup(
-        &self,
-        source: &str,
-        key: &str,
-        event_id: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
+    async fn confirm_dedup(&self, claim: ClaimRef<'_>, expires_at: i64) -> Result<(), StoreError> {
+        let ClaimRef {
+            source,
+            key,
+            event_id,
+        } = claim;
         let (source, key, event_id) = (source.to_owned(), key.to_owned(), event_id.to_owned());
         let now = self.now_millis().div_euclid(1000);
         self.write(move |tx| {
@@ -259,12 +265,12 @@ impl DedupLedger for LocalBackend {
         .await
     }
 
-    async fn release_dedup(
-        &self,
-        source: &str,
-        key: &str,
-        event_id: &str,
-    ) -> Result<(), StoreError> {
+    async fn release_dedup(&self, claim: ClaimRef<'_>) -> Result<(), StoreError> {
+        let ClaimRef {
+            source,
+            key,
+            event_id,
+        } = claim;
         let (source, key, event_id) = (source.to_owned(), key.to_owned(), event_id.to_owned());
         self.write(move |tx| {
             // Only our own pending claim: a lease that expired may already belong to another

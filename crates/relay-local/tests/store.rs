@@ -3,7 +3,7 @@ mod common;
 use std::time::Duration;
 
 use common::{T0, attempt, event, pinned};
-use relay_core::ports::{DedupLedger, EventArchive};
+use relay_core::ports::{ClaimRef, DedupLedger, EventArchive, Lease};
 use relay_core::{DedupClaim, NextStep};
 use relay_local::{LocalBackend, LocalOptions};
 
@@ -123,7 +123,13 @@ async fn expired_rows_are_purged_on_open() {
             .await
             .unwrap();
         store
-            .claim_dedup("gh", "k", "evt_old", T0, T0 + 10)
+            .claim_dedup(
+                ClaimRef::new("gh", "k", "evt_old"),
+                Lease {
+                    now: T0,
+                    until: T0 + 10,
+                },
+            )
             .await
             .unwrap();
     }
@@ -150,7 +156,13 @@ async fn expired_rows_are_purged_on_open() {
     assert!(later.event_attempts("evt_old").await.unwrap().is_empty());
     assert_eq!(
         later
-            .claim_dedup("gh", "k", "evt_x", T0 + 100, T0 + 130)
+            .claim_dedup(
+                ClaimRef::new("gh", "k", "evt_x"),
+                Lease {
+                    now: T0 + 100,
+                    until: T0 + 130
+                }
+            )
             .await
             .unwrap(),
         DedupClaim::New

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use relay_core::domain::model::DedupClaim;
-use relay_core::ports::{DedupLedger, StoreError};
+use relay_core::ports::{ClaimRef, DedupLedger, Lease, StoreError};
 
 use super::codec::{n, num_attr, s, str_attr};
 use super::{
@@ -85,12 +85,18 @@ fn classify_claim(pk: &str, item: &Item, event_id: &str) -> Result<DedupClaim, S
 impl DedupLedger for DynamoStore {
     async fn claim_dedup(
         &self,
-        source: &str,
-        key: &str,
-        event_id: &str,
-        now: i64,
-        lease_until: i64,
+        claim: ClaimRef<'_>,
+        lease: Lease,
     ) -> Result<DedupClaim, StoreError> {
+        let ClaimRef {
+            source,
+            key,
+            event_id,
+        } = claim;
+        let Lease {
+            now,
+            until: lease_until,
+        } = lease;
         let pk = keys::dedup_pk(source, key);
         for _ in 0..3 {
             if let Some(claim) = self.try_claim(&pk, event_id, now, lease_until).await? {
@@ -104,13 +110,12 @@ impl DedupLedger for DynamoStore {
         })
     }
 
-    async fn confirm_dedup(
-        &self,
-        source: &str,
-        key: &str,
-        event_id: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
+    async fn confirm_dedup(&self, claim: ClaimRef<'_>, expires_at: i64) -> Result<(), StoreError> {
+        let ClaimRef {
+            source,
+            key,
+            event_id,
+        } = claim;
         let result = self
             .client
             .update_item()
@@ -137,12 +142,12 @@ impl DedupLedger for DynamoStore {
         )
     }
 
-    async fn release_dedup(
-        &self,
-        source: &str,
-        key: &str,
-        event_id: &str,
-    ) -> Result<(), StoreError> {
+    async fn release_dedup(&self, claim: ClaimRef<'_>) -> Result<(), StoreError> {
+        let ClaimRef {
+            source,
+            key,
+            event_id,
+        } = claim;
         let result = self
             .client
             .delete_item()

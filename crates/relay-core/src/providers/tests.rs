@@ -298,11 +298,8 @@ fn every_provider_config_keeps_its_stored_json() {
     for (provider, fields) in cases {
         let source = Source {
             name: "s".into(),
-            provider,
-            secrets: vec!["k".into()],
-            tolerance_secs: 300,
             created_at: 7,
-            reconcile: None,
+            ..super::test_support::source(provider, "k")
         };
         let json = stored(fields);
         assert_eq!(serde_json::to_string(&source).unwrap(), json);

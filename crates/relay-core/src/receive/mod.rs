@@ -12,7 +12,7 @@ use crate::domain::metrics::Tally;
 use crate::domain::model::{DedupClaim, EventEnvelope, Source};
 use crate::ports::cache::TtlCache;
 use crate::ports::clock::SharedClock;
-use crate::ports::{Catalog, DedupLedger, EventArchive, Queue};
+use crate::ports::{Catalog, ClaimRef, DedupLedger, EventArchive, Lease, Queue};
 use crate::providers::{self, InboundRequest, Outcome, Rejection, Verified};
 
 mod outcome;
@@ -147,7 +147,13 @@ impl Receiver {
         loop {
             let holder = match self
                 .ledger
-                .claim_dedup(source, key, event_id, now, lease_until)
+                .claim_dedup(
+                    ClaimRef::new(source, key, event_id),
+                    Lease {
+                        now,
+                        until: lease_until,
+                    },
+                )
                 .await
             {
                 Ok(DedupClaim::New) => return ClaimVerdict::Proceed,
@@ -158,7 +164,11 @@ impl Receiver {
                 Err(e) => {
                     // The claim may have been written with its answer lost: drop it if it is
                     // ours, or the provider's retry would be told 409 until it is taken over.
-                    if let Err(release) = self.ledger.release_dedup(source, key, event_id).await {
+                    if let Err(release) = self
+                        .ledger
+                        .release_dedup(ClaimRef::new(source, key, event_id))
+                        .await
+                    {
                         warn!(source, delivery_id = %key, error = %release, "could not drop a claim whose write failed");
                     }
                     return ClaimVerdict::Unavailable(e);
@@ -177,7 +187,11 @@ impl Receiver {
                 return ClaimVerdict::Busy;
             }
             warn!(source, delivery_id = %key, event_id = %holder, "claim of an event never stored taken over");
-            if let Err(e) = self.ledger.release_dedup(source, key, &holder).await {
+            if let Err(e) = self
+                .ledger
+                .release_dedup(ClaimRef::new(source, key, &holder))
+                .await
+            {
                 return ClaimVerdict::Unavailable(e);
             }
             taken_over = true;
@@ -327,7 +341,11 @@ impl Receiver {
         if let Err(e) = self.queue.send_event(&event).await {
             warn!(event_id = %event.id, source = name, error = %e, "enqueue failed");
             let released = match dedup_key {
-                Some(key) => self.ledger.release_dedup(name, key, &event.id).await,
+                Some(key) => {
+                    self.ledger
+                        .release_dedup(ClaimRef::new(name, key, &event.id))
+                        .await
+                }
                 None => Ok(()),
             };
             if let Err(e) = released {
@@ -340,7 +358,7 @@ impl Receiver {
             let expires = now + self.config.dedup_ttl_secs;
             if let Err(e) = self
                 .ledger
-                .confirm_dedup(name, key, &event.id, expires)
+                .confirm_dedup(ClaimRef::new(name, key, &event.id), expires)
                 .await
             {
                 // Queued already, so answer 202; a copy arriving within the lease gets 409,
@@ -550,7 +568,13 @@ mod tests {
         // Nothing was confirmed: the claim is the pending one of the first copy.
         assert_eq!(
             store
-                .claim_dedup("gh", "d-1", "evt_other", NOW + 2, NOW + 3)
+                .claim_dedup(
+                    ClaimRef::new("gh", "d-1", "evt_other"),
+                    Lease {
+                        now: NOW + 2,
+                        until: NOW + 3
+                    }
+                )
                 .await
                 .unwrap(),
             DedupClaim::Pending { event_id: event.id }
@@ -563,7 +587,13 @@ mod tests {
         // A receiver claimed the id and stopped before queuing anything.
         let lost = crate::domain::ids::event_id_at(NOW * 1000);
         let claim = store
-            .claim_dedup("gh", "d-2", &lost, NOW, NOW + 7 * 86_400)
+            .claim_dedup(
+                ClaimRef::new("gh", "d-2", &lost),
+                Lease {
+                    now: NOW,
+                    until: NOW + 7 * 86_400,
+                },
+            )
             .await
             .unwrap();
         assert_eq!(claim, DedupClaim::New);
@@ -767,22 +797,10 @@ mod tests {
         let tally = Arc::new(Mutex::new(Tally::new()));
         let receiver = receiver.with_tally(tally.clone());
         let body = r#"{"a":1}"#;
-        assert_eq!(
-            receiver
-                .handle(github_request("push", "d-1", body))
-                .await
-                .reply()
-                .status,
-            202
-        );
-        assert_eq!(
-            receiver
-                .handle(github_request("push", "d-1", body))
-                .await
-                .reply()
-                .status,
-            200
-        );
+        for expected in [202, 200] {
+            let copy = github_request("push", "d-1", body);
+            assert_eq!(receiver.handle(copy).await.reply().status, expected);
+        }
         let mut forged = github_request("push", "d-2", body);
         forged.body = Bytes::from_static(b"{}");
         assert_eq!(receiver.handle(forged).await.reply().status, 401);

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::domain::model::ProviderConfig;
-use crate::ports::DedupLedger;
 use crate::ports::clock::FixedClock;
+use crate::ports::{ClaimRef, DedupLedger, Lease};
 use crate::receive::ReceiverConfig;
 use crate::testkit::{MemoryStore, RecordingQueue};
 
@@ -96,11 +96,7 @@ struct Fixture {
 fn fixture(provider: ProviderConfig) -> Fixture {
     let source = Source {
         name: "src".into(),
-        provider,
-        secrets: vec!["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()],
-        tolerance_secs: 300,
-        created_at: 0,
-        reconcile: None,
+        ..crate::providers::test_support::source(provider, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
     };
     let store = Arc::new(MemoryStore::with_sources([source.clone()]));
     let queue = Arc::new(RecordingQueue::default());
@@ -130,11 +126,17 @@ fn fixture(provider: ProviderConfig) -> Fixture {
 impl Fixture {
     async fn mark_queued(&self, key: &str) {
         self.store
-            .claim_dedup("src", key, "evt_earlier", NOW - 10, NOW)
+            .claim_dedup(
+                ClaimRef::new("src", key, "evt_earlier"),
+                Lease {
+                    now: NOW - 10,
+                    until: NOW,
+                },
+            )
             .await
             .unwrap();
         self.store
-            .confirm_dedup("src", key, "evt_earlier", NOW + 86_400)
+            .confirm_dedup(ClaimRef::new("src", key, "evt_earlier"), NOW + 86_400)
             .await
             .unwrap();
     }

@@ -14,7 +14,9 @@ use crate::domain::model::{
     AttemptOutcome, AttemptRecord, BodyEncoding, DedupClaim, EventEnvelope, NextStep,
     ProviderConfig, SigningSecret, Source, Subscription,
 };
-use crate::ports::{EventCursor, EventPage, EventQuery, EventSummary, Store, StoreError};
+use crate::ports::{
+    ClaimRef, EventCursor, EventPage, EventQuery, EventSummary, Lease, Store, StoreError,
+};
 
 /// A fixed "now" for dedup checks, in seconds.
 pub const NOW: i64 = 1_700_000_000;
@@ -177,7 +179,13 @@ fn assert_stale(result: Result<u64, StoreError>, what: &str) {
 
 async fn claim(store: &dyn Store, key: &str, event_id: &str, now: i64) -> DedupClaim {
     store
-        .claim_dedup("gh", key, event_id, now, now + LEASE_SECS)
+        .claim_dedup(
+            ClaimRef::new("gh", key, event_id),
+            Lease {
+                now,
+                until: now + LEASE_SECS,
+            },
+        )
         .await
         .unwrap_or_else(|e| panic!("claim {key} by {event_id} at {now}: {e}"))
 }
@@ -513,7 +521,7 @@ pub async fn revision_racing_writers_one_wins(store: &dyn Store) {
 pub async fn dedup_new_then_queued_after_confirm(store: &dyn Store) {
     assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
     store
-        .confirm_dedup("gh", "d1", "evt_a", NOW + DAY_SECS)
+        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
         .await
         .unwrap();
     assert_eq!(claim(store, "d1", "evt_b", NOW + 1).await, queued("evt_a"));
@@ -528,7 +536,7 @@ pub async fn dedup_new_then_queued_after_confirm(store: &dyn Store) {
     );
     // Confirming again (a retried confirm) changes nothing.
     store
-        .confirm_dedup("gh", "d1", "evt_a", NOW + DAY_SECS)
+        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
         .await
         .unwrap();
     assert_eq!(
@@ -541,14 +549,20 @@ pub async fn dedup_keys_are_per_source(store: &dyn Store) {
     assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
     assert_eq!(
         store
-            .claim_dedup("other", "d1", "evt_b", NOW, NOW + LEASE_SECS)
+            .claim_dedup(
+                ClaimRef::new("other", "d1", "evt_b"),
+                Lease {
+                    now: NOW,
+                    until: NOW + LEASE_SECS
+                }
+            )
             .await
             .unwrap(),
         DedupClaim::New
     );
     assert_eq!(claim(store, "d2", "evt_c", NOW).await, DedupClaim::New);
     store
-        .confirm_dedup("other", "d1", "evt_b", NOW + DAY_SECS)
+        .confirm_dedup(ClaimRef::new("other", "d1", "evt_b"), NOW + DAY_SECS)
         .await
         .unwrap();
     assert_eq!(claim(store, "d1", "evt_d", NOW + 1).await, pending("evt_a"));
@@ -594,7 +608,7 @@ pub async fn dedup_same_event_reclaims_its_pending_claim(store: &dyn Store) {
     // Still one claim, still held by evt_a against others, and it can be confirmed.
     assert_eq!(claim(store, "d1", "evt_b", NOW + 2).await, pending("evt_a"));
     store
-        .confirm_dedup("gh", "d1", "evt_a", NOW + DAY_SECS)
+        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
         .await
         .unwrap();
     assert_eq!(claim(store, "d1", "evt_b", NOW + 3).await, queued("evt_a"));
@@ -605,7 +619,7 @@ pub async fn dedup_confirm_after_lease_expiry(store: &dyn Store) {
     // The event reached the queue after its lease ran out, and nobody took the key meanwhile:
     // the confirm still records it, so later copies are duplicates.
     store
-        .confirm_dedup("gh", "d1", "evt_a", NOW + DAY_SECS)
+        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
         .await
         .unwrap();
     assert_eq!(
@@ -621,17 +635,20 @@ pub async fn dedup_confirm_after_takeover_conflicts(store: &dyn Store) {
         DedupClaim::New
     );
     let late = store
-        .confirm_dedup("gh", "d1", "evt_a", NOW + DAY_SECS)
+        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
         .await;
     assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
     // The first owner's release cannot drop what is evt_b's claim now.
-    store.release_dedup("gh", "d1", "evt_a").await.unwrap();
+    store
+        .release_dedup(ClaimRef::new("gh", "d1", "evt_a"))
+        .await
+        .unwrap();
     assert_eq!(
         claim(store, "d1", "evt_c", NOW + LEASE_SECS + 1).await,
         pending("evt_b")
     );
     store
-        .confirm_dedup("gh", "d1", "evt_b", NOW + DAY_SECS)
+        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_b"), NOW + DAY_SECS)
         .await
         .unwrap();
     assert_eq!(
@@ -642,21 +659,33 @@ pub async fn dedup_confirm_after_takeover_conflicts(store: &dyn Store) {
 
 pub async fn dedup_release_frees_the_key(store: &dyn Store) {
     assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
-    store.release_dedup("gh", "d1", "evt_a").await.unwrap();
+    store
+        .release_dedup(ClaimRef::new("gh", "d1", "evt_a"))
+        .await
+        .unwrap();
     // The provider's retry is accepted at once, well inside the old lease.
     assert_eq!(claim(store, "d1", "evt_b", NOW + 1).await, DedupClaim::New);
     assert_eq!(claim(store, "d1", "evt_c", NOW + 2).await, pending("evt_b"));
     // Releasing what is not held is not an error.
-    store.release_dedup("gh", "d9", "evt_a").await.unwrap();
+    store
+        .release_dedup(ClaimRef::new("gh", "d9", "evt_a"))
+        .await
+        .unwrap();
 }
 
 pub async fn dedup_release_by_another_event_does_nothing(store: &dyn Store) {
     assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
-    store.release_dedup("gh", "d1", "evt_other").await.unwrap();
-    store.release_dedup("other", "d1", "evt_a").await.unwrap();
+    store
+        .release_dedup(ClaimRef::new("gh", "d1", "evt_other"))
+        .await
+        .unwrap();
+    store
+        .release_dedup(ClaimRef::new("other", "d1", "evt_a"))
+        .await
+        .unwrap();
     assert_eq!(claim(store, "d1", "evt_b", NOW + 1).await, pending("evt_a"));
     store
-        .confirm_dedup("gh", "d1", "evt_a", NOW + DAY_SECS)
+        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
         .await
         .unwrap();
     assert_eq!(claim(store, "d1", "evt_b", NOW + 2).await, queued("evt_a"));
@@ -667,10 +696,13 @@ pub async fn dedup_release_by_another_event_does_nothing(store: &dyn Store) {
 pub async fn dedup_release_leaves_a_queued_claim(store: &dyn Store) {
     assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
     store
-        .confirm_dedup("gh", "d1", "evt_a", NOW + DAY_SECS)
+        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
         .await
         .unwrap();
-    store.release_dedup("gh", "d1", "evt_a").await.unwrap();
+    store
+        .release_dedup(ClaimRef::new("gh", "d1", "evt_a"))
+        .await
+        .unwrap();
     assert_eq!(claim(store, "d1", "evt_b", NOW + 1).await, queued("evt_a"));
 }
 
@@ -678,7 +710,7 @@ pub async fn dedup_queued_claim_kept_until_its_ttl(store: &dyn Store) {
     assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
     let expiry = NOW + DAY_SECS;
     store
-        .confirm_dedup("gh", "d1", "evt_a", expiry)
+        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), expiry)
         .await
         .unwrap();
     assert_eq!(
@@ -709,7 +741,7 @@ pub async fn dedup_claimed_event_id_names_the_live_claim(store: &dyn Store) {
     );
     let expiry = NOW + DAY_SECS;
     store
-        .confirm_dedup("gh", "d1", "evt_a", expiry)
+        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), expiry)
         .await
         .unwrap();
     assert_eq!(queued_id("d1", NOW + 1).await.as_deref(), Some("evt_a"));

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 
 use crate::domain::model::{AttemptRecord, DedupClaim, EventEnvelope, Source, Subscription};
 use crate::ports::{
-    Catalog, DedupLedger, EventArchive, EventPage, EventQuery, EventSummary, StoreError,
+    Catalog, ClaimRef, DedupLedger, EventArchive, EventPage, EventQuery, EventSummary, Lease,
+    StoreError,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -156,12 +157,18 @@ impl Catalog for MemoryStore {
 impl DedupLedger for MemoryStore {
     async fn claim_dedup(
         &self,
-        source: &str,
-        key: &str,
-        event_id: &str,
-        now: i64,
-        lease_until: i64,
+        claim: ClaimRef<'_>,
+        lease: Lease,
     ) -> Result<DedupClaim, StoreError> {
+        let ClaimRef {
+            source,
+            key,
+            event_id,
+        } = claim;
+        let Lease {
+            now,
+            until: lease_until,
+        } = lease;
         let mut tables = self.lock();
         let slot = (source.to_owned(), key.to_owned());
         if let Some(entry) = tables.dedup.get(&slot).filter(|e| now < e.expires_at) {
@@ -186,13 +193,12 @@ impl DedupLedger for MemoryStore {
         Ok(DedupClaim::New)
     }
 
-    async fn confirm_dedup(
-        &self,
-        source: &str,
-        key: &str,
-        event_id: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
+    async fn confirm_dedup(&self, claim: ClaimRef<'_>, expires_at: i64) -> Result<(), StoreError> {
+        let ClaimRef {
+            source,
+            key,
+            event_id,
+        } = claim;
         let mut tables = self.lock();
         let slot = (source.to_owned(), key.to_owned());
         if let Some(other) = tables.dedup.get(&slot).filter(|e| e.event_id != event_id) {
@@ -213,12 +219,12 @@ impl DedupLedger for MemoryStore {
         Ok(())
     }
 
-    async fn release_dedup(
-        &self,
-        source: &str,
-        key: &str,
-        event_id: &str,
-    ) -> Result<(), StoreError> {
+    async fn release_dedup(&self, claim: ClaimRef<'_>) -> Result<(), StoreError> {
+        let ClaimRef {
+            source,
+            key,
+            event_id,
+        } = claim;
         let mut tables = self.lock();
         let slot = (source.to_owned(), key.to_owned());
         let ours_pending = tables
