@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use relay_core::ports::{Catalog, ClaimRef, DedupLedger, EventArchive, Lease};
+use relay_core::ports::{Catalog, Claim, DedupLedger, EventArchive, Lease};
 use relay_core::{AttemptRecord, BodyEncoding, EventEnvelope, Queue, QueueConsumer, QueueMessage};
 use relay_local::{LocalBackend, LocalOptions, LocalQueueName};
 
@@ -109,7 +109,7 @@ async fn run(mode: String, total: u64, producers: u64) -> Result<(), Box<dyn std
                         let key = format!("d{i}");
                         backend
                             .claim_dedup(
-                                ClaimRef::new("gh", &key, &e.id),
+                                Claim::new("gh", &key, &e.id),
                                 Lease {
                                     now: 1,
                                     until: 1_000_000_000_000,
@@ -119,7 +119,7 @@ async fn run(mode: String, total: u64, producers: u64) -> Result<(), Box<dyn std
                             .map_err(|e| e.to_string())?;
                         backend.send_event(&e).await.map_err(|e| e.to_string())?;
                         backend
-                            .confirm_dedup(ClaimRef::new("gh", &key, &e.id), 1_000_000_000_000)
+                            .confirm_dedup(Claim::new("gh", &key, &e.id), 1_000_000_000_000)
                             .await
                             .map_err(|e| e.to_string())?;
                         continue;

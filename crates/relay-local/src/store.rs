@@ -1,7 +1,7 @@
 //! `Store` over SQLite: JSON documents in TEXT columns, plus the key columns queries use.
 
 use async_trait::async_trait;
-use relay_core::ports::{ClaimRef, Lease};
+use relay_core::ports::{Claim, Lease};
 use relay_core::{
     AttemptRecord, Catalog, DedupClaim, DedupLedger, EventArchive, EventEnvelope, EventPage,
     EventQuery, EventSummary, Source, StoreError, Subscription,
@@ -171,20 +171,9 @@ impl Catalog for LocalBackend {
 
 #[async_trait]
 impl DedupLedger for LocalBackend {
-    async fn claim_dedup(
-        &self,
-        claim: ClaimRef<'_>,
-        lease: Lease,
-    ) -> Result<DedupClaim, StoreError> {
-        let ClaimRef {
-            source,
-            key,
-            event_id,
-        } = claim;
-        let Lease {
-            now,
-            until: lease_until,
-        } = lease;
+    async fn claim_dedup(&self, slot: Claim<'_>, lease: Lease) -> Result<DedupClaim, StoreError> {
+        let (source, key, event_id) = (slot.source, slot.key, slot.event_id);
+        let (now, lease_until) = (lease.now, lease.until);
         let (source, key, event_id) = (source.to_owned(), key.to_owned(), event_id.to_owned());
         self.write(move |tx| {
             // Live while `now < expires_at`; free from the expiry instant on.
@@ -223,12 +212,8 @@ impl DedupLedger for LocalBackend {
         .await
     }
 
-    async fn confirm_dedup(&self, claim: ClaimRef<'_>, expires_at: i64) -> Result<(), StoreError> {
-        let ClaimRef {
-            source,
-            key,
-            event_id,
-        } = claim;
+    async fn confirm_dedup(&self, slot: Claim<'_>, expires_at: i64) -> Result<(), StoreError> {
+        let (source, key, event_id) = (slot.source, slot.key, slot.event_id);
         let (source, key, event_id) = (source.to_owned(), key.to_owned(), event_id.to_owned());
         let now = self.now_millis().div_euclid(1000);
         self.write(move |tx| {
@@ -265,12 +250,8 @@ impl DedupLedger for LocalBackend {
         .await
     }
 
-    async fn release_dedup(&self, claim: ClaimRef<'_>) -> Result<(), StoreError> {
-        let ClaimRef {
-            source,
-            key,
-            event_id,
-        } = claim;
+    async fn release_dedup(&self, slot: Claim<'_>) -> Result<(), StoreError> {
+        let (source, key, event_id) = (slot.source, slot.key, slot.event_id);
         let (source, key, event_id) = (source.to_owned(), key.to_owned(), event_id.to_owned());
         self.write(move |tx| {
             // Only our own pending claim: a lease that expired may already belong to another

@@ -3,7 +3,7 @@ mod common;
 use std::time::Duration;
 
 use common::{T0, attempt, event, pinned};
-use relay_core::ports::{ClaimRef, DedupLedger, EventArchive, Lease};
+use relay_core::ports::{Claim, DedupLedger, EventArchive, Lease};
 use relay_core::{DedupClaim, NextStep};
 use relay_local::{LocalBackend, LocalOptions};
 
@@ -124,7 +124,7 @@ async fn expired_rows_are_purged_on_open() {
             .unwrap();
         store
             .claim_dedup(
-                ClaimRef::new("gh", "k", "evt_old"),
+                Claim::new("gh", "k", "evt_old"),
                 Lease {
                     now: T0,
                     until: T0 + 10,
@@ -157,7 +157,7 @@ async fn expired_rows_are_purged_on_open() {
     assert_eq!(
         later
             .claim_dedup(
-                ClaimRef::new("gh", "k", "evt_x"),
+                Claim::new("gh", "k", "evt_x"),
                 Lease {
                     now: T0 + 100,
                     until: T0 + 130

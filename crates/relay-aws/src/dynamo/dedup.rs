@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use relay_core::domain::model::DedupClaim;
-use relay_core::ports::{ClaimRef, DedupLedger, Lease, StoreError};
+use relay_core::ports::{Claim, DedupLedger, Lease, StoreError};
 
 use super::codec::{n, num_attr, s, str_attr};
 use super::{
@@ -83,20 +83,9 @@ fn classify_claim(pk: &str, item: &Item, event_id: &str) -> Result<DedupClaim, S
 
 #[async_trait]
 impl DedupLedger for DynamoStore {
-    async fn claim_dedup(
-        &self,
-        claim: ClaimRef<'_>,
-        lease: Lease,
-    ) -> Result<DedupClaim, StoreError> {
-        let ClaimRef {
-            source,
-            key,
-            event_id,
-        } = claim;
-        let Lease {
-            now,
-            until: lease_until,
-        } = lease;
+    async fn claim_dedup(&self, slot: Claim<'_>, lease: Lease) -> Result<DedupClaim, StoreError> {
+        let (source, key, event_id) = (slot.source, slot.key, slot.event_id);
+        let (now, lease_until) = (lease.now, lease.until);
         let pk = keys::dedup_pk(source, key);
         for _ in 0..3 {
             if let Some(claim) = self.try_claim(&pk, event_id, now, lease_until).await? {
@@ -110,12 +99,8 @@ impl DedupLedger for DynamoStore {
         })
     }
 
-    async fn confirm_dedup(&self, claim: ClaimRef<'_>, expires_at: i64) -> Result<(), StoreError> {
-        let ClaimRef {
-            source,
-            key,
-            event_id,
-        } = claim;
+    async fn confirm_dedup(&self, slot: Claim<'_>, expires_at: i64) -> Result<(), StoreError> {
+        let (source, key, event_id) = (slot.source, slot.key, slot.event_id);
         let result = self
             .client
             .update_item()
@@ -142,12 +127,8 @@ impl DedupLedger for DynamoStore {
         )
     }
 
-    async fn release_dedup(&self, claim: ClaimRef<'_>) -> Result<(), StoreError> {
-        let ClaimRef {
-            source,
-            key,
-            event_id,
-        } = claim;
+    async fn release_dedup(&self, slot: Claim<'_>) -> Result<(), StoreError> {
+        let (source, key, event_id) = (slot.source, slot.key, slot.event_id);
         let result = self
             .client
             .delete_item()

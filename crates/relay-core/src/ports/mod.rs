@@ -83,13 +83,13 @@ pub trait Catalog: Send + Sync {
 /// A claim on a provider's delivery id: `key` (the provider's delivery id) of `source`, made
 /// for the event `event_id`. Named, since three strings in a row are easy to swap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClaimRef<'a> {
+pub struct Claim<'a> {
     pub source: &'a str,
     pub key: &'a str,
     pub event_id: &'a str,
 }
 
-impl<'a> ClaimRef<'a> {
+impl<'a> Claim<'a> {
     pub fn new(source: &'a str, key: &'a str, event_id: &'a str) -> Self {
         Self {
             source,
@@ -117,19 +117,15 @@ pub trait DedupLedger: Send + Sync {
     /// the caller's own, taken by an earlier try whose answer was lost (an SDK retry must not
     /// turn the request into a 409); its lease is left as it was. A claim that expired
     /// (`lease.now >= expires_at`) is taken over.
-    async fn claim_dedup(
-        &self,
-        claim: ClaimRef<'_>,
-        lease: Lease,
-    ) -> Result<DedupClaim, StoreError>;
+    async fn claim_dedup(&self, slot: Claim<'_>, lease: Lease) -> Result<DedupClaim, StoreError>;
     /// Marks the claim queued, kept until `expires_at` (seconds); also when the caller's lease
     /// expired meanwhile and nobody took the key, since the event is on the queue.
     /// `StoreError::Conflict` when another event has claimed the key since.
-    async fn confirm_dedup(&self, claim: ClaimRef<'_>, expires_at: i64) -> Result<(), StoreError>;
+    async fn confirm_dedup(&self, slot: Claim<'_>, expires_at: i64) -> Result<(), StoreError>;
     /// Drops a claim whose event could not be queued, so the provider's retry is accepted.
     /// Does nothing when the key is claimed by another event id (a lease that expired may
     /// already belong to another request), is already queued, or is not claimed at all.
-    async fn release_dedup(&self, claim: ClaimRef<'_>) -> Result<(), StoreError>;
+    async fn release_dedup(&self, slot: Claim<'_>) -> Result<(), StoreError>;
     /// The event id holding a live claim on (source, key) at `now` (seconds), pending or
     /// queued; `None` when the key is unclaimed or its claim expired. Reconcile asks it which
     /// provider ids arrived. A pending claim counts: its event is being queued, or (claims left

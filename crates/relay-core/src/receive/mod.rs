@@ -12,7 +12,7 @@ use crate::domain::metrics::Tally;
 use crate::domain::model::{DedupClaim, EventEnvelope, Source};
 use crate::ports::cache::TtlCache;
 use crate::ports::clock::SharedClock;
-use crate::ports::{Catalog, ClaimRef, DedupLedger, EventArchive, Lease, Queue};
+use crate::ports::{Catalog, Claim, DedupLedger, EventArchive, Lease, Queue};
 use crate::providers::{self, InboundRequest, Outcome, Rejection, Verified};
 
 mod outcome;
@@ -148,7 +148,7 @@ impl Receiver {
             let holder = match self
                 .ledger
                 .claim_dedup(
-                    ClaimRef::new(source, key, event_id),
+                    Claim::new(source, key, event_id),
                     Lease {
                         now,
                         until: lease_until,
@@ -166,7 +166,7 @@ impl Receiver {
                     // ours, or the provider's retry would be told 409 until it is taken over.
                     if let Err(release) = self
                         .ledger
-                        .release_dedup(ClaimRef::new(source, key, event_id))
+                        .release_dedup(Claim::new(source, key, event_id))
                         .await
                     {
                         warn!(source, delivery_id = %key, error = %release, "could not drop a claim whose write failed");
@@ -189,7 +189,7 @@ impl Receiver {
             warn!(source, delivery_id = %key, event_id = %holder, "claim of an event never stored taken over");
             if let Err(e) = self
                 .ledger
-                .release_dedup(ClaimRef::new(source, key, &holder))
+                .release_dedup(Claim::new(source, key, &holder))
                 .await
             {
                 return ClaimVerdict::Unavailable(e);
@@ -343,7 +343,7 @@ impl Receiver {
             let released = match dedup_key {
                 Some(key) => {
                     self.ledger
-                        .release_dedup(ClaimRef::new(name, key, &event.id))
+                        .release_dedup(Claim::new(name, key, &event.id))
                         .await
                 }
                 None => Ok(()),
@@ -358,7 +358,7 @@ impl Receiver {
             let expires = now + self.config.dedup_ttl_secs;
             if let Err(e) = self
                 .ledger
-                .confirm_dedup(ClaimRef::new(name, key, &event.id), expires)
+                .confirm_dedup(Claim::new(name, key, &event.id), expires)
                 .await
             {
                 // Queued already, so answer 202; a copy arriving within the lease gets 409,
@@ -569,7 +569,7 @@ mod tests {
         assert_eq!(
             store
                 .claim_dedup(
-                    ClaimRef::new("gh", "d-1", "evt_other"),
+                    Claim::new("gh", "d-1", "evt_other"),
                     Lease {
                         now: NOW + 2,
                         until: NOW + 3
@@ -588,7 +588,7 @@ mod tests {
         let lost = crate::domain::ids::event_id_at(NOW * 1000);
         let claim = store
             .claim_dedup(
-                ClaimRef::new("gh", "d-2", &lost),
+                Claim::new("gh", "d-2", &lost),
                 Lease {
                     now: NOW,
                     until: NOW + 7 * 86_400,

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::*;
 use crate::domain::model::ProviderConfig;
 use crate::ports::clock::FixedClock;
-use crate::ports::{ClaimRef, DedupLedger, Lease};
+use crate::ports::{Claim, DedupLedger, Lease};
 use crate::receive::ReceiverConfig;
 use crate::testkit::{MemoryStore, RecordingQueue};
 
@@ -127,7 +127,7 @@ impl Fixture {
     async fn mark_queued(&self, key: &str) {
         self.store
             .claim_dedup(
-                ClaimRef::new("src", key, "evt_earlier"),
+                Claim::new("src", key, "evt_earlier"),
                 Lease {
                     now: NOW - 10,
                     until: NOW,
@@ -136,7 +136,7 @@ impl Fixture {
             .await
             .unwrap();
         self.store
-            .confirm_dedup(ClaimRef::new("src", key, "evt_earlier"), NOW + 86_400)
+            .confirm_dedup(Claim::new("src", key, "evt_earlier"), NOW + 86_400)
             .await
             .unwrap();
     }

@@ -15,7 +15,7 @@ use crate::domain::model::{
     ProviderConfig, SigningSecret, Source, Subscription,
 };
 use crate::ports::{
-    ClaimRef, EventCursor, EventPage, EventQuery, EventSummary, Lease, Store, StoreError,
+    Claim, EventCursor, EventPage, EventQuery, EventSummary, Lease, Store, StoreError,
 };
 
 /// A fixed "now" for dedup checks, in seconds.
@@ -180,7 +180,7 @@ fn assert_stale(result: Result<u64, StoreError>, what: &str) {
 async fn claim(store: &dyn Store, key: &str, event_id: &str, now: i64) -> DedupClaim {
     store
         .claim_dedup(
-            ClaimRef::new("gh", key, event_id),
+            Claim::new("gh", key, event_id),
             Lease {
                 now,
                 until: now + LEASE_SECS,
@@ -521,7 +521,7 @@ pub async fn revision_racing_writers_one_wins(store: &dyn Store) {
 pub async fn dedup_new_then_queued_after_confirm(store: &dyn Store) {
     assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
     store
-        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
+        .confirm_dedup(Claim::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
         .await
         .unwrap();
     assert_eq!(claim(store, "d1", "evt_b", NOW + 1).await, queued("evt_a"));
@@ -536,7 +536,7 @@ pub async fn dedup_new_then_queued_after_confirm(store: &dyn Store) {
     );
     // Confirming again (a retried confirm) changes nothing.
     store
-        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
+        .confirm_dedup(Claim::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
         .await
         .unwrap();
     assert_eq!(
@@ -550,7 +550,7 @@ pub async fn dedup_keys_are_per_source(store: &dyn Store) {
     assert_eq!(
         store
             .claim_dedup(
-                ClaimRef::new("other", "d1", "evt_b"),
+                Claim::new("other", "d1", "evt_b"),
                 Lease {
                     now: NOW,
                     until: NOW + LEASE_SECS
@@ -562,7 +562,7 @@ pub async fn dedup_keys_are_per_source(store: &dyn Store) {
     );
     assert_eq!(claim(store, "d2", "evt_c", NOW).await, DedupClaim::New);
     store
-        .confirm_dedup(ClaimRef::new("other", "d1", "evt_b"), NOW + DAY_SECS)
+        .confirm_dedup(Claim::new("other", "d1", "evt_b"), NOW + DAY_SECS)
         .await
         .unwrap();
     assert_eq!(claim(store, "d1", "evt_d", NOW + 1).await, pending("evt_a"));
@@ -608,7 +608,7 @@ pub async fn dedup_same_event_reclaims_its_pending_claim(store: &dyn Store) {
     // Still one claim, still held by evt_a against others, and it can be confirmed.
     assert_eq!(claim(store, "d1", "evt_b", NOW + 2).await, pending("evt_a"));
     store
-        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
+        .confirm_dedup(Claim::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
         .await
         .unwrap();
     assert_eq!(claim(store, "d1", "evt_b", NOW + 3).await, queued("evt_a"));
@@ -619,7 +619,7 @@ pub async fn dedup_confirm_after_lease_expiry(store: &dyn Store) {
     // The event reached the queue after its lease ran out, and nobody took the key meanwhile:
     // the confirm still records it, so later copies are duplicates.
     store
-        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
+        .confirm_dedup(Claim::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
         .await
         .unwrap();
     assert_eq!(
@@ -635,12 +635,12 @@ pub async fn dedup_confirm_after_takeover_conflicts(store: &dyn Store) {
         DedupClaim::New
     );
     let late = store
-        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
+        .confirm_dedup(Claim::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
         .await;
     assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
     // The first owner's release cannot drop what is evt_b's claim now.
     store
-        .release_dedup(ClaimRef::new("gh", "d1", "evt_a"))
+        .release_dedup(Claim::new("gh", "d1", "evt_a"))
         .await
         .unwrap();
     assert_eq!(
@@ -648,7 +648,7 @@ pub async fn dedup_confirm_after_takeover_conflicts(store: &dyn Store) {
         pending("evt_b")
     );
     store
-        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_b"), NOW + DAY_SECS)
+        .confirm_dedup(Claim::new("gh", "d1", "evt_b"), NOW + DAY_SECS)
         .await
         .unwrap();
     assert_eq!(
@@ -660,7 +660,7 @@ pub async fn dedup_confirm_after_takeover_conflicts(store: &dyn Store) {
 pub async fn dedup_release_frees_the_key(store: &dyn Store) {
     assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
     store
-        .release_dedup(ClaimRef::new("gh", "d1", "evt_a"))
+        .release_dedup(Claim::new("gh", "d1", "evt_a"))
         .await
         .unwrap();
     // The provider's retry is accepted at once, well inside the old lease.
@@ -668,7 +668,7 @@ pub async fn dedup_release_frees_the_key(store: &dyn Store) {
     assert_eq!(claim(store, "d1", "evt_c", NOW + 2).await, pending("evt_b"));
     // Releasing what is not held is not an error.
     store
-        .release_dedup(ClaimRef::new("gh", "d9", "evt_a"))
+        .release_dedup(Claim::new("gh", "d9", "evt_a"))
         .await
         .unwrap();
 }
@@ -676,16 +676,16 @@ pub async fn dedup_release_frees_the_key(store: &dyn Store) {
 pub async fn dedup_release_by_another_event_does_nothing(store: &dyn Store) {
     assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
     store
-        .release_dedup(ClaimRef::new("gh", "d1", "evt_other"))
+        .release_dedup(Claim::new("gh", "d1", "evt_other"))
         .await
         .unwrap();
     store
-        .release_dedup(ClaimRef::new("other", "d1", "evt_a"))
+        .release_dedup(Claim::new("other", "d1", "evt_a"))
         .await
         .unwrap();
     assert_eq!(claim(store, "d1", "evt_b", NOW + 1).await, pending("evt_a"));
     store
-        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
+        .confirm_dedup(Claim::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
         .await
         .unwrap();
     assert_eq!(claim(store, "d1", "evt_b", NOW + 2).await, queued("evt_a"));
@@ -696,11 +696,11 @@ pub async fn dedup_release_by_another_event_does_nothing(store: &dyn Store) {
 pub async fn dedup_release_leaves_a_queued_claim(store: &dyn Store) {
     assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
     store
-        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
+        .confirm_dedup(Claim::new("gh", "d1", "evt_a"), NOW + DAY_SECS)
         .await
         .unwrap();
     store
-        .release_dedup(ClaimRef::new("gh", "d1", "evt_a"))
+        .release_dedup(Claim::new("gh", "d1", "evt_a"))
         .await
         .unwrap();
     assert_eq!(claim(store, "d1", "evt_b", NOW + 1).await, queued("evt_a"));
@@ -710,7 +710,7 @@ pub async fn dedup_queued_claim_kept_until_its_ttl(store: &dyn Store) {
     assert_eq!(claim(store, "d1", "evt_a", NOW).await, DedupClaim::New);
     let expiry = NOW + DAY_SECS;
     store
-        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), expiry)
+        .confirm_dedup(Claim::new("gh", "d1", "evt_a"), expiry)
         .await
         .unwrap();
     assert_eq!(
@@ -741,7 +741,7 @@ pub async fn dedup_claimed_event_id_names_the_live_claim(store: &dyn Store) {
     );
     let expiry = NOW + DAY_SECS;
     store
-        .confirm_dedup(ClaimRef::new("gh", "d1", "evt_a"), expiry)
+        .confirm_dedup(Claim::new("gh", "d1", "evt_a"), expiry)
         .await
         .unwrap();
     assert_eq!(queued_id("d1", NOW + 1).await.as_deref(), Some("evt_a"));

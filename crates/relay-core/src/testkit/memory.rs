@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::domain::model::{AttemptRecord, DedupClaim, EventEnvelope, Source, Subscription};
 use crate::ports::{
-    Catalog, ClaimRef, DedupLedger, EventArchive, EventPage, EventQuery, EventSummary, Lease,
+    Catalog, Claim, DedupLedger, EventArchive, EventPage, EventQuery, EventSummary, Lease,
     StoreError,
 };
 
@@ -155,20 +155,9 @@ impl Catalog for MemoryStore {
 
 #[async_trait]
 impl DedupLedger for MemoryStore {
-    async fn claim_dedup(
-        &self,
-        claim: ClaimRef<'_>,
-        lease: Lease,
-    ) -> Result<DedupClaim, StoreError> {
-        let ClaimRef {
-            source,
-            key,
-            event_id,
-        } = claim;
-        let Lease {
-            now,
-            until: lease_until,
-        } = lease;
+    async fn claim_dedup(&self, slot: Claim<'_>, lease: Lease) -> Result<DedupClaim, StoreError> {
+        let (source, key, event_id) = (slot.source, slot.key, slot.event_id);
+        let (now, lease_until) = (lease.now, lease.until);
         let mut tables = self.lock();
         let slot = (source.to_owned(), key.to_owned());
         if let Some(entry) = tables.dedup.get(&slot).filter(|e| now < e.expires_at) {
@@ -193,12 +182,8 @@ impl DedupLedger for MemoryStore {
         Ok(DedupClaim::New)
     }
 
-    async fn confirm_dedup(&self, claim: ClaimRef<'_>, expires_at: i64) -> Result<(), StoreError> {
-        let ClaimRef {
-            source,
-            key,
-            event_id,
-        } = claim;
+    async fn confirm_dedup(&self, slot: Claim<'_>, expires_at: i64) -> Result<(), StoreError> {
+        let (source, key, event_id) = (slot.source, slot.key, slot.event_id);
         let mut tables = self.lock();
         let slot = (source.to_owned(), key.to_owned());
         if let Some(other) = tables.dedup.get(&slot).filter(|e| e.event_id != event_id) {
@@ -219,12 +204,8 @@ impl DedupLedger for MemoryStore {
         Ok(())
     }
 
-    async fn release_dedup(&self, claim: ClaimRef<'_>) -> Result<(), StoreError> {
-        let ClaimRef {
-            source,
-            key,
-            event_id,
-        } = claim;
+    async fn release_dedup(&self, slot: Claim<'_>) -> Result<(), StoreError> {
+        let (source, key, event_id) = (slot.source, slot.key, slot.event_id);
         let mut tables = self.lock();
         let slot = (source.to_owned(), key.to_owned());
         let ours_pending = tables
