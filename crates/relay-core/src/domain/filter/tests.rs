@@ -395,7 +395,9 @@ fn subscriptions_stored_before_filters_still_load() {
 #[test]
 fn a_float_with_more_digits_than_f64_loads_from_its_stored_form() {
     // Found by the fuzz target: the stored form of 1666…6 (47 digits) reads back one ulp off.
-    fuzz_parse(include_bytes!("../../../../fuzz/seeds/filter_parse/seed-3"));
+    fuzz_parse(include_bytes!(
+        "../../../../../fuzz/seeds/filter_parse/seed-3"
+    ));
     for seed in ["seed-0", "seed-1", "seed-2"] {
         let path = format!(
             "{}/../../fuzz/seeds/filter_parse/{seed}",
