@@ -87,10 +87,7 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
             provider,
             secrets,
             tolerance,
-            hmac,
-            public_url,
-            token_param,
-            token_header,
+            options,
             allow_weak_secret,
         } => {
             let input = NewSource {
@@ -99,12 +96,7 @@ async fn sources(store: &dyn Store, json_mode: bool, cmd: SourcesCommand) -> any
                 secrets,
                 tolerance_secs: tolerance,
                 allow_weak_secret,
-                options: crate::args::provider_options(
-                    *hmac,
-                    public_url,
-                    token_param,
-                    token_header,
-                ),
+                options: options.0,
             };
             let source = core_sources::add_source(store, input, now_secs()).await?;
             emit(json_mode, &source_json(&source), || {

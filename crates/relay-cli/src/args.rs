@@ -192,18 +192,9 @@ pub enum SourcesCommand {
         /// Seconds a signed timestamp may be off, either way (stripe, slack, standard, hmac).
         #[arg(long, default_value_t = relay_core::domain::model::DEFAULT_TOLERANCE_SECS)]
         tolerance: u64,
+        /// The provider's options, one flag each, made from the provider registry.
         #[command(flatten)]
-        hmac: Box<HmacArgs>,
-        /// twilio: the URL Twilio calls, without the query (e.g. https://x.lambda-url.us-east-1.on.aws/twilio).
-        /// Default: rebuilt from Host, X-Forwarded-Proto and the path of each request.
-        #[arg(long)]
-        public_url: Option<String>,
-        /// token: the query parameter carrying the token (default token).
-        #[arg(long)]
-        token_param: Option<String>,
-        /// token: take the token from this header instead (Authorization: Bearer is understood).
-        #[arg(long, conflicts_with = "token_param")]
-        token_header: Option<String>,
+        options: ProviderFlags,
         /// Accept a secret weaker than the provider issues today (one set years ago, a
         /// provider's test secret); `relay status` then warns about the source.
         #[arg(long)]
@@ -285,69 +276,45 @@ impl ReconcileArgs {
     }
 }
 
-/// The provider options of `sources add` by flag name, for the provider to take what is its own.
-pub fn provider_options(
-    hmac: HmacArgs,
-    public_url: Option<String>,
-    token_param: Option<String>,
-    token_header: Option<String>,
-) -> GivenOptions {
-    let mut given = GivenOptions::default();
-    given
-        .set("preset", hmac.preset)
-        .set("header", hmac.header)
-        .set("algorithm", hmac.algorithm)
-        .set("encoding", hmac.encoding)
-        .set("prefix", hmac.prefix)
-        .set("timestamp-header", hmac.timestamp_header)
-        .set("signed-payload", hmac.signed_payload)
-        .set("type-header", hmac.type_header)
-        .set("type-pointer", hmac.type_pointer)
-        .set("id-header", hmac.id_header)
-        .set("id-pointer", hmac.id_pointer)
-        .set("public-url", public_url)
-        .set("token-param", token_param)
-        .set("token-header", token_header);
-    given
+/// The provider options of `sources add`: a flag for every option in the provider registry
+/// (`relay_core::providers::registry_options`), so a provider's options come with its file.
+/// The provider then takes what is its own and refuses the rest.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderFlags(pub GivenOptions);
+
+impl clap::FromArgMatches for ProviderFlags {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut given = GivenOptions::default();
+        for (option, _) in providers::registry_options() {
+            given.set(option.name, matches.get_one::<String>(option.name).cloned());
+        }
+        Ok(Self(given))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
-/// Options of `--provider hmac` (and the base a `--preset` starts from).
-#[derive(Debug, Args)]
-pub struct HmacArgs {
-    /// hmac: start from a known sender's options (typeform).
-    #[arg(long)]
-    pub preset: Option<String>,
-    /// hmac: the signature header.
-    #[arg(long)]
-    pub header: Option<String>,
-    /// hmac: sha1, sha256 or sha512 [default: sha256].
-    #[arg(long)]
-    pub algorithm: Option<String>,
-    /// hmac: hex or base64 [default: hex].
-    #[arg(long)]
-    pub encoding: Option<String>,
-    /// hmac: text before the signature, e.g. sha256=.
-    #[arg(long)]
-    pub prefix: Option<String>,
-    /// hmac: header with the signed Unix timestamp, checked against --tolerance.
-    #[arg(long)]
-    pub timestamp_header: Option<String>,
-    /// hmac: what is signed, with {body}, {timestamp} and {id} placeholders
-    /// [default: {body}, or {timestamp}.{body} with --timestamp-header].
-    #[arg(long)]
-    pub signed_payload: Option<String>,
-    /// hmac: header naming the event type.
-    #[arg(long)]
-    pub type_header: Option<String>,
-    /// hmac: JSON pointer to the event type in the body, e.g. /type.
-    #[arg(long)]
-    pub type_pointer: Option<String>,
-    /// hmac: header carrying the sender's delivery id (deduplication).
-    #[arg(long)]
-    pub id_header: Option<String>,
-    /// hmac: JSON pointer to the delivery id in the body, e.g. /id.
-    #[arg(long)]
-    pub id_pointer: Option<String>,
+impl clap::Args for ProviderFlags {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        providers::registry_options()
+            .into_iter()
+            // Listed after the source's own flags, as the global ones are.
+            .fold(cmd.next_display_order(100), |cmd, (option, owners)| {
+                cmd.arg(
+                    clap::Arg::new(option.name)
+                        .long(option.name)
+                        .value_name(option.name.to_uppercase().replace('-', "_"))
+                        .help(format!("{}: {}.", owners.join(", "), option.help)),
+                )
+            })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -576,5 +543,48 @@ mod tests {
         let mut missing = Vec::new();
         walk(&Cli::command(), "relay", &mut missing);
         assert!(missing.is_empty(), "no help line: {missing:#?}");
+    }
+
+    /// `sources add` has a flag for every option of the registry, and hands what was given to
+    /// the provider by option name.
+    #[test]
+    fn provider_options_become_flags_and_reach_the_provider() {
+        let command = Cli::command();
+        let add = command
+            .find_subcommand("sources")
+            .and_then(|s| s.find_subcommand("add"))
+            .unwrap();
+        for (option, owners) in providers::registry_options() {
+            let flag = add
+                .get_arguments()
+                .find(|a| a.get_long() == Some(option.name))
+                .unwrap_or_else(|| panic!("no --{}", option.name));
+            let help = flag.get_help().unwrap().to_string();
+            assert!(
+                help.starts_with(&format!("{}: ", owners.join(", "))),
+                "{help}"
+            );
+        }
+        let cli = Cli::try_parse_from([
+            "relay",
+            "sources",
+            "add",
+            "s",
+            "--provider",
+            "hmac",
+            "--secret",
+            "k",
+            "--header",
+            "x-sig",
+            "--type-pointer",
+            "/type",
+        ])
+        .unwrap();
+        let Command::Sources(SourcesCommand::Add { options, .. }) = cli.command else {
+            panic!("not sources add");
+        };
+        assert_eq!(options.0.get("header"), Some("x-sig"));
+        assert_eq!(options.0.get("type-pointer"), Some("/type"));
+        assert_eq!(options.0.names().count(), 2);
     }
 }

@@ -27,7 +27,7 @@ use super::shared::{
 };
 use super::{
     GivenOptions, InboundRequest, InvalidProviderOptions, Outcome, PROVIDERS, Provider,
-    ProviderConfig, Rejection, SourceView, Verified, WeakSourceSecret,
+    ProviderConfig, ProviderOption, Rejection, SourceView, Verified, WeakSourceSecret,
 };
 use crate::signing::{Algorithm, constant_time_eq, decode_base64, decode_hex, hmac};
 
@@ -52,19 +52,38 @@ pub(super) const PROVIDER: Provider = Provider {
 };
 
 /// The `sources add` options of `--provider hmac` and of its presets.
-pub(super) const OPTIONS: &[&str] = &[
-    "preset",
-    "header",
-    "algorithm",
-    "encoding",
-    "prefix",
-    "timestamp-header",
-    "signed-payload",
-    "type-header",
-    "type-pointer",
-    "id-header",
-    "id-pointer",
+pub(super) const OPTIONS: &[ProviderOption] = &[
+    option("preset", "start from a known sender's options (typeform)"),
+    option("header", "the signature header"),
+    option("algorithm", "sha1, sha256 or sha512 [default: sha256]"),
+    option("encoding", "hex or base64 [default: hex]"),
+    option("prefix", "text before the signature, e.g. sha256="),
+    option(
+        "timestamp-header",
+        "header with the signed Unix timestamp, checked against --tolerance",
+    ),
+    option(
+        "signed-payload",
+        "what is signed, with {body}, {timestamp} and {id} placeholders [default: {body}, or {timestamp}.{body} with --timestamp-header]",
+    ),
+    option("type-header", "header naming the event type"),
+    option(
+        "type-pointer",
+        "JSON pointer to the event type in the body, e.g. /type",
+    ),
+    option(
+        "id-header",
+        "header carrying the sender's delivery id (deduplication)",
+    ),
+    option(
+        "id-pointer",
+        "JSON pointer to the delivery id in the body, e.g. /id",
+    ),
 ];
+
+const fn option(name: &'static str, help: &'static str) -> ProviderOption {
+    ProviderOption { name, help }
+}
 
 /// Options of the generic HMAC provider.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -70,8 +70,8 @@ pub struct Provider {
     pub name: &'static str,
     /// What `relay sources add --help` says of it: where the signature is, which secret.
     pub help: &'static str,
-    /// The `sources add` options it reads, as flag names without `--`.
-    pub options: &'static [&'static str],
+    /// The `sources add` options it reads; the CLI makes its flags from these.
+    pub options: &'static [ProviderOption],
     /// The options a sample source of it is configured with (the fuzz target's, the registry's
     /// tests'); empty when it needs none.
     pub sample_options: &'static [(&'static str, &'static str)],
@@ -121,10 +121,10 @@ impl Provider {
         &'static self,
         given: &GivenOptions,
     ) -> Result<ProviderConfig, InvalidProviderOptions> {
-        if let Some(foreign) = given.names().find(|name| !self.options.contains(name)) {
+        if let Some(foreign) = given.names().find(|name| !self.takes(name)) {
             let owners: Vec<&str> = PROVIDERS
                 .iter()
-                .filter(|p| p.options.contains(&foreign))
+                .filter(|p| p.takes(foreign))
                 .map(|p| p.name)
                 .collect();
             return Err(InvalidProviderOptions(format!(
@@ -135,6 +135,11 @@ impl Provider {
         (self.configure)(self, given)
     }
 
+    /// Whether `name` is one of its options.
+    pub fn takes(&self, name: &str) -> bool {
+        self.options.iter().any(|option| option.name == name)
+    }
+
     /// The options of its sample source (`sample_options`).
     pub fn sample(&self) -> GivenOptions {
         let mut given = GivenOptions::default();
@@ -143,6 +148,31 @@ impl Provider {
         }
         given
     }
+}
+
+/// One `sources add` option of a provider: its flag name without `--`, and what it sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderOption {
+    pub name: &'static str,
+    pub help: &'static str,
+}
+
+/// Every option of the registry once, in registry order, with the providers that take it
+/// (presets left out: they take their base provider's options): the flags of `sources add`.
+pub fn registry_options() -> Vec<(ProviderOption, Vec<&'static str>)> {
+    let mut options: Vec<(ProviderOption, Vec<&'static str>)> = Vec::new();
+    for provider in PROVIDERS.iter().filter(|p| p.preset_of.is_none()) {
+        for option in provider.options {
+            match options
+                .iter_mut()
+                .find(|(known, _)| known.name == option.name)
+            {
+                Some((_, owners)) => owners.push(provider.name),
+                None => options.push((*option, vec![provider.name])),
+            }
+        }
+    }
+    options
 }
 
 /// Options of a new source that its provider refuses: another provider's option, or a value

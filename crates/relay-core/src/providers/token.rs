@@ -26,14 +26,23 @@ use super::shared::{
 };
 use super::{
     Answer, GivenOptions, InboundRequest, InvalidProviderOptions, Outcome, Provider,
-    ProviderConfig, Rejection, SourceView, Verified, WeakSourceSecret,
+    ProviderConfig, ProviderOption, Rejection, SourceView, Verified, WeakSourceSecret,
 };
 use crate::signing::constant_time_eq;
 
 pub(super) const PROVIDER: Provider = Provider {
     name: "token",
     help: "A shared token in the URL (?token=...) or a header; weaker than a signature",
-    options: &["token-param", "token-header"],
+    options: &[
+        ProviderOption {
+            name: "token-param",
+            help: "the query parameter carrying the token (default token)",
+        },
+        ProviderOption {
+            name: "token-header",
+            help: "take the token from this header instead (Authorization: Bearer is understood); not with --token-param",
+        },
+    ],
     sample_options: &[],
     preset_of: None,
     configure: |_, given| configure(given).map_err(InvalidProviderOptions),

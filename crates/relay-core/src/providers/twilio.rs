@@ -35,7 +35,7 @@ use super::shared::{
 };
 use super::{
     GivenOptions, InboundRequest, InvalidProviderOptions, Outcome, Provider, ProviderConfig,
-    Rejection, SourceView, Verified, WeakSourceSecret,
+    ProviderOption, Rejection, SourceView, Verified, WeakSourceSecret,
 };
 use crate::signing::{Algorithm, constant_time_eq, hmac};
 
@@ -46,7 +46,10 @@ const ID_HEADER: &str = "i-twilio-idempotency-token";
 pub(super) const PROVIDER: Provider = Provider {
     name: "twilio",
     help: "X-Twilio-Signature (the account's Auth Token); see --public-url",
-    options: &["public-url"],
+    options: &[ProviderOption {
+        name: "public-url",
+        help: "the URL Twilio calls, without the query (e.g. https://x.lambda-url.us-east-1.on.aws/twilio). Default: rebuilt from Host, X-Forwarded-Proto and the path of each request",
+    }],
     sample_options: &[],
     preset_of: None,
     configure: |_, given| configure(given),
