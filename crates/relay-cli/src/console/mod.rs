@@ -89,11 +89,10 @@ impl Console {
         &self.access
     }
 
-    /// Whether `path` is the console's (`POST /console` itself stays a source's path).
-    pub fn serves(method: &http::Method, path: &str) -> bool {
-        path.strip_prefix(PREFIX).is_some_and(|rest| {
-            rest.starts_with('/') || (rest.is_empty() && *method == http::Method::GET)
-        })
+    /// Whether `path` is the console's (`console` is a reserved source name).
+    pub fn serves(path: &str) -> bool {
+        path.strip_prefix(PREFIX)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 
     pub async fn handle(&self, request: http::Request<Body>) -> Response {
@@ -124,10 +123,7 @@ impl Console {
         query: Option<&str>,
         body: Body,
     ) -> Response {
-        let Some(rest) = path
-            .strip_prefix(PREFIX)
-            .filter(|_| Self::serves(&parts.method, path) || parts.method == http::Method::POST)
-        else {
+        let Some(rest) = path.strip_prefix(PREFIX).filter(|_| Self::serves(path)) else {
             return self.error_page(404, &format!("no console page at {path}"));
         };
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();

@@ -223,7 +223,7 @@ struct ReceiveHandler {
 
 impl server::Handler for ReceiveHandler {
     async fn handle(&self, request: http::Request<Incoming>) -> Response {
-        if crate::console::Console::serves(request.method(), request.uri().path()) {
+        if crate::console::Console::serves(request.uri().path()) {
             return self.console.0.handle(request.map(Body::new)).await;
         }
         // GET /metrics is the Prometheus scrape; POST /metrics stays a source's path.
