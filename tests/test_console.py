@@ -5,6 +5,7 @@ in a body, a URL and a header shown as text, CSRF and Origin refusals that chang
 the access token of a console listening beyond loopback. Screenshots go to the test's tmp dir
 (`CONSOLE_SCREENSHOTS=DIR` keeps copies there)."""
 
+import html
 import json
 import os
 import re
@@ -309,3 +310,37 @@ def _reachable(url):
         return True
     except requests.RequestException:
         return False
+
+
+def test_events_page_by_page_and_admin_errors_in_the_page(dev, sink):
+    secret = add_github_source(dev)
+    sub = add_subscription(dev, "github", f"{sink.url}/ok/p")["id"]
+    sent = [accepted_id(send_github(dev, secret)[0]) for _ in range(27)]
+    wait_until(lambda: len(dev.cli("events", "list", "--limit", "100")["events"]) == 27,
+               timeout=room(30), message="27 events stored")
+    console = f"{dev.url}/console"
+    first = requests.get(f"{console}/events", timeout=30)
+    first_ids = re.findall(r'class="event-link" href="[^"]+">(evt_[0-9a-f]+)</a>', first.text)
+    assert first_ids == sent[::-1][:25]
+    older = re.search(r'id="next-page" href="([^"]+)"', first.text).group(1)
+    older = html.unescape(older)
+    second = requests.get(f"{dev.url}{older}", timeout=30)
+    assert re.findall(r'class="event-link" href="[^"]+">(evt_[0-9a-f]+)</a>', second.text) == sent[1::-1]
+    assert 'id="next-page"' not in second.text
+
+    # The core's refusals, with their message and status.
+    bad = requests.get(f"{console}/events?since=yesterday-ish", timeout=30)
+    assert bad.status_code == 400 and "since" in bad.text
+    assert requests.get(f"{console}/events?status=dead", timeout=30).status_code == 400
+    csrf = csrf_of(requests.get(f"{console}/subscriptions", timeout=30).text)
+    own = {"Origin": dev.url}
+    dev.cli("subscriptions", "disable", sub)
+    refused = requests.post(f"{console}/events/{sent[0]}/replay", data={"csrf": csrf, "subscription": sub},
+                            headers=own, timeout=30)
+    assert refused.status_code == 409 and "is disabled" in refused.text, refused.text[:500]
+    unknown = requests.post(f"{console}/subscriptions/sub_nope/enable", data={"csrf": csrf},
+                            headers=own, timeout=30)
+    assert unknown.status_code == 404 and "no subscription sub_nope" in unknown.text
+    rotate = requests.post(f"{console}/subscriptions/{sub}/rotate", data={"csrf": csrf, "keep_old": "soon"},
+                           headers=own, timeout=30)
+    assert rotate.status_code == 400 and "whsec_" not in rotate.text
