@@ -12,7 +12,7 @@ import requests
 
 from conftest import free_port, room, tail, wait_until
 from lambda_support import MOTO, aws_env, boto
-from test_console import browser, screenshot, text_of  # noqa: F401  (the Chromium fixture)
+from test_console import browser, result_title, screenshot, text_of  # noqa: F401  (the Chromium fixture)
 from test_lambda_runtime import relay_aws, stack  # noqa: F401  (the table and queues)
 
 pytestmark = pytest.mark.skipif(not MOTO, reason="MOTO_ENDPOINT is not set (scripts/test starts moto)")
@@ -75,7 +75,7 @@ def test_console_on_a_stack(relay_bin, stack, browser, tmp_path):  # noqa: F811
         browser.get(f"{console}/recover")
         assert text_of(browser, "#dlq-deliveries") == "1"
         browser.find_element(By.ID, "redrive-deliveries").click()
-        assert "redrove 1" in text_of(browser, "#result-title")
+        assert "redrove 1" in result_title(browser)
         attributes = sqs.get_queue_attributes(QueueUrl=stack["deliveries_dlq"],
                                               AttributeNames=["ApproximateNumberOfMessages"])
         assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0"

@@ -11,8 +11,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
-import uuid
 
 import pytest
 import requests
@@ -85,6 +83,18 @@ def wait_page(driver, predicate, message, timeout=20.0):
         driver.refresh()
         return predicate(driver)
     return wait_until(check, timeout=timeout, interval=0.5, message=message)
+
+
+def result_title(driver):
+    """The title of an action's answer, once the browser has loaded it; an error page fails
+    the test with its message."""
+    def loaded():
+        found = driver.find_elements(By.CSS_SELECTOR, "#result-title, #error-message")
+        return found[0] if found else None
+    element = wait_until(loaded, timeout=room(20), interval=0.2, message="the action's answer")
+    if element.get_attribute("id") == "error-message":
+        pytest.fail(f"the action failed: {element.text}")
+    return element.text
 
 
 def csrf_of(html):
@@ -169,7 +179,7 @@ def test_console_pages_and_actions_in_a_browser(dev, sink, browser, sub_secret):
     healthy_before = len(browser.find_elements(By.CSS_SELECTOR, f"#timeline-{healthy} li.attempt"))
     Select(browser.find_element(By.ID, "replay-subscription")).select_by_value(healthy)
     browser.find_element(By.ID, "replay-button").click()
-    assert "replaying" in text_of(browser, "#result-title")
+    assert "replaying" in result_title(browser)
     browser.get(f"{console}/events/{xss_event}")
     wait_page(browser, lambda d: len(d.find_elements(
         By.CSS_SELECTOR, f"#timeline-{healthy} li.attempt")) == healthy_before + 1,
@@ -184,11 +194,13 @@ def test_console_pages_and_actions_in_a_browser(dev, sink, browser, sub_secret):
     since.clear()
     since.send_keys("1h")
     browser.find_element(By.ID, "dry-run-button").click()
+    wait_until(lambda: browser.find_elements(By.ID, "dry-run-count"), timeout=room(20),
+               message="the dry run's count")
     assert "2 deliveries of 2 event(s)" in text_of(browser, "#dry-run-count")
     assert len(sink.received("/fail/4/down")) == before, "a dry run sends nothing"
     screenshot(browser, "recover")
     browser.find_element(By.ID, "send-button").click()
-    assert "queued 2" in text_of(browser, "#result-title")
+    assert "queued 2" in result_title(browser)
     got = sink.wait_for("/fail/4/down", before + 2, timeout=room(20))[before:]
     assert sorted(g["headers"]["webhook-id"] for g in got) == sorted([xss_event, plain_event])
 
@@ -202,7 +214,7 @@ def test_console_pages_and_actions_in_a_browser(dev, sink, browser, sub_secret):
     assert text_of(browser, "#dlq-deliveries") == "3"
     assert len(sink.received("/fail/2/parked")) == 2
     browser.find_element(By.ID, "redrive-deliveries").click()
-    assert "redrove 3" in text_of(browser, "#result-title")
+    assert "redrove 3" in result_title(browser)
     parked_got = sink.wait_for("/fail/2/parked", 3, timeout=room(20))
     assert parked_got[-1]["status"] == 200 and parked_got[-1]["headers"]["webhook-id"] == plain_event
     browser.get(f"{console}/recover")
@@ -219,14 +231,16 @@ def test_console_pages_and_actions_in_a_browser(dev, sink, browser, sub_secret):
     # Disable, enable, rotate: the new secret shown once, never on the list.
     browser.get(f"{console}/subscriptions")
     browser.find_element(By.CSS_SELECTOR, f"#sub-{healthy} button.disable").click()
-    assert "disabled subscription" in text_of(browser, "#result-title")
+    assert "disabled subscription" in result_title(browser)
     assert any(s["id"] == healthy and not s["enabled"] for s in dev.cli("subscriptions", "list"))
     browser.get(f"{console}/subscriptions")
     assert "disabled" in text_of(browser, f"#sub-{healthy} .health")
     browser.find_element(By.CSS_SELECTOR, f"#sub-{healthy} button.enable").click()
+    assert "enabled subscription" in result_title(browser)
     assert any(s["id"] == healthy and s["enabled"] for s in dev.cli("subscriptions", "list"))
     browser.get(f"{console}/subscriptions")
     browser.find_element(By.CSS_SELECTOR, f"#sub-{healthy} button.rotate").click()
+    assert "rotated the signing secret" in result_title(browser)
     new_secret = text_of(browser, "#new-secret")
     assert new_secret.startswith("whsec_")
     browser.get(f"{console}/subscriptions")
