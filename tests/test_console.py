@@ -217,6 +217,9 @@ def test_console_pages_and_actions_in_a_browser(dev, sink, browser, sub_secret):
     assert "redrove 3" in result_title(browser)
     parked_got = sink.wait_for("/fail/2/parked", 3, timeout=room(20))
     assert parked_got[-1]["status"] == 200 and parked_got[-1]["headers"]["webhook-id"] == plain_event
+    dev.wait_attempts(plain_event, lambda a: any(
+        x["subscription_id"] == parked and x["next"] == "done" for x in a),
+        timeout=room(20), message="the redriven delivery logged")
     browser.get(f"{console}/recover")
     assert text_of(browser, "#dlq-deliveries") == "0"
     assert len(sink.received("/fail/4/down")) == before + 2, "delivered pairs are not sent again"
