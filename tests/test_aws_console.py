@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 import requests
+from selenium.webdriver.common.by import By
 
 from conftest import free_port, room, tail, wait_until
 from lambda_support import MOTO, aws_env, boto
@@ -16,8 +17,6 @@ from test_console import browser, result_title, screenshot, text_of  # noqa: F40
 from test_lambda_runtime import relay_aws, stack  # noqa: F401  (the table and queues)
 
 pytestmark = pytest.mark.skipif(not MOTO, reason="MOTO_ENDPOINT is not set (scripts/test starts moto)")
-
-from selenium.webdriver.common.by import By  # noqa: E402
 
 
 def test_console_on_a_stack(relay_bin, stack, browser, tmp_path):  # noqa: F811

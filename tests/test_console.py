@@ -14,17 +14,15 @@ import subprocess
 
 import pytest
 import requests
+from selenium import webdriver
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from conftest import (
     accepted_id, add_github_source, add_subscription, child_env, free_port, room, send_github,
     tail, wait_until,
 )
-
-pytest.importorskip("selenium", reason="selenium is in tests/requirements.txt")
-from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import Select  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
