@@ -53,7 +53,7 @@ pub async fn run(backend: &Backend, global: &Global, command: Command) -> anyhow
     let json_mode = global.json;
     let store = backend.store();
     match command {
-        Command::Dev(_) | Command::Completions { .. } | Command::Man => {
+        Command::Dev(_) | Command::Console(_) | Command::Completions { .. } | Command::Man => {
             Err(anyhow!("not an admin command"))
         }
         Command::Sources(cmd) => sources(store.as_ref(), json_mode, cmd).await,

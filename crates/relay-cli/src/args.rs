@@ -57,6 +57,8 @@ pub struct Global {
 pub enum Command {
     /// Run receiver and fanout in one process on the local store.
     Dev(DevArgs),
+    /// A browser view of events, deliveries and subscriptions over either backend.
+    Console(ConsoleArgs),
     /// Inbound endpoints: POST /{name}.
     #[command(subcommand)]
     Sources(SourcesCommand),
@@ -137,6 +139,14 @@ pub struct DevArgs {
     /// to fit the open-file limit, keeping descriptors for the store and deliveries.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Address to serve the console on; any address but loopback requires the access token
+    /// printed at start.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -4,6 +4,7 @@
 mod admin;
 mod args;
 mod backend;
+mod console;
 mod destinations;
 mod dev;
 mod errors;
@@ -58,6 +59,7 @@ fn usage_error(error: clap::Error) -> ExitCode {
 async fn run(cli: args::Cli) -> anyhow::Result<()> {
     match cli.command {
         args::Command::Dev(options) => dev::run(&cli.global, options).await,
+        args::Command::Console(options) => console::run(&cli.global, options).await,
         args::Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut args::Cli::command(), "relay", &mut script);

@@ -1,7 +1,7 @@
 //! `relay dev`: the receiver on an HTTP listener and the fanout on the local queues, in one
 //! process, over the same core use cases the Lambdas run.
 
-mod server;
+pub(crate) mod server;
 mod supervisor;
 
 use std::sync::{Arc, Mutex};
@@ -157,10 +157,21 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
             (queue, supervised)
         });
     }
+    let console = crate::console::Console::new(
+        crate::backend::Backend::Local(backend.clone()),
+        crate::console::Access::for_listen(address)?,
+        limits.body_timeout,
+    )?;
+    let console_line = format!(
+        "console: {} ({})",
+        console.access().start_url(address, crate::console::PREFIX),
+        console.access().start_note()
+    );
     let handler = ReceiveHandler {
         receiver,
         body_timeout: limits.body_timeout,
         tally: Arc::clone(&relay.tally),
+        console: crate::console::ConsoleHandler(Arc::new(console)),
     };
 
     println!(
@@ -174,6 +185,7 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
             "note: deliveries to loopback and private addresses are allowed (the Lambdas refuse them; --deny-private-destinations to match)"
         );
     }
+    println!("{console_line}");
     println!(
         "next: relay sources add github --provider github --secret <secret>, then point a provider at http://{address}/github"
     );
@@ -206,10 +218,14 @@ struct ReceiveHandler {
     receiver: Arc<Receiver>,
     body_timeout: Duration,
     tally: Arc<Mutex<Tally>>,
+    console: crate::console::ConsoleHandler,
 }
 
 impl server::Handler for ReceiveHandler {
     async fn handle(&self, request: http::Request<Incoming>) -> Response {
+        if crate::console::Console::serves(request.uri().path()) {
+            return self.console.0.handle(request.map(Body::new)).await;
+        }
         // GET /metrics is the Prometheus scrape; POST /metrics stays a source's path.
         if request.method() == http::Method::GET && request.uri().path() == "/metrics" {
             let text = relay_local::prometheus::render(
@@ -296,7 +312,7 @@ fn init_logging() {
         .try_init();
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

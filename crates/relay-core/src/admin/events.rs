@@ -103,10 +103,10 @@ pub async fn plan_replay(
             vec![sub]
         }
         None => {
+            let subscriptions = catalog.source_subscriptions(&event.source).await?;
+            // Made after the await: the input is not Send, and a server's handler must be.
             let input = EventInput::new(&event);
-            catalog
-                .source_subscriptions(&event.source)
-                .await?
+            subscriptions
                 .into_iter()
                 .filter(|s| delivers_to(s, &input))
                 .collect()

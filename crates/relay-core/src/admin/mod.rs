@@ -6,6 +6,7 @@
 //! CLI spells them (`--secret`, `--public-url`), the names its users and scripts know;
 //! `AdminError::Invalid::field` names the input field for callers that show it elsewhere.
 
+pub mod activity;
 pub mod bulk_replay;
 pub mod events;
 pub mod redrive;
