@@ -19,10 +19,10 @@ use relay_core::admin::redrive::{self as core_redrive, RedriveQueue};
 use relay_core::admin::sources as core_sources;
 use relay_core::admin::status::{self as core_status, RECENT_WINDOW_MILLIS};
 use relay_core::admin::subscriptions as core_subscriptions;
-use relay_core::clock::{Clock, SystemClock};
-use relay_core::model::{AttemptRecord, BodyEncoding};
+use relay_core::domain::model::{AttemptRecord, BodyEncoding};
+use relay_core::domain::search::StatusFilter;
 use relay_core::ports::QueueName;
-use relay_core::search::StatusFilter;
+use relay_core::ports::clock::{Clock, SystemClock};
 
 use super::{Console, PREFIX, chart, redirect};
 use crate::errors::Kind;
@@ -308,7 +308,7 @@ async fn event_query(
     now: i64,
 ) -> Result<EventQuery, PageError> {
     let types = match params.get("type") {
-        Some(list) => relay_core::patterns::parse_list(list)
+        Some(list) => relay_core::domain::patterns::parse_list(list)
             .map_err(|e| PageError::invalid(format!("type: {e}")))?,
         None => Vec::new(),
     };
@@ -458,7 +458,7 @@ fn shown_body(bytes: &[u8]) -> (String, &'static str, bool) {
 fn attempt_json(a: &AttemptRecord) -> Value {
     json!({
         "attempt": a.attempt, "at": time_text(a.at), "outcome": a.outcome.as_str(),
-        "ok": a.outcome == relay_core::model::AttemptOutcome::Ok,
+        "ok": a.outcome == relay_core::domain::model::AttemptOutcome::Ok,
         "status": a.status, "latency_ms": a.latency_ms,
         "response": a.response_excerpt, "next": a.next.as_str(),
     })
@@ -488,7 +488,7 @@ pub async fn event(console: &Console, id: &str) -> Result<Reply, PageError> {
                 .filter(|a| a.subscription_id == *sub_id)
                 .map(attempt_json)
                 .collect();
-            let state = relay_core::search::DeliveryState::of(&attempts, sub_id);
+            let state = relay_core::domain::search::DeliveryState::of(&attempts, sub_id);
             let url = subscriptions
                 .iter()
                 .find(|s| s.id == *sub_id)
