@@ -185,9 +185,12 @@ async fn subscriptions(
             secret,
             headers,
             filter,
+            policy,
         } => {
-            // A bad filter is a usage error (exit 2), found before any lookup.
+            // A bad filter or policy is a usage error (exit 2), found before any lookup.
             let filter = crate::filters::read_filter(&filter)?;
+            let mut delivery_policy = relay_core::model::DeliveryPolicy::default();
+            crate::filters::read_policy(&policy)?.apply(&mut delivery_policy);
             core_subscriptions::check_destination(&url, destinations).await?;
             let input = NewSubscription {
                 source,
@@ -196,6 +199,7 @@ async fn subscriptions(
                 secret,
                 headers,
                 filter,
+                policy: delivery_policy,
             };
             let sub = core_subscriptions::add_subscription(store, input, now_secs()).await?;
             let secret = sub
@@ -219,7 +223,7 @@ async fn subscriptions(
                 &list,
                 subscription_json,
                 "no subscriptions",
-                &["id", "source", "url", "events", "state", "filter"],
+                &["id", "source", "url", "events", "state", "filter", "policy"],
                 |s| {
                     let state = if s.enabled {
                         "enabled".to_owned()
@@ -238,6 +242,7 @@ async fn subscriptions(
                         s.filter
                             .as_ref()
                             .map_or_else(|| "-".to_owned(), |f| f.to_string()),
+                        s.policy.summary(),
                     ]
                 },
             );
@@ -269,7 +274,9 @@ async fn subscriptions(
             no_headers,
             filter,
             no_filter,
+            policy,
         } => {
+            let policy = crate::filters::read_policy(&policy)?;
             let filter = match crate::filters::read_filter(&filter)? {
                 Some(filter) => Some(Some(filter)),
                 None => no_filter.then_some(None),
@@ -284,10 +291,11 @@ async fn subscriptions(
                 events,
                 filter,
                 headers,
+                policy,
             };
             if change.is_empty() {
                 return Err(crate::errors::usage(
-                    "nothing to change: give --url, --events, --filter, --filter-file, --no-filter, --header or --no-headers",
+                    "nothing to change: give --url, --events, --filter, --filter-file, --no-filter, --header, --no-headers, --retry-schedule, --timeout, --max-in-flight or --rate",
                 ));
             }
             if let Some(url) = &change.url {

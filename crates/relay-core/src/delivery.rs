@@ -299,6 +299,9 @@ mod tests {
             ],
             created_at: 0,
             filter: None,
+            policy: Default::default(),
+            paused_until: None,
+            pause_streak: 0,
             revision: 0,
         }
     }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod netguard;
 pub mod patterns;
+pub mod policy;
 pub mod ports;
 pub mod providers;
 pub mod receive;

@@ -48,6 +48,10 @@ impl RetrySchedule {
         self
     }
 
+    pub fn jitter(&self) -> f64 {
+        self.jitter
+    }
+
     pub fn len(&self) -> usize {
         self.delays.len()
     }
