@@ -110,7 +110,8 @@ def test_list_shows_policy_and_update_resets_it(dev, sink, sub_secret):
                                "max_in_flight": None, "rate": None}
     [row] = [line for line in dev.cli("subscriptions", "list", json=False).stdout.splitlines()
              if plain["id"] in line]
-    assert row.split()[-1] == "default"
+    # The policy column, then paused-until.
+    assert row.split()[-2:] == ["default", "-"]
 
     # `default` gives a field back to the relay's setting; the others stay.
     updated = dev.cli("subscriptions", "update", sub["id"], "--timeout", "default",

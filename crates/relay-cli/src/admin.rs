@@ -223,7 +223,16 @@ async fn subscriptions(
                 &list,
                 subscription_json,
                 "no subscriptions",
-                &["id", "source", "url", "events", "state", "filter", "policy"],
+                &[
+                    "id",
+                    "source",
+                    "url",
+                    "events",
+                    "state",
+                    "filter",
+                    "policy",
+                    "paused until",
+                ],
                 |s| {
                     let state = if s.enabled {
                         "enabled".to_owned()
@@ -243,6 +252,7 @@ async fn subscriptions(
                             .as_ref()
                             .map_or_else(|| "-".to_owned(), |f| f.to_string()),
                         s.policy.summary(),
+                        s.paused_until.map_or_else(|| "-".to_owned(), millis_text),
                     ]
                 },
             );
@@ -520,7 +530,7 @@ fn status_json(report: &StatusReport) -> Value {
                 .map(|r| json!({ "since": r.since, "reason": r.reason }));
             json!({ "id": s.id, "source": s.source, "url": s.url, "enabled": s.enabled,
                     "failing_since": s.failing_since, "disabled_reason": s.disabled_reason,
-                    "refused": refused })
+                    "refused": refused, "paused_until": s.paused_until.map(millis_text) })
         })
         .collect();
     let (last_hour, last_hour_error) = match &report.last_hour {
@@ -601,6 +611,13 @@ fn status_text(report: &StatusReport) -> String {
                         since_text(refused.since),
                         refused.reason
                     ));
+                }
+                if let Some(until) = s.paused_until {
+                    state.push(if until > report.at_millis {
+                        format!("paused until {}", millis_text(until))
+                    } else {
+                        format!("pause over at {}; probe due", millis_text(until))
+                    });
                 }
                 vec![
                     s.id.clone(),

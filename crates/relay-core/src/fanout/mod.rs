@@ -26,6 +26,7 @@ use crate::model::{
 use crate::policy::Pacer;
 use crate::ports::{Catalog, Deliverer, EventArchive, Queue, StoreError};
 
+pub mod breaker;
 mod config;
 pub mod decide;
 mod health;
@@ -35,9 +36,11 @@ pub mod targets;
 #[cfg(test)]
 mod tests;
 
+use breaker::{BreakerFacts, FailureRuns, after_attempt};
 use config::MIN_ATTEMPT_TIMEOUT;
 pub use config::{ArchiveMode, FanoutConfig, SETTLE_RESERVE};
 use decide::{AttemptFacts, FollowUp, decide, hop_delay, respaced_hop};
+use health::Gated;
 use pace::Paced;
 use plan::{
     LogWrite, Planned, RoundLog, RoundStep, Step, TaskPlan, attempt_record, plan_round, plan_task,
@@ -56,6 +59,8 @@ pub struct Fanout {
     tally: Option<Arc<Mutex<Tally>>>,
     /// Each subscription's rate and in-flight count in this process.
     pacer: Arc<Mutex<Pacer>>,
+    /// Each subscription's failed attempts in a row in this process, for the breaker.
+    failure_runs: Mutex<FailureRuns>,
 }
 
 /// One step's outcome, once applied.
@@ -96,6 +101,7 @@ impl Fanout {
             config,
             tally: None,
             pacer: Arc::default(),
+            failure_runs: Mutex::default(),
         }
     }
 
@@ -258,10 +264,24 @@ impl Fanout {
         } = planned;
         let now = self.clock.now_millis();
         match step {
-            RoundStep::HandOff => self.hand_off(event, subscription, attempt, now).await,
+            RoundStep::HandOff => {
+                // Paused: due when the pause ends, not before.
+                let not_before = match breaker::gate(subscription, now) {
+                    breaker::Gate::Wait(until) => until,
+                    _ => now,
+                };
+                self.hand_off(event, subscription, attempt, not_before)
+                    .await
+            }
             RoundStep::Deliver => {
                 let timeout =
                     self.attempt_timeout(subscription, self.config.first_attempt_timeout, deadline);
+                let probe = match self.breaker_gate(subscription, timeout).await {
+                    Gated::Go { probe } => probe,
+                    Gated::Wait(until) => {
+                        return self.hand_off(event, subscription, attempt, until).await;
+                    }
+                };
                 let _turn = match self.pace(subscription, timeout, deadline).await {
                     Paced::Go(turn) => turn,
                     Paced::Defer(wait_ms) => {
@@ -274,7 +294,8 @@ impl Fanout {
                 let result = self
                     .attempt(event, body, subscription, attempt, timeout)
                     .await;
-                self.settle(event, subscription, attempt, 0, result).await
+                self.settle(event, subscription, attempt, 0, result, probe)
+                    .await
             }
         }
     }
@@ -422,6 +443,18 @@ impl Fanout {
             }
         };
         let timeout = self.attempt_timeout(subscription, None, deadline);
+        let probe = match self.breaker_gate(subscription, timeout).await {
+            Gated::Go { probe } => probe,
+            Gated::Wait(until) => {
+                // Paused: the same task, due when the pause ends; nothing attempted or logged.
+                let task = DeliveryTask {
+                    not_before: until,
+                    ..task.clone()
+                };
+                let delay_secs = hop_delay(&task, self.clock.now_millis()).unwrap_or(0);
+                return self.hop(task, delay_secs, receive_count).await;
+            }
+        };
         let _turn = match self.pace(subscription, timeout, deadline).await {
             Paced::Go(turn) => turn,
             Paced::Defer(wait_ms) => {
@@ -444,6 +477,7 @@ impl Fanout {
                 task.attempt,
                 task.schedule_step,
                 result,
+                probe,
             )
             .await;
         if !settled.handed_off {
@@ -514,9 +548,10 @@ impl Fanout {
         result
     }
 
-    /// Decides what follows an attempt (`decide::decide`) and applies it: the health change,
-    /// then the follow-up on the queue. The record says `fanout_retry` and `handed_off` is false
-    /// when the follow-up could not be queued.
+    /// Decides what follows an attempt (`decide::decide`, `breaker::after_attempt`) and applies
+    /// it: the health and breaker changes (one write), then the follow-up on the queue. The
+    /// record says `fanout_retry` and `handed_off` is false when the follow-up could not be
+    /// queued. `probe`: the attempt was the one at the end of a pause.
     async fn settle(
         &self,
         event: &EventEnvelope,
@@ -524,6 +559,7 @@ impl Fanout {
         attempt: u32,
         step: u32,
         result: AttemptResult,
+        probe: bool,
     ) -> Settled {
         let now_millis = self.clock.now_millis();
         let decision = decide(&AttemptFacts {
@@ -547,8 +583,22 @@ impl Fanout {
             Step::Attempted(&result),
             decision.next,
         );
-        if let Some(change) = decision.health {
-            self.apply_health(subscription, change).await;
+        let failure_run = self
+            .failure_runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .record(&subscription.id, &result.outcome);
+        let breaker = after_attempt(&BreakerFacts {
+            subscription,
+            outcome: &result.outcome,
+            retry_after: result.retry_after,
+            probe,
+            failure_run,
+            now_millis,
+        });
+        if decision.health.is_some() || breaker.is_some() {
+            self.apply_health(subscription, decision.health.clone(), breaker)
+                .await;
         }
         let queued = match &decision.follow_up {
             None => Ok(()),

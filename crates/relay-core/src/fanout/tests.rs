@@ -1218,3 +1218,115 @@ async fn a_delivery_over_its_rate_is_deferred_without_a_failed_attempt() {
     let seen = rig.deliverer.seen();
     assert_eq!((seen.len(), seen[1].attempt), (2, 1));
 }
+
+// ------------------------------------------------------------------ breaker
+
+#[tokio::test]
+async fn a_429_with_retry_after_pauses_until_one_probe_delivers() {
+    let rig = rig_scripted(
+        &["b"],
+        vec![AttemptResult {
+            retry_after: Some(Duration::from_secs(30)),
+            ..answer(Outcome::Status { status: 429 })
+        }],
+    )
+    .await;
+    rig.handle_event().await;
+    let stored = rig.store.get_subscription("b").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.paused_until, stored.pause_streak),
+        (Some(NOW_MS + 30_000), 1)
+    );
+    // The retry waits for the Retry-After too.
+    let [(retry, _)] = rig.queue.scheduled().try_into().unwrap();
+    assert_eq!(retry.not_before, NOW_MS + 30_000);
+
+    // Another delivery due during the pause: sent on to the pause's end, not attempted.
+    rig.clock.set_millis(NOW_MS + 10_000);
+    let other = DeliveryTask {
+        event: another_event("evt_2"),
+        ..task("b", 1, 0, 0)
+    };
+    assert_eq!(rig.handle_delivery(other).await, Disposition::Delete);
+    assert_eq!(rig.deliverer.seen().len(), 1);
+    let (waiting, _) = rig.queue.scheduled().last().cloned().unwrap();
+    assert_eq!(
+        (waiting.event.id.as_str(), waiting.not_before),
+        ("evt_2", NOW_MS + 30_000)
+    );
+    assert!(rig.store.event_attempts("evt_2").await.unwrap().is_empty());
+
+    // The pause is over: the retry claims the probe and delivers; the pause is cleared.
+    rig.clock.set_millis(NOW_MS + 30_000);
+    assert_eq!(rig.handle_delivery(retry).await, Disposition::Delete);
+    assert_eq!(rig.deliverer.seen().len(), 2);
+    let stored = rig.store.get_subscription("b").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.paused_until,
+            stored.pause_streak,
+            stored.failing_since
+        ),
+        (None, 0, None)
+    );
+    // The delivery that waited goes through as attempt 1.
+    assert_eq!(rig.handle_delivery(waiting).await, Disposition::Delete);
+    let seen = rig.deliverer.seen();
+    assert_eq!((seen.len(), seen[2].attempt), (3, 1));
+}
+
+#[tokio::test]
+async fn a_probe_claimed_elsewhere_holds_the_delivery_back_and_a_failed_probe_reopens() {
+    let rig = rig(&["b"], [Outcome::Timeout]).await;
+    crate::subscriptions::modify_subscription(rig.store.as_ref(), "b", |sub| {
+        sub.paused_until = Some(NOW_MS - 1);
+        sub.pause_streak = 1;
+        true
+    })
+    .await
+    .unwrap();
+    // Another fanout claimed the probe first: its lease holds this delivery back.
+    crate::subscriptions::modify_subscription(rig.store.as_ref(), "b", |sub| {
+        crate::fanout::breaker::claim_probe(sub, NOW_MS - 1, NOW_MS + 20_000)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        rig.handle_delivery(task("b", 2, 1, 0)).await,
+        Disposition::Delete
+    );
+    assert!(rig.deliverer.seen().is_empty());
+    let (held, _) = rig.queue.scheduled().last().cloned().unwrap();
+    assert_eq!(held.not_before, NOW_MS + 20_000);
+
+    // At the lease's end this one probes; it times out: paused again, twice as long.
+    rig.clock.set_millis(NOW_MS + 20_000);
+    rig.handle_delivery(held).await;
+    assert_eq!(rig.deliverer.seen().len(), 1);
+    let stored = rig.store.get_subscription("b").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.paused_until, stored.pause_streak),
+        (Some(NOW_MS + 20_000 + 60_000), 2)
+    );
+}
+
+#[tokio::test]
+async fn a_run_of_failures_pauses_the_subscription() {
+    let failures = crate::fanout::breaker::FAILURE_RUN;
+    let rig = rig(
+        &["b"],
+        (0..failures).map(|_| Outcome::Status { status: 500 }),
+    )
+    .await;
+    for n in 1..=failures {
+        let event_id = format!("evt_{n}");
+        let delivery = DeliveryTask {
+            event: another_event(&event_id),
+            ..task("b", 2, 0, 0)
+        };
+        rig.handle_delivery(delivery).await;
+        let stored = rig.store.get_subscription("b").await.unwrap().unwrap();
+        let expected = (n == failures).then_some(NOW_MS + 30_000);
+        assert_eq!(stored.paused_until, expected, "after failure {n}");
+    }
+}
