@@ -1423,3 +1423,99 @@ async fn a_429_with_retry_after_pauses_the_subscription_until_a_probe_delivers()
         .expect("stored");
     assert_eq!((stored.paused_until, stored.failing_since), (None, None));
 }
+
+/// The most arrivals within any `window` seconds.
+fn busiest_window(arrivals: &[f64], window: f64) -> usize {
+    arrivals
+        .iter()
+        .enumerate()
+        .map(|(i, start)| {
+            arrivals[i..]
+                .iter()
+                .take_while(|at| **at < start + window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// A subscription's `--rate` holds per fanout process: with `workers` fanouts (each its own
+/// Lambda environment) over the same queues, the subscriber sees up to `workers` times the rate.
+/// Prints the figures docs/scale.md quotes; asserts what per-process spacing guarantees.
+async fn rate_across_workers(workers: usize) {
+    const RATE: f64 = 4.0;
+    const EVENTS: usize = 36;
+    let test = format!("rate_across_{workers}_workers");
+    let stack = Stack::new(&test).await;
+    stack.add_github_source("github", GITHUB_SECRET).await;
+    let whsec = relay_core::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    let path = format!("/ok/{test}");
+    let sub = stack
+        .add_subscription("github", &sink.url(&path), &whsec)
+        .await;
+    relay_core::subscriptions::modify_subscription(&stack.aws.store, &sub, |s| {
+        s.policy.rate = Some(RATE);
+        true
+    })
+    .await
+    .expect("set the rate")
+    .expect("stored");
+    let receiver = stack.receiver();
+    for _ in 0..EVENTS {
+        accepted_id(
+            invoke_receiver(
+                &receiver,
+                github_request("github", GITHUB_SECRET, &unique(), "push", b"{}", false),
+            )
+            .await,
+        )
+        .await;
+    }
+    let mut pollers = Vec::new();
+    for _ in 0..workers {
+        pollers.push(stack.poller("1s").await);
+    }
+    let delivered = async || sink.received_on(&path).await.len() >= EVENTS;
+    let runs = pollers
+        .iter()
+        .map(|poller| poller.run_until(Duration::from_secs(90), delivered));
+    let done = futures::future::join_all(runs).await;
+    assert!(
+        done.iter().any(|d| *d),
+        "not all delivered: {}",
+        sink.received_on(&path).await.len()
+    );
+
+    let got = sink.received_on(&path).await;
+    let ids: std::collections::HashSet<_> =
+        got.iter().filter_map(|r| r.header("webhook-id")).collect();
+    assert_eq!((got.len(), ids.len()), (EVENTS, EVENTS), "each event once");
+    let mut arrivals: Vec<f64> = got.iter().map(|r| r.at).collect();
+    arrivals.sort_by(f64::total_cmp);
+    let span = arrivals[EVENTS - 1] - arrivals[0];
+    let observed = (EVENTS - 1) as f64 / span;
+    let busiest = busiest_window(&arrivals, 1.0);
+    println!(
+        "rate {RATE}/s per process, {workers} worker(s), {EVENTS} events: {observed:.2}/s over {span:.2} s \
+         ({:.2} x the rate); busiest 1 s window {busiest}",
+        observed / RATE
+    );
+    // Each process lets one delivery go per 1/RATE s: at most RATE + 1 in any second each
+    // (one more for the network's jitter between the fanout and the sink).
+    let bound = workers * (RATE as usize + 1) + 1;
+    assert!(
+        busiest <= bound,
+        "{busiest} deliveries in one second, bound {bound}"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_holds_per_fanout_process_one_worker() {
+    rate_across_workers(1).await;
+}
+
+#[tokio::test]
+async fn a_rate_holds_per_fanout_process_three_workers() {
+    rate_across_workers(3).await;
+}
