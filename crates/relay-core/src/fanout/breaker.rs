@@ -9,8 +9,12 @@ use std::time::Duration;
 use crate::delivery::Outcome;
 use crate::model::Subscription;
 
-/// Failed attempts in a row (in one fanout process) that pause a subscription.
+/// Failed attempts in a row (in one fanout process) that pause a subscription, once they
+/// have gone on for `FAILURE_RUN_SPAN` without a delivery between.
 pub const FAILURE_RUN: u32 = 5;
+/// How long a run of failures must last to pause: a subscriber failing often but delivering
+/// in between (a flapping one, a brief outage) is left to its retry schedule.
+pub const FAILURE_RUN_SPAN: Duration = Duration::from_secs(60);
 /// The longest pause, whatever the Retry-After asks.
 pub const MAX_PAUSE: Duration = Duration::from_secs(3600);
 /// The pause after a run of failures; each pause in a row without a delivery doubles it.
@@ -100,14 +104,30 @@ pub struct BreakerFacts<'a> {
     /// The attempt was the probe at the end of a pause.
     pub probe: bool,
     /// Failed attempts in a row to this subscription in this process, this one included.
-    pub failure_run: u32,
+    pub failure_run: Run,
     pub now_millis: i64,
+}
+
+/// A run of failed attempts to one subscription in one process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Run {
+    pub failures: u32,
+    /// When its first failure was counted (milliseconds since the epoch).
+    pub since_millis: i64,
+}
+
+impl Run {
+    /// Long enough to pause: `FAILURE_RUN` failures over at least `FAILURE_RUN_SPAN`.
+    fn trips(self, now_millis: i64) -> bool {
+        let span_ms = i64::try_from(FAILURE_RUN_SPAN.as_millis()).unwrap_or(i64::MAX);
+        self.failures >= FAILURE_RUN && now_millis - self.since_millis >= span_ms
+    }
 }
 
 /// What the breaker does after an attempt. A delivery closes it (when anything is stored). A
 /// 429 or 503 with a Retry-After pauses for that long (at most `MAX_PAUSE`); a failed probe or
-/// the `FAILURE_RUN`th failure in a row pauses for the backoff (or the Retry-After when one was
-/// given). 410, refused and invalid deliveries keep their own rules and leave it alone.
+/// a run of failures that trips (`FAILURE_RUN` over `FAILURE_RUN_SPAN`) pauses for the backoff
+/// (or the Retry-After when one was given). 410, refused and invalid deliveries keep their own rules and leave it alone.
 pub fn after_attempt(facts: &BreakerFacts<'_>) -> Option<BreakerChange> {
     let sub = facts.subscription;
     match facts.outcome {
@@ -121,7 +141,7 @@ pub fn after_attempt(facts: &BreakerFacts<'_>) -> Option<BreakerChange> {
                 }
                 _ => None,
             };
-            if asked.is_none() && !facts.probe && facts.failure_run < FAILURE_RUN {
+            if asked.is_none() && !facts.probe && !facts.failure_run.trips(facts.now_millis) {
                 return None;
             }
             let streak = sub.pause_streak.saturating_add(1);
@@ -149,24 +169,27 @@ pub fn backoff(streak: u32) -> Duration {
 /// Failed attempts in a row per subscription, in one process (a delivery ends a run).
 #[derive(Debug, Default)]
 pub struct FailureRuns {
-    runs: HashMap<String, u32>,
+    runs: HashMap<String, Run>,
 }
 
 impl FailureRuns {
-    /// Counts an attempt's outcome; returns the run it makes (0 after a delivery, and for
-    /// outcomes the breaker ignores).
-    pub fn record(&mut self, subscription_id: &str, outcome: &Outcome) -> u32 {
+    /// Counts an attempt's outcome at `now_millis`; returns the run it makes (none after a
+    /// delivery, and for outcomes the breaker ignores).
+    pub fn record(&mut self, subscription_id: &str, outcome: &Outcome, now_millis: i64) -> Run {
         match outcome {
             Outcome::Status { .. } | Outcome::Timeout | Outcome::Connect(_) => {
-                let run = self.runs.entry(subscription_id.to_owned()).or_default();
-                *run = run.saturating_add(1);
+                let run = self.runs.entry(subscription_id.to_owned()).or_insert(Run {
+                    failures: 0,
+                    since_millis: now_millis,
+                });
+                run.failures = run.failures.saturating_add(1);
                 *run
             }
             Outcome::Delivered { .. } => {
                 self.runs.remove(subscription_id);
-                0
+                Run::default()
             }
-            Outcome::Gone | Outcome::Refused(_) | Outcome::Invalid(_) => 0,
+            Outcome::Gone | Outcome::Refused(_) | Outcome::Invalid(_) => Run::default(),
         }
     }
 }
@@ -184,14 +207,18 @@ mod tests {
         outcome: &'a Outcome,
         retry_after: Option<u64>,
         probe: bool,
-        failure_run: u32,
+        failures: u32,
     ) -> BreakerFacts<'a> {
         BreakerFacts {
             subscription: sub,
             outcome,
             retry_after: retry_after.map(Duration::from_secs),
             probe,
-            failure_run,
+            // A run that started a span ago.
+            failure_run: Run {
+                failures,
+                since_millis: NOW_MS - 60_000,
+            },
             now_millis: NOW_MS,
         }
     }
@@ -248,6 +275,15 @@ mod tests {
                 reopen: false
             })
         );
+        // As many failures within less than the span: a brief outage, left to the schedule.
+        let brief = BreakerFacts {
+            failure_run: Run {
+                failures: FAILURE_RUN * 4,
+                since_millis: NOW_MS - 59_999,
+            },
+            ..facts(&sub, &outcome, None, false, 0)
+        };
+        assert_eq!(after_attempt(&brief), None);
         assert_eq!(backoff(1), Duration::from_secs(30));
         assert_eq!(backoff(2), Duration::from_secs(60));
         assert_eq!(backoff(4), Duration::from_secs(240));
@@ -346,12 +382,19 @@ mod tests {
     fn failure_runs_count_failures_in_a_row_per_subscription() {
         let mut runs = FailureRuns::default();
         let failed = Outcome::Status { status: 500 };
-        assert_eq!(runs.record("s", &failed), 1);
-        assert_eq!(runs.record("s", &Outcome::Timeout), 2);
-        assert_eq!(runs.record("t", &failed), 1);
-        assert_eq!(runs.record("s", &Outcome::Gone), 0);
-        assert_eq!(runs.record("s", &failed), 3);
-        assert_eq!(runs.record("s", &Outcome::Delivered { status: 204 }), 0);
-        assert_eq!(runs.record("s", &failed), 1);
+        let run = |failures, since_millis| Run {
+            failures,
+            since_millis,
+        };
+        assert_eq!(runs.record("s", &failed, 1_000), run(1, 1_000));
+        assert_eq!(runs.record("s", &Outcome::Timeout, 2_000), run(2, 1_000));
+        assert_eq!(runs.record("t", &failed, 3_000), run(1, 3_000));
+        assert_eq!(runs.record("s", &Outcome::Gone, 4_000), Run::default());
+        assert_eq!(runs.record("s", &failed, 5_000), run(3, 1_000));
+        assert_eq!(
+            runs.record("s", &Outcome::Delivered { status: 204 }, 6_000),
+            Run::default()
+        );
+        assert_eq!(runs.record("s", &failed, 7_000), run(1, 7_000));
     }
 }

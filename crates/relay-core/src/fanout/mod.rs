@@ -587,7 +587,7 @@ impl Fanout {
             .failure_runs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .record(&subscription.id, &result.outcome);
+            .record(&subscription.id, &result.outcome, now_millis);
         let breaker = after_attempt(&BreakerFacts {
             subscription,
             outcome: &result.outcome,

@@ -1318,7 +1318,11 @@ async fn a_run_of_failures_pauses_the_subscription() {
         (0..failures).map(|_| Outcome::Status { status: 500 }),
     )
     .await;
+    // The run's failures spread over its span; the last one trips it.
+    let span_ms = crate::fanout::breaker::FAILURE_RUN_SPAN.as_millis() as i64;
     for n in 1..=failures {
+        let at = NOW_MS + span_ms * i64::from(n - 1) / i64::from(failures - 1);
+        rig.clock.set_millis(at);
         let event_id = format!("evt_{n}");
         let delivery = DeliveryTask {
             event: another_event(&event_id),
@@ -1326,7 +1330,7 @@ async fn a_run_of_failures_pauses_the_subscription() {
         };
         rig.handle_delivery(delivery).await;
         let stored = rig.store.get_subscription("b").await.unwrap().unwrap();
-        let expected = (n == failures).then_some(NOW_MS + 30_000);
+        let expected = (n == failures).then_some(at + 30_000);
         assert_eq!(stored.paused_until, expected, "after failure {n}");
     }
 }
