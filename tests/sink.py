@@ -10,6 +10,8 @@ serves many subscriptions:
     /fail/<k>/...      answer 500 to the first k requests on this path, then 200
     /slow/<ms>/...     wait <ms> milliseconds, then 200
     /flap/...          answer 500 and 200 in turn (a subscription whose health keeps changing)
+    /throttle/<k>/<s>/... answer 429 with `Retry-After: <s>` to the first k requests on this
+                       path, then 200 (a subscriber asking for room)
     /hang/<s>/...      record the request at once, then answer nothing for <s> seconds (a
                        subscriber that hangs past the relay's delivery timeout)
 GET /received returns the recorded requests as JSON; DELETE /received clears them.
@@ -54,8 +56,10 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def reply(self, code, payload=b"ok"):
+    def reply(self, code, payload=b"ok", headers=()):
         self.send_response(code)
+        for name, value in headers:
+            self.send_header(name, value)
         self.send_header("content-type", "text/plain")
         self.send_header("content-length", str(len(payload)))
         self.end_headers()
@@ -88,6 +92,10 @@ class Handler(BaseHTTPRequestHandler):
             counts[self.path] = counts.get(self.path, 0) + 1
             nth = counts[self.path]
         code = 200
+        if len(parts) >= 3 and parts[0] == "throttle" and nth <= int(parts[1]):
+            self.record(body, headers, 429)
+            self.reply(429, b"slow down", headers=[("retry-after", parts[2])])
+            return
         if len(parts) >= 2 and parts[0] == "hang":
             self.record(body, headers, None)
             time.sleep(float(parts[1]))

@@ -55,6 +55,9 @@ pub async fn run(
                 headers: vec![],
                 created_at: 0,
                 filter: None,
+                policy: Default::default(),
+                paused_until: None,
+                pause_streak: 0,
                 revision: 0,
             })
             .await?;

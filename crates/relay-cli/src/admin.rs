@@ -177,9 +177,12 @@ async fn subscriptions(
             secret,
             headers,
             filter,
+            policy,
         } => {
-            // A bad filter is a usage error (exit 2), found before any lookup.
+            // A bad filter or policy is a usage error (exit 2), found before any lookup.
             let filter = crate::filters::read_filter(&filter)?;
+            let mut delivery_policy = relay_core::domain::model::DeliveryPolicy::default();
+            crate::filters::read_policy(&policy)?.apply(&mut delivery_policy);
             core_subscriptions::check_destination(&url, destinations).await?;
             let input = NewSubscription {
                 source,
@@ -188,6 +191,7 @@ async fn subscriptions(
                 secret,
                 headers,
                 filter,
+                policy: delivery_policy,
             };
             let sub = core_subscriptions::add_subscription(store, input, now_secs()).await?;
             let secret = sub
@@ -211,7 +215,16 @@ async fn subscriptions(
                 &list,
                 subscription_json,
                 "no subscriptions",
-                &["id", "source", "url", "events", "state", "filter"],
+                &[
+                    "id",
+                    "source",
+                    "url",
+                    "events",
+                    "state",
+                    "filter",
+                    "policy",
+                    "paused until",
+                ],
                 |s| {
                     let state = if s.enabled {
                         "enabled".to_owned()
@@ -230,6 +243,8 @@ async fn subscriptions(
                         s.filter
                             .as_ref()
                             .map_or_else(|| "-".to_owned(), |f| f.to_string()),
+                        s.policy.summary(),
+                        s.paused_until.map_or_else(|| "-".to_owned(), millis_text),
                     ]
                 },
             );
@@ -261,7 +276,9 @@ async fn subscriptions(
             no_headers,
             filter,
             no_filter,
+            policy,
         } => {
+            let policy = crate::filters::read_policy(&policy)?;
             let filter = match crate::filters::read_filter(&filter)? {
                 Some(filter) => Some(Some(filter)),
                 None => no_filter.then_some(None),
@@ -276,10 +293,11 @@ async fn subscriptions(
                 events,
                 filter,
                 headers,
+                policy,
             };
             if change.is_empty() {
                 return Err(crate::errors::usage(
-                    "nothing to change: give --url, --events, --filter, --filter-file, --no-filter, --header or --no-headers",
+                    "nothing to change: give --url, --events, --filter, --filter-file, --no-filter, --header, --no-headers, --retry-schedule, --timeout, --max-in-flight or --rate",
                 ));
             }
             if let Some(url) = &change.url {
@@ -504,7 +522,7 @@ fn status_json(report: &StatusReport) -> Value {
                 .map(|r| json!({ "since": r.since, "reason": r.reason }));
             json!({ "id": s.id, "source": s.source, "url": s.url, "enabled": s.enabled,
                     "failing_since": s.failing_since, "disabled_reason": s.disabled_reason,
-                    "refused": refused })
+                    "refused": refused, "paused_until": s.paused_until.map(millis_text) })
         })
         .collect();
     let (last_hour, last_hour_error) = match &report.last_hour {
@@ -585,6 +603,13 @@ fn status_text(report: &StatusReport) -> String {
                         since_text(refused.since),
                         refused.reason
                     ));
+                }
+                if let Some(until) = s.paused_until {
+                    state.push(if until > report.at_millis {
+                        format!("paused until {}", millis_text(until))
+                    } else {
+                        format!("pause over at {}; probe due", millis_text(until))
+                    });
                 }
                 vec![
                     s.id.clone(),

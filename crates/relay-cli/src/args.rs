@@ -348,8 +348,11 @@ pub enum SubscriptionsCommand {
         headers: Vec<String>,
         #[command(flatten)]
         filter: FilterArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
-    /// Change a subscription's URL, event types, filter or headers, keeping its id and secret.
+    /// Change a subscription's URL, event types, filter, headers or delivery policy, keeping its
+    /// id and secret.
     Update {
         /// The subscription's id.
         id: String,
@@ -370,6 +373,8 @@ pub enum SubscriptionsCommand {
         /// Remove the content filter.
         #[arg(long, conflicts_with_all = ["filter", "filter_file"])]
         no_filter: bool,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// Subscriptions with their state (enabled, disabled and why); secrets only counted.
     List {
@@ -424,6 +429,24 @@ pub struct FilterArgs {
     /// The content filter, read from a file.
     #[arg(long, value_name = "FILE")]
     pub filter_file: Option<std::path::PathBuf>,
+}
+
+/// A subscription's delivery policy (see docs/subscriptions.md). Each flag takes the word
+/// `default` to use the relay's setting again.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PolicyArgs {
+    /// Its own retry schedule, as RELAY_RETRY_SCHEDULE ('10s,1m,10m'; '' for no retries).
+    #[arg(long, value_name = "DELAYS")]
+    pub retry_schedule: Option<String>,
+    /// Timeout of each attempt (10s, 2m; 1s to 15m).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Attempts to it at once, per fanout process.
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<String>,
+    /// Deliveries per second, per fanout process (0.5 is one every two seconds).
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

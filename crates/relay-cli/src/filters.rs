@@ -1,5 +1,5 @@
-//! Content filters on the command line: `subscriptions add --filter/--filter-file` and
-//! `subscriptions test-filter`.
+//! Content filters and delivery policies on the command line: `subscriptions add/update
+//! --filter/--filter-file`, the policy flags, and `subscriptions test-filter`.
 
 use std::path::Path;
 
@@ -10,8 +10,9 @@ use relay_core::Store;
 use relay_core::admin::subscriptions::{self as core_subscriptions, FilterSubject};
 use relay_core::domain::filter::{Filter, MAX_FILTER_TEXT_BYTES};
 use relay_core::domain::model::DEFAULT_MAX_BODY_BYTES;
+use relay_core::domain::policy::{self, PolicyChange};
 
-use crate::args::FilterArgs;
+use crate::args::{FilterArgs, PolicyArgs};
 use crate::errors::usage;
 use crate::output::emit;
 
@@ -29,6 +30,24 @@ pub fn read_filter(args: &FilterArgs) -> anyhow::Result<Option<Filter>> {
     Filter::parse(&text)
         .map(Some)
         .map_err(|e| usage(format!("{flag}: {e}")))
+}
+
+/// The delivery policy the flags give (unset flags, and `default`, leave the relay's
+/// setting), and the change they make to a stored one. A bad value is a usage error (exit 2)
+/// naming the flag, and nothing is stored.
+pub fn read_policy(args: &PolicyArgs) -> anyhow::Result<PolicyChange> {
+    fn each<T>(
+        text: &Option<String>,
+        parse: impl Fn(&str) -> Result<Option<T>, relay_core::domain::policy::InvalidPolicy>,
+    ) -> anyhow::Result<Option<Option<T>>> {
+        text.as_deref().map(|t| parse(t).map_err(usage)).transpose()
+    }
+    Ok(PolicyChange {
+        retry_schedule: each(&args.retry_schedule, policy::parse_retry_schedule)?,
+        timeout_secs: each(&args.timeout, policy::parse_timeout)?,
+        max_in_flight: each(&args.max_in_flight, policy::parse_max_in_flight)?,
+        rate: each(&args.rate, policy::parse_rate)?,
+    })
 }
 
 /// A file's content as text, refused (exit 2) past `limit` bytes.

@@ -119,6 +119,13 @@ pub fn subscription_json(sub: &Subscription) -> Value {
         "headers": sub.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
         "secrets": sub.secrets.len(),
         "filter": sub.filter,
+        "policy": {
+            "retry_schedule": sub.policy.retry_schedule,
+            "timeout_secs": sub.policy.timeout_secs,
+            "max_in_flight": sub.policy.max_in_flight,
+            "rate": sub.policy.rate,
+        },
+        "paused_until": sub.paused_until.map(millis_text),
     })
 }
 

@@ -1321,3 +1321,201 @@ async fn a_filtered_subscription_skips_events_its_filter_does_not_match() {
     assert_eq!(stack.depth(&stack.queues.deliveries).await.total(), 0);
     assert_eq!(poller.stats().failures, 0);
 }
+
+/// A subscriber answering 429 with Retry-After is paused on the stored subscription (one
+/// write); its retry and a later event wait as delayed messages, nothing in flight; after the
+/// pause one probe delivers and clears it.
+#[tokio::test]
+async fn a_429_with_retry_after_pauses_the_subscription_until_a_probe_delivers() {
+    let stack =
+        Stack::new("a_429_with_retry_after_pauses_the_subscription_until_a_probe_delivers").await;
+    stack.add_github_source("github", GITHUB_SECRET).await;
+    let whsec = relay_core::domain::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    let path = "/throttle/1/4/b";
+    let sub = stack
+        .add_subscription("github", &sink.url(path), &whsec)
+        .await;
+    let poller = stack.poller("1s").await;
+    let send = async || {
+        accepted_id(
+            invoke_receiver(
+                &stack.receiver(),
+                github_request("github", GITHUB_SECRET, &unique(), "push", b"{}", false),
+            )
+            .await,
+        )
+        .await
+    };
+
+    let first = send().await;
+    let clock = relay_core::ports::clock::SystemClock;
+    let before = relay_core::ports::clock::Clock::now_millis(&clock);
+    let pumped = poller.pump(&poller.events_url, 2).await;
+    assert_eq!(
+        (pumped.received, pumped.deleted.len()),
+        (1, 1),
+        "{pumped:?}"
+    );
+    assert_eq!(
+        attempt_log(&stack, &first, &sub).await,
+        owned(&[(1, "http_status", "retry_scheduled")])
+    );
+    let stored = stack
+        .aws
+        .store
+        .get_subscription(&sub)
+        .await
+        .expect("get subscription")
+        .expect("stored");
+    let paused_until = stored.paused_until.expect("paused after the 429");
+    let after = relay_core::ports::clock::Clock::now_millis(&clock);
+    assert!(
+        (before + 4_000..=after + 4_000).contains(&paused_until),
+        "paused until {paused_until}, attempted between {before} and {after}"
+    );
+
+    // During the pause a new event is handed off, not attempted; nothing is held in flight.
+    let second = send().await;
+    poller.pump(&poller.events_url, 2).await;
+    assert_eq!(
+        attempt_log(&stack, &second, &sub).await,
+        owned(&[(1, "deferred", "retry_scheduled")])
+    );
+    let deliveries = stack.depth(&stack.queues.deliveries).await;
+    assert_eq!(deliveries.in_flight, 0, "{deliveries:?}");
+    assert_eq!(sink.received_on(path).await.len(), 1);
+
+    assert!(
+        poller
+            .run_until(room(Duration::from_secs(40)), async || {
+                sink.received_on(path).await.len() >= 3
+            })
+            .await,
+        "not delivered after the pause: {:?}",
+        sink.received().await
+    );
+    let got = sink.received_on(path).await;
+    assert_eq!(
+        got.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [429, 200, 200]
+    );
+    // Nothing attempted before the Retry-After was over.
+    let gap = got[1].at - got[0].at;
+    assert!(
+        gap >= 3.5,
+        "first request after the 429 came {gap:.3} s later"
+    );
+    assert_eq!(
+        attempt_log(&stack, &first, &sub).await,
+        owned(&[(1, "http_status", "retry_scheduled"), (2, "ok", "done")])
+    );
+    assert_eq!(
+        attempt_log(&stack, &second, &sub).await,
+        owned(&[(1, "ok", "done")])
+    );
+    let stored = stack
+        .aws
+        .store
+        .get_subscription(&sub)
+        .await
+        .expect("get subscription")
+        .expect("stored");
+    assert_eq!((stored.paused_until, stored.failing_since), (None, None));
+}
+
+/// The most arrivals within any `window` seconds.
+fn busiest_window(arrivals: &[f64], window: f64) -> usize {
+    arrivals
+        .iter()
+        .enumerate()
+        .map(|(i, start)| {
+            arrivals[i..]
+                .iter()
+                .take_while(|at| **at < start + window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// A subscription's `--rate` holds per fanout process: with `workers` fanouts (each its own
+/// Lambda environment) over the same queues, the subscriber sees up to `workers` times the rate.
+/// Prints the figures docs/scale.md quotes; asserts what per-process spacing guarantees.
+async fn rate_across_workers(workers: usize) {
+    const RATE: f64 = 4.0;
+    const EVENTS: usize = 36;
+    let test = format!("rate_across_{workers}_workers");
+    let stack = Stack::new(&test).await;
+    stack.add_github_source("github", GITHUB_SECRET).await;
+    let whsec = relay_core::domain::ids::new_signing_secret();
+    let sink = Sink::start(&whsec).await;
+    let path = format!("/ok/{test}");
+    let sub = stack
+        .add_subscription("github", &sink.url(&path), &whsec)
+        .await;
+    relay_core::ports::subscriptions::modify_subscription(&stack.aws.store, &sub, |s| {
+        s.policy.rate = Some(RATE);
+        true
+    })
+    .await
+    .expect("set the rate")
+    .expect("stored");
+    let receiver = stack.receiver();
+    for _ in 0..EVENTS {
+        accepted_id(
+            invoke_receiver(
+                &receiver,
+                github_request("github", GITHUB_SECRET, &unique(), "push", b"{}", false),
+            )
+            .await,
+        )
+        .await;
+    }
+    let mut pollers = Vec::new();
+    for _ in 0..workers {
+        pollers.push(stack.poller("1s").await);
+    }
+    let delivered = async || sink.received_on(&path).await.len() >= EVENTS;
+    let runs = pollers
+        .iter()
+        .map(|poller| poller.run_until(Duration::from_secs(90), delivered));
+    let done = futures::future::join_all(runs).await;
+    assert!(
+        done.iter().any(|d| *d),
+        "not all delivered: {}",
+        sink.received_on(&path).await.len()
+    );
+
+    let got = sink.received_on(&path).await;
+    let ids: std::collections::HashSet<_> =
+        got.iter().filter_map(|r| r.header("webhook-id")).collect();
+    assert_eq!((got.len(), ids.len()), (EVENTS, EVENTS), "each event once");
+    let mut arrivals: Vec<f64> = got.iter().map(|r| r.at).collect();
+    arrivals.sort_by(f64::total_cmp);
+    let span = arrivals[EVENTS - 1] - arrivals[0];
+    let observed = (EVENTS - 1) as f64 / span;
+    let busiest = busiest_window(&arrivals, 1.0);
+    println!(
+        "rate {RATE}/s per process, {workers} worker(s), {EVENTS} events: {observed:.2}/s over {span:.2} s \
+         ({:.2} x the rate); busiest 1 s window {busiest}",
+        observed / RATE
+    );
+    // Each process lets one delivery go per 1/RATE s: at most RATE + 1 in any second each
+    // (one more for the network's jitter between the fanout and the sink).
+    let bound = workers * (RATE as usize + 1) + 1;
+    assert!(
+        busiest <= bound,
+        "{busiest} deliveries in one second, bound {bound}"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_holds_per_fanout_process_one_worker() {
+    rate_across_workers(1).await;
+}
+
+#[tokio::test]
+async fn a_rate_holds_per_fanout_process_three_workers() {
+    rate_across_workers(3).await;
+}

@@ -47,14 +47,18 @@ pub struct SubscriptionHealth {
     pub disabled_reason: Option<String>,
     /// Since when, and why, the destination guard refuses its deliveries.
     pub refused: Option<RefusedDeliveries>,
+    /// Milliseconds since the epoch until which the breaker holds its deliveries back (when
+    /// past, the probe is due).
+    pub paused_until: Option<i64>,
 }
 
 impl SubscriptionHealth {
-    /// `None` for a subscription that is enabled, not failing and not refused.
+    /// `None` for a subscription that is enabled, not failing, not refused and not paused.
     pub fn of(subscription: &Subscription) -> Option<Self> {
         if subscription.enabled
             && subscription.failing_since.is_none()
             && subscription.refused.is_none()
+            && subscription.paused_until.is_none()
         {
             return None;
         }
@@ -66,6 +70,7 @@ impl SubscriptionHealth {
             failing_since: subscription.failing_since,
             disabled_reason: subscription.disabled_reason.clone(),
             refused: subscription.refused.clone(),
+            paused_until: subscription.paused_until,
         })
     }
 }
@@ -141,6 +146,16 @@ mod tests {
     use crate::ports::{Queue, StoreError};
     use crate::testkit::contract::{event, source, subscription};
     use crate::testkit::{MemoryQueue, MemoryStore};
+
+    #[test]
+    fn a_paused_subscription_needs_attention_with_its_pause() {
+        let mut paused = subscription("sub_p", "gh");
+        assert_eq!(SubscriptionHealth::of(&paused), None);
+        paused.paused_until = Some(1_700_000_060_000);
+        let health = SubscriptionHealth::of(&paused).expect("listed");
+        assert_eq!(health.paused_until, Some(1_700_000_060_000));
+        assert!(health.enabled && health.failing_since.is_none());
+    }
 
     const NOW_SECS: i64 = 1_700_000_000;
 

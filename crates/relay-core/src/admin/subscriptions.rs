@@ -1,4 +1,4 @@
-//! Subscriptions: add, list, remove, enable, disable, rotate the signing secret. Every change to
+//! Subscriptions: add, update, list, remove, enable, disable, rotate the signing secret. Every change to
 //! a stored subscription goes through `subscriptions::modify_subscription`, so no operator's
 //! change undoes the fanout's (or another operator's).
 
@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::domain::filter::{EventInput, Filter};
 use crate::domain::ids;
-use crate::domain::model::{EventEnvelope, SigningSecret, Subscription};
+use crate::domain::model::{DeliveryPolicy, EventEnvelope, SigningSecret, Subscription};
 use crate::domain::patterns::parse_list;
+use crate::domain::policy::{self, PolicyChange};
 use crate::fanout::targets::takes_type;
 use crate::outbound::netguard::non_global_reason;
 use crate::ports::subscriptions::modify_subscription;
@@ -30,6 +31,8 @@ pub struct NewSubscription {
     pub headers: Vec<String>,
     /// A content filter (`Filter::parse` checked it).
     pub filter: Option<Filter>,
+    /// Retry schedule, timeout, concurrency and rate; unset fields take the relay's settings.
+    pub policy: DeliveryPolicy,
 }
 
 /// A rotated signing secret.
@@ -136,6 +139,7 @@ pub async fn add_subscription(
         .iter()
         .map(|h| parse_header(h))
         .collect::<Result<Vec<_>, _>>()?;
+    policy::validate(&input.policy).map_err(|e| AdminError::invalid("policy", e.to_string()))?;
     let mut subscription = Subscription {
         id: ids::new_subscription_id(),
         source,
@@ -151,6 +155,9 @@ pub async fn add_subscription(
         refused: None,
         headers,
         filter: input.filter,
+        policy: input.policy,
+        paused_until: None,
+        pause_streak: 0,
         created_at: now_secs,
         revision: 0,
     };
@@ -210,6 +217,8 @@ pub struct SubscriptionChange {
     pub filter: Option<Option<Filter>>,
     /// Replaces every extra header, each as `Name: value` (`Some(vec![])` removes them all).
     pub headers: Option<Vec<String>>,
+    /// Sets or resets fields of the delivery policy.
+    pub policy: PolicyChange,
 }
 
 impl SubscriptionChange {
@@ -218,6 +227,7 @@ impl SubscriptionChange {
             && self.events.is_none()
             && self.filter.is_none()
             && self.headers.is_none()
+            && self.policy.is_empty()
     }
 }
 
@@ -234,12 +244,15 @@ pub async fn update_subscription(
     if change.is_empty() {
         return Err(AdminError::invalid(
             "change",
-            "nothing to change: give --url, --events, --filter, --filter-file, --no-filter, --header or --no-headers",
+            "nothing to change: give --url, --events, --filter, --filter-file, --no-filter, --header, --no-headers, --retry-schedule, --timeout, --max-in-flight or --rate",
         ));
     }
     if let Some(url) = &change.url {
         parse_url(url)?;
     }
+    let mut policy_check = DeliveryPolicy::default();
+    change.policy.apply(&mut policy_check);
+    policy::validate(&policy_check).map_err(|e| AdminError::invalid("policy", e.to_string()))?;
     let events = match &change.events {
         Some(events) => {
             Some(parse_list(events).map_err(|e| AdminError::invalid("events", e.to_string()))?)
@@ -272,6 +285,7 @@ pub async fn update_subscription(
         if let Some(headers) = &headers {
             sub.headers.clone_from(headers);
         }
+        change.policy.apply(&mut sub.policy);
         true
     })
     .await?

@@ -341,6 +341,101 @@ async fn removing_a_source_removes_its_subscriptions() {
 // ------------------------------------------------------------------ subscriptions
 
 #[tokio::test]
+async fn a_delivery_policy_is_added_changed_reset_and_checked() {
+    use crate::domain::model::DeliveryPolicy;
+    use crate::domain::policy::PolicyChange;
+    let store = store_with([]).await;
+    let policy = DeliveryPolicy {
+        retry_schedule: Some("1s,2s".into()),
+        timeout_secs: Some(3),
+        max_in_flight: Some(2),
+        rate: Some(0.5),
+    };
+    let input = |policy: DeliveryPolicy| NewSubscription {
+        source: "gh".into(),
+        url: "https://a.example/".into(),
+        events: "*".into(),
+        secret: None,
+        headers: vec![],
+        filter: None,
+        policy,
+    };
+    let sub = add_subscription(store.as_ref(), input(policy.clone()), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        get_subscription(store.as_ref(), &sub.id)
+            .await
+            .unwrap()
+            .policy,
+        policy
+    );
+    let bad = add_subscription(
+        store.as_ref(),
+        input(DeliveryPolicy {
+            rate: Some(0.0),
+            ..DeliveryPolicy::default()
+        }),
+        NOW,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(invalid(bad).0, "policy");
+    assert_eq!(
+        list_subscriptions(store.as_ref(), None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The timeout back to the relay's, a new rate; the rest kept.
+    let changed = update_subscription(
+        store.as_ref(),
+        &sub.id,
+        SubscriptionChange {
+            policy: PolicyChange {
+                timeout_secs: Some(None),
+                rate: Some(Some(4.0)),
+                ..PolicyChange::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        changed.policy,
+        DeliveryPolicy {
+            timeout_secs: None,
+            rate: Some(4.0),
+            ..policy
+        }
+    );
+    let refused = update_subscription(
+        store.as_ref(),
+        &sub.id,
+        SubscriptionChange {
+            policy: PolicyChange {
+                max_in_flight: Some(Some(0)),
+                ..PolicyChange::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(invalid(refused).0, "policy");
+    assert_eq!(
+        get_subscription(store.as_ref(), &sub.id)
+            .await
+            .unwrap()
+            .revision,
+        changed.revision
+    );
+}
+
+#[tokio::test]
 async fn adding_a_subscription_checks_source_url_patterns_and_headers() {
     let store = store_with([]).await;
     let input = |source: &str, url: &str, events: &str, headers: &[&str]| NewSubscription {
@@ -350,6 +445,7 @@ async fn adding_a_subscription_checks_source_url_patterns_and_headers() {
         secret: None,
         headers: headers.iter().map(|h| h.to_string()).collect(),
         filter: None,
+        policy: Default::default(),
     };
     let missing = add_subscription(
         store.as_ref(),
@@ -940,6 +1036,7 @@ async fn a_filter_is_stored_tried_and_followed_by_replay() {
             secret: None,
             headers: vec![],
             filter: Some(Filter::parse(r#"{"body":{"id":"evt_1"}}"#).unwrap()),
+            policy: Default::default(),
         },
         NOW,
     )

@@ -11,5 +11,6 @@ pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod patterns;
+pub mod policy;
 pub mod retry;
 pub mod search;

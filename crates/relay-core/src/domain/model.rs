@@ -105,6 +105,18 @@ pub struct Subscription {
     /// the subscription is read. Absent in subscriptions stored before filters existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<crate::domain::filter::Filter>,
+    /// Its own retry schedule, timeout, concurrency and rate; what is unset takes the relay's
+    /// settings. Absent in subscriptions stored before policies existed.
+    #[serde(default, skip_serializing_if = "DeliveryPolicy::is_default")]
+    pub policy: DeliveryPolicy,
+    /// Milliseconds since the epoch until which the breaker holds its deliveries back (the
+    /// subscriber asked for room with Retry-After, or kept failing); then one probe attempt
+    /// decides. Written once per pause; cleared by a delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<i64>,
+    /// Pauses in a row without a delivery between them, for the breaker's backoff.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pause_streak: u32,
     #[serde(default)]
     pub created_at: i64,
     /// Bumped by every write; a write names the revision it read (`Store::put_subscription`).
@@ -138,6 +150,35 @@ impl crate::domain::filter::FilterSubject for EventEnvelope {
     fn body(&self) -> Option<std::borrow::Cow<'_, [u8]>> {
         self.body_bytes().ok()
     }
+}
+
+/// How the fanout delivers to one subscription. Every field left unset takes the relay's
+/// setting (`RELAY_RETRY_SCHEDULE`, `RELAY_DELIVERY_TIMEOUT_SECS`, no concurrency or rate cap).
+/// Checked when written (`crate::domain::policy::validate`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryPolicy {
+    /// A retry schedule in the syntax of `RELAY_RETRY_SCHEDULE` (`5s,1m,10m`; empty: no retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_schedule: Option<String>,
+    /// Timeout of each attempt, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+    /// Attempts to this subscription at once, per fanout process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    /// Deliveries per second, per fanout process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+}
+
+impl DeliveryPolicy {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn first_revision() -> u64 {
@@ -507,6 +548,23 @@ mod tests {
     use crate::receive::{
         DEFAULT_MAX_BODY_BYTES, MAX_CONTENT_TYPE_BYTES, MAX_EVENT_TYPE_BYTES, MAX_SOURCE_NAME_BYTES,
     };
+
+    #[test]
+    fn a_subscription_stored_before_policies_reads_with_the_defaults() {
+        let old = r#"{"id":"sub_1","source":"gh","url":"https://a.example/","events":["*"],"secrets":[{"secret":"whsec_abc"}],"failing_since":5,"headers":[],"created_at":1,"revision":4}"#;
+        let sub: Subscription = serde_json::from_str(old).unwrap();
+        assert!(sub.policy.is_default());
+        assert_eq!(
+            (sub.paused_until, sub.pause_streak, sub.revision),
+            (None, 0, 4)
+        );
+        // Written back without the new fields while they are unset.
+        let written = serde_json::to_string(&sub).unwrap();
+        assert!(
+            !written.contains("policy") && !written.contains("paused"),
+            "{written}"
+        );
+    }
 
     #[test]
     fn escaped_length_is_what_serde_json_writes() {

@@ -48,6 +48,10 @@ impl RetrySchedule {
         self
     }
 
+    pub fn jitter(&self) -> f64 {
+        self.jitter
+    }
+
     pub fn len(&self) -> usize {
         self.delays.len()
     }
@@ -77,6 +81,24 @@ impl RetrySchedule {
             None => jittered,
         })
     }
+}
+
+/// A Retry-After header's wait from `now_secs`: delta-seconds (`120`) or an HTTP date
+/// (`Wed, 21 Oct 2015 07:28:00 GMT`, and the obsolete forms RFC 9110 still accepts). A date in
+/// the past is no wait; anything else unreadable is None.
+pub fn parse_retry_after(value: &str, now_secs: i64) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let at_secs = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())?;
+    Some(Duration::from_secs(
+        u64::try_from(at_secs.saturating_sub(now_secs)).unwrap_or(0),
+    ))
 }
 
 /// A retry schedule with a delay that is not a duration; the message is the delay's.
@@ -172,6 +194,35 @@ mod tests {
             s.delay(0, Some(Duration::from_secs(10 * 86_400))),
             Some(MAX_RETRY_AFTER)
         );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        // 1445412480 is Wed, 21 Oct 2015 07:28:00 GMT.
+        let now = 1_445_412_480 - 90;
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_retry_after("Wednesday, 21-Oct-15 07:28:00 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_retry_after("Wed Oct 21 07:28:00 2015", now),
+            Some(Duration::from_secs(90))
+        );
+        // Past dates are no wait; junk and negative numbers are nothing.
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now + 1_000),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 
     #[test]

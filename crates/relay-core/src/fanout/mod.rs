@@ -20,22 +20,28 @@ use crate::domain::model::{
     AttemptOutcome, AttemptRecord, DeliveryTask, Disposition, EventEnvelope, NextStep,
     QueueMessage, ReceivedMessage, Subscription,
 };
+use crate::domain::policy::Pacer;
 use crate::outbound::delivery::{Attempt, AttemptResult, DeliveryClient};
 use crate::ports::cache::TtlCache;
 use crate::ports::clock::SharedClock;
 use crate::ports::{Catalog, Deliverer, EventArchive, Queue, StoreError};
 
+pub mod breaker;
 mod config;
 pub mod decide;
 mod health;
+mod pace;
 pub mod plan;
 pub mod targets;
 #[cfg(test)]
 mod tests;
 
+use breaker::{BreakerFacts, FailureRuns, after_attempt};
 use config::MIN_ATTEMPT_TIMEOUT;
 pub use config::{ArchiveMode, FanoutConfig, SETTLE_RESERVE};
 use decide::{AttemptFacts, FollowUp, decide, hop_delay, respaced_hop};
+use health::Gated;
+use pace::Paced;
 use plan::{
     LogWrite, Planned, RoundLog, RoundStep, Step, TaskPlan, attempt_record, plan_round, plan_task,
 };
@@ -51,6 +57,10 @@ pub struct Fanout {
     by_id: TtlCache<Arc<Subscription>>,
     /// Where each attempt is counted for metrics, when the adapter emits them.
     tally: Option<Arc<Mutex<Tally>>>,
+    /// Each subscription's rate and in-flight count in this process.
+    pacer: Arc<Mutex<Pacer>>,
+    /// Each subscription's failed attempts in a row in this process, for the breaker.
+    failure_runs: Mutex<FailureRuns>,
 }
 
 /// One step's outcome, once applied.
@@ -90,6 +100,8 @@ impl Fanout {
             clock,
             config,
             tally: None,
+            pacer: Arc::default(),
+            failure_runs: Mutex::default(),
         }
     }
 
@@ -124,13 +136,9 @@ impl Fanout {
         deadline: Option<Instant>,
     ) -> Disposition {
         match serde_json::from_str::<QueueMessage>(&message.body) {
-            Ok(QueueMessage::Event(event)) => {
-                let timeout = self.attempt_timeout(self.config.first_attempt_timeout, deadline);
-                self.handle_event(event, timeout).await
-            }
+            Ok(QueueMessage::Event(event)) => self.handle_event(event, deadline).await,
             Ok(QueueMessage::Delivery(task)) => {
-                let timeout = self.attempt_timeout(None, deadline);
-                self.handle_delivery(task, timeout, message.receive_count)
+                self.handle_delivery(task, deadline, message.receive_count)
                     .await
             }
             Err(e) => {
@@ -141,10 +149,15 @@ impl Fanout {
         }
     }
 
-    /// The delivery timeout (or `preferred`, when shorter), cut to what the deadline leaves
-    /// after the settle reserve.
-    fn attempt_timeout(&self, preferred: Option<Duration>, deadline: Option<Instant>) -> Duration {
-        let configured = self.deliverer.timeout();
+    /// The subscription's timeout (its own, else the relay's delivery timeout), or `preferred`
+    /// when shorter, cut to what the deadline leaves after the settle reserve.
+    fn attempt_timeout(
+        &self,
+        subscription: &Subscription,
+        preferred: Option<Duration>,
+        deadline: Option<Instant>,
+    ) -> Duration {
+        let configured = self.subscription_timeout(subscription);
         let mut timeout = preferred.map_or(configured, |p| p.min(configured));
         if let Some(deadline) = deadline {
             let left = deadline
@@ -155,7 +168,12 @@ impl Fanout {
         timeout.max(MIN_ATTEMPT_TIMEOUT)
     }
 
-    async fn handle_event(&self, event: EventEnvelope, timeout: Duration) -> Disposition {
+    /// The subscription's own attempt timeout, else the relay's.
+    fn subscription_timeout(&self, subscription: &Subscription) -> Duration {
+        subscription.policy.timeout_or(self.deliverer.timeout())
+    }
+
+    async fn handle_event(&self, event: EventEnvelope, deadline: Option<Instant>) -> Disposition {
         let body = match event.body_bytes() {
             Ok(body) => Bytes::from(body.into_owned()),
             Err(e) => {
@@ -200,7 +218,7 @@ impl Fanout {
             futures::future::join_all(planned.into_iter().map(|planned| {
                 let (body, outcomes) = (body.clone(), outcomes.clone());
                 async move {
-                    let outcome = self.apply_step(event, planned, body, timeout).await;
+                    let outcome = self.apply_step(event, planned, body, deadline).await;
                     // The writer outlives every step: the send cannot fail.
                     let _ = outcomes.send(outcome);
                 }
@@ -230,26 +248,54 @@ impl Fanout {
         }
     }
 
-    /// One subscription's part in a round: an attempt now, or the hand-off of a failing one.
+    /// One subscription's part in a round: an attempt now (when its pace lets it go within the
+    /// batch), or the hand-off of a failing or deferred one.
     async fn apply_step(
         &self,
         event: &EventEnvelope,
         planned: Planned<'_>,
         body: Bytes,
-        timeout: Duration,
+        deadline: Option<Instant>,
     ) -> Settled {
         let Planned {
             subscription,
             attempt,
             step,
         } = planned;
+        let now = self.clock.now_millis();
         match step {
-            RoundStep::HandOff => self.hand_off(event, subscription, attempt).await,
+            RoundStep::HandOff => {
+                // Paused: due when the pause ends, not before.
+                let not_before = match breaker::gate(subscription, now) {
+                    breaker::Gate::Wait(until) => until,
+                    _ => now,
+                };
+                self.hand_off(event, subscription, attempt, not_before)
+                    .await
+            }
             RoundStep::Deliver => {
+                let timeout =
+                    self.attempt_timeout(subscription, self.config.first_attempt_timeout, deadline);
+                let probe = match self.breaker_gate(subscription, timeout).await {
+                    Gated::Go { probe } => probe,
+                    Gated::Wait(until) => {
+                        return self.hand_off(event, subscription, attempt, until).await;
+                    }
+                };
+                let _turn = match self.pace(subscription, timeout, deadline).await {
+                    Paced::Go(turn) => turn,
+                    Paced::Defer(wait_ms) => {
+                        let not_before = self.clock.now_millis() + wait_ms;
+                        return self
+                            .hand_off(event, subscription, attempt, not_before)
+                            .await;
+                    }
+                };
                 let result = self
                     .attempt(event, body, subscription, attempt, timeout)
                     .await;
-                self.settle(event, subscription, attempt, 0, result).await
+                self.settle(event, subscription, attempt, 0, result, probe)
+                    .await
             }
         }
     }
@@ -303,14 +349,23 @@ impl Fanout {
     /// the event's batch, and every other subscription in it, never waits for a subscriber
     /// that may hang. The schedule is the same as after a failed inline attempt (step 0 next),
     /// and the attempt there overwrites this record (same event, subscription and number).
-    async fn hand_off(&self, event: &EventEnvelope, sub: &Subscription, attempt: u32) -> Settled {
+    /// A delivery its pace holds back is handed off the same way, due at `not_before`: a wait,
+    /// not a failed attempt.
+    async fn hand_off(
+        &self,
+        event: &EventEnvelope,
+        sub: &Subscription,
+        attempt: u32,
+        not_before: i64,
+    ) -> Settled {
         let task = DeliveryTask {
             event: event.clone(),
             subscription_id: sub.id.clone(),
             attempt,
             schedule_step: 0,
-            not_before: self.clock.now_millis(),
+            not_before,
         };
+        let delay_secs = hop_delay(&task, self.clock.now_millis()).unwrap_or(0);
         let mut record = attempt_record(
             event,
             &sub.id,
@@ -319,7 +374,7 @@ impl Fanout {
             Step::NotSent(AttemptOutcome::Deferred),
             NextStep::RetryScheduled,
         );
-        let handed_off = match self.queue.send_delivery(&task, 0).await {
+        let handed_off = match self.queue.send_delivery(&task, delay_secs).await {
             Ok(()) => true,
             Err(e) => {
                 warn!(event_id = %event.id, subscription_id = %sub.id, error = %e, "could not hand a failing subscription to the deliveries queue; the event will be retried");
@@ -336,7 +391,7 @@ impl Fanout {
     async fn handle_delivery(
         &self,
         task: DeliveryTask,
-        timeout: Duration,
+        deadline: Option<Instant>,
         receive_count: u32,
     ) -> Disposition {
         if let Some(delay_secs) = hop_delay(&task, self.clock.now_millis()) {
@@ -387,6 +442,31 @@ impl Fanout {
                 return Disposition::Retry;
             }
         };
+        let timeout = self.attempt_timeout(subscription, None, deadline);
+        let probe = match self.breaker_gate(subscription, timeout).await {
+            Gated::Go { probe } => probe,
+            Gated::Wait(until) => {
+                // Paused: the same task, due when the pause ends; nothing attempted or logged.
+                let task = DeliveryTask {
+                    not_before: until,
+                    ..task.clone()
+                };
+                let delay_secs = hop_delay(&task, self.clock.now_millis()).unwrap_or(0);
+                return self.hop(task, delay_secs, receive_count).await;
+            }
+        };
+        let _turn = match self.pace(subscription, timeout, deadline).await {
+            Paced::Go(turn) => turn,
+            Paced::Defer(wait_ms) => {
+                // A wait, not an attempt: the same task, due later, with nothing logged.
+                let task = DeliveryTask {
+                    not_before: self.clock.now_millis() + wait_ms,
+                    ..task.clone()
+                };
+                let delay_secs = hop_delay(&task, self.clock.now_millis()).unwrap_or(0);
+                return self.hop(task, delay_secs, receive_count).await;
+            }
+        };
         let result = self
             .attempt(event, body, subscription, task.attempt, timeout)
             .await;
@@ -397,6 +477,7 @@ impl Fanout {
                 task.attempt,
                 task.schedule_step,
                 result,
+                probe,
             )
             .await;
         if !settled.handed_off {
@@ -413,7 +494,12 @@ impl Fanout {
     /// two copies never run at once and the later one finds the first one's record.
     async fn hop(&self, task: DeliveryTask, delay_secs: u32, receive_count: u32) -> Disposition {
         let (task, delay_secs) = if receive_count > 1 {
-            let spacing = self.deliverer.timeout() + 2 * SETTLE_RESERVE;
+            // The subscription's own timeout when it is known (read through the cache).
+            let timeout = match self.subscription(&task.subscription_id).await {
+                Ok(Some(sub)) => self.subscription_timeout(&sub),
+                _ => self.deliverer.timeout(),
+            };
+            let spacing = timeout.max(self.deliverer.timeout()) + 2 * SETTLE_RESERVE;
             respaced_hop(task, spacing, self.clock.now_millis())
         } else {
             (task, delay_secs)
@@ -462,9 +548,10 @@ impl Fanout {
         result
     }
 
-    /// Decides what follows an attempt (`decide::decide`) and applies it: the health change,
-    /// then the follow-up on the queue. The record says `fanout_retry` and `handed_off` is false
-    /// when the follow-up could not be queued.
+    /// Decides what follows an attempt (`decide::decide`, `breaker::after_attempt`) and applies
+    /// it: the health and breaker changes (one write), then the follow-up on the queue. The
+    /// record says `fanout_retry` and `handed_off` is false when the follow-up could not be
+    /// queued. `probe`: the attempt was the one at the end of a pause.
     async fn settle(
         &self,
         event: &EventEnvelope,
@@ -472,6 +559,7 @@ impl Fanout {
         attempt: u32,
         step: u32,
         result: AttemptResult,
+        probe: bool,
     ) -> Settled {
         let now_millis = self.clock.now_millis();
         let decision = decide(&AttemptFacts {
@@ -480,7 +568,10 @@ impl Fanout {
             attempt,
             schedule_step: step,
             outcome: &result.outcome,
-            retry_delay: self.config.retry.delay(step, result.retry_after),
+            retry_delay: subscription
+                .policy
+                .retry_schedule_or(&self.config.retry)
+                .delay(step, result.retry_after),
             now_millis,
             health_window_secs: self.config.health_window_secs,
         });
@@ -492,8 +583,22 @@ impl Fanout {
             Step::Attempted(&result),
             decision.next,
         );
-        if let Some(change) = decision.health {
-            self.apply_health(subscription, change).await;
+        let failure_run = self
+            .failure_runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .record(&subscription.id, &result.outcome, now_millis);
+        let breaker = after_attempt(&BreakerFacts {
+            subscription,
+            outcome: &result.outcome,
+            retry_after: result.retry_after,
+            probe,
+            failure_run,
+            now_millis,
+        });
+        if decision.health.is_some() || breaker.is_some() {
+            self.apply_health(subscription, decision.health.clone(), breaker)
+                .await;
         }
         let queued = match &decision.follow_up {
             None => Ok(()),

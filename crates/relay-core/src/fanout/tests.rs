@@ -1039,3 +1039,298 @@ fn a_round_takes_the_subscriptions_whose_patterns_and_filter_match() {
     };
     assert_eq!(ids(&form), ["plain", "by-header"]);
 }
+
+// ------------------------------------------------------------------ delivery policy
+
+/// Gives stored subscription `id` this policy.
+async fn set_policy(rig: &Rig, id: &str, policy: crate::domain::model::DeliveryPolicy) {
+    crate::ports::subscriptions::modify_subscription(rig.store.as_ref(), id, |sub| {
+        sub.policy = policy.clone();
+        true
+    })
+    .await
+    .unwrap()
+    .unwrap();
+}
+
+/// `evt_1` under another id, as a second event of the same source.
+fn another_event(id: &str) -> EventEnvelope {
+    EventEnvelope {
+        id: id.into(),
+        ..event()
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_retries_on_its_own_schedule_then_dead_letters() {
+    let rig = rig(
+        &["own", "relay"],
+        [
+            Outcome::Status { status: 500 },
+            Outcome::Status { status: 500 },
+            Outcome::Status { status: 500 },
+        ],
+    )
+    .await;
+    set_policy(
+        &rig,
+        "own",
+        crate::domain::model::DeliveryPolicy {
+            retry_schedule: Some("40s".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    // One delivery task each, failing at step 0: 40 s (own) against 5 s (the relay's).
+    rig.handle_delivery(task("own", 1, 0, 0)).await;
+    rig.handle_delivery(task("relay", 1, 0, 0)).await;
+    let delays: Vec<(String, u32)> = rig
+        .queue
+        .scheduled()
+        .into_iter()
+        .map(|(t, delay)| (t.subscription_id, delay))
+        .collect();
+    assert_eq!(delays, [("own".to_owned(), 40), ("relay".to_owned(), 5)]);
+    // Its schedule has one step: the second failure is dead-lettered; the relay's would retry.
+    rig.handle_delivery(task("own", 2, 1, 0)).await;
+    assert_eq!(
+        rig.queue
+            .parked()
+            .iter()
+            .map(|t| (t.subscription_id.as_str(), t.attempt))
+            .collect::<Vec<_>>(),
+        [("own", 3)]
+    );
+}
+
+#[tokio::test]
+async fn a_subscription_timeout_replaces_the_relays_within_the_first_attempt_cap() {
+    let rig = rig(&["short", "long", "relay"], []).await;
+    set_policy(
+        &rig,
+        "short",
+        crate::domain::model::DeliveryPolicy {
+            timeout_secs: Some(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    set_policy(
+        &rig,
+        "long",
+        crate::domain::model::DeliveryPolicy {
+            timeout_secs: Some(60),
+            ..Default::default()
+        },
+    )
+    .await;
+    for id in ["short", "long", "relay"] {
+        rig.handle_delivery(task(id, 2, 1, 0)).await;
+    }
+    // From the events queue the first-attempt cap (2 s) still applies when lower.
+    rig.fanout
+        .handle_message(&message(&QueueMessage::Event(another_event("evt_2"))), None)
+        .await;
+    let mut seen: Vec<(String, u32, u64)> = rig
+        .deliverer
+        .seen()
+        .into_iter()
+        .map(|s| (s.subscription_id, s.attempt, s.timeout.as_secs()))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("long".to_owned(), 1, 2),
+            ("long".to_owned(), 2, 60),
+            ("relay".to_owned(), 1, 2),
+            ("relay".to_owned(), 2, 15),
+            ("short".to_owned(), 1, 1),
+            ("short".to_owned(), 2, 1),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_over_its_rate_is_deferred_without_a_failed_attempt() {
+    let rig = rig(&["paced"], []).await;
+    // One delivery every 100 s: the second event's turn is far beyond the in-batch wait.
+    set_policy(
+        &rig,
+        "paced",
+        crate::domain::model::DeliveryPolicy {
+            rate: Some(0.01),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(rig.handle_event().await, Disposition::Delete);
+    let second = another_event("evt_2");
+    let disposition = rig
+        .fanout
+        .handle_message(&message(&QueueMessage::Event(second.clone())), None)
+        .await;
+    assert_eq!(disposition, Disposition::Delete);
+    // One attempt made; the other event waits on the deliveries queue for its turn.
+    assert_eq!(rig.deliverer.seen().len(), 1);
+    let [(deferred, delay)] = rig.queue.scheduled().try_into().unwrap();
+    assert_eq!(
+        (
+            deferred.event.id.as_str(),
+            deferred.attempt,
+            deferred.schedule_step
+        ),
+        ("evt_2", 1, 0)
+    );
+    assert_eq!(deferred.not_before, NOW_MS + 100_000);
+    assert_eq!(delay, 100);
+    let logged = rig.store.event_attempts("evt_2").await.unwrap();
+    assert_eq!(
+        logged
+            .iter()
+            .map(|a| (a.attempt, a.outcome, a.next))
+            .collect::<Vec<_>>(),
+        [(1, AttemptOutcome::Deferred, NextStep::RetryScheduled)]
+    );
+    // Not a failure: the subscription's health is untouched.
+    let stored = rig.store.get_subscription("paced").await.unwrap().unwrap();
+    assert_eq!(stored.failing_since, None);
+
+    // Due before its turn on the deliveries queue: sent on again, nothing attempted or logged.
+    rig.clock.set_millis(NOW_MS + 100_000 - 50_000);
+    let early = DeliveryTask {
+        not_before: NOW_MS,
+        ..deferred.clone()
+    };
+    assert_eq!(rig.handle_delivery(early).await, Disposition::Delete);
+    assert_eq!(rig.deliverer.seen().len(), 1);
+    let scheduled = rig.queue.scheduled();
+    let (again, _) = scheduled.last().unwrap();
+    assert!(again.not_before >= NOW_MS + 100_000, "{again:?}");
+    assert_eq!(rig.store.event_attempts("evt_2").await.unwrap().len(), 1);
+
+    // At its turn it is attempted, as attempt 1.
+    rig.clock.set_millis(again.not_before);
+    assert_eq!(
+        rig.handle_delivery(again.clone()).await,
+        Disposition::Delete
+    );
+    let seen = rig.deliverer.seen();
+    assert_eq!((seen.len(), seen[1].attempt), (2, 1));
+}
+
+// ------------------------------------------------------------------ breaker
+
+#[tokio::test]
+async fn a_429_with_retry_after_pauses_until_one_probe_delivers() {
+    let rig = rig_scripted(
+        &["b"],
+        vec![AttemptResult {
+            retry_after: Some(Duration::from_secs(30)),
+            ..answer(Outcome::Status { status: 429 })
+        }],
+    )
+    .await;
+    rig.handle_event().await;
+    let stored = rig.store.get_subscription("b").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.paused_until, stored.pause_streak),
+        (Some(NOW_MS + 30_000), 1)
+    );
+    // The retry waits for the Retry-After too.
+    let [(retry, _)] = rig.queue.scheduled().try_into().unwrap();
+    assert_eq!(retry.not_before, NOW_MS + 30_000);
+
+    // Another delivery due during the pause: sent on to the pause's end, not attempted.
+    rig.clock.set_millis(NOW_MS + 10_000);
+    let other = DeliveryTask {
+        event: another_event("evt_2"),
+        ..task("b", 1, 0, 0)
+    };
+    assert_eq!(rig.handle_delivery(other).await, Disposition::Delete);
+    assert_eq!(rig.deliverer.seen().len(), 1);
+    let (waiting, _) = rig.queue.scheduled().last().cloned().unwrap();
+    assert_eq!(
+        (waiting.event.id.as_str(), waiting.not_before),
+        ("evt_2", NOW_MS + 30_000)
+    );
+    assert!(rig.store.event_attempts("evt_2").await.unwrap().is_empty());
+
+    // The pause is over: the retry claims the probe and delivers; the pause is cleared.
+    rig.clock.set_millis(NOW_MS + 30_000);
+    assert_eq!(rig.handle_delivery(retry).await, Disposition::Delete);
+    assert_eq!(rig.deliverer.seen().len(), 2);
+    let stored = rig.store.get_subscription("b").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.paused_until,
+            stored.pause_streak,
+            stored.failing_since
+        ),
+        (None, 0, None)
+    );
+    // The delivery that waited goes through as attempt 1.
+    assert_eq!(rig.handle_delivery(waiting).await, Disposition::Delete);
+    let seen = rig.deliverer.seen();
+    assert_eq!((seen.len(), seen[2].attempt), (3, 1));
+}
+
+#[tokio::test]
+async fn a_probe_claimed_elsewhere_holds_the_delivery_back_and_a_failed_probe_reopens() {
+    let rig = rig(&["b"], [Outcome::Timeout]).await;
+    crate::ports::subscriptions::modify_subscription(rig.store.as_ref(), "b", |sub| {
+        sub.paused_until = Some(NOW_MS - 1);
+        sub.pause_streak = 1;
+        true
+    })
+    .await
+    .unwrap();
+    // Another fanout claimed the probe first: its lease holds this delivery back.
+    crate::ports::subscriptions::modify_subscription(rig.store.as_ref(), "b", |sub| {
+        crate::fanout::breaker::claim_probe(sub, NOW_MS - 1, NOW_MS + 20_000)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        rig.handle_delivery(task("b", 2, 1, 0)).await,
+        Disposition::Delete
+    );
+    assert!(rig.deliverer.seen().is_empty());
+    let (held, _) = rig.queue.scheduled().last().cloned().unwrap();
+    assert_eq!(held.not_before, NOW_MS + 20_000);
+
+    // At the lease's end this one probes; it times out: paused again, twice as long.
+    rig.clock.set_millis(NOW_MS + 20_000);
+    rig.handle_delivery(held).await;
+    assert_eq!(rig.deliverer.seen().len(), 1);
+    let stored = rig.store.get_subscription("b").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.paused_until, stored.pause_streak),
+        (Some(NOW_MS + 20_000 + 60_000), 2)
+    );
+}
+
+#[tokio::test]
+async fn a_run_of_failures_pauses_the_subscription() {
+    let failures = crate::fanout::breaker::FAILURE_RUN;
+    let rig = rig(
+        &["b"],
+        (0..failures).map(|_| Outcome::Status { status: 500 }),
+    )
+    .await;
+    // The run's failures spread over its span; the last one trips it.
+    let span_ms = crate::fanout::breaker::FAILURE_RUN_SPAN.as_millis() as i64;
+    for n in 1..=failures {
+        let at = NOW_MS + span_ms * i64::from(n - 1) / i64::from(failures - 1);
+        rig.clock.set_millis(at);
+        let event_id = format!("evt_{n}");
+        let delivery = DeliveryTask {
+            event: another_event(&event_id),
+            ..task("b", 2, 0, 0)
+        };
+        rig.handle_delivery(delivery).await;
+        let stored = rig.store.get_subscription("b").await.unwrap().unwrap();
+        let expected = (n == failures).then_some(at + 30_000);
+        assert_eq!(stored.paused_until, expected, "after failure {n}");
+    }
+}

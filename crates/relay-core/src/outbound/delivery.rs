@@ -119,8 +119,7 @@ impl DeliveryClient {
             .headers()
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| crate::domain::retry::parse_retry_after(v, attempt.now_secs));
         // Keep the start of the body for the attempt log; do not read the rest.
         let mut excerpt = Vec::new();
         while excerpt.len() < RESPONSE_EXCERPT_BYTES {
@@ -301,6 +300,9 @@ mod tests {
             ],
             created_at: 0,
             filter: None,
+            policy: Default::default(),
+            paused_until: None,
+            pause_streak: 0,
             revision: 0,
         }
     }

@@ -145,6 +145,9 @@ pub async fn consume(
         if messages.is_empty() {
             continue;
         }
+        // An attempt ends before the message shows again (a subscription's own timeout may be
+        // longer than the delivery timeout the visibility was chosen for).
+        let visible_again = std::time::Instant::now() + options.visibility;
         let mut first = Some(first);
         for message in messages {
             // No more were received than there were free permits, and only this loop takes
@@ -159,7 +162,7 @@ pub async fn consume(
             let consumer = Arc::clone(&consumer);
             let fanout = Arc::clone(&fanout);
             in_flight.spawn(async move {
-                handle_and_settle(consumer.as_ref(), &fanout, queue, message).await;
+                handle_and_settle(consumer.as_ref(), &fanout, queue, message, visible_again).await;
                 drop(permit);
             });
         }
@@ -171,8 +174,9 @@ async fn handle_and_settle(
     fanout: &Fanout,
     queue: QueueName,
     message: ReceivedMessage,
+    deadline: std::time::Instant,
 ) {
-    let handled = AssertUnwindSafe(fanout.handle_message(&message, None))
+    let handled = AssertUnwindSafe(fanout.handle_message(&message, Some(deadline)))
         .catch_unwind()
         .await;
     match handled {

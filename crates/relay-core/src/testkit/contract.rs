@@ -11,8 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use super::search_contract::*;
 use crate::domain::model::{
-    AttemptOutcome, AttemptRecord, BodyEncoding, DedupClaim, EventEnvelope, NextStep,
-    ProviderConfig, SigningSecret, Source, Subscription,
+    AttemptOutcome, AttemptRecord, BodyEncoding, DedupClaim, DeliveryPolicy, EventEnvelope,
+    NextStep, ProviderConfig, SigningSecret, Source, Subscription,
 };
 use crate::ports::{
     Claim, EventCursor, EventPage, EventQuery, EventSummary, Lease, Store, StoreError,
@@ -36,6 +36,7 @@ macro_rules! store_contract_tests {
             subscriptions_by_source,
             subscriptions_listed_in_order,
             subscription_keeps_its_filter,
+            subscription_keeps_its_policy_and_pause,
             subscription_moves_to_another_source,
             subscription_removed,
             removing_a_source_removes_its_subscriptions,
@@ -124,6 +125,9 @@ pub fn subscription(id: &str, source: &str) -> Subscription {
         headers: vec![("x-team".into(), "a".into())],
         created_at: NOW,
         filter: None,
+        policy: DeliveryPolicy::default(),
+        paused_until: None,
+        pause_streak: 0,
         revision: 0,
     }
 }
@@ -312,6 +316,48 @@ pub async fn subscription_keeps_its_filter(store: &dyn Store) {
         ..opened
     };
     assert!(!stored_filter.matches(&EventInput::new(&closed)));
+}
+
+pub async fn subscription_keeps_its_policy_and_pause(store: &dyn Store) {
+    let policy = DeliveryPolicy {
+        retry_schedule: Some("1s,30s,2m".into()),
+        timeout_secs: Some(7),
+        max_in_flight: Some(3),
+        rate: Some(0.25),
+    };
+    let paced = create(
+        store,
+        &Subscription {
+            policy: policy.clone(),
+            paused_until: Some(NOW * 1000 + 61_500),
+            pause_streak: 2,
+            ..subscription("sub_1", "a")
+        },
+    )
+    .await;
+    let plain = create(store, &subscription("sub_2", "a")).await;
+    let read = store.get_subscription("sub_1").await.unwrap();
+    assert_eq!(read.as_ref(), Some(&paced));
+    assert_eq!(read.map(|s| s.policy), Some(policy));
+    assert_eq!(
+        store.source_subscriptions("a").await.unwrap(),
+        vec![paced.clone(), plain.clone()]
+    );
+    let listed = store.list_subscriptions().await.unwrap();
+    assert_eq!(listed[0].paused_until, Some(NOW * 1000 + 61_500));
+    assert_eq!(listed[0].pause_streak, 2);
+    assert!(listed[1].policy.is_default());
+    assert_eq!((listed[1].paused_until, listed[1].pause_streak), (None, 0));
+    // Resetting to the defaults reads back as defaults.
+    let reset = Subscription {
+        policy: DeliveryPolicy::default(),
+        paused_until: None,
+        pause_streak: 0,
+        ..paced
+    };
+    store.put_subscription(&reset).await.unwrap();
+    let read = store.get_subscription("sub_1").await.unwrap().unwrap();
+    assert!(read.policy.is_default() && read.paused_until.is_none());
 }
 
 pub async fn subscription_moves_to_another_source(store: &dyn Store) {

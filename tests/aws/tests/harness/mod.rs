@@ -323,6 +323,9 @@ impl Stack {
                 headers: Vec::new(),
                 created_at: 0,
                 filter,
+                policy: Default::default(),
+                paused_until: None,
+                pause_streak: 0,
                 revision: 0,
             })
             .await
