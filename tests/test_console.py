@@ -113,6 +113,7 @@ def test_console_pages_and_actions_in_a_browser(dev, sink, browser, sub_secret):
     # "parked" takes pushes only and fails both tries: its delivery waits in the DLQ.
     parked = add_subscription(dev, "github", f"{sink.url}/fail/2/parked", events="push",
                               secret=sub_secret)["id"]
+    dev.cli("subscriptions", "update", parked, "--timeout", "7s")
     xss_body = json.dumps({"action": "opened", "html": XSS_BODY_MARK}).encode()
     response, _, xss_headers = send_github(dev, gh_secret, body=xss_body)
     xss_event = accepted_id(response)
@@ -147,6 +148,8 @@ def test_console_pages_and_actions_in_a_browser(dev, sink, browser, sub_secret):
     browser.get(f"{console}/subscriptions")
     row = browser.find_element(By.ID, f"sub-{healthy}")
     assert markup_url in row.text
+    assert text_of(browser, f"#sub-{healthy} .policy") == "default"
+    assert "timeout=7s" in text_of(browser, f"#sub-{parked} .policy")
     assert not browser.find_elements(By.CSS_SELECTOR, "#subscriptions b, #subscriptions img")
     assert sub_secret not in browser.page_source
     no_alert(browser)

@@ -327,30 +327,34 @@ impl clap::Args for ProviderFlags {
     }
 }
 
+/// What `relay subscriptions add` takes.
+#[derive(Debug, Args)]
+pub struct AddSubscriptionArgs {
+    /// The source whose events it takes.
+    #[arg(long)]
+    pub source: String,
+    /// Where deliveries are POSTed.
+    #[arg(long)]
+    pub url: String,
+    /// Event-type patterns: *, an exact type, or prefix.*, comma-separated.
+    #[arg(long, default_value = "*")]
+    pub events: String,
+    /// whsec_ + base64; generated when not given.
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// Extra header for every delivery, 'Name: value' (repeatable).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SubscriptionsCommand {
     /// Send a source's events to a URL, signed (Standard Webhooks); prints the id and secret.
-    Add {
-        /// The source whose events it takes.
-        #[arg(long)]
-        source: String,
-        /// Where deliveries are POSTed.
-        #[arg(long)]
-        url: String,
-        /// Event-type patterns: *, an exact type, or prefix.*, comma-separated.
-        #[arg(long, default_value = "*")]
-        events: String,
-        /// whsec_ + base64; generated when not given.
-        #[arg(long)]
-        secret: Option<String>,
-        /// Extra header for every delivery, 'Name: value' (repeatable).
-        #[arg(long = "header")]
-        headers: Vec<String>,
-        #[command(flatten)]
-        filter: FilterArgs,
-        #[command(flatten)]
-        policy: PolicyArgs,
-    },
+    Add(AddSubscriptionArgs),
     /// Change a subscription's URL, event types, filter, headers or delivery policy, keeping its
     /// id and secret.
     Update {
