@@ -62,7 +62,9 @@ pub async fn run(backend: &Backend, global: &Global, command: Command) -> anyhow
             let destinations = crate::destinations::for_backend(backend, global, &resolver);
             subscriptions(store.as_ref(), &destinations, json_mode, cmd).await
         }
-        Command::Events(cmd) => events(store.as_ref(), json_mode, cmd).await,
+        Command::Events(cmd) => {
+            events(store.as_ref(), backend.bodies().as_deref(), json_mode, cmd).await
+        }
         Command::Replay(args) => {
             crate::recover::run(backend, store.as_ref(), json_mode, args).await
         }
@@ -314,7 +316,12 @@ async fn subscriptions(
     Ok(())
 }
 
-async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyhow::Result<()> {
+async fn events(
+    store: &dyn Store,
+    bodies: Option<&dyn relay_core::BodyStore>,
+    json_mode: bool,
+    cmd: EventsCommand,
+) -> anyhow::Result<()> {
     match cmd {
         EventsCommand::List {
             limit,
@@ -399,10 +406,21 @@ async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyho
         }
         EventsCommand::Show { id } => {
             let EventDetail { event, attempts } = core_events::show_event(store, &id).await?;
+            // A body kept in the body store is read back (and checked) to be shown; one gone
+            // (expired, deleted) is shown as such, with its claim check.
+            let claim = event.stored_body.clone();
+            let (event, body_error) = match &event.stored_body {
+                None => (event, None),
+                Some(_) => match relay_core::bodies::read_body(bodies, &event).await {
+                    Ok(body) => (relay_core::bodies::with_inline_body(&event, &body), None),
+                    Err(e) => (event, Some(e.to_string())),
+                },
+            };
             let value = json!({
                 "id": event.id, "source": event.source, "type": event.event_type,
                 "content_type": event.content_type, "received_at": event.received_at,
                 "body": event.body, "body_encoding": event.body_encoding,
+                "stored_body": claim, "body_error": body_error,
                 "reconciled": event.reconciled,
                 "attempts": attempts,
             });
@@ -419,8 +437,20 @@ async fn events(store: &dyn Store, json_mode: bool, cmd: EventsCommand) -> anyho
                     } else {
                         ""
                     },
-                    format!("attempts: {}", attempts.len()),
                 ];
+                if let Some(claim) = &claim {
+                    lines.push(format!(
+                        "body: {} bytes, stored as {} (sha256 {}){}",
+                        claim.bytes,
+                        claim.key,
+                        claim.sha256,
+                        body_error
+                            .as_ref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    ));
+                }
+                lines.push(format!("attempts: {}", attempts.len()));
                 for a in &attempts {
                     lines.push(format!(
                         "  #{:<2} {}  {}  {:<20} {:>5}  {:>6} ms  next: {}{}",

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod attempt;
+pub mod bodies;
 pub mod cache;
 pub mod civil;
 pub mod clock;
@@ -32,7 +33,7 @@ pub mod testkit;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use model::*;
 pub use ports::{
-    ActivityCounts, Catalog, DedupLedger, Deliverer, EventArchive, EventCursor, EventPage,
-    EventQuery, EventSummary, Queue, QueueConsumer, QueueDepth, QueueError, QueueName,
-    RecentActivity, Settle, Store, StoreError,
+    ActivityCounts, BodyStore, BodyStoreError, Catalog, DedupLedger, Deliverer, EventArchive,
+    EventCursor, EventPage, EventQuery, EventSummary, Queue, QueueConsumer, QueueDepth, QueueError,
+    QueueName, RecentActivity, Settle, Store, StoreError,
 };

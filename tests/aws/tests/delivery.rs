@@ -661,6 +661,7 @@ async fn early_delivery_hops_until_due() {
         body: PUSH_BODY.into(),
         body_encoding: relay_core::model::BodyEncoding::Utf8,
         reconciled: false,
+        stored_body: None,
     };
     let due = now_ms + 3_000;
     let task = relay_core::model::DeliveryTask {
