@@ -2,10 +2,11 @@
 //! subscriptions the fanout would and numbers its attempts as the fanout does
 //! (`fanout::targets`), so `x-relay-attempt` runs on and never repeats.
 
-use crate::fanout::targets::{delivers_to, next_attempt};
+use crate::bodies::{BodyReadError, read_body, with_inline_body};
+use crate::fanout::targets::{delivers_to, next_attempt, takes_type};
 use crate::filter::EventInput;
 use crate::model::{AttemptRecord, DeliveryTask, EventEnvelope};
-use crate::ports::{Catalog, EventArchive, EventPage, EventQuery, Queue};
+use crate::ports::{BodyStore, Catalog, EventArchive, EventPage, EventQuery, Queue, StoreError};
 use crate::search::{DeliveryFilter, StatusFilter};
 
 use super::subscriptions::get_subscription;
@@ -86,6 +87,19 @@ pub async fn plan_replay(
     id: &str,
     only: Option<&str>,
 ) -> Result<ReplayPlan, AdminError> {
+    plan_replay_with_bodies(catalog, archive, None, id, only).await
+}
+
+/// `plan_replay`, reading a stored body (an event over the inline limit) from `bodies` so
+/// content filters see it, as the fanout's do. A body gone: every subscription taking the
+/// event's type is chosen, as the fanout tells each of them (`payload_expired`).
+pub async fn plan_replay_with_bodies(
+    catalog: &dyn Catalog,
+    archive: &dyn EventArchive,
+    bodies: Option<&dyn BodyStore>,
+    id: &str,
+    only: Option<&str>,
+) -> Result<ReplayPlan, AdminError> {
     let EventDetail { event, attempts } = show_event(archive, id).await?;
     let targets = match only {
         Some(sub_id) => {
@@ -103,13 +117,33 @@ pub async fn plan_replay(
             vec![sub]
         }
         None => {
-            let input = EventInput::new(&event);
-            catalog
-                .source_subscriptions(&event.source)
-                .await?
-                .into_iter()
-                .filter(|s| delivers_to(s, &input))
-                .collect()
+            let subscriptions = catalog.source_subscriptions(&event.source).await?;
+            // A stored body is read so content filters see it, as the fanout's do.
+            let readable = match &event.stored_body {
+                None => Some(std::borrow::Cow::Borrowed(&event)),
+                Some(_) => match read_body(bodies, &event).await {
+                    Ok(body) => Some(std::borrow::Cow::Owned(with_inline_body(&event, &body))),
+                    // No filter can be evaluated: every subscription taking the type is chosen,
+                    // as the fanout tells each of them that the payload expired.
+                    Err(BodyReadError::Gone { .. }) => None,
+                    Err(e) => {
+                        return Err(AdminError::Store(StoreError::Unavailable(e.to_string())));
+                    }
+                },
+            };
+            match readable {
+                Some(readable) => {
+                    let input = EventInput::new(readable.as_ref());
+                    subscriptions
+                        .into_iter()
+                        .filter(|s| delivers_to(s, &input))
+                        .collect()
+                }
+                None => subscriptions
+                    .into_iter()
+                    .filter(|s| s.enabled && takes_type(s, &event.event_type))
+                    .collect(),
+            }
         }
     };
     let tasks = targets

@@ -300,3 +300,54 @@ async fn without_a_body_store_a_stored_body_is_retried_not_dropped() {
     assert!(rig.queue.parked().is_empty());
     assert!(rig.deliverer.bodies.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_replay_reads_the_stored_body_for_content_filters() {
+    use crate::admin::events::plan_replay_with_bodies;
+    let rig = rig(true).await;
+    let mut closed = crate::testkit::contract::subscription("sub_x", "gh");
+    closed.filter = Some(Filter::parse(r#"{"body":{"action":"closed"}}"#).unwrap());
+    rig.store.put_subscription(&closed).await.unwrap();
+    let body = large_body();
+    let event = stored_event("evt_replay", &body);
+    rig.store
+        .record_event(&event, &[], NOW + 86_400)
+        .await
+        .unwrap();
+    let stored = event.stored_body.clone().unwrap();
+    rig.bodies
+        .put(&stored.key, body.clone(), &stored.sha256)
+        .await
+        .unwrap();
+    let planned = |bodies: Option<&'static str>| {
+        let rig = &rig;
+        async move {
+            let store: Option<&dyn BodyStore> =
+                bodies.map(|_| rig.bodies.as_ref() as &dyn BodyStore);
+            let plan = plan_replay_with_bodies(
+                rig.store.as_ref(),
+                rig.store.as_ref(),
+                store,
+                "evt_replay",
+                None,
+            )
+            .await;
+            plan.map(|p| {
+                let mut subs: Vec<String> =
+                    p.tasks.into_iter().map(|t| t.subscription_id).collect();
+                subs.sort();
+                subs
+            })
+        }
+    };
+    // The filters look into the stored body: "opened" matches, "closed" does not.
+    assert_eq!(planned(Some("bodies")).await.unwrap(), ["sub_a", "sub_f"]);
+    // Without the body store the body cannot be read: an error, not a silent skip.
+    assert!(planned(None).await.is_err());
+    // The body gone: every subscription taking the type, as the fanout tells each of them.
+    rig.bodies.delete(&stored.key).await.unwrap();
+    assert_eq!(
+        planned(Some("bodies")).await.unwrap(),
+        ["sub_a", "sub_f", "sub_x"]
+    );
+}
