@@ -53,43 +53,38 @@ impl LocalBodies {
         Ok(self.dir.join(name))
     }
 
-    /// Removes bodies older than the retention and temporary files a crash left; true when
-    /// this call ran the sweep (at most every `SWEEP_EVERY`, or when `force`).
-    pub fn sweep(&self, now: SystemTime, force: bool) -> bool {
-        {
-            let mut last = self
-                .last_sweep
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let due =
-                last.is_none_or(|at| now.duration_since(at).unwrap_or_default() >= SWEEP_EVERY);
-            if !due && !force {
-                return false;
-            }
+    /// Whether a sweep is due at `now` (at most one every `SWEEP_EVERY`); marks it taken.
+    fn sweep_due(&self, now: SystemTime) -> bool {
+        let mut last = self
+            .last_sweep
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due = last.is_none_or(|at| now.duration_since(at).unwrap_or_default() >= SWEEP_EVERY);
+        if due {
             *last = Some(now);
         }
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return true;
-        };
-        for entry in entries.flatten() {
-            let temp = entry.file_name().to_string_lossy().starts_with('.');
-            let max_age = if temp {
-                ABANDONED_TEMP_AGE
-            } else {
-                self.retention
-            };
-            let age = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .map(|modified| now.duration_since(modified).unwrap_or_default());
-            if age.is_ok_and(|age| age >= max_age)
-                && let Err(e) = std::fs::remove_file(entry.path())
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(path = %entry.path().display(), error = %e, "could not remove an expired body");
-            }
+        due
+    }
+}
+
+/// Removes the bodies in `dir` older than `retention`, and temporary files a crash left.
+fn sweep(dir: &Path, retention: Duration, now: SystemTime) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let temp = entry.file_name().to_string_lossy().starts_with('.');
+        let max_age = if temp { ABANDONED_TEMP_AGE } else { retention };
+        let age = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .map(|modified| now.duration_since(modified).unwrap_or_default());
+        if age.is_ok_and(|age| age >= max_age)
+            && let Err(e) = std::fs::remove_file(entry.path())
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %entry.path().display(), error = %e, "could not remove an expired body");
         }
-        true
     }
 }
 
@@ -134,9 +129,18 @@ async fn blocking<T: Send + 'static>(
 impl BodyStore for LocalBodies {
     async fn put(&self, key: &str, body: Bytes, _sha256: &str) -> Result<(), BodyStoreError> {
         let path = self.path_of(key)?;
-        blocking(move || write_atomically(&path, &body)).await?;
-        self.sweep(SystemTime::now(), false);
-        Ok(())
+        let now = SystemTime::now();
+        // Bodies past the retention go as new ones come, as S3's lifecycle rule expires them.
+        let sweep_dir = self.sweep_due(now).then(|| self.dir.clone());
+        let retention = self.retention;
+        blocking(move || {
+            write_atomically(&path, &body)?;
+            if let Some(dir) = sweep_dir {
+                sweep(&dir, retention, now);
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, BodyStoreError> {
@@ -196,12 +200,19 @@ mod tests {
             .await
             .unwrap();
         let now = SystemTime::now();
-        assert!(bodies.sweep(now, true));
+        sweep(&bodies.dir, bodies.retention, now);
         assert!(
             bodies.get("bodies/evt_old").await.unwrap().is_some(),
             "young bodies stay"
         );
-        assert!(bodies.sweep(now + Duration::from_secs(3601), true));
+        sweep(
+            &bodies.dir,
+            bodies.retention,
+            now + Duration::from_secs(3601),
+        );
         assert_eq!(bodies.get("bodies/evt_old").await.unwrap(), None);
+        // One sweep per `SWEEP_EVERY` at most: the put above took this period's.
+        assert!(!bodies.sweep_due(now));
+        assert!(bodies.sweep_due(now + SWEEP_EVERY + Duration::from_secs(1)));
     }
 }
