@@ -82,7 +82,7 @@ impl Backend {
         match self {
             Backend::Local(local) => {
                 let data_dir = local.path().parent()?;
-                // Reading only: the retention matters to writes (their sweep), none happen here.
+                // Expiry is left to `relay dev`'s own writes, which know the event retention.
                 let bodies = LocalBodies::open(data_dir, std::time::Duration::MAX).ok()?;
                 Some(Arc::new(bodies))
             }
