@@ -21,6 +21,16 @@ TRANSACT_ITEMS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteIte
                   "ConditionCheck": "ConditionCheckItem"}
 
 
+def s3_action(method, path):
+    """The IAM action of an S3 REST request on an object (path-style addressing, as on
+    loopback), e.g. "s3:PutObject"; calls on a bucket itself are named by method."""
+    parts = [p for p in path.partition("?")[0].split("/") if p]
+    if len(parts) < 2:
+        return f"s3:{method} bucket"
+    return {"PUT": "s3:PutObject", "GET": "s3:GetObject", "HEAD": "s3:GetObject",
+            "DELETE": "s3:DeleteObject"}.get(method, f"s3:{method} object")
+
+
 def iam_actions(target, body):
     """The IAM actions one request needs, e.g. ["dynamodb:GetItem"]."""
     prefix, _, operation = (target or "").partition(".")
@@ -46,9 +56,41 @@ class CallRecorder:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.forward("POST")
+
+            # S3 speaks REST: the method and the path name the operation.
+            def do_PUT(self):
+                self.forward("PUT")
+
+            def do_GET(self):
+                self.forward("GET")
+
+            def do_DELETE(self):
+                self.forward("DELETE")
+
+            def do_HEAD(self):
+                self.forward("HEAD")
+
+            def read_body(self):
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    chunks = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            return b"".join(chunks)
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def forward(self, method):
+                body = self.read_body()
                 target = self.headers.get("X-Amz-Target")
-                actions = iam_actions(target, body)
+                if method == "POST":
+                    actions = iam_actions(target, body)
+                else:
+                    actions = [s3_action(method, self.path)]
                 with recorder._lock:
                     recorder.calls.update(actions)
                     inject = any(recorder._failures[a] > 0 for a in actions)
@@ -68,7 +110,9 @@ class CallRecorder:
                 try:
                     headers = {k: v for k, v in self.headers.items()
                                if k.lower() not in ("host", "connection")}
-                    conn.request("POST", self.path, body=body, headers=headers)
+                    headers = {k: v for k, v in headers.items()
+                               if k.lower() != "transfer-encoding"}
+                    conn.request(method, self.path, body=body, headers=headers)
                     response = conn.getresponse()
                     data = response.read()
                 finally:

@@ -103,7 +103,9 @@ def test_binary_body_arrives_byte_identical(dev, sink, sub_secret):
     assert expected in headers["webhook-signature"].split(" ")
 
 
-def test_body_at_the_limit_is_accepted(dev, sink, sub_secret):
+def test_body_at_the_inline_limit_is_accepted(dev, sink, sub_secret):
+    """256 KiB, the largest body carried inside the queue messages (tests/test_dev_large_bodies.py
+    has the larger ones, up to the 6 MB limit)."""
     add_github_source(dev, secret=GITHUB_SECRET)
     add_subscription(dev, "github", f"{sink.url}/ok/big", secret=sub_secret)
     body = b"x" * (256 * 1024)

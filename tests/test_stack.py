@@ -14,7 +14,9 @@ compared with what its role grants.
 """
 
 import ast
+import base64
 import copy
+import hashlib
 import io
 import json
 import os
@@ -29,11 +31,13 @@ from pathlib import Path
 
 import pytest
 import requests
+from standardwebhooks.webhooks import Webhook
 
 import emf
 from aws_calls import CallRecorder
 from conftest import ROOT, tail, wait_until
-from lambda_support import CARGO_LAMBDA, MOTO, REGION, Watch, aws_env, boto
+from lambda_support import (CARGO_LAMBDA, MOTO, REGION, Watch, aws_env, boto,
+                            github_function_url_event)
 from standins.github_api import GithubApi
 from standins.stripe_api import StripeApi
 
@@ -53,6 +57,13 @@ PLATFORM_ACTIONS = {
     "fanout": {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:ReceiveMessage",
                "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
     "reconcile": {"logs:CreateLogStream", "logs:PutLogEvents"},
+}
+
+# The bodies bucket's grants (bodies over 256 KiB), made by test_large_body_through_the_stack.
+BODY_ACTIONS = {
+    "receiver": {"s3:PutObject", "s3:DeleteObject"},
+    "fanout": {"s3:GetObject"},
+    "reconcile": set(),
 }
 
 needs_moto = pytest.mark.skipif(not MOTO, reason="MOTO_ENDPOINT is not set (scripts/test starts moto)")
@@ -200,7 +211,8 @@ def test_what_moto_cannot_create_is_asserted_on_the_translation(translated):
         row = translated["Mappings"]["FanoutTimeouts"][str(timeout)]
         assert row["QueueVisibilityTimeout"] == 6 * int(timeout)
     # Not an adjustment, but not read back either: moto's CloudFormation does not pass
-    # RedriveAllowPolicy on to SQS, nor TimeToLiveSpecification on to DynamoDB.
+    # RedriveAllowPolicy on to SQS, nor TimeToLiveSpecification on to DynamoDB, nor
+    # PublicAccessBlockConfiguration and LifecycleConfiguration on to S3.
     resources = translated["Resources"]
     for dlq, source in (("EventsDlq", "events"), ("DeliveriesDlq", "deliveries")):
         policy = resources[dlq]["Properties"]["RedriveAllowPolicy"]
@@ -210,6 +222,18 @@ def test_what_moto_cannot_create_is_asserted_on_the_translation(translated):
             + source)}]
     assert resources["Table"]["Properties"]["TimeToLiveSpecification"] == {
         "AttributeName": "expires_at", "Enabled": True}
+    # Nor the bodies bucket's public access block (all four on) and lifecycle rule (the bodies
+    # expire with the event records); its TLS-only bucket policy is asserted here too.
+    bucket = resources["BodiesBucket"]["Properties"]
+    (expire,) = [r for r in bucket["LifecycleConfiguration"]["Rules"] if r["Id"] == "expire-bodies"]
+    assert (expire["Status"], expire["Prefix"], expire["ExpirationInDays"]) == (
+        "Enabled", "bodies/", {"Ref": "EventRetentionDays"})
+    assert resources["BodiesBucket"]["Properties"]["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True}
+    (deny,) = resources["BodiesBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert (deny["Effect"], deny["Condition"]) == (
+        "Deny", {"Bool": {"aws:SecureTransport": "false"}})
 
 
 @pytest.fixture(scope="module")
@@ -339,6 +363,7 @@ def test_stack_reads_back_as_the_template_says(deployed):
     # wildcard is reconcile's credentials, under the stack's own name.
     table_arn = boto("dynamodb").describe_table(TableName=out["TableName"])["Table"]["TableArn"]
     own = {table_arn} | {q["QueueArn"] for q in queues.values()}
+    bodies = f"arn:aws:s3:::{out['BodiesBucketName']}/bodies/*"
     account = "123456789012"  # moto's
     credentials = {f"arn:aws:ssm:{REGION}:{account}:parameter/{deployed['name']}/*",
                    f"arn:aws:secretsmanager:{REGION}:{account}:secret:{deployed['name']}/*"}
@@ -347,6 +372,10 @@ def test_stack_reads_back_as_the_template_says(deployed):
             assert all("*" not in a for a in as_list(st["Action"])), (kind, st)
             for resource in as_list(st["Resource"]):
                 if kind == "reconcile" and resource in credentials | {f"{table_arn}/index/gsi1"}:
+                    continue
+                # The objects under bodies/ (one per large event), as S3 names them.
+                if kind in ("receiver", "fanout") and resource == bodies:
+                    assert {a for a in as_list(st["Action"])} == BODY_ACTIONS[kind], (kind, st)
                     continue
                 assert resource in own or resource.startswith("arn:aws:logs:"), (kind, st)
                 assert "*" not in resource, (kind, st)
@@ -362,6 +391,16 @@ def test_stack_reads_back_as_the_template_says(deployed):
         TargetArn=reconcile["FunctionArn"])["RuleNames"]
     rule = events_client.describe_rule(Name=rule_name)
     assert (rule["ScheduleExpression"], rule["State"]) == ("rate(60 minutes)", "ENABLED"), rule
+
+    # The bodies bucket: encrypted by default, named to both functions that use it (its public
+    # access block and lifecycle rule: asserted on the translation).
+    s3 = boto("s3")
+    bucket = out["BodiesBucketName"]
+    (rule,) = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert receiver["Environment"]["Variables"]["RELAY_BODIES_BUCKET"] == bucket
+    assert env["RELAY_BODIES_BUCKET"] == bucket
+    assert "RELAY_BODIES_BUCKET" not in renv
 
     # The table: keys and the index the code queries.
     table = boto("dynamodb").describe_table(TableName=out["TableName"])["Table"]
@@ -563,9 +602,83 @@ def test_signed_event_through_the_stack(deployed, functions, relay_bin, sink_fac
         made = calls.actions()
         print(f"{kind}: calls by IAM action {dict(sorted(calls.calls.items()))}")
         assert made <= granted, f"{kind} calls {sorted(made - granted)} without a grant"
-        assert granted - PLATFORM_ACTIONS[kind] <= made, (
-            f"{kind} is granted {sorted(granted - PLATFORM_ACTIONS[kind] - made)} it never calls")
+        unused = granted - PLATFORM_ACTIONS[kind] - BODY_ACTIONS[kind] - made
+        assert not unused, f"{kind} is granted {sorted(unused)} it never calls"
         assert granted & PLATFORM_ACTIONS[kind] == PLATFORM_ACTIONS[kind]
+
+
+def large_json(size):
+    """A JSON body of exactly `size` bytes, its content random."""
+    head, tail = '{"action":"opened","blob":"', '"}'
+    blob = base64.b64encode(os.urandom(size)).decode()[: size - len(head) - len(tail)]
+    body = head + blob + tail
+    assert len(body) == size
+    return body
+
+
+def bodies_in(bucket):
+    return [o["Key"] for o in boto("s3").list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+@needs_moto
+@needs_cargo_lambda
+def test_large_body_through_the_stack(deployed, functions, relay_bin, sink_factory, sub_secret):
+    """A 5 MB body through the stack's bodies bucket: written by the receiver before its event
+    is queued (removed again when the queue write fails: 503, nothing accepted), read by the
+    fanout, delivered byte for byte and verified by the sink with the official Standard Webhooks
+    library, shown by `relay events show`; each S3 call granted, each S3 grant used."""
+    name, out = deployed["name"], deployed["outputs"]
+    receiver, receiver_calls = functions["receiver"]
+    fanout, fanout_calls = functions["fanout"]
+    events_arn = queue_attributes(out["EventsQueueUrl"])["QueueArn"]
+    bucket = out["BodiesBucketName"]
+    source = f"large{uuid.uuid4().hex[:6]}"
+    relay_stack(relay_bin, name, "sources", "add", source, "--provider", "github",
+                "--secret", FIXTURE_SECRET)
+    sink = sink_factory(secrets=[sub_secret])
+    relay_stack(relay_bin, name, "subscriptions", "add", "--source", source,
+                "--url", f"{sink.url}/ok/large", "--secret", sub_secret)
+    body = large_json(5 * 1024 * 1024)
+    delivery = str(uuid.uuid4())
+    before = set(bodies_in(bucket))
+
+    # The queue write fails after the object write: 503, the object removed.
+    receiver_calls.fail("sqs:SendMessage", 10)
+    refused = receiver.invoke("receiver", timeout=BUILD_TIMEOUT, data=json.dumps(
+        github_function_url_event(source, FIXTURE_SECRET, body, delivery)))
+    assert refused["statusCode"] == 503, refused
+    assert BODY_ACTIONS["receiver"] <= receiver_calls.actions(), receiver_calls.calls
+    assert set(bodies_in(bucket)) == before
+    receiver_calls.clear_failures()
+
+    accepted = receiver.invoke("receiver", data=json.dumps(
+        github_function_url_event(source, FIXTURE_SECRET, body, delivery)))
+    assert accepted["statusCode"] == 202, accepted
+    event_id = json.loads(accepted["body"])["id"]
+    assert set(bodies_in(bucket)) - before == {f"bodies/{event_id}"}
+    message = receive_one(out["EventsQueueUrl"])
+    assert json.loads(message["Body"])["id"] == event_id
+    assert len(message["Body"]) < 1024, len(message["Body"])
+    response = fanout.invoke("fanout", data=as_sqs_event(message, events_arn), timeout=BUILD_TIMEOUT)
+    assert response == {"batchItemFailures": []}, response
+    (got,) = sink.wait_for("/ok/large", 1, timeout=60)
+    assert got["body"] == body.encode(), (len(got["body"]), len(body))
+    assert got["headers"]["webhook-id"] == event_id
+    assert got["verified_with"] == [sub_secret]
+    Webhook(sub_secret).verify(got["body"].decode(), got["headers"])
+
+    shown = relay_stack(relay_bin, name, "events", "show", event_id)
+    assert shown["stored_body"] == {"key": f"bodies/{event_id}", "bytes": len(body),
+                                    "sha256": hashlib.sha256(body.encode()).hexdigest()}
+    assert shown["body"] == body and shown["body_error"] is None
+    assert [(a["outcome"], a["next"]) for a in shown["attempts"]] == [("ok", "done")]
+
+    for kind, calls in (("receiver", receiver_calls), ("fanout", fanout_calls)):
+        granted = granted_actions(deployed["functions"][kind])
+        made = calls.actions()
+        print(f"{kind}: calls by IAM action {dict(sorted(calls.calls.items()))}")
+        assert made <= granted, f"{kind} calls {sorted(made - granted)} without a grant"
+        assert {a for a in granted if a.startswith("s3:")} == BODY_ACTIONS[kind] <= made
 
 
 RECONCILE_FIXTURE = ROOT / "events" / "reconcile-scheduled-event.json"
@@ -677,7 +790,7 @@ def stack_tags():
 
 # Resource types AWS gives no tags at all (their CloudFormation schemas say `taggable: false`).
 UNTAGGABLE = {"AWS::Lambda::Permission", "AWS::Lambda::Url", "AWS::Lambda::EventInvokeConfig",
-              "AWS::SNS::Subscription"}
+              "AWS::SNS::Subscription", "AWS::S3::BucketPolicy"}
 
 
 def test_stack_tags_reach_every_taggable_resource(translated):
@@ -699,7 +812,7 @@ def test_stack_tags_reach_every_taggable_resource(translated):
         "AWS::SQS::Queue", "AWS::DynamoDB::Table", "AWS::Lambda::Function",
         "AWS::Lambda::EventSourceMapping", "AWS::IAM::Role", "AWS::Logs::LogGroup",
         "AWS::SNS::Topic", "AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard",
-        "AWS::Events::Rule",
+        "AWS::Events::Rule", "AWS::S3::Bucket",
     }, "samconfig.toml names the taggable types; keep it in step"
     for name, resource in translated["Resources"].items():
         own = resource.get("Properties", {}).get("Tags", [])
@@ -744,7 +857,7 @@ def test_status_reads_the_stacks_queues_and_metrics_namespace(deployed, relay_bi
 
 def test_teardown_keeps_what_is_undelivered(translated):
     resources = translated["Resources"]
-    for name in ("Table", "EventsDlq", "DeliveriesDlq"):
+    for name in ("Table", "EventsDlq", "DeliveriesDlq", "BodiesBucket"):
         assert resources[name]["DeletionPolicy"] == "Retain", name
         assert resources[name]["UpdateReplacePolicy"] == "Retain", name
     assert resources["Table"]["Properties"]["DeletionProtectionEnabled"] is True

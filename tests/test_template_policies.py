@@ -164,3 +164,60 @@ def test_reconcile_writes_only_dedup_items_and_reads_credentials_only_under_the_
     # "rate(1 minutes)" is not a valid expression: every interval but off is plural.
     intervals = [int(v) for v in doc["Parameters"]["ReconcileIntervalMinutes"]["AllowedValues"]]
     assert 0 in intervals and all(v == 0 or v >= 2 for v in intervals), intervals
+
+
+def s3_statements(role):
+    return [st for st in statements(role) if any(str(a).startswith("s3:") for a in _actions(st))]
+
+
+def test_bodies_bucket_is_private_encrypted_expired_and_kept_like_the_table():
+    """Bodies over 256 KiB are stored in the bucket (crates/relay-core/src/bodies.rs): encrypted
+    at rest, never public, TLS only, expired with the event records, retained like the table."""
+    doc = template()
+    resources = doc["Resources"]
+    bucket = resources["BodiesBucket"]
+    assert bucket["Type"] == "AWS::S3::Bucket"
+    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == (
+        resources["Table"]["DeletionPolicy"], resources["Table"]["UpdateReplacePolicy"])
+    props = bucket["Properties"]
+    (encryption,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True}
+    rules = {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
+    expire = rules["expire-bodies"]
+    assert expire["Status"] == "Enabled" and expire["Prefix"] == "bodies/"
+    assert expire["ExpirationInDays"] == {"Ref": "EventRetentionDays"}
+    (deny,) = resources["BodiesBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    # The key prefix the code writes under is the one granted and expired.
+    bodies_rs = (ROOT / "crates" / "relay-core" / "src" / "bodies.rs").read_text()
+    assert 'format!("bodies/{event_id}")' in bodies_rs
+    # Both functions that touch bodies are told the bucket.
+    for function in ("ReceiverFunction", "FanoutFunction"):
+        env = resources[function]["Properties"]["Environment"]["Variables"]
+        assert env["RELAY_BODIES_BUCKET"] == {"Ref": "BodiesBucket"}, function
+    assert doc["Outputs"]["BodiesBucketName"]["Value"] == {"Ref": "BodiesBucket"}
+
+
+def test_bodies_are_written_by_the_receiver_and_read_by_the_fanout_only():
+    """Receiver: PutObject (the body) and DeleteObject (when the enqueue after it fails).
+    Fanout: GetObject (deliveries, replays, redrives). Reconcile: nothing. Objects under
+    bodies/ only."""
+    objects = {"Sub": "${BodiesBucket.Arn}/bodies/*"}
+    (receiver,) = s3_statements("ReceiverRole")
+    assert sorted(_actions(receiver)) == ["s3:DeleteObject", "s3:PutObject"]
+    assert receiver["Resource"] == objects
+    (fanout,) = s3_statements("FanoutRole")
+    assert _actions(fanout) == ["s3:GetObject"]
+    assert fanout["Resource"] == objects
+    assert s3_statements("ReconcileRole") == []
+
+
+def test_the_body_limit_is_the_code_default_and_the_function_url_maximum():
+    params = template()["Parameters"]["MaxBodyBytes"]
+    model = (ROOT / "crates" / "relay-core" / "src" / "model.rs").read_text()
+    default = re.search(r"pub const DEFAULT_MAX_BODY_BYTES: usize = ([\d_]+);", model).group(1)
+    assert params["Default"] == params["MaxValue"] == int(default.replace("_", "")) == 6_000_000

@@ -12,6 +12,8 @@ pub const ENV_DELIVERIES_QUEUE_URL: &str = "RELAY_DELIVERIES_QUEUE_URL";
 pub const ENV_DELIVERIES_DLQ_URL: &str = "RELAY_DELIVERIES_DLQ_URL";
 pub const ENV_EVENTS_DLQ_URL: &str = "RELAY_EVENTS_DLQ_URL";
 pub const ENV_OPERATION_TIMEOUT_MS: &str = "RELAY_AWS_OPERATION_TIMEOUT_MS";
+/// The S3 bucket of bodies too large to travel inline; unset: such bodies are refused (413).
+pub const ENV_BODIES_BUCKET: &str = "RELAY_BODIES_BUCKET";
 
 /// Who calls AWS, which sets how long a call may take and how it is retried (`SdkPolicy`): each
 /// caller answers to its own deadline. docs/scale.md tabulates the three.
@@ -140,6 +142,8 @@ pub struct AwsSettings {
     pub events_dlq_url: Option<String>,
     /// `RELAY_AWS_OPERATION_TIMEOUT_MS`: replaces the caller's budget per operation.
     pub operation_timeout: Option<Duration>,
+    /// `RELAY_BODIES_BUCKET`: where bodies over the inline limit are kept.
+    pub bodies_bucket: Option<String>,
 }
 
 impl AwsSettings {
@@ -152,6 +156,7 @@ impl AwsSettings {
             deliveries_dlq_url: None,
             events_dlq_url: None,
             operation_timeout: None,
+            bodies_bucket: None,
         }
     }
 
@@ -187,6 +192,7 @@ impl AwsSettings {
             deliveries_dlq_url: get(ENV_DELIVERIES_DLQ_URL),
             events_dlq_url: get(ENV_EVENTS_DLQ_URL),
             operation_timeout,
+            bodies_bucket: get(ENV_BODIES_BUCKET),
         })
     }
 
@@ -268,9 +274,11 @@ mod tests {
             (ENV_DELIVERIES_DLQ_URL, "dd"),
             (ENV_EVENTS_DLQ_URL, "ed"),
             (ENV_OPERATION_TIMEOUT_MS, "1500"),
+            (ENV_BODIES_BUCKET, "b"),
         ]))
         .unwrap();
         assert_eq!(s.table, "t");
+        assert_eq!(s.bodies_bucket.as_deref(), Some("b"));
         assert_eq!(s.require_events_queue_url().unwrap(), "e");
         assert_eq!(s.require_deliveries_queue_url().unwrap(), "d");
         assert_eq!(s.require_deliveries_dlq_url().unwrap(), "dd");

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use relay_core::BodyStore;
 use relay_core::domain::metrics::Tally;
 use relay_core::ports::clock::SharedClock;
 
@@ -25,8 +26,8 @@ pub fn env_lookup(name: &str) -> Option<String> {
 }
 
 /// Builds the use case with `build` (a `wiring` function) over the adapters (with `caller`'s
-/// retries and timeouts) and the system clock and, when metrics are enabled, attaches their
-/// tally with `with_tally`.
+/// retries and timeouts) and the system clock, attaches the bodies bucket (when configured) with
+/// `with_bodies` and, when metrics are enabled, their tally with `with_tally`.
 pub async fn start<T>(
     caller: Caller,
     build: impl FnOnce(
@@ -36,6 +37,7 @@ pub async fn start<T>(
         &dyn Fn(&str) -> Option<String>,
         SharedClock,
     ) -> anyhow::Result<T>,
+    with_bodies: impl FnOnce(T, Arc<dyn BodyStore>) -> T,
     with_tally: impl FnOnce(T, Arc<Mutex<Tally>>) -> T,
 ) -> Result<LambdaStart<T>, StartError> {
     // JSON or text per AWS_LAMBDA_LOG_FORMAT, level per AWS_LAMBDA_LOG_LEVEL.
@@ -50,6 +52,10 @@ pub async fn start<T>(
         &env_lookup,
         relay_core::ports::clock::system(),
     )?;
+    let use_case = match aws.bodies {
+        Some(bodies) => with_bodies(use_case, Arc::new(bodies)),
+        None => use_case,
+    };
     let metrics = EmfMetrics::from_lookup(&env_lookup).map(Arc::new);
     let use_case = match &metrics {
         Some(metrics) => with_tally(use_case, metrics.tally()),

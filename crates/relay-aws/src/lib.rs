@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 #[cfg(feature = "provision")]
 pub mod provision;
+pub mod s3;
 pub mod secrets;
 pub mod sqs;
 #[cfg(feature = "stack")]
@@ -25,6 +26,7 @@ pub use config::{
     AwsSettings, Caller, SdkPolicy, SettingsError, load_sdk_config, sdk_config_loader,
 };
 pub use dynamo::DynamoStore;
+pub use s3::S3Bodies;
 pub use secrets::AwsCredentials;
 pub use sqs::{QueueDepth, RedriveMethod, RedriveProgress, SqsAdmin, SqsMessage, SqsQueue};
 #[cfg(feature = "stack")]
@@ -39,6 +41,8 @@ pub struct AwsAdapters {
     pub store: DynamoStore,
     pub queue: SqsQueue,
     pub admin: SqsAdmin,
+    /// Bodies over the inline limit, when `RELAY_BODIES_BUCKET` names the bucket.
+    pub bodies: Option<S3Bodies>,
 }
 
 /// Loads the SDK config from the environment, with `caller`'s retries and timeouts, and builds
@@ -58,6 +62,10 @@ pub fn adapters_from_sdk_config(
         store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.table.clone()),
         queue: SqsQueue::new(sqs.clone(), settings),
         admin: SqsAdmin::new(sqs),
+        bodies: settings
+            .bodies_bucket
+            .as_ref()
+            .map(|bucket| S3Bodies::new(S3Bodies::client(sdk), bucket.clone())),
     }
 }
 

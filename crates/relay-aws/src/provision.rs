@@ -169,6 +169,22 @@ async fn create_queue(
     out.queue_url.context("CreateQueue returned no URL")
 }
 
+/// Creates the bodies bucket (as the template's `BodiesBucket`, without its lifecycle rule and
+/// encryption, which moto does not apply) and returns the `S3Bodies` over it.
+pub async fn create_bodies_bucket(
+    sdk: &aws_config::SdkConfig,
+    bucket: &str,
+) -> Result<crate::S3Bodies> {
+    let client = crate::S3Bodies::client(sdk);
+    client
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .context("CreateBucket")?;
+    Ok(crate::S3Bodies::new(client, bucket))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,6 +166,7 @@ impl AwsSettings {
                 events_dlq_url: output("EventsDlqUrl"),
                 deliveries_queue_url: output("DeliveriesQueueUrl"),
                 deliveries_dlq_url: output("DeliveriesDlqUrl"),
+                bodies_bucket: output("BodiesBucketName"),
                 ..Self::new(table)
             },
             allow_private_destinations,

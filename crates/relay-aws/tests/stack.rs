@@ -62,6 +62,7 @@ async fn a_relay_stack_gives_its_table_and_queues() {
             ("EventsDlqUrl", "http://sqs/events-dlq"),
             ("DeliveriesQueueUrl", "http://sqs/deliveries"),
             ("DeliveriesDlqUrl", "http://sqs/deliveries-dlq"),
+            ("BodiesBucketName", "relay-bodies"),
         ],
         None,
     )
@@ -70,6 +71,7 @@ async fn a_relay_stack_gives_its_table_and_queues() {
     assert_eq!(deployed.allow_private_destinations, None);
     let settings = deployed.settings;
     assert_eq!(settings.table, "relay-table");
+    assert_eq!(settings.bodies_bucket.as_deref(), Some("relay-bodies"));
     let urls = [
         (settings.require_events_queue_url(), "http://sqs/events"),
         (settings.require_events_dlq_url(), "http://sqs/events-dlq"),

@@ -90,6 +90,7 @@ pub async fn run(
                     body: body.clone(),
                     body_encoding: BodyEncoding::Utf8,
                     reconciled: false,
+                    stored_body: None,
                 };
                 ReceivedMessage {
                     receipt: format!("r{i}"),

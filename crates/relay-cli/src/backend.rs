@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use relay_aws::{AdminBackend, StackError, StackTarget};
-use relay_core::{Queue, QueueConsumer, RecentActivity, Store};
-use relay_local::{LocalBackend, LocalOptions};
+use relay_core::{BodyStore, Queue, QueueConsumer, RecentActivity, Store};
+use relay_local::{LocalBackend, LocalBodies, LocalOptions};
 
 use crate::args::Global;
 use crate::errors::{Kind, classified};
@@ -73,6 +73,24 @@ impl Backend {
         match self {
             Backend::Local(local) => Arc::new(local.clone()),
             Backend::Aws(aws) => Arc::new(aws.adapters.queue.clone()),
+        }
+    }
+
+    /// Where bodies over the inline limit are kept (`events show` reads them); `None` on AWS
+    /// without a bodies bucket, or when the data dir's bodies directory cannot be opened.
+    pub fn bodies(&self) -> Option<Arc<dyn BodyStore>> {
+        match self {
+            Backend::Local(local) => {
+                let data_dir = local.path().parent()?;
+                // Expiry is left to `relay dev`'s own writes, which know the event retention.
+                let bodies = LocalBodies::open(data_dir, std::time::Duration::MAX).ok()?;
+                Some(Arc::new(bodies))
+            }
+            Backend::Aws(aws) => aws
+                .adapters
+                .bodies
+                .clone()
+                .map(|b| Arc::new(b) as Arc<dyn BodyStore>),
         }
     }
 

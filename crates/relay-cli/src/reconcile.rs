@@ -79,7 +79,7 @@ pub async fn run(
 /// The receiver that ingests events read from the API, over this backend's store and queue.
 fn receiver(backend: &Backend, clock: clock::SharedClock) -> anyhow::Result<Receiver> {
     let config = ReceiverConfig::default();
-    Ok(match backend {
+    let receiver = match backend {
         Backend::Local(local) => Receiver::new(
             Arc::new(local.clone()),
             Arc::new(local.clone()),
@@ -95,6 +95,11 @@ fn receiver(backend: &Backend, clock: clock::SharedClock) -> anyhow::Result<Rece
                 config,
             )
         }
+    };
+    // Events over the inline limit are stored as the receiver stores them.
+    Ok(match backend.bodies() {
+        Some(bodies) => receiver.with_bodies(bodies),
+        None => receiver,
     })
 }
 

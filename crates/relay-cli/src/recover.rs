@@ -42,7 +42,9 @@ async fn single(
     id: &str,
     only: Option<&str>,
 ) -> anyhow::Result<()> {
-    let plan = core_events::plan_replay(store, store, id, only).await?;
+    let bodies = backend.bodies();
+    let plan =
+        core_events::plan_replay_with_bodies(store, store, bodies.as_deref(), id, only).await?;
     // The queue is opened only once there is something to queue, as a missing queue URL is no
     // reason to hide that the event or subscription is unknown.
     let queue = backend.queue()?;

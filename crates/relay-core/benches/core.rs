@@ -129,6 +129,7 @@ fn bench(c: &mut Criterion) {
         body: String::from_utf8_lossy(&body).into_owned(),
         body_encoding: BodyEncoding::Utf8,
         reconciled: false,
+        stored_body: None,
     };
     // Three clauses, all matching (so every one is evaluated).
     let filter = Filter::parse(

@@ -40,6 +40,7 @@ fn event(i: u64) -> EventEnvelope {
         ),
         body_encoding: BodyEncoding::Utf8,
         reconciled: false,
+        stored_body: None,
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod activity;
 mod backend;
+pub mod bodies;
 mod db;
 pub mod prometheus;
 mod queue;
@@ -17,6 +18,7 @@ pub mod wiring;
 mod writer;
 
 pub use backend::{DB_FILE, LocalBackend, LocalOptions};
+pub use bodies::LocalBodies;
 pub use queue::LocalQueueName;
 pub use wiring::{LocalRelay, LocalSettings, wire};
 pub use writer::WriterStats;

@@ -8,9 +8,9 @@ use relay_core::fanout::{Fanout, FanoutConfig};
 use relay_core::outbound::delivery::{DeliveryClient, DeliveryClientError, DeliveryConfig};
 use relay_core::ports::clock::SharedClock;
 use relay_core::receive::{Receiver, ReceiverConfig};
-use relay_core::{Queue, QueueConsumer};
+use relay_core::{BodyStore, Queue, QueueConsumer};
 
-use crate::LocalBackend;
+use crate::{LocalBackend, LocalBodies};
 
 /// Everything the use cases are tuned with.
 #[derive(Debug, Clone, Default)]
@@ -44,17 +44,33 @@ pub struct LocalRelay {
     pub fanout: Arc<Fanout>,
     pub producer: Arc<dyn Queue>,
     pub consumer: Arc<dyn QueueConsumer>,
+    /// Bodies too large to travel inline (`events show` reads them).
+    pub bodies: Arc<dyn BodyStore>,
     /// What the receiver answered and the fanout attempted (`relay dev` serves it at /metrics).
     pub tally: Arc<Mutex<Tally>>,
 }
 
-/// Builds the use cases over `backend` from `settings`; fails when the delivery client cannot
-/// be built.
+/// Why the use cases could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error(transparent)]
+    Delivery(#[from] DeliveryClientError),
+    #[error(transparent)]
+    Bodies(#[from] relay_core::BodyStoreError),
+}
+
+/// Builds the use cases over `backend` from `settings`, large bodies kept in the data dir
+/// (`LocalBodies`) for the event retention; fails when the delivery client or the bodies
+/// directory cannot be set up.
 pub fn wire(
     backend: &LocalBackend,
     settings: LocalSettings,
     clock: SharedClock,
-) -> Result<LocalRelay, DeliveryClientError> {
+) -> Result<LocalRelay, WireError> {
+    let data_dir = backend.path().parent().unwrap_or(std::path::Path::new("."));
+    let retention =
+        std::time::Duration::from_secs(u64::try_from(settings.fanout.retention_secs).unwrap_or(0));
+    let bodies: Arc<dyn BodyStore> = Arc::new(LocalBodies::open(data_dir, retention)?);
     let store = Arc::new(backend.clone());
     let producer: Arc<dyn Queue> = Arc::new(backend.clone());
     let tally = Arc::new(Mutex::new(Tally::new()));
@@ -65,6 +81,7 @@ pub fn wire(
             Arc::clone(&clock),
             settings.receiver,
         )
+        .with_bodies(Arc::clone(&bodies))
         .with_tally(Arc::clone(&tally)),
     );
     let fanout = Arc::new(
@@ -75,6 +92,7 @@ pub fn wire(
             clock,
             settings.fanout,
         )
+        .with_bodies(Arc::clone(&bodies))
         .with_tally(Arc::clone(&tally)),
     );
     Ok(LocalRelay {
@@ -83,6 +101,7 @@ pub fn wire(
         fanout,
         producer,
         consumer: Arc::new(backend.clone()),
+        bodies,
         tally,
     })
 }

@@ -9,6 +9,7 @@ async fn main() -> Result<(), Error> {
     let start = relay_aws::lambda::start(
         relay_aws::Caller::Fanout,
         relay_aws::wiring::fanout,
+        Fanout::with_bodies,
         Fanout::with_tally,
     )
     .await?;

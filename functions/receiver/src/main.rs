@@ -8,6 +8,7 @@ async fn main() -> Result<(), Error> {
     let start = relay_aws::lambda::start(
         relay_aws::Caller::Receiver,
         relay_aws::wiring::receiver,
+        Receiver::with_bodies,
         Receiver::with_tally,
     )
     .await?;

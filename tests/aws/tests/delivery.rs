@@ -529,7 +529,8 @@ async fn largest_bodies_fit_every_hop() {
         .add_subscription("github", &sink.url(path), &whsec)
         .await;
     let receiver = stack.receiver();
-    let limit = receiver.config().max_body_bytes;
+    // The largest body that travels inside the messages (larger ones go through the bucket).
+    let limit = relay_core::ports::bodies::INLINE_BODY_MAX_BYTES;
 
     // Exactly at the limit, and as costly as possible to escape: every character of the string
     // doubles in the JSON envelope.
@@ -661,6 +662,7 @@ async fn early_delivery_hops_until_due() {
         body: PUSH_BODY.into(),
         body_encoding: relay_core::domain::model::BodyEncoding::Utf8,
         reconciled: false,
+        stored_body: None,
     };
     let due = now_ms + 3_000;
     let task = relay_core::domain::model::DeliveryTask {

@@ -32,7 +32,7 @@ pub(super) fn event_item(
         (EXPIRES_AT.to_owned(), n(expires_at)),
         (SOURCE_ATTR.to_owned(), s(&event.source)),
         (EVENT_TYPE_ATTR.to_owned(), s(&event.event_type)),
-        (BODY_BYTES.to_owned(), n(event.body.len())),
+        (BODY_BYTES.to_owned(), n(event.body_len())),
     ]);
     if !event.body.is_empty() {
         let deflated = miniz_oxide::deflate::compress_to_vec(event.body.as_bytes(), DEFLATE_LEVEL);
@@ -130,6 +130,7 @@ pub(super) fn without_body(event: &EventEnvelope) -> EventEnvelope {
         body: String::new(),
         body_encoding: event.body_encoding,
         reconciled: event.reconciled,
+        stored_body: event.stored_body.clone(),
     }
 }
 
@@ -207,6 +208,7 @@ pub(in crate::dynamo) mod tests {
             body: "{\"secret\":\"\\\"quoted\\\"\"}".into(),
             body_encoding: BodyEncoding::Utf8,
             reconciled: false,
+            stored_body: None,
         };
         let item = event_item(&event, &[], 99).unwrap();
         let shard = keys::event_shard("evt_1");
@@ -249,6 +251,7 @@ pub(in crate::dynamo) mod tests {
             body,
             body_encoding: BodyEncoding::Utf8,
             reconciled: false,
+            stored_body: None,
         };
         let item = event_item(&event, &[], 99).unwrap();
         let Some(AttributeValue::B(deflated)) = item.get(BODY_DEFLATED) else {

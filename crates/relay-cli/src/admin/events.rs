@@ -4,6 +4,7 @@ use super::*;
 
 pub(super) async fn events(
     store: &dyn Store,
+    bodies: Option<&dyn relay_core::BodyStore>,
     json_mode: bool,
     cmd: EventsCommand,
 ) -> anyhow::Result<()> {
@@ -91,10 +92,24 @@ pub(super) async fn events(
         }
         EventsCommand::Show { id } => {
             let EventDetail { event, attempts } = core_events::show_event(store, &id).await?;
+            // A body kept in the body store is read back (and checked) to be shown; one gone
+            // (expired, deleted) is shown as such, with its claim check.
+            let claim = event.stored_body.clone();
+            let (event, body_error) = match &event.stored_body {
+                None => (event, None),
+                Some(_) => match relay_core::ports::bodies::read_body(bodies, &event).await {
+                    Ok(body) => (
+                        relay_core::ports::bodies::with_inline_body(&event, &body),
+                        None,
+                    ),
+                    Err(e) => (event, Some(e.to_string())),
+                },
+            };
             let value = json!({
                 "id": event.id, "source": event.source, "type": event.event_type,
                 "content_type": event.content_type, "received_at": event.received_at,
                 "body": event.body, "body_encoding": event.body_encoding,
+                "stored_body": claim, "body_error": body_error,
                 "reconciled": event.reconciled,
                 "attempts": attempts,
             });
@@ -111,8 +126,20 @@ pub(super) async fn events(
                     } else {
                         ""
                     },
-                    format!("attempts: {}", attempts.len()),
                 ];
+                if let Some(claim) = &claim {
+                    lines.push(format!(
+                        "body: {} bytes, stored as {} (sha256 {}){}",
+                        claim.bytes,
+                        claim.key,
+                        claim.sha256,
+                        body_error
+                            .as_ref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    ));
+                }
+                lines.push(format!("attempts: {}", attempts.len()));
                 for a in &attempts {
                     lines.push(format!(
                         "  #{:<2} {}  {}  {:<20} {:>5}  {:>6} ms  next: {}{}",

@@ -70,7 +70,9 @@ pub async fn run(backend: &Backend, global: &Global, command: Command) -> anyhow
             let destinations = crate::destinations::for_backend(backend, global, &resolver);
             subscriptions(store.as_ref(), &destinations, json_mode, cmd).await
         }
-        Command::Events(cmd) => events(store.as_ref(), json_mode, cmd).await,
+        Command::Events(cmd) => {
+            events(store.as_ref(), backend.bodies().as_deref(), json_mode, cmd).await
+        }
         Command::Replay(args) => {
             crate::recover::run(backend, store.as_ref(), json_mode, args).await
         }

@@ -264,7 +264,7 @@ async fn receive(
     request: http::Request<Body>,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let limit = receiver.config().max_body_bytes + 1;
+    let limit = receiver.body_limit() + 1;
     // Only the body's arrival is timed: once the core has it, its answer must not be cut off.
     let read = tokio::time::timeout(body_timeout, axum::body::to_bytes(body, limit));
     let body: Bytes = match read.await {
@@ -281,7 +281,7 @@ async fn receive(
         Ok(Err(_)) => {
             let message = format!(
                 "{{\"error\":\"body is over the limit of {} bytes\"}}",
-                receiver.config().max_body_bytes
+                receiver.body_limit()
             );
             return Reply {
                 status: 413,

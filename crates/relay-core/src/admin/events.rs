@@ -5,8 +5,9 @@
 use crate::domain::filter::EventInput;
 use crate::domain::model::{AttemptRecord, DeliveryTask, EventEnvelope};
 use crate::domain::search::{DeliveryFilter, StatusFilter};
-use crate::fanout::targets::{delivers_to, next_attempt};
-use crate::ports::{Catalog, EventArchive, EventPage, EventQuery, Queue};
+use crate::fanout::targets::{delivers_to, next_attempt, takes_type};
+use crate::ports::bodies::{BodyReadError, read_body, with_inline_body};
+use crate::ports::{BodyStore, Catalog, EventArchive, EventPage, EventQuery, Queue, StoreError};
 
 use super::subscriptions::get_subscription;
 use super::{AdminError, Missing};
@@ -86,6 +87,19 @@ pub async fn plan_replay(
     id: &str,
     only: Option<&str>,
 ) -> Result<ReplayPlan, AdminError> {
+    plan_replay_with_bodies(catalog, archive, None, id, only).await
+}
+
+/// `plan_replay`, reading a stored body (an event over the inline limit) from `bodies` so
+/// content filters see it, as the fanout's do. A body gone: every subscription taking the
+/// event's type is chosen, as the fanout tells each of them (`payload_expired`).
+pub async fn plan_replay_with_bodies(
+    catalog: &dyn Catalog,
+    archive: &dyn EventArchive,
+    bodies: Option<&dyn BodyStore>,
+    id: &str,
+    only: Option<&str>,
+) -> Result<ReplayPlan, AdminError> {
     let EventDetail { event, attempts } = show_event(archive, id).await?;
     let targets = match only {
         Some(sub_id) => {
@@ -104,12 +118,32 @@ pub async fn plan_replay(
         }
         None => {
             let subscriptions = catalog.source_subscriptions(&event.source).await?;
-            // Made after the await: the input is not Send, and a server's handler must be.
-            let input = EventInput::new(&event);
-            subscriptions
-                .into_iter()
-                .filter(|s| delivers_to(s, &input))
-                .collect()
+            // A stored body is read so content filters see it, as the fanout's do.
+            let readable = match &event.stored_body {
+                None => Some(std::borrow::Cow::Borrowed(&event)),
+                Some(_) => match read_body(bodies, &event).await {
+                    Ok(body) => Some(std::borrow::Cow::Owned(with_inline_body(&event, &body))),
+                    // No filter can be evaluated: every subscription taking the type is chosen,
+                    // as the fanout tells each of them that the payload expired.
+                    Err(BodyReadError::Gone { .. }) => None,
+                    Err(e) => {
+                        return Err(AdminError::Store(StoreError::Unavailable(e.to_string())));
+                    }
+                },
+            };
+            match readable {
+                Some(readable) => {
+                    let input = EventInput::new(readable.as_ref());
+                    subscriptions
+                        .into_iter()
+                        .filter(|s| delivers_to(s, &input))
+                        .collect()
+                }
+                None => subscriptions
+                    .into_iter()
+                    .filter(|s| s.enabled && takes_type(s, &event.event_type))
+                    .collect(),
+            }
         }
     };
     let tasks = targets

@@ -408,6 +408,7 @@ pub async fn test_filter(
                 body,
                 body_encoding,
                 reconciled: false,
+                stored_body: None,
             };
             (event, None)
         }

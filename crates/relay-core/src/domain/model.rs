@@ -228,9 +228,34 @@ pub struct EventEnvelope {
     /// webhook (its authenticity is the API call). Absent, and false, in older messages.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reconciled: bool,
+    /// Set when the body was too large to travel inline (`bodies::INLINE_BODY_MAX_BYTES`): it
+    /// is kept once in the body store and `body` is empty. Absent in older messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_body: Option<StoredBody>,
+}
+
+/// The claim check of a body kept in the body store (`ports::BodyStore`): what the queue
+/// messages and the archived event carry instead of the body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBody {
+    /// The object's key in the body store (`bodies/<event id>`).
+    pub key: String,
+    /// Lower-case hex SHA-256 of the body: what is read back must match it.
+    pub sha256: String,
+    /// The body's length in bytes.
+    pub bytes: u64,
 }
 
 impl EventEnvelope {
+    /// The body's length: the stored body's, or the inline body's as carried (UTF-8 bytes, or
+    /// base64 characters for a binary body).
+    pub fn body_len(&self) -> usize {
+        match &self.stored_body {
+            Some(stored) => usize::try_from(stored.bytes).unwrap_or(usize::MAX),
+            None => self.body.len(),
+        }
+    }
+
     /// The body as the envelope carries it: the text itself when it is UTF-8 and escaped as a
     /// JSON string it is no larger than its base64 or than `TEXT_BODY_BUDGET_BYTES` (so every
     /// ordinary JSON body stays readable text), else base64. A body of control characters would
@@ -281,9 +306,14 @@ pub fn json_escaped_len(text: &str) -> usize {
 // What the receiver lets through: the bounds every queue message and stored event is sized by
 // (`receive` refuses what goes beyond them).
 
-/// The default body limit: a body this large, in the worst case, still fits one queue message
-/// (`model::LARGEST_QUEUE_MESSAGE_BYTES`) and one stored event.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+/// The largest body that travels inline: a body this large, in the worst case, still fits one
+/// queue message (`model::LARGEST_QUEUE_MESSAGE_BYTES`) and one stored event (a DynamoDB item
+/// holds 400 KB). Larger ones are kept in the body store and the message carries their key.
+pub const INLINE_BODY_MAX_BYTES: usize = 256 * 1024;
+
+/// The default body limit: 6 MB (decimal), the request payload a Lambda function URL accepts.
+/// Bodies over `INLINE_BODY_MAX_BYTES` go through the body store.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 6_000_000;
 
 /// The longest event type the relay carries; it travels in the `x-relay-event-type` header.
 pub const MAX_EVENT_TYPE_BYTES: usize = 256;
@@ -299,8 +329,8 @@ pub const MAX_SOURCE_NAME_BYTES: usize = 64;
 pub const MAX_CONTENT_TYPE_BYTES: usize = 1024;
 
 /// Escaped text up to this size is carried as text whatever its density of escapes: the base64
-/// of a body at the default limit, so the bound on a message does not grow.
-pub const TEXT_BODY_BUDGET_BYTES: usize = base64_len(DEFAULT_MAX_BODY_BYTES);
+/// of a body at the inline limit, so the bound on a message does not grow.
+pub const TEXT_BODY_BUDGET_BYTES: usize = base64_len(INLINE_BODY_MAX_BYTES);
 
 /// The most an encoded body of at most `max_body_bytes` can take in a message.
 pub const fn largest_encoded_body_bytes(max_body_bytes: usize) -> usize {
@@ -338,9 +368,10 @@ pub const fn largest_queue_message_bytes(max_body_bytes: usize) -> usize {
     largest_encoded_body_bytes(max_body_bytes) + QUEUE_MESSAGE_OVERHEAD_BYTES
 }
 
-/// The largest queue message at the default body limit: 349,528 bytes of base64 for 256 KiB
-/// plus 3,280 bytes of envelope = 352,808 bytes, under the queues' 1,048,576.
-pub const LARGEST_QUEUE_MESSAGE_BYTES: usize = largest_queue_message_bytes(DEFAULT_MAX_BODY_BYTES);
+/// The largest queue message at the inline body limit: 349,528 bytes of base64 for 256 KiB
+/// plus 3,280 bytes of envelope = 352,808 bytes, under the queues' 1,048,576. A stored body's
+/// claim check (key, hash, length: under 250 bytes) is far smaller than an inline body.
+pub const LARGEST_QUEUE_MESSAGE_BYTES: usize = largest_queue_message_bytes(INLINE_BODY_MAX_BYTES);
 
 const _: () = assert!(LARGEST_QUEUE_MESSAGE_BYTES <= MAX_QUEUE_MESSAGE_BYTES);
 
@@ -457,6 +488,8 @@ spelled_enum! {
         /// Not attempted from the events queue: the subscription was failing, so its attempt
         /// went to the deliveries queue at once (the record is replaced by that attempt's).
         Deferred => "deferred",
+        /// Nothing was sent: the stored body is gone (expired or deleted); dead-lettered.
+        PayloadExpired => "payload_expired",
     }
 }
 
@@ -546,7 +579,7 @@ pub enum Disposition {
 mod tests {
     use super::*;
     use crate::receive::{
-        DEFAULT_MAX_BODY_BYTES, MAX_CONTENT_TYPE_BYTES, MAX_EVENT_TYPE_BYTES, MAX_SOURCE_NAME_BYTES,
+        INLINE_BODY_MAX_BYTES, MAX_CONTENT_TYPE_BYTES, MAX_EVENT_TYPE_BYTES, MAX_SOURCE_NAME_BYTES,
     };
 
     #[test]
@@ -653,6 +686,7 @@ mod tests {
             body,
             body_encoding,
             reconciled: false,
+            stored_body: None,
         }
     }
 
@@ -671,7 +705,7 @@ mod tests {
 
     #[test]
     fn every_body_at_the_limit_fits_one_queue_message() {
-        let max = DEFAULT_MAX_BODY_BYTES;
+        let max = INLINE_BODY_MAX_BYTES;
         let controls: Vec<u8> = (0..max).map(|i| (i % 0x20) as u8).collect();
         let quotes: Vec<u8> = (0..max)
             .map(|i| if i % 2 == 0 { b'"' } else { b'\\' })
@@ -700,6 +734,7 @@ mod tests {
                 body: encoded,
                 body_encoding,
                 reconciled: false,
+                stored_body: None,
             };
             let task = DeliveryTask {
                 event: event.clone(),
@@ -736,6 +771,7 @@ mod tests {
             body: "{\"a\":1}".into(),
             body_encoding: BodyEncoding::Utf8,
             reconciled: false,
+            stored_body: None,
         };
         let task = DeliveryTask {
             event: event.clone(),

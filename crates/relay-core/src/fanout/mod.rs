@@ -22,9 +22,10 @@ use crate::domain::model::{
 };
 use crate::domain::policy::Pacer;
 use crate::outbound::delivery::{Attempt, AttemptResult, DeliveryClient};
+use crate::ports::bodies::{BatchBodies, BodyReadError, with_inline_body};
 use crate::ports::cache::TtlCache;
 use crate::ports::clock::SharedClock;
-use crate::ports::{Catalog, Deliverer, EventArchive, Queue, StoreError};
+use crate::ports::{BodyStore, Catalog, Deliverer, EventArchive, Queue, StoreError};
 
 pub mod breaker;
 mod config;
@@ -32,6 +33,8 @@ pub mod decide;
 mod health;
 mod pace;
 pub mod plan;
+#[cfg(test)]
+mod stored_bodies_tests;
 pub mod targets;
 #[cfg(test)]
 mod tests;
@@ -51,6 +54,8 @@ pub struct Fanout {
     archive: Arc<dyn EventArchive>,
     queue: Arc<dyn Queue>,
     deliverer: Arc<dyn Deliverer>,
+    /// Where bodies too large to travel inline are read from.
+    bodies: Option<Arc<dyn BodyStore>>,
     clock: SharedClock,
     config: FanoutConfig,
     by_source: TtlCache<Arc<Vec<Subscription>>>,
@@ -97,12 +102,19 @@ impl Fanout {
             archive: store,
             queue,
             deliverer,
+            bodies: None,
             clock,
             config,
             tally: None,
             pacer: Arc::default(),
             failure_runs: Mutex::default(),
         }
+    }
+
+    /// Reads stored bodies (events whose body was too large to travel inline) from `bodies`.
+    pub fn with_bodies(mut self, bodies: Arc<dyn BodyStore>) -> Self {
+        self.bodies = Some(bodies);
+        self
     }
 
     /// Counts every attempt into `tally` (the adapter renders it as EMF or Prometheus).
@@ -119,9 +131,10 @@ impl Fanout {
         messages: Vec<ReceivedMessage>,
         deadline: Option<Instant>,
     ) -> Vec<(String, Disposition)> {
+        let bodies = &BatchBodies::default();
         futures::stream::iter(messages)
             .map(|message| async move {
-                let disposition = self.handle_message(&message, deadline).await;
+                let disposition = self.handle_in_batch(&message, deadline, bodies).await;
                 (message.receipt, disposition)
             })
             .buffer_unordered(self.config.record_concurrency.max(1))
@@ -135,10 +148,24 @@ impl Fanout {
         message: &ReceivedMessage,
         deadline: Option<Instant>,
     ) -> Disposition {
+        self.handle_in_batch(message, deadline, &BatchBodies::default())
+            .await
+    }
+
+    /// `handle_message`, reading stored bodies through the batch's `bodies`.
+    async fn handle_in_batch(
+        &self,
+        message: &ReceivedMessage,
+        deadline: Option<Instant>,
+        bodies: &BatchBodies,
+    ) -> Disposition {
         match serde_json::from_str::<QueueMessage>(&message.body) {
-            Ok(QueueMessage::Event(event)) => self.handle_event(event, deadline).await,
+            Ok(QueueMessage::Event(event)) => {
+                let body = bodies.read(self.bodies.as_deref(), &event).await;
+                self.handle_event(event, body, deadline).await
+            }
             Ok(QueueMessage::Delivery(task)) => {
-                self.handle_delivery(task, deadline, message.receive_count)
+                self.handle_delivery(task, deadline, message.receive_count, bodies)
                     .await
             }
             Err(e) => {
@@ -173,9 +200,23 @@ impl Fanout {
         subscription.policy.timeout_or(self.deliverer.timeout())
     }
 
-    async fn handle_event(&self, event: EventEnvelope, deadline: Option<Instant>) -> Disposition {
-        let body = match event.body_bytes() {
-            Ok(body) => Bytes::from(body.into_owned()),
+    async fn handle_event(
+        &self,
+        event: EventEnvelope,
+        body: Result<Bytes, BodyReadError>,
+        deadline: Option<Instant>,
+    ) -> Disposition {
+        // `None`: the stored body is gone, so every subscription's delivery is dead-lettered.
+        let body = match body {
+            Ok(body) => Some(body),
+            Err(BodyReadError::Gone { key }) => {
+                warn!(event_id = %event.id, key, "stored body gone; the event's deliveries are dead-lettered");
+                None
+            }
+            Err(e @ BodyReadError::Unavailable(_)) => {
+                warn!(event_id = %event.id, error = %e, "body unavailable; event will be retried");
+                return Disposition::Retry;
+            }
             Err(e) => {
                 warn!(event_id = %event.id, error = %e, "event left for the DLQ");
                 return Disposition::Retry;
@@ -197,7 +238,26 @@ impl Fanout {
                 return Disposition::Retry;
             }
         };
-        let planned = plan_round(&event, &subscriptions, &past);
+        // Content filters look into the body: a stored one is planned over a copy carrying it.
+        // Without the body no filter can be evaluated: every subscription taking the type is
+        // told that the payload expired.
+        let unfiltered: Vec<Subscription>;
+        let planned = match &body {
+            Some(body) if event.stored_body.is_some() => {
+                plan_round(&with_inline_body(&event, body), &subscriptions, &past)
+            }
+            Some(_) => plan_round(&event, &subscriptions, &past),
+            None => {
+                unfiltered = subscriptions
+                    .iter()
+                    .map(|s| Subscription {
+                        filter: None,
+                        ..s.clone()
+                    })
+                    .collect();
+                plan_round(&event, &unfiltered, &past)
+            }
+        };
         if planned.is_empty() {
             info!(event_id = %event.id, source = %event.source, event_type = %event.event_type, "no subscription to deliver to");
             return match self.store_untargeted(&event, &past, retention_until).await {
@@ -254,7 +314,7 @@ impl Fanout {
         &self,
         event: &EventEnvelope,
         planned: Planned<'_>,
-        body: Bytes,
+        body: Option<Bytes>,
         deadline: Option<Instant>,
     ) -> Settled {
         let Planned {
@@ -263,6 +323,16 @@ impl Fanout {
             step,
         } = planned;
         let now = self.clock.now_millis();
+        let Some(body) = body else {
+            let task = DeliveryTask {
+                event: event.clone(),
+                subscription_id: subscription.id.clone(),
+                attempt,
+                schedule_step: 0,
+                not_before: now,
+            };
+            return self.payload_expired(&task).await;
+        };
         match step {
             RoundStep::HandOff => {
                 // Paused: due when the pause ends, not before.
@@ -393,6 +463,7 @@ impl Fanout {
         task: DeliveryTask,
         deadline: Option<Instant>,
         receive_count: u32,
+        bodies: &BatchBodies,
     ) -> Disposition {
         if let Some(delay_secs) = hop_delay(&task, self.clock.now_millis()) {
             return self.hop(task, delay_secs, receive_count).await;
@@ -435,8 +506,21 @@ impl Fanout {
                 return Disposition::Retry;
             }
         };
-        let body = match event.body_bytes() {
-            Ok(body) => Bytes::from(body.into_owned()),
+        let body = match bodies.read(self.bodies.as_deref(), event).await {
+            Ok(body) => body,
+            Err(BodyReadError::Gone { key }) => {
+                warn!(event_id = %event.id, subscription_id = %task.subscription_id, key, "stored body gone; delivery dead-lettered");
+                let settled = self.payload_expired(&task).await;
+                if !settled.handed_off {
+                    return Disposition::Retry;
+                }
+                self.log(&[settled.record]).await;
+                return Disposition::Delete;
+            }
+            Err(e @ BodyReadError::Unavailable(_)) => {
+                warn!(event_id = %event.id, error = %e, "body unavailable; retry later");
+                return Disposition::Retry;
+            }
             Err(e) => {
                 warn!(event_id = %event.id, error = %e, "delivery left for the DLQ");
                 return Disposition::Retry;
@@ -618,6 +702,42 @@ impl Fanout {
             Ok(()) => true,
             Err(e) => {
                 warn!(event_id = %event.id, subscription_id = %subscription.id, error = %e, "could not queue the follow-up; the event will be retried");
+                record.next = NextStep::FanoutRetry;
+                false
+            }
+        };
+        if let Some(tally) = &self.tally {
+            tally
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .record_attempt(&event.source, event.received_at, &record);
+        }
+        Settled { record, handed_off }
+    }
+
+    /// A delivery whose stored body is gone: nothing can be sent, now or later, so it is
+    /// dead-lettered at once with a `payload_expired` record (not retried until the DLQ).
+    async fn payload_expired(&self, task: &DeliveryTask) -> Settled {
+        let event = &task.event;
+        let mut record = attempt_record(
+            event,
+            &task.subscription_id,
+            task.attempt,
+            self.clock.now_millis(),
+            Step::NotSent(AttemptOutcome::PayloadExpired),
+            NextStep::DeadLettered,
+        );
+        // Parked as the attempt a redrive makes next, as a spent schedule parks it.
+        let parked = DeliveryTask {
+            attempt: task.attempt + 1,
+            schedule_step: 0,
+            not_before: 0,
+            ..task.clone()
+        };
+        let handed_off = match self.queue.dead_letter_delivery(&parked).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(event_id = %event.id, subscription_id = %task.subscription_id, error = %e, "could not dead-letter a delivery whose body is gone; it will be retried");
                 record.next = NextStep::FanoutRetry;
                 false
             }

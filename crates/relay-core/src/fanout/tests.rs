@@ -42,6 +42,7 @@ fn event() -> EventEnvelope {
         body: "{}".into(),
         body_encoding: BodyEncoding::Utf8,
         reconciled: false,
+        stored_body: None,
     }
 }
 

@@ -271,6 +271,7 @@ mod tests {
             body: "{}".into(),
             body_encoding: BodyEncoding::Utf8,
             reconciled: false,
+            stored_body: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! cache the catalog's look-ups (`cache`), and every change of a stored subscription goes
 //! through one function over the catalog (`subscriptions::modify_subscription`).
 
+pub mod bodies;
 pub mod cache;
 pub mod clock;
 pub mod subscriptions;
@@ -297,7 +298,7 @@ impl EventSummary {
             source: event.source.clone(),
             event_type: event.event_type.clone(),
             received_at: event.received_at,
-            body_bytes: event.body.len(),
+            body_bytes: event.body_len(),
             delivery: None,
             attempts: Vec::new(),
         }
@@ -359,6 +360,26 @@ pub trait Queue: Send + Sync {
     async fn send_delivery(&self, task: &DeliveryTask, delay_secs: u32) -> Result<(), QueueError>;
     /// Parks a delivery whose schedule is spent in the deliveries DLQ.
     async fn dead_letter_delivery(&self, task: &DeliveryTask) -> Result<(), QueueError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyStoreError {
+    #[error("body store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where bodies too large to travel inline are kept once (the claim check): S3 on AWS, files in
+/// the data dir for `relay dev`. Keys are the core's (`bodies::body_key`). Every adapter keeps
+/// the same rules; `testkit::body_contract` checks each (S3, files, memory).
+#[async_trait]
+pub trait BodyStore: Send + Sync {
+    /// Stores `body` under `key`, durably once this returns; `sha256` is its lower-case hex
+    /// SHA-256, which an adapter may have the store check. Writing a key again replaces it.
+    async fn put(&self, key: &str, body: bytes::Bytes, sha256: &str) -> Result<(), BodyStoreError>;
+    /// The body under `key`; `None` when there is none (never written, deleted or expired).
+    async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>, BodyStoreError>;
+    /// Removes the body under `key`; a key with no body is not an error.
+    async fn delete(&self, key: &str) -> Result<(), BodyStoreError>;
 }
 
 /// Makes one outbound delivery attempt (the HTTP POST) and classifies its answer.
@@ -582,7 +603,8 @@ impl ActivityCounts {
             | O::Timeout
             | O::Connect
             | O::RefusedDestination
-            | O::InvalidRequest => self.failed += n,
+            | O::InvalidRequest
+            | O::PayloadExpired => self.failed += n,
         }
     }
 }

@@ -10,23 +10,25 @@ use tracing::{info, warn};
 use crate::domain::ids::event_id_at;
 use crate::domain::metrics::Tally;
 use crate::domain::model::{DedupClaim, EventEnvelope, Source};
+use crate::ports::bodies::{claim_check, travels_inline};
 use crate::ports::cache::TtlCache;
 use crate::ports::clock::SharedClock;
-use crate::ports::{Catalog, Claim, DedupLedger, EventArchive, Lease, Queue};
+use crate::ports::{BodyStore, Catalog, Claim, DedupLedger, EventArchive, Lease, Queue};
 use crate::providers::{self, InboundRequest, Outcome, Rejection, Verified};
 
 mod outcome;
 pub use outcome::{ReceiveOutcome, Refusal, Reply, Unavailable};
 
 pub use crate::domain::model::{
-    DEFAULT_MAX_BODY_BYTES, MAX_CONTENT_TYPE_BYTES, MAX_DELIVERY_ID_BYTES, MAX_EVENT_TYPE_BYTES,
-    MAX_SOURCE_NAME_BYTES,
+    DEFAULT_MAX_BODY_BYTES, INLINE_BODY_MAX_BYTES, MAX_CONTENT_TYPE_BYTES, MAX_DELIVERY_ID_BYTES,
+    MAX_EVENT_TYPE_BYTES, MAX_SOURCE_NAME_BYTES,
 };
 
 #[derive(Debug, Clone)]
 pub struct ReceiverConfig {
-    /// Larger bodies get 413. The default (`DEFAULT_MAX_BODY_BYTES`) keeps one queue message and
-    /// one stored event in limits.
+    /// Larger bodies get 413 (default `DEFAULT_MAX_BODY_BYTES`, 6 MB). Bodies over
+    /// `INLINE_BODY_MAX_BYTES` need a body store (`Receiver::with_bodies`); without one that is
+    /// the limit.
     pub max_body_bytes: usize,
     /// How long a `pending` dedup claim holds before another copy may take over.
     pub dedup_lease_secs: i64,
@@ -71,6 +73,8 @@ pub struct Receiver {
     /// Stored events confirm unconfirmed claims (`ReceiverConfig::confirm_dedup`).
     archive: Arc<dyn EventArchive>,
     queue: Arc<dyn Queue>,
+    /// Where bodies too large to travel inline are kept; none: they are refused.
+    bodies: Option<Arc<dyn BodyStore>>,
     clock: SharedClock,
     config: ReceiverConfig,
     sources: TtlCache<Arc<Source>>,
@@ -91,6 +95,7 @@ impl Receiver {
             ledger: store.clone(),
             archive: store,
             queue,
+            bodies: None,
             clock,
             config,
             sources,
@@ -100,6 +105,20 @@ impl Receiver {
 
     pub fn config(&self) -> &ReceiverConfig {
         &self.config
+    }
+
+    /// Keeps bodies over `INLINE_BODY_MAX_BYTES` (up to the configured limit) in `bodies`.
+    pub fn with_bodies(mut self, bodies: Arc<dyn BodyStore>) -> Self {
+        self.bodies = Some(bodies);
+        self
+    }
+
+    /// The largest body accepted: the configured limit, or the inline one without a body store.
+    pub fn body_limit(&self) -> usize {
+        match self.bodies {
+            Some(_) => self.config.max_body_bytes,
+            None => self.config.max_body_bytes.min(INLINE_BODY_MAX_BYTES),
+        }
     }
 
     /// Counts every answer into `tally` (the adapter renders it as EMF or Prometheus).
@@ -210,10 +229,10 @@ impl Receiver {
         if request.method != Method::POST && request.method != Method::GET {
             return ReceiveOutcome::Refused(Refusal::MethodNotAllowed);
         }
-        if request.body.len() > self.config.max_body_bytes {
+        if request.body.len() > self.body_limit() {
             return ReceiveOutcome::Refused(Refusal::TooLarge {
                 bytes: request.body.len(),
-                limit: self.config.max_body_bytes,
+                limit: self.body_limit(),
             });
         }
         let source = match self
@@ -327,7 +346,18 @@ impl Receiver {
             }
         }
 
-        let (encoded, body_encoding) = EventEnvelope::encode_body(body);
+        let (encoded, body_encoding, stored_body) = match self.store_body(&event_id, body).await {
+            Ok(Some(stored)) => (String::new(), Default::default(), Some(stored)),
+            Ok(None) => {
+                let (encoded, body_encoding) = EventEnvelope::encode_body(body);
+                (encoded, body_encoding, None)
+            }
+            Err(e) => {
+                warn!(event_id = %event_id, source = name, error = %e, "body store write failed");
+                self.release(name, dedup_key, &event_id).await;
+                return ReceiveOutcome::Unavailable(Unavailable::Bodies);
+            }
+        };
         let event = EventEnvelope {
             id: event_id,
             source: name.to_owned(),
@@ -337,21 +367,17 @@ impl Receiver {
             body: encoded,
             body_encoding,
             reconciled,
+            stored_body,
         };
         if let Err(e) = self.queue.send_event(&event).await {
             warn!(event_id = %event.id, source = name, error = %e, "enqueue failed");
-            let released = match dedup_key {
-                Some(key) => {
-                    self.ledger
-                        .release_dedup(Claim::new(name, key, &event.id))
-                        .await
-                }
-                None => Ok(()),
-            };
-            if let Err(e) = released {
-                // The lease expires by itself; the provider's retry gets 409 until then.
-                warn!(event_id = %event.id, error = %e, "dedup release failed");
+            if let (Some(stored), Some(bodies)) = (&event.stored_body, &self.bodies)
+                && let Err(e) = bodies.delete(&stored.key).await
+            {
+                // Never delivered (no message names it); the bucket's lifecycle expires it.
+                warn!(event_id = %event.id, error = %e, "could not delete the body of an event not queued");
             }
+            self.release(name, dedup_key, &event.id).await;
             return ReceiveOutcome::Unavailable(Unavailable::Queue);
         }
         if let Some(key) = dedup_key.filter(|_| self.config.confirm_dedup) {
@@ -373,6 +399,49 @@ impl Receiver {
             info!(event_id = %event.id, source = name, event_type = %event.event_type, bytes = body.len(), "event queued");
         }
         ReceiveOutcome::Accepted { event_id: event.id }
+    }
+}
+
+impl Receiver {
+    /// Stores a body too large to travel inline and returns its claim check; `None` for a body
+    /// that travels inline.
+    async fn store_body(
+        &self,
+        event_id: &str,
+        body: &[u8],
+    ) -> Result<Option<crate::domain::model::StoredBody>, crate::ports::BodyStoreError> {
+        if travels_inline(body.len()) {
+            return Ok(None);
+        }
+        let Some(bodies) = &self.bodies else {
+            // `body_limit` refuses these before; reconciled events are sized by the provider.
+            return Err(crate::ports::BodyStoreError::Unavailable(
+                "no body store is configured for bodies over the inline limit".into(),
+            ));
+        };
+        let stored = claim_check(event_id, body);
+        bodies
+            .put(
+                &stored.key,
+                bytes::Bytes::copy_from_slice(body),
+                &stored.sha256,
+            )
+            .await?;
+        Ok(Some(stored))
+    }
+
+    /// Drops the dedup claim of an event that could not be queued, so the provider's retry is
+    /// accepted.
+    async fn release(&self, source: &str, dedup_key: Option<&String>, event_id: &str) {
+        let Some(key) = dedup_key else { return };
+        if let Err(e) = self
+            .ledger
+            .release_dedup(Claim::new(source, key, event_id))
+            .await
+        {
+            // The lease expires by itself; the provider's retry gets 409 until then.
+            warn!(event_id, error = %e, "dedup release failed");
+        }
     }
 }
 
@@ -1017,5 +1086,147 @@ mod tests {
         }
         assert!(validate_source_name("metrics-eu").is_ok());
         assert!(validate_source_name("a b").is_err());
+    }
+
+    // ------------------------------------------------------------- bodies over the inline limit
+
+    fn with_bodies() -> (
+        Receiver,
+        Arc<RecordingQueue>,
+        Arc<crate::testkit::MemoryBodies>,
+    ) {
+        let (receiver, queue, _, _) = receiver_with(ReceiverConfig::default());
+        let bodies = Arc::new(crate::testkit::MemoryBodies::default());
+        (receiver.with_bodies(bodies.clone()), queue, bodies)
+    }
+
+    /// A JSON body of `len` bytes.
+    fn json_body(len: usize) -> String {
+        let padding = "p".repeat(len - r#"{"p":""}"#.len());
+        format!(r#"{{"p":"{padding}"}}"#)
+    }
+
+    #[tokio::test]
+    async fn a_large_body_is_stored_once_and_its_message_carries_the_claim_check() {
+        let (receiver, queue, bodies) = with_bodies();
+        let body = json_body(5_000_000);
+        let reply = receiver
+            .handle(github_request("push", "d-big", &body))
+            .await
+            .reply();
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        let event = queue.events.lock().unwrap()[0].clone();
+        let stored = event.stored_body.clone().expect("a claim check");
+        assert_eq!(stored.key, format!("bodies/{}", event.id));
+        assert_eq!(stored.bytes, 5_000_000);
+        assert_eq!(
+            stored.sha256,
+            crate::ports::bodies::sha256_hex(body.as_bytes())
+        );
+        assert!(event.body.is_empty());
+        assert_eq!(bodies.keys(), std::slice::from_ref(&stored.key));
+        let kept = bodies.get(&stored.key).await.unwrap().unwrap();
+        assert_eq!(&kept[..], body.as_bytes());
+        let message = crate::domain::model::QueueMessageRef::Event(&event)
+            .to_json()
+            .unwrap();
+        assert!(message.len() < 1024, "{} bytes", message.len());
+        // A body at the inline limit still travels inline.
+        let inline = json_body(INLINE_BODY_MAX_BYTES);
+        let reply = receiver
+            .handle(github_request("push", "d-inline", &inline))
+            .await
+            .reply();
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        let event = queue.events.lock().unwrap()[1].clone();
+        assert_eq!(event.stored_body, None);
+        assert_eq!(&*event.body_bytes().unwrap(), inline.as_bytes());
+        assert_eq!(bodies.keys().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_naming_the_limit() {
+        let (large, queue, bodies) = with_bodies();
+        let body = json_body(DEFAULT_MAX_BODY_BYTES + 1);
+        let reply = large
+            .handle(github_request("push", "d-1", &body))
+            .await
+            .reply();
+        assert_eq!(reply.status, 413);
+        assert!(
+            reply.body.contains("over the limit of 6000000 bytes"),
+            "{}",
+            reply.body
+        );
+        let at_limit = json_body(DEFAULT_MAX_BODY_BYTES);
+        let reply = large
+            .handle(github_request("push", "d-2", &at_limit))
+            .await
+            .reply();
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        assert_eq!(queue.events.lock().unwrap().len(), 1);
+        assert_eq!(bodies.keys().len(), 1);
+        // Without a body store the inline limit is the limit.
+        let (plain, _) = receiver();
+        assert_eq!(plain.body_limit(), INLINE_BODY_MAX_BYTES);
+        let reply = plain
+            .handle(github_request(
+                "push",
+                "d-3",
+                &json_body(INLINE_BODY_MAX_BYTES + 1),
+            ))
+            .await
+            .reply();
+        assert_eq!(reply.status, 413);
+        assert!(
+            reply
+                .body
+                .contains(&format!("limit of {INLINE_BODY_MAX_BYTES} bytes"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_enqueue_after_the_body_write_removes_the_body_and_accepts_nothing() {
+        let (receiver, queue, bodies) = with_bodies();
+        let body = json_body(INLINE_BODY_MAX_BYTES + 1);
+        queue.fail_sends(true);
+        let reply = receiver
+            .handle(github_request("push", "d-1", &body))
+            .await
+            .reply();
+        assert_eq!(reply.status, 503, "{}", reply.body);
+        assert!(queue.events.lock().unwrap().is_empty(), "no message");
+        assert!(bodies.keys().is_empty(), "no object left behind");
+        // The claim was released: the provider's retry is accepted.
+        queue.fail_sends(false);
+        let reply = receiver
+            .handle(github_request("push", "d-1", &body))
+            .await
+            .reply();
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        assert_eq!(bodies.keys().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_body_write_queues_nothing() {
+        let (receiver, queue, bodies) = with_bodies();
+        bodies.set_failing_puts(true);
+        let reply = receiver
+            .handle(github_request("push", "d-1", &json_body(300_000)))
+            .await
+            .reply();
+        assert_eq!(reply.status, 503);
+        assert!(
+            reply.body.contains("body store unavailable"),
+            "{}",
+            reply.body
+        );
+        assert!(queue.events.lock().unwrap().is_empty());
+        bodies.set_failing_puts(false);
+        let reply = receiver
+            .handle(github_request("push", "d-1", &json_body(300_000)))
+            .await
+            .reply();
+        assert_eq!(reply.status, 202, "claim released: {}", reply.body);
     }
 }

@@ -43,6 +43,8 @@ pub enum Refusal {
 pub enum Unavailable {
     Store,
     Queue,
+    /// The body store, for a body too large to travel inline.
+    Bodies,
 }
 
 /// An HTTP answer in neutral form: status, headers and a JSON body.
@@ -133,6 +135,10 @@ impl ReceiveOutcome {
             Self::Unavailable(Unavailable::Queue) => Reply::error(
                 status,
                 "queue unavailable; nothing was accepted, retry later",
+            ),
+            Self::Unavailable(Unavailable::Bodies) => Reply::error(
+                status,
+                "body store unavailable; nothing was accepted, retry later",
             ),
             Self::Refused(refusal) => match refusal {
                 Refusal::NoSourcePath => {

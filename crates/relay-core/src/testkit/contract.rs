@@ -142,6 +142,7 @@ pub fn event(id: &str, received_at: i64) -> EventEnvelope {
         body: format!("{{\"id\":\"{id}\",\"text\":\"quoted \\\" é\"}}"),
         body_encoding: BodyEncoding::Utf8,
         reconciled: false,
+        stored_body: None,
     }
 }
 

@@ -70,6 +70,7 @@ fn event(id: &str) -> EventEnvelope {
         body: format!("{{\"id\":\"{id}\"}}"),
         body_encoding: BodyEncoding::Utf8,
         reconciled: false,
+        stored_body: None,
     }
 }
 

@@ -35,6 +35,7 @@ pub fn event(id: &str, received_at: i64) -> EventEnvelope {
         body: format!("{{\"id\":\"{id}\"}}"),
         body_encoding: BodyEncoding::Utf8,
         reconciled: false,
+        stored_body: None,
     }
 }
 

@@ -139,7 +139,14 @@ impl Stack {
         let queues = create_queues(&aws_sdk_sqs::Client::new(&sdk), &name)
             .await
             .unwrap_or_else(|e| panic!("creating queues {name}-* on moto at {endpoint}: {e:#}"));
-        let settings = queues.settings(name.clone());
+        // The bodies bucket, as the template's: bodies over 256 KiB go through it.
+        relay_aws::provision::create_bodies_bucket(&sdk, &name)
+            .await
+            .unwrap_or_else(|e| panic!("creating bucket {name} on moto at {endpoint}: {e:#}"));
+        let settings = AwsSettings {
+            bodies_bucket: Some(name.clone()),
+            ..queues.settings(name.clone())
+        };
         let aws = adapters_from_sdk_config(&sdk, &settings);
         Self {
             sdk,
@@ -183,14 +190,27 @@ impl Stack {
                 .find(|(key, _)| *key == name)
                 .map(|(_, value)| (*value).to_owned())
         };
-        relay_aws::wiring::receiver(
+        let receiver = relay_aws::wiring::receiver(
             store,
             queue,
             &self.settings,
             &lookup,
             relay_core::ports::clock::system(),
         )
-        .expect("receiver wiring")
+        .expect("receiver wiring");
+        // As `relay_aws::lambda::start` attaches the bucket.
+        match self.bodies() {
+            Some(bodies) => receiver.with_bodies(bodies),
+            None => receiver,
+        }
+    }
+
+    /// The bodies bucket's adapter, shared as the functions share it.
+    pub fn bodies(&self) -> Option<std::sync::Arc<dyn relay_core::BodyStore>> {
+        self.aws
+            .bodies
+            .clone()
+            .map(|b| std::sync::Arc::new(b) as std::sync::Arc<dyn relay_core::BodyStore>)
     }
 
     /// The fanout as `functions/fanout/src/main.rs` builds it, with `RELAY_RETRY_SCHEDULE` and
@@ -212,14 +232,18 @@ impl Stack {
     pub fn fanout_over(&self, queue: SqsQueue, env: &[(&str, &str)]) -> Fanout {
         let env: HashMap<&str, &str> = env.iter().copied().collect();
         let lookup = |name: &str| env.get(name).map(|v| (*v).to_owned());
-        relay_aws::wiring::fanout(
+        let fanout = relay_aws::wiring::fanout(
             self.aws.store.clone(),
             queue,
             &self.settings,
             &lookup,
             relay_core::ports::clock::system(),
         )
-        .expect("fanout wiring")
+        .expect("fanout wiring");
+        match self.bodies() {
+            Some(bodies) => fanout.with_bodies(bodies),
+            None => fanout,
+        }
     }
 
     /// A poller over the events and deliveries queues feeding `fanout::handle`.

@@ -14,6 +14,7 @@ fn event_with(body: &str, content_type: Option<&str>) -> EventEnvelope {
         body: body.into(),
         body_encoding: BodyEncoding::Utf8,
         reconciled: false,
+        stored_body: None,
     }
 }
 
