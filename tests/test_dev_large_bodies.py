@@ -129,3 +129,25 @@ def test_a_stored_body_gone_before_delivery_is_dead_lettered_as_payload_expired(
     assert [a["outcome"] for a in attempts] == ["ok", "payload_expired", "payload_expired"]
     assert len(sink.received("/ok/expired")) == 1
 
+
+
+def test_bulk_replay_reads_stored_bodies_for_content_filters(dev, sink, sub_secret):
+    """A subscription filtering on the body takes a large event in a bulk replay as the fanout
+    took it: the stored body is read back for the filter (the search itself sees no bodies)."""
+    add_github_source(dev, secret=GITHUB_SECRET)
+    sub = dev.cli("subscriptions", "add", "--source", "github", "--url", f"{sink.url}/ok/filtered",
+                  "--secret", sub_secret, "--filter", '{"body":{"action":"opened"}}')["id"]
+    large = json_body(INLINE_LIMIT + 1)
+    response, _, _ = send_github(dev, GITHUB_SECRET, body=large, event="push")
+    large_id = accepted_id(response)
+    other = json_body(INLINE_LIMIT + 1).replace(b'"action":"opened"', b'"action":"closed"')
+    response, _, _ = send_github(dev, GITHUB_SECRET, body=other, event="push")
+    other_id = accepted_id(response)
+    (got,) = sink.wait_for("/ok/filtered", 1, timeout=room(30))
+    assert got["headers"]["webhook-id"] == large_id
+    for event_id in (large_id, other_id):
+        assert stored_path(dev, event_id).exists()
+
+    planned = dev.cli("replay", "--subscription", sub, "--since", "1h", "--status", "any",
+                      "--dry-run")
+    assert planned["matched"] == 1 and planned["event_ids"] == [large_id], planned

@@ -59,11 +59,12 @@ PLATFORM_ACTIONS = {
     "reconcile": {"logs:CreateLogStream", "logs:PutLogEvents"},
 }
 
-# The bodies bucket's grants (bodies over 256 KiB), made by test_large_body_through_the_stack.
+# The bodies bucket's grants (bodies over 256 KiB), made by test_large_body_through_the_stack
+# (reconcile's: the receiver's path, for a recovered event over 256 KiB; not exercised here).
 BODY_ACTIONS = {
     "receiver": {"s3:PutObject", "s3:DeleteObject"},
     "fanout": {"s3:GetObject"},
-    "reconcile": set(),
+    "reconcile": {"s3:PutObject", "s3:DeleteObject"},
 }
 
 needs_moto = pytest.mark.skipif(not MOTO, reason="MOTO_ENDPOINT is not set (scripts/test starts moto)")
@@ -392,7 +393,7 @@ def test_stack_reads_back_as_the_template_says(deployed):
     rule = events_client.describe_rule(Name=rule_name)
     assert (rule["ScheduleExpression"], rule["State"]) == ("rate(60 minutes)", "ENABLED"), rule
 
-    # The bodies bucket: encrypted by default, named to both functions that use it (its public
+    # The bodies bucket: encrypted by default, named to the functions that use it (its public
     # access block and lifecycle rule: asserted on the translation).
     s3 = boto("s3")
     bucket = out["BodiesBucketName"]
@@ -400,7 +401,7 @@ def test_stack_reads_back_as_the_template_says(deployed):
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     assert receiver["Environment"]["Variables"]["RELAY_BODIES_BUCKET"] == bucket
     assert env["RELAY_BODIES_BUCKET"] == bucket
-    assert "RELAY_BODIES_BUCKET" not in renv
+    assert renv["RELAY_BODIES_BUCKET"] == bucket
 
     # The table: keys and the index the code queries.
     table = boto("dynamodb").describe_table(TableName=out["TableName"])["Table"]

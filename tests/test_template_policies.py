@@ -132,7 +132,7 @@ def test_reconcile_writes_only_dedup_items_and_reads_credentials_only_under_the_
     for st in statements("ReconcileRole"):
         by_sid.setdefault(st["Sid"], []).append(st)
     assert set(by_sid) == {"Logs", "ReadSourcesClaimsAndEvents", "ListSources", "WriteClaims",
-                           "EnqueueEvents", "ReadCredentials", "ReadSecrets"}
+                           "EnqueueEvents", "StoreBodies", "ReadCredentials", "ReadSecrets"}
     (reads,) = by_sid["ReadSourcesClaimsAndEvents"]
     assert _actions(reads) == ["dynamodb:GetItem"]
     assert sorted(reads["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]) == \
@@ -171,7 +171,7 @@ def s3_statements(role):
 
 
 def test_bodies_bucket_is_private_encrypted_expired_and_kept_like_the_table():
-    """Bodies over 256 KiB are stored in the bucket (crates/relay-core/src/bodies.rs): encrypted
+    """Bodies over 256 KiB are stored in the bucket (crates/relay-core/src/ports/bodies.rs): encrypted
     at rest, never public, TLS only, expired with the event records, retained like the table."""
     doc = template()
     resources = doc["Resources"]
@@ -193,10 +193,10 @@ def test_bodies_bucket_is_private_encrypted_expired_and_kept_like_the_table():
     assert deny["Effect"] == "Deny"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     # The key prefix the code writes under is the one granted and expired.
-    bodies_rs = (ROOT / "crates" / "relay-core" / "src" / "bodies.rs").read_text()
+    bodies_rs = (ROOT / "crates" / "relay-core" / "src" / "ports" / "bodies.rs").read_text()
     assert 'format!("bodies/{event_id}")' in bodies_rs
-    # Both functions that touch bodies are told the bucket.
-    for function in ("ReceiverFunction", "FanoutFunction"):
+    # Every function that touches bodies is told the bucket.
+    for function in ("ReceiverFunction", "FanoutFunction", "ReconcileFunction"):
         env = resources[function]["Properties"]["Environment"]["Variables"]
         assert env["RELAY_BODIES_BUCKET"] == {"Ref": "BodiesBucket"}, function
     assert doc["Outputs"]["BodiesBucketName"]["Value"] == {"Ref": "BodiesBucket"}
@@ -204,8 +204,8 @@ def test_bodies_bucket_is_private_encrypted_expired_and_kept_like_the_table():
 
 def test_bodies_are_written_by_the_receiver_and_read_by_the_fanout_only():
     """Receiver: PutObject (the body) and DeleteObject (when the enqueue after it fails).
-    Fanout: GetObject (deliveries, replays, redrives). Reconcile: nothing. Objects under
-    bodies/ only."""
+    Fanout: GetObject (deliveries, replays, redrives). Reconcile: as the receiver (it queues
+    what it recovers through the receiver's path). Objects under bodies/ only."""
     objects = {"Sub": "${BodiesBucket.Arn}/bodies/*"}
     (receiver,) = s3_statements("ReceiverRole")
     assert sorted(_actions(receiver)) == ["s3:DeleteObject", "s3:PutObject"]
@@ -213,11 +213,13 @@ def test_bodies_are_written_by_the_receiver_and_read_by_the_fanout_only():
     (fanout,) = s3_statements("FanoutRole")
     assert _actions(fanout) == ["s3:GetObject"]
     assert fanout["Resource"] == objects
-    assert s3_statements("ReconcileRole") == []
+    (reconcile,) = s3_statements("ReconcileRole")
+    assert sorted(_actions(reconcile)) == ["s3:DeleteObject", "s3:PutObject"]
+    assert reconcile["Resource"] == objects
 
 
 def test_the_body_limit_is_the_code_default_and_the_function_url_maximum():
     params = template()["Parameters"]["MaxBodyBytes"]
-    model = (ROOT / "crates" / "relay-core" / "src" / "model.rs").read_text()
+    model = (ROOT / "crates" / "relay-core" / "src" / "domain" / "model.rs").read_text()
     default = re.search(r"pub const DEFAULT_MAX_BODY_BYTES: usize = ([\d_]+);", model).group(1)
     assert params["Default"] == params["MaxValue"] == int(default.replace("_", "")) == 6_000_000

@@ -96,8 +96,11 @@ async fn bulk(
 ) -> anyhow::Result<()> {
     let request = bulk_request(args, SystemClock.now_millis())?;
     let mut search = Progress::new(json_mode, "events examined");
-    let plan =
-        core_bulk::plan_bulk_replay(store, store, &request, &mut |n| search.at(n, None)).await?;
+    let bodies = backend.bodies();
+    let plan = core_bulk::plan_bulk_replay(store, store, bodies.as_deref(), &request, &mut |n| {
+        search.at(n, None)
+    })
+    .await?;
     search.finish();
     if args.dry_run {
         let ids = plan.first_event_ids(DRY_RUN_SHOWN);

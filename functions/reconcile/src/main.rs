@@ -21,6 +21,11 @@ async fn main() -> Result<(), Error> {
         &env_lookup,
         clock.clone(),
     )?;
+    // An event found over the inline limit is stored in the bodies bucket, as the receiver does.
+    let receiver = match aws.bodies.clone() {
+        Some(bodies) => receiver.with_bodies(Arc::new(bodies)),
+        None => receiver,
+    };
     let lookback = match env_lookup("RELAY_RECONCILE_LOOKBACK") {
         Some(text) => relay_core::domain::retry::parse_duration(&text)
             .map_err(|e| format!("RELAY_RECONCILE_LOOKBACK {text:?}: {e}"))?,

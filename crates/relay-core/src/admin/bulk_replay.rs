@@ -14,10 +14,10 @@ use futures::stream::{self, StreamExt};
 use crate::domain::filter::EventInput;
 use crate::domain::model::{DeliveryTask, Subscription};
 use crate::domain::search::{DeliveryFilter, DeliveryState, StatusFilter};
-use crate::fanout::targets::{next_attempt, takes, takes_type};
-use crate::ports::{Catalog, EventArchive, EventQuery, EventSummary, Queue};
+use crate::fanout::targets::{next_attempt, takes_type};
+use crate::ports::{BodyStore, Catalog, EventArchive, EventQuery, EventSummary, Queue};
 
-use super::events::refuse_disabled;
+use super::events::{chosen, filterable_event, refuse_disabled};
 use super::subscriptions::get_subscription;
 use super::{AdminError, Missing};
 
@@ -105,10 +105,12 @@ pub struct BulkOutcome {
     pub skipped: Vec<Skipped>,
 }
 
-/// Finds the pairs to replay. `progress` is told how many events were examined so far.
+/// Finds the pairs to replay; stored bodies are read from `bodies` for content filters.
+/// `progress` is told how many events were examined so far.
 pub async fn plan_bulk_replay(
     catalog: &dyn Catalog,
     archive: &dyn EventArchive,
+    bodies: Option<&dyn BodyStore>,
     request: &BulkReplay,
     progress: &mut (dyn FnMut(usize) + Send),
 ) -> Result<BulkPlan, AdminError> {
@@ -167,7 +169,7 @@ pub async fn plan_bulk_replay(
             examined += page.events.len();
             progress(examined);
             // Delivered with the subscription's current patterns and filter only.
-            let taken = taken_events(archive, sub, &page.events).await?;
+            let taken = taken_events(archive, bodies, sub, &page.events).await?;
             plan.pairs.extend(taken.into_iter().map(|e| PlannedPair {
                 event_id: e.id.clone(),
                 subscription_id: sub.id.clone(),
@@ -188,9 +190,11 @@ pub async fn plan_bulk_replay(
 
 /// The events of a search page that `sub` takes as stored now (`fanout::targets::takes`): by
 /// type from the summaries, and, when it has a content filter, by reading each event it takes
-/// by type (the search sees no bodies). An event gone meanwhile is left out.
+/// by type (the search sees no bodies), its body read back when stored (`filterable_event`).
+/// An event gone meanwhile is left out.
 async fn taken_events<'e>(
     archive: &dyn EventArchive,
+    bodies: Option<&dyn BodyStore>,
     sub: &Subscription,
     events: &'e [EventSummary],
 ) -> Result<Vec<&'e EventSummary>, AdminError> {
@@ -203,7 +207,10 @@ async fn taken_events<'e>(
         .buffered(QUEUE_CONCURRENCY);
     let mut taken = Vec::new();
     while let Some((summary, read)) = reads.next().await {
-        if read?.is_some_and(|event| takes(sub, &EventInput::new(&event))) {
+        let Some(event) = read? else { continue };
+        let filterable = filterable_event(bodies, &event).await?;
+        let input = filterable.as_deref().map(|e| EventInput::new(e));
+        if chosen(sub, &event.event_type, input.as_ref()) {
             taken.push(summary);
         }
     }

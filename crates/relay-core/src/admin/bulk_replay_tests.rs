@@ -38,7 +38,7 @@ fn source_failed() -> BulkReplay {
 
 /// The plan of `request` over `store`, which must succeed.
 async fn plan(store: &MemoryStore, request: &BulkReplay) -> BulkPlan {
-    plan_bulk_replay(store, store, request, &mut no_progress())
+    plan_bulk_replay(store, store, None, request, &mut no_progress())
         .await
         .unwrap_or_else(|e| panic!("planning {request:?}: {e}"))
 }
@@ -194,6 +194,7 @@ async fn a_source_replays_each_enabled_subscription_and_names_the_disabled() {
     let plan = plan_bulk_replay(
         store.as_ref(),
         store.as_ref(),
+        None,
         &request(
             BulkTarget::Source("gh".into()),
             60,
@@ -255,6 +256,7 @@ async fn refusals_name_what_is_wrong() {
             plan_bulk_replay(
                 store.as_ref(),
                 store.as_ref(),
+                None,
                 &BulkReplay {
                     until_millis: until,
                     ..request(target, 60, None)

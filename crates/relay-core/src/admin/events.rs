@@ -2,8 +2,10 @@
 //! subscriptions the fanout would and numbers its attempts as the fanout does
 //! (`fanout::targets`), so `x-relay-attempt` runs on and never repeats.
 
+use std::borrow::Cow;
+
 use crate::domain::filter::EventInput;
-use crate::domain::model::{AttemptRecord, DeliveryTask, EventEnvelope};
+use crate::domain::model::{AttemptRecord, DeliveryTask, EventEnvelope, Subscription};
 use crate::domain::search::{DeliveryFilter, StatusFilter};
 use crate::fanout::targets::{delivers_to, next_attempt, takes_type};
 use crate::ports::bodies::{BodyReadError, read_body, with_inline_body};
@@ -79,6 +81,34 @@ pub async fn show_event(archive: &dyn EventArchive, id: &str) -> Result<EventDet
     Ok(EventDetail { event, attempts })
 }
 
+/// The event as content filters see it: a stored body (an event over the inline limit) read
+/// back from `bodies`, as the fanout reads it. `None` when the stored body is gone: no filter can
+/// be evaluated, and the fanout tells every subscription taking the type that its payload
+/// expired. Serves replay and bulk replay alike.
+pub async fn filterable_event<'e>(
+    bodies: Option<&dyn BodyStore>,
+    event: &'e EventEnvelope,
+) -> Result<Option<Cow<'e, EventEnvelope>>, AdminError> {
+    if event.stored_body.is_none() {
+        return Ok(Some(Cow::Borrowed(event)));
+    }
+    match read_body(bodies, event).await {
+        Ok(body) => Ok(Some(Cow::Owned(with_inline_body(event, &body)))),
+        Err(BodyReadError::Gone { .. }) => Ok(None),
+        Err(e) => Err(AdminError::Store(StoreError::Unavailable(e.to_string()))),
+    }
+}
+
+/// Whether a replay chooses `sub` for an event of `event_type` as filters see it
+/// (`filterable_event`): enabled, its patterns and its filter; by its patterns alone when the
+/// body is gone (`input` is `None`).
+pub fn chosen(sub: &Subscription, event_type: &str, input: Option<&EventInput<'_>>) -> bool {
+    match input {
+        Some(input) => delivers_to(sub, input),
+        None => sub.enabled && takes_type(sub, event_type),
+    }
+}
+
 /// What replaying event `id` queues: to `only` (a subscription of the event's source, enabled
 /// or not) or else to every subscription the fanout delivers the event to.
 pub async fn plan_replay(
@@ -118,32 +148,12 @@ pub async fn plan_replay_with_bodies(
         }
         None => {
             let subscriptions = catalog.source_subscriptions(&event.source).await?;
-            // A stored body is read so content filters see it, as the fanout's do.
-            let readable = match &event.stored_body {
-                None => Some(std::borrow::Cow::Borrowed(&event)),
-                Some(_) => match read_body(bodies, &event).await {
-                    Ok(body) => Some(std::borrow::Cow::Owned(with_inline_body(&event, &body))),
-                    // No filter can be evaluated: every subscription taking the type is chosen,
-                    // as the fanout tells each of them that the payload expired.
-                    Err(BodyReadError::Gone { .. }) => None,
-                    Err(e) => {
-                        return Err(AdminError::Store(StoreError::Unavailable(e.to_string())));
-                    }
-                },
-            };
-            match readable {
-                Some(readable) => {
-                    let input = EventInput::new(readable.as_ref());
-                    subscriptions
-                        .into_iter()
-                        .filter(|s| delivers_to(s, &input))
-                        .collect()
-                }
-                None => subscriptions
-                    .into_iter()
-                    .filter(|s| s.enabled && takes_type(s, &event.event_type))
-                    .collect(),
-            }
+            let filterable = filterable_event(bodies, &event).await?;
+            let input = filterable.as_deref().map(|e| EventInput::new(e));
+            subscriptions
+                .into_iter()
+                .filter(|s| chosen(s, &event.event_type, input.as_ref()))
+                .collect()
         }
     };
     let tasks = targets

@@ -1,6 +1,9 @@
 //! The events pages: the list with its filters and search, one event with its attempts, its
 //! body, and replay.
 
+use bytes::Bytes;
+use relay_core::ports::bodies::read_body;
+
 use super::*;
 
 /// The events list's query from the page's parameters, as `relay events list` builds it.
@@ -169,9 +172,11 @@ fn attempt_json(a: &AttemptRecord) -> Value {
 pub async fn event(console: &Console, id: &str) -> Result<Reply, PageError> {
     let store = console.backend.store();
     let EventDetail { event, attempts } = core_events::show_event(store.as_ref(), id).await?;
-    let bytes = event
-        .body_bytes()
-        .map_err(|e| PageError::from(anyhow::anyhow!("the stored body cannot be read: {e}")))?;
+    // A body over the inline limit is read back from the body store; one gone is said so.
+    let (bytes, body_error) = match read_body(console.backend.bodies().as_deref(), &event).await {
+        Ok(bytes) => (bytes, None),
+        Err(e) => (Bytes::new(), Some(e.to_string())),
+    };
     let (body, body_kind, truncated) = shown_body(&bytes);
     // The timeline: each subscription's attempts, in the order the log holds them.
     let mut order: Vec<&str> = Vec::new();
@@ -213,6 +218,7 @@ pub async fn event(console: &Console, id: &str) -> Result<Reply, PageError> {
             "bytes": bytes.len(), "encoding": match event.body_encoding {
                 BodyEncoding::Utf8 => "utf-8", BodyEncoding::Base64 => "base64" },
             "headers": headers, "body": body, "body_kind": body_kind, "truncated": truncated,
+            "body_error": body_error,
             "timelines": timelines,
             "subscriptions": subscriptions.iter()
                 .map(|s| json!({ "id": s.id, "url": s.url, "enabled": s.enabled }))
@@ -224,10 +230,9 @@ pub async fn event(console: &Console, id: &str) -> Result<Reply, PageError> {
 pub async fn event_body(console: &Console, id: &str) -> Result<Reply, PageError> {
     let store = console.backend.store();
     let EventDetail { event, .. } = core_events::show_event(store.as_ref(), id).await?;
-    let bytes = event
-        .body_bytes()
-        .map_err(|e| PageError::from(anyhow::anyhow!("the stored body cannot be read: {e}")))?
-        .into_owned();
+    let bytes = read_body(console.backend.bodies().as_deref(), &event)
+        .await
+        .map_err(|e| PageError::from(anyhow::anyhow!("the body cannot be read: {e}")))?;
     let mut response = Response::new(Body::from(bytes));
     // Downloaded, never rendered: whatever it holds cannot run as the console's page.
     response.headers_mut().insert(
@@ -250,7 +255,15 @@ pub async fn event_body(console: &Console, id: &str) -> Result<Reply, PageError>
 pub async fn replay(console: &Console, id: &str, form: &Params) -> Result<Reply, PageError> {
     let store = console.backend.store();
     let only = form.get("subscription");
-    let plan = core_events::plan_replay(store.as_ref(), store.as_ref(), id, only).await?;
+    let bodies = console.backend.bodies();
+    let plan = core_events::plan_replay_with_bodies(
+        store.as_ref(),
+        store.as_ref(),
+        bodies.as_deref(),
+        id,
+        only,
+    )
+    .await?;
     let queue = console.backend.queue()?;
     let replayed = core_events::queue_replay(queue.as_ref(), &plan).await?;
     let lines = replayed

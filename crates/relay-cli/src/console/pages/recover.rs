@@ -57,10 +57,18 @@ pub async fn recover(console: &Console, params: &Params) -> Result<Reply, PageEr
     if params.get("subscription").is_some() {
         let request = bulk_request(params, now_millis())?;
         let store = Arc::clone(&store);
+        let bodies = console.backend.bodies();
         let plan = off_worker(move || async move {
-            core_bulk::plan_bulk_replay(store.as_ref(), store.as_ref(), &request, &mut |_| {})
-                .await
-                .map_err(PageError::from)
+            let bodies = bodies.as_deref();
+            core_bulk::plan_bulk_replay(
+                store.as_ref(),
+                store.as_ref(),
+                bodies,
+                &request,
+                &mut |_| {},
+            )
+            .await
+            .map_err(PageError::from)
         })
         .await?;
         let events = plan.pairs.chunk_by(|a, b| a.event_id == b.event_id).count();
@@ -90,10 +98,17 @@ pub async fn recover_send(console: &Console, form: &Params) -> Result<Reply, Pag
     let store = console.backend.store();
     let request = bulk_request(form, now_millis())?;
     let queue = console.backend.queue()?;
+    let bodies = console.backend.bodies();
     let outcome = off_worker(move || async move {
-        let plan =
-            core_bulk::plan_bulk_replay(store.as_ref(), store.as_ref(), &request, &mut |_| {})
-                .await?;
+        let bodies = bodies.as_deref();
+        let plan = core_bulk::plan_bulk_replay(
+            store.as_ref(),
+            store.as_ref(),
+            bodies,
+            &request,
+            &mut |_| {},
+        )
+        .await?;
         Ok::<_, PageError>(
             core_bulk::queue_bulk_replay(store.as_ref(), queue.as_ref(), &plan, &mut |_| {})
                 .await?,
