@@ -25,7 +25,7 @@ use crate::outbound::delivery::{Attempt, AttemptResult, DeliveryClient};
 use crate::ports::bodies::{BatchBodies, BodyReadError, with_inline_body};
 use crate::ports::cache::TtlCache;
 use crate::ports::clock::SharedClock;
-use crate::ports::{BodyStore, Catalog, Deliverer, EventArchive, Queue, StoreError};
+use crate::ports::{BodyStore, Catalog, Deliverer, EventArchive, Queue, QueueError, StoreError};
 
 pub mod breaker;
 mod config;
@@ -436,7 +436,7 @@ impl Fanout {
             not_before,
         };
         let delay_secs = hop_delay(&task, self.clock.now_millis()).unwrap_or(0);
-        let mut record = attempt_record(
+        let record = attempt_record(
             event,
             &sub.id,
             attempt,
@@ -444,15 +444,9 @@ impl Fanout {
             Step::NotSent(AttemptOutcome::Deferred),
             NextStep::RetryScheduled,
         );
-        let handed_off = match self.queue.send_delivery(&task, delay_secs).await {
-            Ok(()) => true,
-            Err(e) => {
-                warn!(event_id = %event.id, subscription_id = %sub.id, error = %e, "could not hand a failing subscription to the deliveries queue; the event will be retried");
-                record.next = NextStep::FanoutRetry;
-                false
-            }
-        };
-        Settled { record, handed_off }
+        let queued = self.queue.send_delivery(&task, delay_secs).await;
+        // Not an attempt: nothing for the tally.
+        self.settled(event, record, queued, false)
     }
 
     /// One attempt of a task from the deliveries queue, unless the task is not due (it hops) or
@@ -659,7 +653,7 @@ impl Fanout {
             now_millis,
             health_window_secs: self.config.health_window_secs,
         });
-        let mut record = attempt_record(
+        let record = attempt_record(
             event,
             &subscription.id,
             attempt,
@@ -698,15 +692,28 @@ impl Fanout {
                 parked
             }
         };
+        self.settled(event, record, queued, true)
+    }
+
+    /// The end of one subscription's step: when its follow-up (a retry, hand-off or dead
+    /// letter) could not be queued, the record says the event will be retried instead; an
+    /// attempt's record (`counted`) goes to the tally.
+    fn settled(
+        &self,
+        event: &EventEnvelope,
+        mut record: AttemptRecord,
+        queued: Result<(), QueueError>,
+        counted: bool,
+    ) -> Settled {
         let handed_off = match queued {
             Ok(()) => true,
             Err(e) => {
-                warn!(event_id = %event.id, subscription_id = %subscription.id, error = %e, "could not queue the follow-up; the event will be retried");
+                warn!(event_id = %event.id, subscription_id = %record.subscription_id, next = record.next.as_str(), error = %e, "could not queue the follow-up; the event will be retried");
                 record.next = NextStep::FanoutRetry;
                 false
             }
         };
-        if let Some(tally) = &self.tally {
+        if let (true, Some(tally)) = (counted, &self.tally) {
             tally
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -719,7 +726,7 @@ impl Fanout {
     /// dead-lettered at once with a `payload_expired` record (not retried until the DLQ).
     async fn payload_expired(&self, task: &DeliveryTask) -> Settled {
         let event = &task.event;
-        let mut record = attempt_record(
+        let record = attempt_record(
             event,
             &task.subscription_id,
             task.attempt,
@@ -734,21 +741,8 @@ impl Fanout {
             not_before: 0,
             ..task.clone()
         };
-        let handed_off = match self.queue.dead_letter_delivery(&parked).await {
-            Ok(()) => true,
-            Err(e) => {
-                warn!(event_id = %event.id, subscription_id = %task.subscription_id, error = %e, "could not dead-letter a delivery whose body is gone; it will be retried");
-                record.next = NextStep::FanoutRetry;
-                false
-            }
-        };
-        if let Some(tally) = &self.tally {
-            tally
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .record_attempt(&event.source, event.received_at, &record);
-        }
-        Settled { record, handed_off }
+        let queued = self.queue.dead_letter_delivery(&parked).await;
+        self.settled(event, record, queued, true)
     }
 
     /// The attempt log is for people; a failed write must not repeat a delivery.
