@@ -375,7 +375,7 @@ def test_stack_reads_back_as_the_template_says(deployed):
                 if kind == "reconcile" and resource in credentials | {f"{table_arn}/index/gsi1"}:
                     continue
                 # The objects under bodies/ (one per large event), as S3 names them.
-                if kind in ("receiver", "fanout") and resource == bodies:
+                if kind in BODY_ACTIONS and resource == bodies:
                     assert {a for a in as_list(st["Action"])} == BODY_ACTIONS[kind], (kind, st)
                     continue
                 assert resource in own or resource.startswith("arn:aws:logs:"), (kind, st)
