@@ -1363,13 +1363,7 @@ async fn a_429_with_retry_after_pauses_the_subscription_until_a_probe_delivers()
         attempt_log(&stack, &first, &sub).await,
         owned(&[(1, "http_status", "retry_scheduled")])
     );
-    let stored = stack
-        .aws
-        .store
-        .get_subscription(&sub)
-        .await
-        .expect("get subscription")
-        .expect("stored");
+    let stored = stack.stored_subscription(&sub).await;
     let paused_until = stored.paused_until.expect("paused after the 429");
     let after = relay_core::ports::clock::Clock::now_millis(&clock);
     assert!(
@@ -1416,13 +1410,7 @@ async fn a_429_with_retry_after_pauses_the_subscription_until_a_probe_delivers()
         attempt_log(&stack, &second, &sub).await,
         owned(&[(1, "ok", "done")])
     );
-    let stored = stack
-        .aws
-        .store
-        .get_subscription(&sub)
-        .await
-        .expect("get subscription")
-        .expect("stored");
+    let stored = stack.stored_subscription(&sub).await;
     assert_eq!((stored.paused_until, stored.failing_since), (None, None));
 }
 

@@ -284,6 +284,14 @@ impl Stack {
         &self.aws.admin
     }
 
+    /// Subscription `id` as the stack's table holds it now.
+    pub async fn stored_subscription(&self, id: &str) -> relay_core::Subscription {
+        relay_core::Catalog::get_subscription(&self.aws.store, id)
+            .await
+            .expect("get subscription")
+            .expect("stored")
+    }
+
     /// The depth of the stack's queue at `queue_url`, through the queue port.
     pub async fn depth(&self, queue_url: &str) -> QueueDepth {
         let queue = QueueName::ALL
