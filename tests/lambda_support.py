@@ -137,6 +137,7 @@ def create_stack(name, visibility_timeout=360, events_max_receive=5, deliveries_
         "events_dlq": events_dlq,
         "deliveries": queue("deliveries", deliveries_dlq, deliveries_max_receive),
         "deliveries_dlq": deliveries_dlq,
+        "failing_deliveries": queue("failing-deliveries", deliveries_dlq, deliveries_max_receive),
     }
 
 

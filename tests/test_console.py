@@ -134,7 +134,9 @@ def test_console_pages_and_actions_in_a_browser(dev, sink, browser, sub_secret):
     assert "2 accepted" in text_of(browser, "#last-hour")
     queues = {row.find_elements(By.TAG_NAME, "td")[0].text: row.text
               for row in browser.find_elements(By.CSS_SELECTOR, "#queues tbody tr")}
-    assert set(queues) == {"events", "events-dlq", "deliveries", "deliveries-dlq"}, queues
+    assert set(queues) == {
+        "events", "events-dlq", "deliveries", "deliveries-dlq", "failing-deliveries"
+    }, queues
     assert queues["deliveries-dlq"].split()[1] == "3", queues
     assert down in text_of(browser, "#attention") and "failing since" in text_of(browser, "#attention")
     screenshot(browser, "overview")

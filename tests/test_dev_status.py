@@ -44,8 +44,10 @@ def test_status_shows_queues_attention_and_the_last_hour(dev, sink, sub_secret):
 
     # Queues: every queue reported; only the deliveries queue holds anything, and its oldest
     # message is no older than this test.
-    assert set(status["queues"]) == {"events", "events-dlq", "deliveries", "deliveries-dlq"}
-    for name in ("events", "events-dlq", "deliveries-dlq"):
+    assert set(status["queues"]) == {
+        "events", "events-dlq", "deliveries", "deliveries-dlq", "failing-deliveries"
+    }
+    for name in ("events", "events-dlq", "deliveries-dlq", "failing-deliveries"):
         assert status["queues"][name] == {"visible": 0, "in_flight": 0, "delayed": 0,
                                           "oldest_age_secs": None}, name
     deliveries = status["queues"]["deliveries"]

@@ -78,6 +78,7 @@ def function_env(stack):
         "RELAY_EVENTS_QUEUE_URL": stack["events"],
         "RELAY_DELIVERIES_QUEUE_URL": stack["deliveries"],
         "RELAY_DELIVERIES_DLQ_URL": stack["deliveries_dlq"],
+        "RELAY_FAILING_DELIVERIES_QUEUE_URL": stack["failing_deliveries"],
         "RELAY_RETRY_SCHEDULE": "1s",
         "RELAY_ALLOW_PRIVATE_DESTINATIONS": "true",
         "RELAY_DELIVERY_TIMEOUT_SECS": "5",

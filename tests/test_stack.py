@@ -313,15 +313,17 @@ def test_stack_reads_back_as_the_template_says(deployed):
     out, functions = deployed["outputs"], deployed["functions"]
     receiver, fanout = functions["receiver"], functions["fanout"]
 
-    # Queues: 14 days everywhere; the two work queues hide a message for 6 x the fanout
-    # timeout and dead-letter it after 5 (events) or 10 (deliveries) receives.
+    # Queues: 14 days everywhere; the three work queues hide a message for 6 x the fanout
+    # timeout and dead-letter it after 5 (events) or 10 (both deliveries lanes) receives.
     queues = {key: queue_attributes(out[key]) for key in
-              ("EventsQueueUrl", "EventsDlqUrl", "DeliveriesQueueUrl", "DeliveriesDlqUrl")}
+              ("EventsQueueUrl", "EventsDlqUrl", "DeliveriesQueueUrl", "DeliveriesDlqUrl",
+               "FailingDeliveriesQueueUrl")}
     for attributes in queues.values():
         assert attributes["MessageRetentionPeriod"] == "1209600"
         assert attributes["SqsManagedSseEnabled"] == "true"
     for queue, dlq, receives in (("EventsQueueUrl", "EventsDlqUrl", 5),
-                                 ("DeliveriesQueueUrl", "DeliveriesDlqUrl", 10)):
+                                 ("DeliveriesQueueUrl", "DeliveriesDlqUrl", 10),
+                                 ("FailingDeliveriesQueueUrl", "DeliveriesDlqUrl", 10)):
         assert int(queues[queue]["VisibilityTimeout"]) == 6 * fanout["Timeout"]
         redrive = json.loads(queues[queue]["RedrivePolicy"])
         assert redrive["deadLetterTargetArn"] == queues[dlq]["QueueArn"]
@@ -336,16 +338,19 @@ def test_stack_reads_back_as_the_template_says(deployed):
     assert receiver["Environment"]["Variables"]["RELAY_EVENTS_QUEUE_URL"] == out["EventsQueueUrl"]
     assert env["RELAY_DELIVERIES_QUEUE_URL"] == out["DeliveriesQueueUrl"]
     assert env["RELAY_DELIVERIES_DLQ_URL"] == out["DeliveriesDlqUrl"]
+    assert env["RELAY_FAILING_DELIVERIES_QUEUE_URL"] == out["FailingDeliveriesQueueUrl"]
 
-    # Event source mappings: both queues, batches of 10 within 1 s, partial batch responses,
-    # each capped in concurrency.
+    # Event source mappings: the three work queues, batches of 10 within 1 s, partial batch
+    # responses, each capped in concurrency (the failing lane at its smaller share).
     mappings = boto("lambda").list_event_source_mappings(
         FunctionName=out["FanoutFunctionName"])["EventSourceMappings"]
     by_queue = {m["EventSourceArn"]: m for m in mappings}
     assert set(by_queue) == {queues["EventsQueueUrl"]["QueueArn"],
-                             queues["DeliveriesQueueUrl"]["QueueArn"]}
+                             queues["DeliveriesQueueUrl"]["QueueArn"],
+                             queues["FailingDeliveriesQueueUrl"]["QueueArn"]}
     for arn, cap in ((queues["EventsQueueUrl"]["QueueArn"], 200),
-                     (queues["DeliveriesQueueUrl"]["QueueArn"], 100)):
+                     (queues["DeliveriesQueueUrl"]["QueueArn"], 100),
+                     (queues["FailingDeliveriesQueueUrl"]["QueueArn"], 20)):
         mapping = by_queue[arn]
         assert mapping["BatchSize"] == 10
         assert mapping["MaximumBatchingWindowInSeconds"] == 1
@@ -853,7 +858,9 @@ def test_status_reads_the_stacks_queues_and_metrics_namespace(deployed, relay_bi
         boto("sqs").purge_queue(QueueUrl=dlq)
     assert status["last_hour"] == {"accepted": 5, "delivered": 4, "failed": 1}
     assert status["queues"]["events-dlq"]["visible"] == 1
-    assert set(status["queues"]) == {"events", "events-dlq", "deliveries", "deliveries-dlq"}
+    assert set(status["queues"]) == {
+        "events", "events-dlq", "deliveries", "deliveries-dlq", "failing-deliveries"
+    }
 
 
 def test_teardown_keeps_what_is_undelivered(translated):
@@ -862,7 +869,7 @@ def test_teardown_keeps_what_is_undelivered(translated):
         assert resources[name]["DeletionPolicy"] == "Retain", name
         assert resources[name]["UpdateReplacePolicy"] == "Retain", name
     assert resources["Table"]["Properties"]["DeletionProtectionEnabled"] is True
-    for name in ("EventsQueue", "DeliveriesQueue"):
+    for name in ("EventsQueue", "DeliveriesQueue", "FailingDeliveriesQueue"):
         assert resources[name]["DeletionPolicy"] == "Delete", name
 
 

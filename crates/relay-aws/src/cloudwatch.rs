@@ -54,6 +54,10 @@ impl CloudWatchActivity {
             (QueueName::EventsDlq, &settings.events_dlq_url),
             (QueueName::Deliveries, &settings.deliveries_queue_url),
             (QueueName::DeliveriesDlq, &settings.deliveries_dlq_url),
+            (
+                QueueName::FailingDeliveries,
+                &settings.failing_deliveries_queue_url,
+            ),
         ];
         self.queue_names = urls
             .into_iter()

@@ -10,6 +10,9 @@ pub const ENV_TABLE: &str = "RELAY_TABLE";
 pub const ENV_EVENTS_QUEUE_URL: &str = "RELAY_EVENTS_QUEUE_URL";
 pub const ENV_DELIVERIES_QUEUE_URL: &str = "RELAY_DELIVERIES_QUEUE_URL";
 pub const ENV_DELIVERIES_DLQ_URL: &str = "RELAY_DELIVERIES_DLQ_URL";
+/// The deliveries lane of subscriptions that keep failing; unset (a stack from before the lane):
+/// their deliveries stay on the deliveries queue.
+pub const ENV_FAILING_DELIVERIES_QUEUE_URL: &str = "RELAY_FAILING_DELIVERIES_QUEUE_URL";
 pub const ENV_EVENTS_DLQ_URL: &str = "RELAY_EVENTS_DLQ_URL";
 pub const ENV_OPERATION_TIMEOUT_MS: &str = "RELAY_AWS_OPERATION_TIMEOUT_MS";
 /// The S3 bucket of bodies too large to travel inline; unset: such bodies are refused (413).
@@ -140,6 +143,7 @@ pub struct AwsSettings {
     pub deliveries_queue_url: Option<String>,
     pub deliveries_dlq_url: Option<String>,
     pub events_dlq_url: Option<String>,
+    pub failing_deliveries_queue_url: Option<String>,
     /// `RELAY_AWS_OPERATION_TIMEOUT_MS`: replaces the caller's budget per operation.
     pub operation_timeout: Option<Duration>,
     /// `RELAY_BODIES_BUCKET`: where bodies over the inline limit are kept.
@@ -155,6 +159,7 @@ impl AwsSettings {
             deliveries_queue_url: None,
             deliveries_dlq_url: None,
             events_dlq_url: None,
+            failing_deliveries_queue_url: None,
             operation_timeout: None,
             bodies_bucket: None,
         }
@@ -191,6 +196,7 @@ impl AwsSettings {
             deliveries_queue_url: get(ENV_DELIVERIES_QUEUE_URL),
             deliveries_dlq_url: get(ENV_DELIVERIES_DLQ_URL),
             events_dlq_url: get(ENV_EVENTS_DLQ_URL),
+            failing_deliveries_queue_url: get(ENV_FAILING_DELIVERIES_QUEUE_URL),
             operation_timeout,
             bodies_bucket: get(ENV_BODIES_BUCKET),
         })
@@ -275,10 +281,12 @@ mod tests {
             (ENV_EVENTS_DLQ_URL, "ed"),
             (ENV_OPERATION_TIMEOUT_MS, "1500"),
             (ENV_BODIES_BUCKET, "b"),
+            (ENV_FAILING_DELIVERIES_QUEUE_URL, "f"),
         ]))
         .unwrap();
         assert_eq!(s.table, "t");
         assert_eq!(s.bodies_bucket.as_deref(), Some("b"));
+        assert_eq!(s.failing_deliveries_queue_url.as_deref(), Some("f"));
         assert_eq!(s.require_events_queue_url().unwrap(), "e");
         assert_eq!(s.require_deliveries_queue_url().unwrap(), "d");
         assert_eq!(s.require_deliveries_dlq_url().unwrap(), "dd");

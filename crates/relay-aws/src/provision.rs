@@ -85,13 +85,14 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Res
     Ok(())
 }
 
-/// The four queue URLs of one stack.
+/// The five queue URLs of one stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSet {
     pub events: String,
     pub events_dlq: String,
     pub deliveries: String,
     pub deliveries_dlq: String,
+    pub failing_deliveries: String,
 }
 
 impl QueueSet {
@@ -102,13 +103,15 @@ impl QueueSet {
             events_dlq_url: Some(self.events_dlq.clone()),
             deliveries_queue_url: Some(self.deliveries.clone()),
             deliveries_dlq_url: Some(self.deliveries_dlq.clone()),
+            failing_deliveries_queue_url: Some(self.failing_deliveries.clone()),
             ..AwsSettings::new(table)
         }
     }
 }
 
 /// Creates `<prefix>-events`, `<prefix>-deliveries` and their `-dlq`s, each main queue
-/// redriving to its DLQ after a few receives.
+/// redriving to its DLQ after a few receives, and `<prefix>-failing-deliveries`, redriving to
+/// the deliveries DLQ.
 pub async fn create_queues(client: &aws_sdk_sqs::Client, prefix: &str) -> Result<QueueSet> {
     let events_dlq = create_queue(client, &format!("{prefix}-events-dlq"), None).await?;
     let deliveries_dlq = create_queue(client, &format!("{prefix}-deliveries-dlq"), None).await?;
@@ -124,11 +127,18 @@ pub async fn create_queues(client: &aws_sdk_sqs::Client, prefix: &str) -> Result
         Some((&deliveries_dlq, DELIVERIES_MAX_RECEIVE)),
     )
     .await?;
+    let failing_deliveries = create_queue(
+        client,
+        &format!("{prefix}-failing-deliveries"),
+        Some((&deliveries_dlq, DELIVERIES_MAX_RECEIVE)),
+    )
+    .await?;
     Ok(QueueSet {
         events,
         events_dlq,
         deliveries,
         deliveries_dlq,
+        failing_deliveries,
     })
 }
 

@@ -15,6 +15,7 @@ pub struct StackTarget {
     pub table: Option<String>,
     pub events_queue_url: Option<String>,
     pub deliveries_queue_url: Option<String>,
+    pub failing_deliveries_queue_url: Option<String>,
 }
 
 /// Every AWS client the admin commands use, over one SDK config.
@@ -72,6 +73,9 @@ pub async fn admin_backend(target: &StackTarget) -> Result<AdminBackend, StackEr
     }
     if let Some(url) = &target.deliveries_queue_url {
         settings.deliveries_queue_url = Some(url.clone());
+    }
+    if let Some(url) = &target.failing_deliveries_queue_url {
+        settings.failing_deliveries_queue_url = Some(url.clone());
     }
     if settings.table.is_empty() {
         return Err(StackError::NoTable);
@@ -166,6 +170,7 @@ impl AwsSettings {
                 events_dlq_url: output("EventsDlqUrl"),
                 deliveries_queue_url: output("DeliveriesQueueUrl"),
                 deliveries_dlq_url: output("DeliveriesDlqUrl"),
+                failing_deliveries_queue_url: output("FailingDeliveriesQueueUrl"),
                 bodies_bucket: output("BodiesBucketName"),
                 ..Self::new(table)
             },

@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 use crate::quantile;
 use crate::sink::Sink;
 
-const SECRET: &str = "bench-secret-0123456789"; // at least 16 characters, as sources require
+pub(crate) const SECRET: &str = "bench-secret-0123456789"; // at least 16 characters, as sources require
 
 pub async fn run(
     relay: &str,
@@ -198,7 +198,11 @@ pub async fn run(
 }
 
 /// Sends one signed event; the event id when it was accepted.
-async fn send(client: &reqwest::Client, endpoint: &str, delivery: &str) -> Option<String> {
+pub(crate) async fn send(
+    client: &reqwest::Client,
+    endpoint: &str,
+    delivery: &str,
+) -> Option<String> {
     let body = format!(
         r#"{{"action":"opened","delivery":"{delivery}","payload":"{}"}}"#,
         "x".repeat(900)
@@ -232,7 +236,7 @@ async fn wait_delivered(sink: &Sink, count: usize, limit: Duration) {
     }
 }
 
-async fn wait_healthy(client: &reqwest::Client, port: u16) -> anyhow::Result<()> {
+pub(crate) async fn wait_healthy(client: &reqwest::Client, port: u16) -> anyhow::Result<()> {
     let url = format!("http://127.0.0.1:{port}/healthz");
     for _ in 0..200 {
         if let Ok(response) = client.get(&url).send().await
@@ -245,13 +249,13 @@ async fn wait_healthy(client: &reqwest::Client, port: u16) -> anyhow::Result<()>
     bail!("relay dev did not become healthy")
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-fn run_ok(mut command: std::process::Command) -> anyhow::Result<()> {
+pub(crate) fn run_ok(mut command: std::process::Command) -> anyhow::Result<()> {
     let output = command.output().context("cannot run relay")?;
     if !output.status.success() {
         bail!("relay failed: {}", String::from_utf8_lossy(&output.stderr));

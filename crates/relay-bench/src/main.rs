@@ -6,7 +6,10 @@
 
 mod dev;
 mod fanout;
+mod isolation;
 mod sink;
+
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -45,6 +48,23 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         rate_secs: u64,
     },
+    /// `relay dev`: a healthy subscriber's lag beside a failing one with a backlog.
+    Isolation {
+        #[arg(long, default_value = "target/release/relay")]
+        relay: String,
+        /// Events for the failing subscriber, sent first (0: the baseline).
+        #[arg(long, default_value_t = 10_000)]
+        backlog: usize,
+        /// Events for the healthy subscriber, sent after the backlog.
+        #[arg(long, default_value_t = 400)]
+        healthy_events: usize,
+        /// Their rate per second.
+        #[arg(long, default_value_t = 20)]
+        healthy_rate: u64,
+        /// How long the failing subscriber takes to answer 500.
+        #[arg(long, default_value_t = 1000)]
+        failing_latency_ms: u64,
+    },
 }
 
 #[tokio::main]
@@ -63,6 +83,22 @@ async fn main() -> anyhow::Result<()> {
             rate,
             rate_secs,
         } => dev::run(&relay, saturation_secs, concurrency, rate, rate_secs).await,
+        Command::Isolation {
+            relay,
+            backlog,
+            healthy_events,
+            healthy_rate,
+            failing_latency_ms,
+        } => {
+            isolation::run(
+                &relay,
+                backlog,
+                healthy_events,
+                healthy_rate,
+                Duration::from_millis(failing_latency_ms),
+            )
+            .await
+        }
     }
 }
 

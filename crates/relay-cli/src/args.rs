@@ -48,6 +48,9 @@ pub struct Global {
     /// With --aws: the deliveries queue's URL (instead of --stack).
     #[arg(long, global = true, env = "RELAY_DELIVERIES_QUEUE_URL", help_heading = BACKEND)]
     pub deliveries_queue_url: Option<String>,
+    /// With --aws: the failing deliveries lane's URL (instead of --stack).
+    #[arg(long, global = true, env = "RELAY_FAILING_DELIVERIES_QUEUE_URL", help_heading = BACKEND)]
+    pub failing_deliveries_queue_url: Option<String>,
     /// Print one JSON document on stdout (errors as {"error": {...}} on stderr).
     #[arg(long, global = true)]
     pub json: bool,

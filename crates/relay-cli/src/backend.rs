@@ -43,6 +43,7 @@ impl Backend {
             table: global.table.clone(),
             events_queue_url: global.events_queue_url.clone(),
             deliveries_queue_url: global.deliveries_queue_url.clone(),
+            failing_deliveries_queue_url: global.failing_deliveries_queue_url.clone(),
         };
         let aws = relay_aws::admin_backend(&target)
             .await

@@ -17,7 +17,7 @@ use relay_core::domain::filter::{EventInput, Filter};
 use relay_core::domain::model::{
     BodyEncoding, DeliveryTask, EventEnvelope, ProviderConfig, QueueMessageRef, Source,
 };
-use relay_core::ports::{Queue, QueueError};
+use relay_core::ports::{DeliveryLane, Queue, QueueError};
 use relay_core::providers::InboundRequest;
 use relay_core::receive::{Receiver, ReceiverConfig};
 use relay_core::signing::hmac_sha256;
@@ -37,7 +37,12 @@ impl Queue for SerializingQueue {
         black_box(message);
         Ok(())
     }
-    async fn send_delivery(&self, _: &DeliveryTask, _: u32) -> Result<(), QueueError> {
+    async fn send_delivery_on(
+        &self,
+        _: DeliveryLane,
+        _: &DeliveryTask,
+        _: u32,
+    ) -> Result<(), QueueError> {
         Ok(())
     }
     async fn dead_letter_delivery(&self, _: &DeliveryTask) -> Result<(), QueueError> {

@@ -27,7 +27,7 @@ pub mod testkit;
 pub use domain::model::*;
 pub use ports::clock::{Clock, FixedClock, SystemClock};
 pub use ports::{
-    ActivityCounts, BodyStore, BodyStoreError, Catalog, DedupLedger, Deliverer, EventArchive,
-    EventCursor, EventPage, EventQuery, EventSummary, Queue, QueueConsumer, QueueDepth, QueueError,
-    QueueName, RecentActivity, Settle, Store, StoreError,
+    ActivityCounts, BodyStore, BodyStoreError, Catalog, DedupLedger, Deliverer, DeliveryLane,
+    EventArchive, EventCursor, EventPage, EventQuery, EventSummary, Queue, QueueConsumer,
+    QueueDepth, QueueError, QueueName, RecentActivity, Settle, Store, StoreError,
 };

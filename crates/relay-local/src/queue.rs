@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use relay_core::{
-    DeliveryTask, EventEnvelope, Queue, QueueConsumer, QueueDepth, QueueError, ReceivedMessage,
-    Settle, StoreError,
+    DeliveryLane, DeliveryTask, EventEnvelope, Queue, QueueConsumer, QueueDepth, QueueError,
+    ReceivedMessage, Settle, StoreError,
 };
 use rusqlite::{Transaction, params};
 
@@ -16,7 +16,7 @@ use crate::db::DbResult;
 /// How often `wait_for_messages` looks at the file for messages sent by other processes.
 const POLL_INTERVAL: Duration = Duration::from_millis(150);
 
-/// The four local queues are the core's four queues.
+/// The five local queues are the core's five queues.
 pub use relay_core::ports::QueueName as LocalQueueName;
 
 use relay_core::domain::model::QueueMessageRef;
@@ -73,7 +73,9 @@ impl LocalBackend {
         let options = &self.inner.options;
         match queue {
             LocalQueueName::Events => Some(options.events_max_receive_count),
-            LocalQueueName::Deliveries => Some(options.deliveries_max_receive_count),
+            LocalQueueName::Deliveries | LocalQueueName::FailingDeliveries => {
+                Some(options.deliveries_max_receive_count)
+            }
             LocalQueueName::EventsDlq | LocalQueueName::DeliveriesDlq => None,
         }
     }
@@ -385,11 +387,16 @@ impl Queue for LocalBackend {
         .await
     }
 
-    async fn send_delivery(&self, task: &DeliveryTask, delay_secs: u32) -> Result<(), QueueError> {
+    async fn send_delivery_on(
+        &self,
+        lane: DeliveryLane,
+        task: &DeliveryTask,
+        delay_secs: u32,
+    ) -> Result<(), QueueError> {
         // Refused like SQS would, so `relay dev` catches what would fail in AWS.
         let delay = relay_core::domain::limits::queue_delay(delay_secs)?;
         self.send_message(
-            LocalQueueName::Deliveries,
+            lane.queue(),
             &QueueMessageRef::Delivery(task),
             "delivery",
             delay,

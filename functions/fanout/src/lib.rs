@@ -1,4 +1,4 @@
-//! The fanout Lambda's adapter: an SQS batch from either queue in, the core `Fanout` in the
+//! The fanout Lambda's adapter: an SQS batch from any of its queues in, the core `Fanout` in the
 //! middle, a partial batch response out (failed records stay on their queue).
 
 use std::collections::HashMap;

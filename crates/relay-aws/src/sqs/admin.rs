@@ -157,7 +157,7 @@ impl SqsAdmin {
         body: impl Into<String>,
         delay_secs: u32,
     ) -> Result<String, QueueError> {
-        send_message(&self.client, queue_url, body.into(), delay_secs).await
+        send_message(&self.client, queue_url, body.into(), delay_secs, None).await
     }
 
     pub async fn queue_arn(&self, queue_url: &str) -> Result<String, QueueError> {

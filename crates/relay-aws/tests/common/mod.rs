@@ -45,7 +45,7 @@ pub async fn fresh_table(sdk: &aws_config::SdkConfig, prefix: &str) -> String {
     table
 }
 
-/// The four queues (`unique(prefix)-*`), redrive policies as the template has them.
+/// The five queues (`unique(prefix)-*`), redrive policies as the template has them.
 pub async fn fresh_queues(sdk: &aws_config::SdkConfig, prefix: &str) -> QueueSet {
     let prefix = unique(prefix);
     create_queues(&aws_sdk_sqs::Client::new(sdk), &prefix)

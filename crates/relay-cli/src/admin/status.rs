@@ -72,14 +72,14 @@ fn age_text(secs: u64) -> String {
 
 fn status_text(report: &StatusReport) -> String {
     let mut lines = vec![format!(
-        "{:<16}{:>9}{:>11}{:>9}  oldest",
+        "{:<20}{:>9}{:>11}{:>9}  oldest",
         "queue", "visible", "in flight", "delayed"
     )];
     for q in &report.queues {
         let d = q.depth;
         let oldest = d.oldest_age_secs.map_or_else(|| "-".to_owned(), age_text);
         lines.push(format!(
-            "{:<16}{:>9}{:>11}{:>9}  {oldest}",
+            "{:<20}{:>9}{:>11}{:>9}  {oldest}",
             q.queue.as_str(),
             d.visible,
             d.in_flight,

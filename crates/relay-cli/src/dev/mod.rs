@@ -29,6 +29,8 @@ use supervisor::{RestartPolicy, Supervised};
 const VISIBILITY_MARGIN: Duration = Duration::from_secs(30);
 /// The template's FirstAttemptTimeoutSeconds default, so a slow subscriber behaves alike here.
 const DEFAULT_FIRST_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Messages of the failing deliveries lane handled at once (the other queues: 256).
+const FAILING_LANE_MAX_IN_FLIGHT: usize = 32;
 /// Short caches: admin commands from another process take effect within a second.
 const DEV_CACHE_TTL: Duration = Duration::from_secs(1);
 
@@ -141,17 +143,28 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     let mut consumers = JoinSet::new();
-    for queue in [LocalQueueName::Events, LocalQueueName::Deliveries] {
+    for queue in [
+        LocalQueueName::Events,
+        LocalQueueName::Deliveries,
+        LocalQueueName::FailingDeliveries,
+    ] {
         let consumer = Arc::clone(&relay.consumer);
         let fanout = Arc::clone(&relay.fanout);
+        let options = ConsumeOptions::new(queue, visibility);
+        // The failing lane's own, smaller share, as its event source's maximum concurrency
+        // on AWS: its backlog cannot take the store's writes from the healthy lanes.
+        let options = if queue == LocalQueueName::FailingDeliveries {
+            ConsumeOptions {
+                max_in_flight: FAILING_LANE_MAX_IN_FLIGHT,
+                ..options
+            }
+        } else {
+            options
+        };
         consumers.spawn(async move {
             let supervised =
                 supervisor::supervise(queue.as_str(), RestartPolicy::default(), move || {
-                    consume(
-                        Arc::clone(&consumer),
-                        Arc::clone(&fanout),
-                        ConsumeOptions::new(queue, visibility),
-                    )
+                    consume(Arc::clone(&consumer), Arc::clone(&fanout), options)
                 })
                 .await;
             (queue, supervised)

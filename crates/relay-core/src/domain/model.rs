@@ -388,7 +388,7 @@ pub struct DeliveryTask {
     pub not_before: i64,
 }
 
-/// A message on either queue. The tag lets one fanout function serve both queues.
+/// A message on any queue. The tag lets one fanout function serve them all.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum QueueMessage {

@@ -173,6 +173,11 @@ pub struct FailureRuns {
 }
 
 impl FailureRuns {
+    /// The run `subscription_id` is on now, without counting anything.
+    pub fn current(&self, subscription_id: &str) -> Run {
+        self.runs.get(subscription_id).copied().unwrap_or_default()
+    }
+
     /// Counts an attempt's outcome at `now_millis`; returns the run it makes (none after a
     /// delivery, and for outcomes the breaker ignores).
     pub fn record(&mut self, subscription_id: &str, outcome: &Outcome, now_millis: i64) -> Run {

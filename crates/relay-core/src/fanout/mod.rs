@@ -1,4 +1,4 @@
-//! The fanout use case, for messages from both queues:
+//! The fanout use case, for messages from the three queues it consumes:
 //! - an event: deliver to every matching subscription at once; each failure becomes its own
 //!   message on the deliveries queue, so one failing subscriber never re-delivers to another;
 //! - a delivery: one attempt for one subscription, then the next message of its schedule, or
@@ -25,12 +25,15 @@ use crate::outbound::delivery::{Attempt, AttemptResult, DeliveryClient};
 use crate::ports::bodies::{BatchBodies, BodyReadError, with_inline_body};
 use crate::ports::cache::TtlCache;
 use crate::ports::clock::SharedClock;
-use crate::ports::{BodyStore, Catalog, Deliverer, EventArchive, Queue, QueueError, StoreError};
+use crate::ports::{
+    BodyStore, Catalog, Deliverer, DeliveryLane, EventArchive, Queue, QueueError, StoreError,
+};
 
 pub mod breaker;
 mod config;
 pub mod decide;
 mod health;
+pub mod lane;
 mod pace;
 pub mod plan;
 #[cfg(test)]
@@ -39,7 +42,7 @@ pub mod targets;
 #[cfg(test)]
 mod tests;
 
-use breaker::{BreakerFacts, FailureRuns, after_attempt};
+use breaker::{BreakerFacts, FailureRuns, Run, after_attempt};
 use config::MIN_ATTEMPT_TIMEOUT;
 pub use config::{ArchiveMode, FanoutConfig, SETTLE_RESERVE};
 use decide::{AttemptFacts, FollowUp, decide, hop_delay, respaced_hop};
@@ -444,7 +447,8 @@ impl Fanout {
             Step::NotSent(AttemptOutcome::Deferred),
             NextStep::RetryScheduled,
         );
-        let queued = self.queue.send_delivery(&task, delay_secs).await;
+        let lane = self.lane_of(sub);
+        let queued = self.queue.send_delivery_on(lane, &task, delay_secs).await;
         // Not an attempt: nothing for the tally.
         self.settled(event, record, queued, false)
     }
@@ -571,19 +575,28 @@ impl Fanout {
     /// sent on already, its delete lost: its copy is due later (`decide::respaced_hop`), so the
     /// two copies never run at once and the later one finds the first one's record.
     async fn hop(&self, task: DeliveryTask, delay_secs: u32, receive_count: u32) -> Disposition {
+        // Read through the cache: the subscription's lane and its own timeout.
+        let subscription = self
+            .subscription(&task.subscription_id)
+            .await
+            .ok()
+            .flatten();
+        let lane = subscription
+            .as_deref()
+            .map_or(DeliveryLane::Healthy, |sub| self.lane_of(sub));
         let (task, delay_secs) = if receive_count > 1 {
-            // The subscription's own timeout when it is known (read through the cache).
-            let timeout = match self.subscription(&task.subscription_id).await {
-                Ok(Some(sub)) => self.subscription_timeout(&sub),
-                _ => self.deliverer.timeout(),
-            };
+            let timeout = subscription
+                .as_deref()
+                .map_or(self.deliverer.timeout(), |sub| {
+                    self.subscription_timeout(sub)
+                });
             let spacing = timeout.max(self.deliverer.timeout()) + 2 * SETTLE_RESERVE;
             respaced_hop(task, spacing, self.clock.now_millis())
         } else {
             (task, delay_secs)
         };
         let task = &task;
-        match self.queue.send_delivery(task, delay_secs).await {
+        match self.queue.send_delivery_on(lane, task, delay_secs).await {
             Ok(()) => {
                 debug!(event_id = %task.event.id, subscription_id = %task.subscription_id, attempt = task.attempt, delay_secs, "delivery not due yet; sent on");
                 Disposition::Delete
@@ -593,6 +606,16 @@ impl Fanout {
                 Disposition::Retry
             }
         }
+    }
+
+    /// The lane of `subscription`'s next delivery (`lane::lane`), by this process's run.
+    fn lane_of(&self, subscription: &Subscription) -> DeliveryLane {
+        let run: Run = self
+            .failure_runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .current(&subscription.id);
+        lane::lane(subscription, run, self.clock.now_millis())
     }
 
     async fn attempt(
@@ -683,7 +706,12 @@ impl Fanout {
             Some(FollowUp::Retry {
                 task,
                 send_delay_secs,
-            }) => self.queue.send_delivery(task, *send_delay_secs).await,
+            }) => {
+                let lane = lane::lane(subscription, failure_run, now_millis);
+                self.queue
+                    .send_delivery_on(lane, task, *send_delay_secs)
+                    .await
+            }
             Some(FollowUp::DeadLetter(task)) => {
                 let parked = self.queue.dead_letter_delivery(task).await;
                 if parked.is_ok() {

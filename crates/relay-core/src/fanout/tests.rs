@@ -24,7 +24,7 @@ use crate::domain::model::{
 use crate::domain::retry::RetrySchedule;
 use crate::outbound::delivery::{AttemptResult, Outcome};
 use crate::ports::clock::{Clock, FixedClock};
-use crate::ports::{Catalog, EventArchive};
+use crate::ports::{Catalog, DeliveryLane, EventArchive};
 use crate::testkit::{MemoryStore, RecordingQueue, ScriptedDeliverer};
 
 const NOW: i64 = 1_700_000_000;
@@ -713,6 +713,79 @@ async fn a_failing_subscription_gets_its_first_attempt_from_the_deliveries_queue
     assert_eq!(
         log_by_subscription(&rig).await[0],
         ("failing".to_owned(), 1, AttemptOutcome::Ok, NextStep::Done)
+    );
+}
+
+/// Each delivery scheduled so far: its subscription, attempt and lane.
+fn scheduled_lanes(rig: &Rig) -> Vec<(String, u32, DeliveryLane)> {
+    let lanes = rig.queue.lanes.lock().unwrap().clone();
+    rig.queue
+        .scheduled()
+        .into_iter()
+        .zip(lanes)
+        .map(|((task, _), lane)| (task.subscription_id, task.attempt, lane))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_subscription_that_keeps_failing_waits_on_the_failing_lane_until_it_delivers() {
+    let failed = Outcome::Status { status: 500 };
+    let rig = rig(
+        &["flaky", "dead"],
+        [
+            failed.clone(),
+            failed.clone(),
+            failed.clone(),
+            failed.clone(),
+            failed.clone(),
+            Outcome::Delivered { status: 200 },
+            failed,
+        ],
+    )
+    .await;
+    use DeliveryLane::{Failing, Healthy};
+    // Failing for two minutes: handed off to the failing lane. `flaky` fails once: its retry
+    // stays on the healthy lane.
+    mark_failing(&rig, "dead", NOW - 120).await;
+    rig.handle_event().await;
+    let mut lanes = scheduled_lanes(&rig);
+    lanes.sort();
+    assert_eq!(
+        lanes,
+        [("dead".into(), 1, Failing), ("flaky".into(), 2, Healthy)]
+    );
+    // Four more failures in a row: the fifth one's retry goes to the failing lane.
+    for attempt in 2..=5 {
+        rig.handle_delivery(task("flaky", attempt, 0, NOW_MS)).await;
+    }
+    let flaky: Vec<_> = scheduled_lanes(&rig)
+        .into_iter()
+        .filter(|(id, _, _)| id == "flaky")
+        .map(|(_, attempt, lane)| (attempt, lane))
+        .collect();
+    assert_eq!(
+        flaky,
+        [
+            (2, Healthy),
+            (3, Healthy),
+            (4, Healthy),
+            (5, Healthy),
+            (6, Failing)
+        ]
+    );
+    // A delivery ends the run: the next failure's retry is back on the healthy lane.
+    rig.handle_delivery(task("flaky", 6, 0, NOW_MS)).await;
+    rig.handle_delivery(task("flaky", 7, 0, NOW_MS)).await;
+    assert_eq!(
+        scheduled_lanes(&rig).last(),
+        Some(&("flaky".into(), 8, Healthy))
+    );
+    // A failing subscription's delivery that is not due yet hops on its lane.
+    rig.handle_delivery(task("dead", 2, 0, NOW_MS + 3_600_000))
+        .await;
+    assert_eq!(
+        scheduled_lanes(&rig).last(),
+        Some(&("dead".into(), 2, Failing))
     );
 }
 

@@ -356,8 +356,19 @@ impl EventPage {
 pub trait Queue: Send + Sync {
     /// Returns once the events queue holds the event durably.
     async fn send_event(&self, event: &EventEnvelope) -> Result<(), QueueError>;
-    /// Schedules one delivery attempt, visible after `delay_secs` (at most 900).
-    async fn send_delivery(&self, task: &DeliveryTask, delay_secs: u32) -> Result<(), QueueError>;
+    /// Schedules one delivery attempt on `lane`'s queue, visible after `delay_secs` (at most
+    /// 900).
+    async fn send_delivery_on(
+        &self,
+        lane: DeliveryLane,
+        task: &DeliveryTask,
+        delay_secs: u32,
+    ) -> Result<(), QueueError>;
+    /// Schedules one delivery attempt on the healthy lane (replays, redriven deliveries).
+    async fn send_delivery(&self, task: &DeliveryTask, delay_secs: u32) -> Result<(), QueueError> {
+        self.send_delivery_on(DeliveryLane::Healthy, task, delay_secs)
+            .await
+    }
     /// Parks a delivery whose schedule is spent in the deliveries DLQ.
     async fn dead_letter_delivery(&self, task: &DeliveryTask) -> Result<(), QueueError>;
 }
@@ -393,31 +404,53 @@ pub trait Deliverer: Send + Sync {
     ) -> crate::domain::attempt::AttemptResult;
 }
 
-/// The relay's four queues: the two it consumes and their dead-letter queues.
+/// Which of the two deliveries queues a retry waits on. Subscriptions that keep failing have
+/// their own lane, consumed apart with its own share of workers, so their backlog never sits
+/// in front of another subscription's retries (`fanout::lane` decides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DeliveryLane {
+    Healthy,
+    Failing,
+}
+
+impl DeliveryLane {
+    pub fn queue(self) -> QueueName {
+        match self {
+            DeliveryLane::Healthy => QueueName::Deliveries,
+            DeliveryLane::Failing => QueueName::FailingDeliveries,
+        }
+    }
+}
+
+/// The relay's five queues: the three it consumes (events and the two delivery lanes) and the
+/// dead-letter queues (the failing lane shares the deliveries DLQ).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum QueueName {
     Events,
     EventsDlq,
     Deliveries,
     DeliveriesDlq,
+    FailingDeliveries,
 }
 
 impl QueueName {
-    pub const ALL: [QueueName; 4] = [
+    pub const ALL: [QueueName; 5] = [
         QueueName::Events,
         QueueName::EventsDlq,
         QueueName::Deliveries,
         QueueName::DeliveriesDlq,
+        QueueName::FailingDeliveries,
     ];
 
-    /// The queue's short name (`events`, `events-dlq`, `deliveries`, `deliveries-dlq`), also
-    /// what `FromStr` accepts.
+    /// The queue's short name (`events`, `events-dlq`, `deliveries`, `deliveries-dlq`,
+    /// `failing-deliveries`), also what `FromStr` accepts.
     pub fn as_str(self) -> &'static str {
         match self {
             QueueName::Events => "events",
             QueueName::EventsDlq => "events-dlq",
             QueueName::Deliveries => "deliveries",
             QueueName::DeliveriesDlq => "deliveries-dlq",
+            QueueName::FailingDeliveries => "failing-deliveries",
         }
     }
 
@@ -425,17 +458,18 @@ impl QueueName {
     pub fn dlq(self) -> Option<QueueName> {
         match self {
             QueueName::Events => Some(QueueName::EventsDlq),
-            QueueName::Deliveries => Some(QueueName::DeliveriesDlq),
+            QueueName::Deliveries | QueueName::FailingDeliveries => Some(QueueName::DeliveriesDlq),
             QueueName::EventsDlq | QueueName::DeliveriesDlq => None,
         }
     }
 
-    /// The main queue a DLQ is redriven to; `None` for a main queue.
+    /// The main queue a DLQ is redriven to; `None` for a main queue. Dead letters of both
+    /// delivery lanes go back to the healthy one: the next failure moves them again.
     pub fn source_queue(self) -> Option<QueueName> {
         match self {
             QueueName::EventsDlq => Some(QueueName::Events),
             QueueName::DeliveriesDlq => Some(QueueName::Deliveries),
-            QueueName::Events | QueueName::Deliveries => None,
+            QueueName::Events | QueueName::Deliveries | QueueName::FailingDeliveries => None,
         }
     }
 
@@ -446,6 +480,7 @@ impl QueueName {
             QueueName::EventsDlq => 1,
             QueueName::Deliveries => 2,
             QueueName::DeliveriesDlq => 3,
+            QueueName::FailingDeliveries => 4,
         }
     }
 }
@@ -465,7 +500,7 @@ impl std::str::FromStr for QueueName {
             .find(|q| q.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown queue {s:?}: expected events, events-dlq, deliveries or deliveries-dlq"
+                    "unknown queue {s:?}: expected events, events-dlq, deliveries, deliveries-dlq or failing-deliveries"
                 )
             })
     }

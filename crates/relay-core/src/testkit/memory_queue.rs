@@ -1,4 +1,4 @@
-//! The four queues in memory, producer and consumer side, following the rules of the
+//! The five queues in memory, producer and consumer side, following the rules of the
 //! `QueueConsumer` doc comment (the queue contract suite checks it like SQLite and SQS):
 //! visibility timeouts, receive counts, a DLQ after the maximum receives, delays and receipts
 //! that go stale on the next receive. Time comes from a `Clock`, so a test moves it instead of
@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use crate::domain::limits::queue_delay;
 use crate::domain::model::{DeliveryTask, EventEnvelope, QueueMessageRef, ReceivedMessage};
 use crate::ports::clock::SharedClock;
-use crate::ports::{Queue, QueueConsumer, QueueDepth, QueueError, QueueName, Settle};
+use crate::ports::{DeliveryLane, Queue, QueueConsumer, QueueDepth, QueueError, QueueName, Settle};
 
 #[derive(Debug, Clone)]
 struct Stored {
@@ -66,7 +66,9 @@ impl MemoryQueue {
     pub fn max_receives(&self, queue: QueueName) -> Option<u32> {
         match queue {
             QueueName::Events => Some(self.events_max_receives),
-            QueueName::Deliveries => Some(self.deliveries_max_receives),
+            QueueName::Deliveries | QueueName::FailingDeliveries => {
+                Some(self.deliveries_max_receives)
+            }
             QueueName::EventsDlq | QueueName::DeliveriesDlq => None,
         }
     }
@@ -172,10 +174,15 @@ impl Queue for MemoryQueue {
         Ok(())
     }
 
-    async fn send_delivery(&self, task: &DeliveryTask, delay_secs: u32) -> Result<(), QueueError> {
+    async fn send_delivery_on(
+        &self,
+        lane: DeliveryLane,
+        task: &DeliveryTask,
+        delay_secs: u32,
+    ) -> Result<(), QueueError> {
         let delay = queue_delay(delay_secs)?;
         self.send_raw(
-            QueueName::Deliveries,
+            lane.queue(),
             encode(&QueueMessageRef::Delivery(task))?,
             delay,
         );

@@ -14,7 +14,7 @@ use crate::domain::model::{
 };
 use crate::ports::{Queue, QueueConsumer, QueueDepth, QueueName, Settle};
 
-/// A fresh set of the four queues, producer and consumer side, and a way to let time pass.
+/// A fresh set of the five queues, producer and consumer side, and a way to let time pass.
 #[async_trait]
 pub trait QueueFixture: Send + Sync {
     fn consumer(&self) -> &dyn QueueConsumer;

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use crate::domain::model::{DeliveryTask, EventEnvelope};
 use crate::outbound::delivery::{Attempt, AttemptResult, Outcome};
-use crate::ports::{Deliverer, Queue, QueueError};
+use crate::ports::{Deliverer, DeliveryLane, Queue, QueueError};
 
 /// Records sent events, scheduled deliveries (with their delays) and dead letters.
 #[derive(Debug, Default)]
@@ -18,6 +18,8 @@ pub struct RecordingQueue {
     pub events: Mutex<Vec<EventEnvelope>>,
     pub deliveries: Mutex<Vec<(DeliveryTask, u32)>>,
     pub dead_letters: Mutex<Vec<DeliveryTask>>,
+    /// The lane of each of `deliveries`, in the same order.
+    pub lanes: Mutex<Vec<DeliveryLane>>,
     failing: AtomicBool,
 }
 
@@ -60,10 +62,18 @@ impl Queue for RecordingQueue {
         Ok(())
     }
 
-    async fn send_delivery(&self, task: &DeliveryTask, delay_secs: u32) -> Result<(), QueueError> {
+    async fn send_delivery_on(
+        &self,
+        lane: DeliveryLane,
+        task: &DeliveryTask,
+        delay_secs: u32,
+    ) -> Result<(), QueueError> {
         self.check()?;
         if let Ok(mut deliveries) = self.deliveries.lock() {
             deliveries.push((task.clone(), delay_secs));
+        }
+        if let Ok(mut lanes) = self.lanes.lock() {
+            lanes.push(lane);
         }
         Ok(())
     }

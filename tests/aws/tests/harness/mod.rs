@@ -297,7 +297,7 @@ impl Stack {
         let queue = QueueName::ALL
             .into_iter()
             .find(|&name| self.aws.queue.url(name).ok() == Some(queue_url))
-            .expect("one of the stack's four queues");
+            .expect("one of the stack's five queues");
         self.aws
             .queue
             .depth(queue)
@@ -393,6 +393,7 @@ pub struct Poller {
     queue: SqsQueue,
     pub events_url: String,
     pub deliveries_url: String,
+    pub failing_deliveries_url: String,
     visibility_secs: u32,
     /// The function timeout each handler call runs under, as Lambda's deadline; None: no deadline.
     invocation_timeout: Option<Duration>,
@@ -406,6 +407,7 @@ impl Poller {
             queue: stack.aws.queue.clone(),
             events_url: stack.queues.events.clone(),
             deliveries_url: stack.queues.deliveries.clone(),
+            failing_deliveries_url: stack.queues.failing_deliveries.clone(),
             visibility_secs: POLLER_VISIBILITY_SECS,
             invocation_timeout: None,
             stats: Mutex::new(PollStats::default()),
@@ -432,6 +434,8 @@ impl Poller {
     pub async fn pump(&self, queue_url: &str, wait_secs: u32) -> Pumped {
         let queue = if queue_url == self.events_url {
             QueueName::Events
+        } else if queue_url == self.failing_deliveries_url {
+            QueueName::FailingDeliveries
         } else {
             assert_eq!(queue_url, self.deliveries_url, "not a queue of this stack");
             QueueName::Deliveries
@@ -474,7 +478,8 @@ impl Poller {
         pumped
     }
 
-    /// Polls both queues (as Lambda runs one poller per event source mapping) until `done`
+    /// Polls the three work queues (as Lambda runs one poller per event source mapping; the
+    /// failing lane without a long poll, so an empty one costs no wait) until `done`
     /// answers true, or `timeout` passes; returns whether `done` answered true.
     /// `timeout` is stretched by the machine's load (`room`), so a busy machine is given time
     /// rather than failed.
@@ -489,7 +494,8 @@ impl Poller {
             }
             tokio::join!(
                 self.pump(&self.events_url, 0),
-                self.pump(&self.deliveries_url, 1)
+                self.pump(&self.deliveries_url, 1),
+                self.pump(&self.failing_deliveries_url, 0)
             );
         }
     }
