@@ -215,12 +215,13 @@ def test_what_moto_cannot_create_is_asserted_on_the_translation(translated):
     # RedriveAllowPolicy on to SQS, nor TimeToLiveSpecification on to DynamoDB, nor
     # PublicAccessBlockConfiguration and LifecycleConfiguration on to S3.
     resources = translated["Resources"]
-    for dlq, source in (("EventsDlq", "events"), ("DeliveriesDlq", "deliveries")):
+    for dlq, sources in (("EventsDlq", ["events"]),
+                         ("DeliveriesDlq", ["deliveries", "failing-deliveries"])):
         policy = resources[dlq]["Properties"]["RedriveAllowPolicy"]
         assert policy["redrivePermission"] == "byQueue"
         assert policy["sourceQueueArns"] == [{"Fn::Sub": (
             "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${AWS::StackName}-"
-            + source)}]
+            + source)} for source in sources]
     assert resources["Table"]["Properties"]["TimeToLiveSpecification"] == {
         "AttributeName": "expires_at", "Enabled": True}
     # Nor the bodies bucket's public access block (all four on) and lifecycle rule (the bodies

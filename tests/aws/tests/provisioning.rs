@@ -132,16 +132,22 @@ async fn provisioned_resources_match_the_template() {
     assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
 
     // Queues: 14-day retention everywhere; each main queue redrives to its DLQ after the
-    // template's default maxReceiveCount.
+    // template's default maxReceiveCount (the failing lane to the deliveries DLQ).
     assert_eq!(
         template.matches("MessageRetentionPeriod: 1209600").count(),
-        4
+        5
     );
-    assert_eq!(template.matches("MaximumMessageSize: 1048576").count(), 4);
+    assert_eq!(template.matches("MaximumMessageSize: 1048576").count(), 5);
     let events_max = template_default(&template, "EventsMaxReceiveCount");
     let deliveries_max = template_default(&template, "DeliveriesMaxReceiveCount");
     let q = &stack.queues;
-    for url in [&q.events, &q.events_dlq, &q.deliveries, &q.deliveries_dlq] {
+    for url in [
+        &q.events,
+        &q.events_dlq,
+        &q.deliveries,
+        &q.deliveries_dlq,
+        &q.failing_deliveries,
+    ] {
         assert_eq!(
             queue_attribute(&stack, url, QueueAttributeName::MessageRetentionPeriod)
                 .await
@@ -160,6 +166,7 @@ async fn provisioned_resources_match_the_template() {
     for (queue, dlq, max) in [
         (&q.events, &q.events_dlq, &events_max),
         (&q.deliveries, &q.deliveries_dlq, &deliveries_max),
+        (&q.failing_deliveries, &q.deliveries_dlq, &deliveries_max),
     ] {
         let policy = queue_attribute(&stack, queue, QueueAttributeName::RedrivePolicy)
             .await
