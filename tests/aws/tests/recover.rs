@@ -119,15 +119,18 @@ async fn an_outage_is_found_and_recovered_with_one_bulk_replay() {
         types: Vec::new(),
         now_millis: now_millis(),
     };
-    let plan = plan_bulk_replay(
-        &stack.aws.store,
-        &stack.aws.store,
-        None,
-        &request,
-        &mut |_| {},
-    )
-    .await
-    .expect("plan");
+    let plan_replay = async || {
+        plan_bulk_replay(
+            &stack.aws.store,
+            &stack.aws.store,
+            None,
+            &request,
+            &mut |_| {},
+        )
+        .await
+        .expect("plan")
+    };
+    let plan = plan_replay().await;
     assert_eq!(plan.pairs.len(), 3);
     assert!(plan.pairs.iter().all(|p| p.attempt == 3));
     assert_eq!(
@@ -162,15 +165,7 @@ async fn an_outage_is_found_and_recovered_with_one_bulk_replay() {
         assert_eq!(got.verified_with, vec![whsec.clone()]);
         assert_eq!(got.body(), PUSH_BODY.as_bytes());
     }
-    let again = plan_bulk_replay(
-        &stack.aws.store,
-        &stack.aws.store,
-        None,
-        &request,
-        &mut |_| {},
-    )
-    .await
-    .expect("plan again");
+    let again = plan_replay().await;
     assert!(
         again.pairs.is_empty(),
         "delivered pairs match no more: {again:?}"

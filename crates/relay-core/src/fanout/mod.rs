@@ -42,7 +42,7 @@ pub mod targets;
 #[cfg(test)]
 mod tests;
 
-use breaker::{BreakerFacts, FailureRuns, Run, after_attempt};
+use breaker::{BreakerFacts, FailureRuns, after_attempt};
 use config::MIN_ATTEMPT_TIMEOUT;
 pub use config::{ArchiveMode, FanoutConfig, SETTLE_RESERVE};
 use decide::{AttemptFacts, FollowUp, decide, hop_delay, respaced_hop};
@@ -610,7 +610,7 @@ impl Fanout {
 
     /// The lane of `subscription`'s next delivery (`lane::lane`), by this process's run.
     fn lane_of(&self, subscription: &Subscription) -> DeliveryLane {
-        let run: Run = self
+        let run = self
             .failure_runs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
